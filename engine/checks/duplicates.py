@@ -1,0 +1,179 @@
+"""Exact duplicates, near-duplicates (MinHash LSH on word 3-gram shingles) and contradictions.
+
+Near-duplicate clusters are also what the splitter keeps on one side, so that no test example has a near copy in
+train. Candidates from LSH are verified with the exact Jaccard similarity of their shingle sets.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+
+import xxhash
+
+from engine.report import Finding, Fix, drop_fix
+from engine.shapes import Record
+
+NEAR_THRESHOLD = 0.8
+NUM_PERM = 128
+SEED = 42
+_WORD = re.compile(r"\w+")
+_PUNCT = re.compile(r"[^\w\s]")
+
+
+def record_hash(rec: Record) -> str:
+    """Identity of a record: roles and contents (whitespace-trimmed) plus what it carries beside them (tools, a
+    rejected answer). Used for exact duplicates and for locking the test split."""
+    canon = json.dumps([[[m["role"], m["content"].strip()] for m in rec.messages], rec.extra], ensure_ascii=False,
+                       sort_keys=True, default=str)
+    return xxhash.xxh3_128_hexdigest(canon.encode("utf-8"))
+
+
+def exact_groups(records: list[Record]) -> list[list[int]]:
+    """Indexes (into records) of each group of identical conversations, in file order."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, rec in enumerate(records):
+        groups[record_hash(rec)].append(i)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def check_exact(records: list[Record]) -> Finding | None:
+    groups = exact_groups(records)
+    if not groups:
+        return None
+    pairs = [(records[i].location, records[g[0]].location) for g in groups for i in g[1:]]
+    pairs.sort()
+    extra = [p[0] for p in pairs]
+    return Finding(
+        "exact_duplicate",
+        f"Exact copies of an earlier record ({len(groups)} groups): copies over-weight those examples and "
+        "can leak across the split.",
+        extra, Fix("drop_exact_duplicates", "Drop the extra copies (keeps the first)"),
+        details={a: f"copy of {b}" for a, b in pairs}, pairs=pairs)
+
+
+def shingles(text: str) -> list[str]:
+    """Word 3-grams of the lower-cased text; character 5-grams for text written without spaces (e.g. Chinese)."""
+    words = _WORD.findall(text.lower())
+    if len(words) >= 3 and len(words) * 12 >= len(text):
+        return [f"{a} {b} {c}" for a, b, c in zip(words, words[1:], words[2:])]
+    if len(words) >= 3:
+        compact = "".join(words)
+        return [compact[i:i + 5] for i in range(max(len(compact) - 4, 1))]
+    return words or [text.strip().lower()]
+
+
+def _conversation_text(rec: Record) -> str:
+    # The system prompt is left out: a shared prompt would make every pair of records look alike.
+    return "\n".join(m["content"] for m in rec.messages if m["role"] != "system")
+
+
+def near_clusters(records: list[Record], threshold: float = NEAR_THRESHOLD) -> list[list[int]]:
+    """Clusters (indexes into records) of conversations whose shingle sets have Jaccard >= threshold.
+
+    Exact duplicates fall in the same cluster as their original.
+    """
+    from rensa import RMinHash, RMinHashLSH
+
+    if len(records) < 2:
+        return []
+    sets = [shingles(_conversation_text(r)) for r in records]
+    matrix = RMinHash.digest_matrix_from_token_sets(sets, NUM_PERM, SEED)
+    lsh = RMinHashLSH(threshold, NUM_PERM, _bands(threshold))
+    # One pass flags the rows that share a band with any other row; only those are queried one by one.
+    flags = lsh.insert_matrix_and_query_duplicate_flags(matrix, 0)
+    parent = list(range(len(records)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    frozen: dict[int, frozenset] = {}
+
+    def exact_jaccard(i: int, j: int) -> float:
+        a = frozen.setdefault(i, frozenset(sets[i]))
+        b = frozen.setdefault(j, frozenset(sets[j]))
+        return len(a & b) / max(len(a | b), 1)
+
+    for i, flagged in enumerate(flags):
+        if not flagged:
+            continue
+        m = RMinHash(NUM_PERM, SEED)
+        m.update(sets[i])
+        for j in lsh.query(m):
+            if j > i and find(i) != find(j) and exact_jaccard(i, j) >= threshold:
+                parent[find(j)] = find(i)
+    clusters: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(records)):
+        clusters[find(i)].append(i)
+    return [sorted(c) for c in clusters.values() if len(c) > 1]
+
+
+def _bands(threshold: float) -> int:
+    # 16 bands of 8 rows: a pair at Jaccard 0.8 becomes a candidate with probability 1-(1-0.8^8)^16 = 0.94,
+    # one at 0.9 with probability 0.9998; 32 bands of 4 for lower thresholds.
+    return 16 if threshold >= 0.7 else 32
+
+
+def check_near(records: list[Record], threshold: float = NEAR_THRESHOLD,
+               clusters: list[list[int]] | None = None) -> Finding | None:
+    clusters = near_clusters(records, threshold) if clusters is None else clusters
+    hashes = {}
+    pairs = []
+    for cluster in clusters:
+        first = cluster[0]
+        seen = {record_hash(records[first])}
+        for i in cluster[1:]:
+            h = hashes.setdefault(i, record_hash(records[i]))
+            if h in seen:
+                continue  # an exact copy: reported as exact_duplicate
+            seen.add(h)
+            pairs.append((records[i].location, records[first].location))
+    if not pairs:
+        return None
+    pairs.sort()
+    locs = [p[0] for p in pairs]
+    return Finding(
+        "near_duplicate",
+        f"Near copies of an earlier record (Jaccard >= {threshold:g} on word 3-grams): they add little and "
+        "can leak between train and test.",
+        locs, Fix("drop_near_duplicates", "Drop the near copies (keeps the first of each cluster)"),
+        details={a: f"near copy of {b}" for a, b in pairs}, pairs=pairs)
+
+
+def normalized_prompt(rec: Record) -> str:
+    parts = [m["content"] for m in rec.messages[:-1] if m["role"] in ("system", "user")]
+    return " ".join(_PUNCT.sub(" ", " ".join(parts).lower()).split())
+
+
+def check_contradictions(records: list[Record]) -> Finding | None:
+    """Same normalized prompt, materially different final answers (token-set similarity under 50%)."""
+    from rapidfuzz import fuzz
+
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, rec in enumerate(records):
+        if rec.messages[-1]["role"] == "assistant":
+            groups[normalized_prompt(rec)].append(i)
+    pairs = []
+    for prompt, members in groups.items():
+        if len(members) < 2 or not prompt:
+            continue
+        first = members[0]
+        base = records[first].messages[-1]["content"]
+        for i in members[1:]:
+            answer = records[i].messages[-1]["content"]
+            if fuzz.token_set_ratio(base, answer) < 50:
+                pairs.append((records[i].location, records[first].location))
+    if not pairs:
+        return None
+    pairs.sort()
+    locs = sorted({loc for p in pairs for loc in p})
+    return Finding(
+        "contradiction",
+        "The same prompt with materially different answers: the model learns to pick one at random. Keep "
+        "the right answer and drop the others.",
+        locs, drop_fix("contradiction"),
+        details={a: f"answers the prompt of {b} differently" for a, b in pairs}, pairs=pairs)

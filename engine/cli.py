@@ -1,0 +1,230 @@
+"""The `studio` command: the engine headless, with the same results as the dashboard.
+
+    studio ui [--demo]                  the dashboard (--demo seeds the demo project and model first)
+    studio check FILE [--json]          the quality report; exit 1 when the data has blocking errors
+    studio split FILE --out DIR         a leakage-free split with a locked test part
+    studio demo-model DIR               build the tiny offline demo model
+    studio sample FILE                  write the built-in sample dataset
+
+Exit codes: 0 ok, 1 the input has blocking problems, 2 the input could not be read or the command was misused.
+Errors are one sentence on stderr, never a traceback (unexpected ones are logged to the workspace).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+EXIT_OK, EXIT_BLOCKING, EXIT_UNUSABLE = 0, 1, 2
+LOCATION_WORD = {"jsonl": "line", "json": "record", "csv": "row", "tsv": "row", "parquet": "row"}
+
+
+class UsageError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="studio", description="Finetune Studio: fine-tune open LLMs by the book.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ui = sub.add_parser("ui", help="start the dashboard")
+    ui.add_argument("--demo", action="store_true", help="seed the demo project, sample data and demo model first")
+    ui.add_argument("--port", type=int, default=8501)
+    ui.add_argument("--headless", action="store_true", help="do not open a browser")
+
+    def data_args(sp):
+        sp.add_argument("file", type=Path)
+        sp.add_argument("--format", dest="shape", help="record shape, when detection guesses wrong: openai, "
+                        "sharegpt, sharegpt_preference, preference, alpaca, prompt_completion, input_output")
+        sp.add_argument("--map", dest="mapping", metavar="prompt=COL,completion=COL[,system=COL]",
+                        help="map columns (CSV/Parquet, or unknown keys) to the conversation")
+
+    check = sub.add_parser("check", help="check a data file and print its quality report")
+    data_args(check)
+    check.add_argument("--json", action="store_true", help="machine-readable report (stable keys, see README)")
+    check.add_argument("--tokenizer", help="model folder or tokenizer.json for token counts (default: demo model)")
+    check.add_argument("--max-length", type=int, default=2048, help="training max length in tokens (default 2048)")
+    check.add_argument("--task", default="chat", help="task type for the readiness verdict")
+
+    split = sub.add_parser("split", help="split a data file into train/validation/test without leakage")
+    data_args(split)
+    split.add_argument("--out", type=Path, required=True, help="folder for train/validation/test.jsonl")
+    split.add_argument("--ratios", default="0.8,0.1,0.1")
+    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--test", type=Path, help="your own test file: checked for contamination against train")
+    split.add_argument("--project", default="default", help="project to register the dataset and split in")
+    split.add_argument("--json", action="store_true")
+
+    dm = sub.add_parser("demo-model", help="build the tiny demo model (offline, deterministic)")
+    dm.add_argument("dir", type=Path)
+    dm.add_argument("--pretrain-steps", type=int, default=300)
+
+    sample = sub.add_parser("sample", help="write the built-in sample dataset (JSONL)")
+    sample.add_argument("file", type=Path)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from engine.workspace import apply_library_env, current
+
+    apply_library_env(current())
+    try:
+        return _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:  # noqa: BLE001 - the boundary where every error becomes one sentence
+        return _report_error(err)
+
+
+def _report_error(err: Exception) -> int:
+    from engine.fixes import FixError
+    from engine.projects import ProjectError
+    from engine.readers import InputError
+    from engine.split import LockedTestError, SplitError
+    from engine.tokens import TokenizerError
+
+    if isinstance(err, (InputError, SplitError, TokenizerError, ProjectError, FixError, LockedTestError, UsageError)):
+        print(f"studio: {err}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    if isinstance(err, OSError):
+        print(f"studio: {err.strerror or err} ({err.filename or 'file'}).", file=sys.stderr)
+        return EXIT_UNUSABLE
+    from engine.workspace import current
+
+    log = current().root / "logs" / "cli-errors.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a", encoding="utf-8") as f:
+        f.write("".join(traceback.format_exception(err)) + "\n")
+    print(f"studio: unexpected error ({type(err).__name__}); details were written to {log}.", file=sys.stderr)
+    return EXIT_UNUSABLE
+
+
+def _check_options(args):
+    from engine.loading import parse_mapping
+    from engine.quality import CheckOptions
+
+    return CheckOptions(shape=args.shape, mapping=parse_mapping(args.mapping),
+                        tokenizer=getattr(args, "tokenizer", None),
+                        max_length=getattr(args, "max_length", 2048), task=getattr(args, "task", "chat"))
+
+
+def cmd_check(args) -> int:
+    from engine.quality import check_file
+
+    if args.max_length < 1:
+        raise UsageError("--max-length must be a positive number of tokens.")
+    report = check_file(args.file, _check_options(args))
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        print(render_report(report))
+    return EXIT_BLOCKING if report.blocking else EXIT_OK
+
+
+def render_report(report) -> str:
+    from engine.quality import describe_format
+
+    where = LOCATION_WORD.get(report.container, "record")
+    out = [f"{report.file}: {report.records:,} records, {describe_format(report.format)} ({report.container})",
+           f"Verdict: {report.readiness['label']}"]
+    out += [f"  - {r}" for r in report.readiness["reasons"]]
+    for title, findings in (("Errors (block training)", report.errors), ("Warnings", report.warnings)):
+        out.append(f"\n{title}: {len(findings) or 'none'}")
+        for f in findings:
+            out.append(f"  [{f.code}] {f.message}")
+            if f.locations:
+                shown = ", ".join(str(x) for x in f.locations[:20])
+                more = f" and {f.count - 20} more" if f.count > 20 else ""
+                out.append(f"      {where}s: {shown}{more}")
+            if f.fix:
+                out.append(f"      fix: {f.fix.label}")
+    s = report.stats
+    if s.get("tokens_per_example"):
+        t, a = s["tokens_per_example"], s["assistant_tokens_per_example"]
+        out.append(f"\nTokens per example ({s['tokenizer']}): min {t['min']}, median {t['median']:g}, "
+                   f"p95 {t['p95']:g}, max {t['max']}; assistant tokens median {a['median']:g}")
+        out.append(f"Training tokens per epoch (at max length {s['max_length']}): "
+                   f"{s['training_tokens_per_epoch']:,}")
+    return "\n".join(out)
+
+
+def cmd_split(args) -> int:
+    from engine import datasets, projects, split
+    from engine.loading import load_records
+    from engine.quality import usable
+
+    ratios = split.parse_ratios(args.ratios)
+    options = _check_options(args)
+    project = projects.ensure_project(args.project)
+    version = datasets.import_file(project.id, args.file, args.file.name, shape=options.shape,
+                                   mapping=options.mapping)
+    made = split.create_split(version, ratios, args.seed, copy_to=args.out)
+    result = {"out": str(args.out), "dataset_version": version.id, "split": made.id, "counts": made.counts,
+              "overlap": made.overlap, "test_sha256": made.test_sha256, "locked": True}
+    status = EXIT_OK
+    if args.test:
+        train = usable(load_records(args.out / "train.jsonl").records)
+        test = usable(load_records(args.test).records)
+        result["contamination"] = split.contamination(train, test)
+        if not result["contamination"]["clean"]:
+            status = EXIT_BLOCKING
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        c, o = made.counts, made.overlap
+        print(f"Split {args.file.name} into train {c['train']}, validation {c['validation']}, test {c['test']} "
+              f"(seed {args.seed}) in {args.out}.")
+        print(f"Overlap with train: test {o['exact']} exact / {o['near']} near, validation "
+              f"{o['validation_exact']} exact / {o['validation_near']} near. The test split is locked.")
+        if args.test:
+            ct = result["contamination"]
+            print(f"Your test file ({ct['test_records']} records): {len(ct['exact'])} exact copies, "
+                  f"{len(ct['near'])} near copies and {len(ct['ngram13'])} records sharing a 13-word sequence "
+                  "with train." + (" Clean." if ct["clean"] else f" Contaminated: {ct['exact'] + ct['near']}"))
+    return status
+
+
+def cmd_demo_model(args) -> int:
+    from engine.demo_model import build_demo_model
+
+    out = build_demo_model(args.dir, pretrain_steps=args.pretrain_steps)
+    print(f"Built the demo model in {out}.")
+    return EXIT_OK
+
+
+def cmd_sample(args) -> int:
+    from engine.sample_data import write_sample
+
+    write_sample(args.file)
+    print(f"Wrote the sample dataset to {args.file}.")
+    return EXIT_OK
+
+
+def cmd_ui(args) -> int:
+    from engine import demo
+    from engine.workspace import current
+
+    if args.demo:
+        print("Preparing the demo workspace (sample data and demo model)...", flush=True)
+        demo.ensure_demo()
+    app = Path(__file__).resolve().parent.parent / "app.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port)]
+    if args.headless:
+        cmd += ["--server.headless", "true"]
+    print(f"Workspace: {current().root}", flush=True)
+    os.environ["STUDIO_HOME"] = str(current().root)  # absolute: the working directory changes below
+    os.chdir(app.parent)  # .streamlit/config.toml is read from the working directory
+    os.execv(sys.executable, cmd)
+    return EXIT_OK
+
+
+_COMMANDS = {"check": cmd_check, "split": cmd_split, "demo-model": cmd_demo_model, "sample": cmd_sample,
+             "ui": cmd_ui}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""The built-in demo workspace: a demo project holding the sample dataset, and the tiny demo model.
+
+`make run` calls `studio ui --demo`, which runs `ensure_demo()` before the dashboard starts, so every page has
+something real to show on a fresh machine without a GPU or a network.
+"""
+
+from __future__ import annotations
+
+from engine import datasets, projects, sample_data, workspace
+from engine.tables import DatasetVersion, Project
+
+SAMPLE_NAME = "support-sample.jsonl"
+
+
+def import_sample(project_id: int) -> DatasetVersion:
+    """Write the built-in sample (deterministic) and register it in the project."""
+    path = workspace.current().uploads / SAMPLE_NAME
+    if not path.exists():
+        sample_data.write_sample(path)
+    return datasets.import_file(project_id, path, SAMPLE_NAME)
+
+
+def ensure_demo(build_model: bool = True) -> Project:
+    project = projects.ensure_project(projects.DEMO_PROJECT, "chat", sample_data.SYSTEM_PROMPT)
+    if not datasets.list_versions(project.id):
+        import_sample(project.id)
+    ws = workspace.current()
+    if build_model and not (ws.demo_model / "config.json").is_file():
+        from engine.demo_model import build_demo_model
+
+        build_demo_model(ws.demo_model)
+    return project

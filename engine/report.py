@@ -1,0 +1,117 @@
+"""The quality report: findings (errors and warnings), statistics, and the readiness verdict, as stable JSON.
+
+JSON shape (documented in the README, relied on by scripts and CI):
+    {"file", "format", "container", "records", "errors": [FINDING], "warnings": [FINDING], "stats": {...},
+     "readiness": {"verdict", "label", "reasons"}}
+    FINDING = {"code", "severity", "count", "message", "locations": [int], "fix": {"id", "label"} | null,
+               "details": {"LOCATION": "short note"}, "pairs": [[location, related_location]]}
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+ERROR_CODES = ("unparseable_line", "not_an_object", "no_messages", "bad_role", "missing_content", "no_assistant_turn",
+               "too_few_examples")
+WARNING_CODES = ("missing_system", "missing_user", "last_turn_not_assistant", "exact_duplicate", "near_duplicate",
+                 "contradiction", "short_output", "output_copies_input", "repetitive", "too_long", "length_outlier",
+                 "template_placeholder", "ai_boilerplate", "pii", "secret", "inconsistent_system_prompt",
+                 "language_mix")
+MIN_EXAMPLES = 10
+
+
+@dataclass
+class Fix:
+    id: str
+    label: str
+
+
+@dataclass
+class Finding:
+    code: str
+    message: str
+    locations: list[int]
+    fix: Fix | None = None
+    details: dict[int, str] = field(default_factory=dict)
+    pairs: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def severity(self) -> str:
+        return "error" if self.code in ERROR_CODES else "warning"
+
+    @property
+    def count(self) -> int:
+        return len(self.locations)
+
+    def to_json(self) -> dict:
+        return {
+            "code": self.code, "severity": self.severity, "count": self.count, "message": self.message,
+            "locations": self.locations, "fix": asdict(self.fix) if self.fix else None,
+            "details": {str(k): v for k, v in self.details.items()}, "pairs": [list(p) for p in self.pairs],
+        }
+
+
+def drop_fix(code: str) -> Fix:
+    return Fix(f"drop:{code}", "Drop these records")
+
+
+@dataclass
+class Report:
+    file: str
+    container: str
+    format: str
+    records: int
+    findings: list[Finding]
+    stats: dict
+    readiness: dict
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+    @property
+    def blocking(self) -> bool:
+        return bool(self.errors)
+
+    def finding(self, code: str) -> Finding | None:
+        return next((f for f in self.findings if f.code == code), None)
+
+    def to_json(self) -> dict:
+        return {
+            "file": self.file, "format": self.format, "container": self.container, "records": self.records,
+            "errors": [f.to_json() for f in self.errors], "warnings": [f.to_json() for f in self.warnings],
+            "stats": self.stats, "readiness": self.readiness,
+        }
+
+
+def readiness(good_examples: int, task: str = "chat") -> dict:
+    """Fine-tune or prompt-engineer, from the count of usable examples and the task's complexity.
+
+    The thresholds follow the project's guidance: under 100 examples prompt engineering is the better tool;
+    500-1,000 suffice for simple tasks, complex ones want 2,000-10,000, highly specialized domains 10,000+.
+    """
+    simple = task in ("classification", "extraction")
+    reasons = [f"{good_examples:,} usable examples (records without errors, exact duplicates counted once)."]
+    if good_examples < 100:
+        verdict, label = "prompt_engineering", "Prompt-engineer first"
+        reasons.append("Under 100 examples a fine-tune mostly memorizes; a good prompt with a few examples does better.")
+    elif good_examples < 500:
+        verdict, label = "borderline", "Borderline: collect more data"
+        reasons.append("100-500 examples can teach a format or tone, but simple tasks usually need 500-1,000.")
+    elif simple or good_examples >= 2000:
+        verdict, label = "fine_tune", "Ready to fine-tune"
+        if good_examples >= 10000:
+            reasons.append("10,000+ examples: enough even for highly specialized domains.")
+        elif simple:
+            reasons.append(f"{task.capitalize()} is a simple task: 500-1,000 examples are enough.")
+        else:
+            reasons.append("2,000-10,000 examples suit complex tasks; highly specialized domains want 10,000+.")
+    else:
+        verdict, label = "fine_tune_simple", "Ready for a simple task"
+        reasons.append(f"500-2,000 examples suit simple tasks; {task} with varied answers is complex and usually "
+                       "wants 2,000-10,000.")
+    return {"verdict": verdict, "label": label, "reasons": reasons}

@@ -1,0 +1,228 @@
+"""Leakage-free train / validation / test splits, the locked test split, and contamination checks.
+
+Records are grouped before splitting: exact copies, near-duplicates (the same MinHash clusters as the quality
+report) and records that share a normalized prompt always land on the same side, so no test example has a copy or a
+near copy in train. The overlap is measured again after the split and reported (0 by construction).
+
+The test split is locked: its record hashes are stored, and `refuse_locked` rejects any training, early-stopping or
+model-selection data that contains one of them.
+
+    studio split data.jsonl --out splits/ --ratios 0.8,0.1,0.1 --seed 0
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from engine import datasets, db, workspace
+from engine.checks.duplicates import NEAR_THRESHOLD, near_clusters, normalized_prompt, record_hash
+from engine.quality import usable
+from engine.shapes import Record
+from engine.tables import DatasetVersion, LockedRecord, Split
+
+PARTS = ("train", "validation", "test")
+NGRAM = 13
+_WORD = re.compile(r"\w+")
+
+
+class SplitError(ValueError):
+    pass
+
+
+class LockedTestError(ValueError):
+    """Data meant for training or model selection contains records of a locked test split."""
+
+
+def parse_ratios(text: str) -> tuple[float, float, float]:
+    try:
+        ratios = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise SplitError(f"Cannot read the ratios {text!r}; write three numbers like 0.8,0.1,0.1.") from None
+    return check_ratios(ratios)
+
+
+def check_ratios(ratios) -> tuple[float, float, float]:
+    ratios = tuple(ratios)
+    if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-6 or ratios[2] <= 0:
+        raise SplitError("The ratios must be three non-negative numbers that add up to 1, with a non-empty test "
+                         "share (for example 0.8,0.1,0.1).")
+    return ratios  # type: ignore[return-value]
+
+
+@dataclass
+class SplitResult:
+    parts: dict[str, list[Record]]
+    groups: int
+    overlap: dict[str, int]
+    left_out: int
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {name: len(recs) for name, recs in self.parts.items()}
+
+
+def leakage_groups(records: list[Record], threshold: float = NEAR_THRESHOLD) -> list[list[int]]:
+    """Indexes of records that must stay together: near-duplicate clusters joined with same-prompt groups."""
+    parent = list(range(len(records)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(members: list[int]) -> None:
+        root = find(members[0])
+        for j in members[1:]:
+            parent[find(j)] = root
+
+    for cluster in near_clusters(records, threshold):
+        union(cluster)
+    by_prompt: dict[str, list[int]] = defaultdict(list)
+    for i, rec in enumerate(records):
+        key = normalized_prompt(rec)
+        if key:
+            by_prompt[key].append(i)
+    for members in by_prompt.values():
+        if len(members) > 1:
+            union(members)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(records)):
+        groups[find(i)].append(i)
+    return list(groups.values())
+
+
+def split_records(records: list[Record], ratios=(0.8, 0.1, 0.1), seed: int = 0,
+                  threshold: float = NEAR_THRESHOLD) -> SplitResult:
+    ratios = check_ratios(ratios)
+    good = usable(records)
+    if len(good) < 3:
+        raise SplitError(f"Only {len(good)} usable records: a split needs at least 3.")
+    groups = leakage_groups(good, threshold)
+    rng = random.Random(seed)
+    rng.shuffle(groups)
+    # Large groups first, so they cannot overshoot a small split late in the fill.
+    groups.sort(key=len, reverse=True)
+    targets = [r * len(good) for r in ratios]
+    sizes = [0, 0, 0]
+    assigned: list[list[int]] = [[], [], []]
+    for group in groups:
+        k = max(range(3), key=lambda p: (targets[p] - sizes[p]) / max(targets[p], 1e-9) if targets[p] else -1e9)
+        assigned[k] += group
+        sizes[k] += len(group)
+    parts = {name: [good[i] for i in sorted(idx)] for name, idx in zip(PARTS, assigned)}
+    overlap = measure_overlap(parts["train"], parts["test"], threshold) | {
+        f"validation_{k}": v for k, v in measure_overlap(parts["train"], parts["validation"], threshold).items()}
+    return SplitResult(parts, len(groups), overlap, len(records) - len(good))
+
+
+def measure_overlap(train: list[Record], other: list[Record], threshold: float = NEAR_THRESHOLD) -> dict[str, int]:
+    """How many records of `other` have an exact copy or a near copy in train."""
+    train_hashes = {record_hash(r) for r in train}
+    exact = sum(1 for r in other if record_hash(r) in train_hashes)
+    combined = train + other
+    near = set()
+    for cluster in near_clusters(combined, threshold):
+        if any(i < len(train) for i in cluster):
+            near.update(i for i in cluster if i >= len(train))
+    return {"exact": exact, "near": len(near)}
+
+
+def _ngrams(text: str) -> set[int]:
+    words = _WORD.findall(text.lower())
+    return {hash(tuple(words[i:i + NGRAM])) for i in range(len(words) - NGRAM + 1)}
+
+
+def _text(rec: Record) -> str:
+    return "\n".join(m["content"] for m in rec.messages if m["role"] != "system")
+
+
+def contamination(train: list[Record], test: list[Record], threshold: float = NEAR_THRESHOLD) -> dict:
+    """Test records that also appear in train: exact copies, near copies, or sharing a 13-word sequence.
+
+    Locations are the test file's. 13-gram overlap is the contamination test used for GPT-3's benchmarks.
+    """
+    train_hashes = {record_hash(r) for r in train}
+    exact = [r.location for r in test if record_hash(r) in train_hashes]
+    combined = train + test
+    near = sorted({combined[i].location for cluster in near_clusters(combined, threshold)
+                   if any(i < len(train) for i in cluster) for i in cluster if i >= len(train)})
+    train_grams: set[int] = set()
+    for r in train:
+        train_grams |= _ngrams(_text(r))
+    shared = [r.location for r in test if _ngrams(_text(r)) & train_grams]
+    return {"exact": exact, "near": near, "ngram13": shared, "test_records": len(test),
+            "clean": not (exact or near or shared)}
+
+
+def write_parts(result: SplitResult, folder: Path, manifest: dict) -> dict[str, str]:
+    """Write train/validation/test JSONL and split.json; returns the SHA-256 of each part."""
+    folder.mkdir(parents=True, exist_ok=True)
+    hashes = {}
+    for name, recs in result.parts.items():
+        path = folder / f"{name}.jsonl"
+        datasets.write_jsonl(recs, path)
+        hashes[name] = datasets.sha256_file(path)
+    manifest = {**manifest, "counts": result.counts, "overlap": result.overlap, "sha256": hashes,
+                "groups": result.groups, "left_out_unusable": result.left_out, "locked": ["test"]}
+    (folder / "split.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return hashes
+
+
+def create_split(version: DatasetVersion, ratios=(0.8, 0.1, 0.1), seed: int = 0,
+                 threshold: float = NEAR_THRESHOLD, copy_to: Path | None = None) -> Split:
+    """Split a dataset version, store the parts in the workspace, and lock its test records."""
+    records = datasets.load_version(version).records
+    result = split_records(records, ratios, seed, threshold)
+    rel = Path("splits") / f"{version.sha256[:16]}-seed{seed}-{'-'.join(f'{r:g}' for r in ratios)}"
+    manifest = {"dataset_version": version.id, "dataset_sha256": version.sha256, "ratios": list(ratios),
+                "seed": seed, "near_threshold": threshold}
+    hashes = write_parts(result, workspace.current().root / rel, manifest)
+    if copy_to is not None:
+        write_parts(result, Path(copy_to), manifest)
+    with db.session() as s:
+        split = Split(dataset_version_id=version.id, seed=seed, ratios=list(ratios), folder=str(rel),
+                      counts=result.counts, overlap=result.overlap, test_sha256=hashes["test"], locked=True)
+        s.add(split)
+        s.flush()
+        s.add_all(LockedRecord(split_id=split.id, record_hash=record_hash(r)) for r in result.parts["test"])
+        return split
+
+
+def list_splits(version_id: int) -> list[Split]:
+    with db.session() as s:
+        return list(s.scalars(select(Split).where(Split.dataset_version_id == version_id).order_by(Split.id.desc())))
+
+
+def splits_of_project(project_id: int) -> list[Split]:
+    with db.session() as s:
+        return list(s.scalars(select(Split).join(DatasetVersion, Split.dataset_version_id == DatasetVersion.id)
+                              .where(DatasetVersion.project_id == project_id).order_by(Split.id.desc())))
+
+
+def split_path(split: Split, part: str) -> Path:
+    return workspace.current().root / split.folder / f"{part}.jsonl"
+
+
+def refuse_locked(records: list[Record], purpose: str = "training") -> None:
+    """Raise LockedTestError if any record belongs to a locked test split (by content, wherever it came from)."""
+    hashes = {record_hash(r): r.location for r in records if r.messages}
+    if not hashes:
+        return
+    with db.session() as s:
+        found = set()
+        keys = list(hashes)
+        for i in range(0, len(keys), 500):
+            found |= set(s.scalars(select(LockedRecord.record_hash).where(
+                LockedRecord.record_hash.in_(keys[i:i + 500]))))
+    if found:
+        locs = sorted(hashes[h] for h in found)
+        raise LockedTestError(f"{len(locs)} records (first: {locs[0]}) belong to a locked test split and cannot be "
+                              f"used for {purpose}; the test split may only be used for the final evaluation.")

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from engine import db, workspace
 from engine.loading import Loaded, load_records
-from engine.readers import InputError, detect_container
+from engine.readers import InputError
 from engine.shapes import Record
 from engine.tables import DatasetVersion
 
@@ -140,6 +140,13 @@ def load_version(version: DatasetVersion) -> Loaded:
                         mapping=version.mapping, container=version.container)
 
 
+def export_path(version: DatasetVersion, kind: str) -> Path:
+    """Where exports of a version go: workspace/exports/<sha>.jsonl or a folder <sha>-hf."""
+    folder = workspace.current().root / "exports"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / (f"{version.sha256[:16]}.jsonl" if kind == "jsonl" else f"{version.sha256[:16]}-hf")
+
+
 def export_jsonl(version: DatasetVersion, dest: Path) -> Path:
     """OpenAI chat JSONL of the readable records (the format every trainer, TRL included, reads)."""
     loaded = load_version(version)
@@ -158,5 +165,37 @@ def export_hf_dataset(version: DatasetVersion, dest: Path) -> Path:
     return Path(dest)
 
 
-def sniff_container(path: Path) -> str:
-    return detect_container(Path(path))
+def _masked(text: str) -> str:
+    """Text for display: secrets are replaced, never echoed on a page."""
+    from engine.checks.sensitive import mask_secrets
+
+    return mask_secrets(text)
+
+
+def display_records(version: DatasetVersion, locations: list[int]) -> dict[int, dict]:
+    """The records at these locations, as shown to the user (secrets masked); unreadable ones as their problem."""
+    wanted = set(locations)
+    out = {}
+    for rec in load_version(version).records:
+        if rec.location in wanted:
+            if rec.messages is None:
+                out[rec.location] = {"problem": rec.problems[0][1] if rec.problems else "unreadable"}
+            else:
+                shown = to_openai(rec)
+                shown["messages"] = [{**m, "content": _masked(m["content"])} for m in rec.messages]
+                out[rec.location] = shown
+    return out
+
+
+def preview_rows(version: DatasetVersion, start: int = 0, count: int = 50) -> list[dict]:
+    """Rows for the paged preview: location, roles, and the first system/user/assistant texts (cut to 300 chars)."""
+    rows = []
+    for rec in load_version(version).records[start:start + count]:
+        row = {"location": rec.location, "turns": len(rec.messages or [])}
+        for role in ("system", "user", "assistant"):
+            text = next((m["content"] for m in rec.messages or [] if m["role"] == role), "")
+            text = _masked(text)
+            row[role] = text[:300] + ("…" if len(text) > 300 else "")
+        row["problem"] = rec.problems[0][1] if rec.problems else ""
+        rows.append(row)
+    return rows

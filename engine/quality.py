@@ -9,6 +9,7 @@ cleanly; a record with an error appears only under its error.
 from __future__ import annotations
 
 import gc
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -86,6 +87,43 @@ def check_loaded(loaded: Loaded, name: str, options: CheckOptions, progress: Pro
     finally:
         if gc_was_enabled:
             gc.enable()
+
+
+def _options_key(options: CheckOptions, mapping: dict | None) -> str:
+    import hashlib
+
+    key = json.dumps([options.tokenizer, options.max_length, options.near_threshold, options.task, mapping],
+                     default=str, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def _report_path(version, options: CheckOptions) -> Path:
+    from engine import workspace
+
+    return workspace.current().reports / f"{version.sha256}-{version.shape}-{_options_key(options, version.mapping)}.json"
+
+
+def cached_report(version, options: CheckOptions | None = None) -> Report | None:
+    """The stored report of a version, or None when it has not been computed with these options."""
+    path = _report_path(version, options or CheckOptions())
+    return Report.from_json(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else None
+
+
+def report_for_version(version, options: CheckOptions | None = None, progress: Progress | None = None) -> Report:
+    """The report of a dataset version, computed once per version and options and kept in the workspace."""
+    from engine import datasets
+
+    options = options or CheckOptions()
+    found = cached_report(version, options)
+    if found is not None:
+        return found
+    cached = _report_path(version, options)
+    loaded = datasets.load_version(version)
+    report = check_loaded(loaded, f"{version.name} v{version.version}", options, progress)
+    tmp = cached.with_suffix(".part")
+    tmp.write_text(json.dumps(report.to_json(), ensure_ascii=False), encoding="utf-8")
+    tmp.replace(cached)
+    return report
 
 
 def _stepper(progress: Progress | None) -> Progress:

@@ -58,19 +58,35 @@ def detect_container(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv", ".parquet"):
         return suffix[1:]
-    text = head.lstrip(codecs.BOM_UTF8).lstrip()
-    if text.startswith(b"["):
-        return "json"
-    if text.startswith(b"{") and not _first_line_is_complete(path):
-        return "json"  # one pretty-printed object
-    return "jsonl"
+    if not head.lstrip(codecs.BOM_UTF8).lstrip().startswith((b"[", b"{")):
+        return "jsonl"
+    # JSON Lines when the first non-blank lines are complete values on their own (a broken first line is still
+    # JSONL when the lines after it parse); one JSON document (an array, a pretty-printed object) otherwise.
+    lines = _first_lines(path, 6)
+    complete = [_is_json(line) for line in lines]
+    if complete[0]:
+        return "jsonl" if len(lines) > 1 or lines[0].lstrip().startswith(b"{") else "json"
+    return "jsonl" if any(complete[1:]) else "json"
 
 
-def _first_line_is_complete(path: Path) -> bool:
+def _first_lines(path: Path, n: int) -> list[bytes]:
+    """The first n non-blank lines (each one record at most: bounded by the file size limit)."""
+    out = []
     with path.open("rb") as f:
-        line = f.readline(1 << 16).lstrip(codecs.BOM_UTF8)
+        for raw in f:
+            if raw.strip():
+                out.append(raw.lstrip(codecs.BOM_UTF8) if not out else raw)
+                if len(out) == n:
+                    break
+    return out or [b""]
+
+
+def _is_json(line: bytes) -> bool:
+    stripped = line.strip()
+    if not stripped.startswith((b"{", b"[")):
+        return False
     try:
-        json.loads(line)
+        json.loads(stripped)
         return True
     except (ValueError, RecursionError):
         return False
@@ -124,9 +140,10 @@ def _parse_problem(err: Exception, line_no: int, is_last: bool, kind: str = "Lin
     if isinstance(err, RecursionError):
         return f"{kind} {line_no} is nested too deeply to read."
     assert isinstance(err, json.JSONDecodeError)
-    if is_last and err.pos >= len(err.doc.rstrip()) - 1 and err.msg.startswith(("Unterminated", "Expecting")):
+    # On the last line without a newline, running out of text means the file was cut, not mistyped.
+    if is_last and (err.msg.startswith("Unterminated string") or err.pos >= len(err.doc.rstrip())):
         return f"{kind} {line_no} is cut off: the file ends in the middle of a record."
-    return f"{kind} {line_no} is not valid JSON ({err.msg} at column {err.colno})."
+    return f"{kind} {line_no} is not valid JSON ({err.msg}, column {err.colno})."
 
 
 def _read_jsonl(path: Path) -> Iterator[Item]:
@@ -187,8 +204,11 @@ def _read_json_object(path: Path) -> Iterator[Item]:
         raise InputError(f"The file is not valid JSON (line {err.lineno}: {err.msg}).") from None
     except RecursionError:
         raise InputError("The JSON file is nested too deeply to read.") from None
+    from engine.shapes import shape_of
+
     lists = [v for v in value.values() if isinstance(v, list)] if isinstance(value, dict) else []
-    if len(lists) == 1 and lists[0] and all(isinstance(v, dict) for v in lists[0][:10]) and len(value) <= 3:
+    wrapper = shape_of(value) is None and len(lists) == 1 and lists[0] and all(isinstance(v, dict) for v in lists[0])
+    if wrapper:
         for i, record in enumerate(lists[0], start=1):
             yield Item(i, record)
     else:

@@ -80,6 +80,17 @@ class Report:
     def finding(self, code: str) -> Finding | None:
         return next((f for f in self.findings if f.code == code), None)
 
+    @classmethod
+    def from_json(cls, data: dict) -> "Report":
+        findings = []
+        for f in data["errors"] + data["warnings"]:
+            fix = Fix(**f["fix"]) if f.get("fix") else None
+            findings.append(Finding(f["code"], f["message"], list(f["locations"]), fix,
+                                    {int(k): v for k, v in f.get("details", {}).items()},
+                                    [tuple(p) for p in f.get("pairs", [])]))
+        return cls(data["file"], data["container"], data["format"], data["records"], findings, data["stats"],
+                   data["readiness"])
+
     def to_json(self) -> dict:
         return {
             "file": self.file, "format": self.format, "container": self.container, "records": self.records,

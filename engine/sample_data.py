@@ -39,8 +39,8 @@ INTENTS = {
     "damaged": (
         ["My {product} arrived damaged.", "The {product} came broken. What can I do?",
          "There is a crack in the {product} I received today.", "My {product} was scratched on delivery."],
-        "I am sorry the {product} arrived damaged. Please send a photo of the damage and the box to "
-        "help@northwind.example with your order number, and we will ship a replacement within {n} working days at no cost.",
+        "I am sorry the {product} arrived damaged. Please upload a photo of the damage and the box under Orders, Report "
+        "a problem, and we will ship a replacement within {n} working days at no cost.",
     ),
     "refund": (
         ["When will I get my refund for the {product}?", "I returned a {product}. Where is my money?",
@@ -84,6 +84,12 @@ INTENTS = {
     ),
 }
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"]
+GREETINGS = ["", "Hi, ", "Hello, ", "Good morning. ", "Hi there! ", "Hello team, "]
+SIGN_OFFS = ["", " Thanks.", " Thank you!", " Please help.", " Thanks in advance.", " It is urgent."]
+OPENERS = ["", "Thanks for getting in touch. ", "Happy to help. ", "Sorry for the trouble. ", "Good question. ",
+           "Thank you for your patience. "]
+CLOSERS = ["", " Anything else I can do for you?", " Have a lovely day.", " Let me know if that helps.",
+           " We are here if you need more help.", " Thanks for shopping with Northwind Home."]
 
 # 1-based JSONL line -> the flaw planted there (the tests read this table).
 PLANTED_FLAWS: dict[str, list[int]] = {
@@ -98,6 +104,7 @@ PLANTED_FLAWS: dict[str, list[int]] = {
     "ai_boilerplate": [201],              # "As an AI language model"
     "repetitive": [221],                  # one sentence repeated 40 times
     "language_mix": [241],                # a Spanish conversation
+    "inconsistent_system_prompt": [261],  # an old system prompt
 }
 
 
@@ -116,10 +123,11 @@ def conversation(rng: random.Random) -> dict:
     intent = rng.choice(sorted(INTENTS))
     user_templates, answer_template = INTENTS[intent]
     slots = _slots(rng)
-    question = rng.choice(user_templates).format(**slots)
-    if rng.random() < 0.3:
-        question = f"Hi, this is {slots['name']}. {question}"
-    answer = answer_template.format(**slots)
+    question = rng.choice(GREETINGS) + rng.choice(user_templates).format(**slots) + rng.choice(SIGN_OFFS)
+    answer = rng.choice(OPENERS) + answer_template.format(**slots) + rng.choice(CLOSERS)
+    if rng.random() < 0.4:
+        question = f"This is {slots['name']}. {question}"
+        answer = f"Hi {slots['name']}! {answer}"
     return {"messages": [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": question},
@@ -164,6 +172,7 @@ def generate(n: int = 600, seed: int = 7) -> list[dict]:
         {"role": "user", "content": "Hola, ¿cuándo llegará mi pedido NW-55231 a Sevilla? Lo pedí hace una semana."},
         {"role": "assistant", "content": "Tu pedido NW-55231 salió del almacén el lunes y llegará a Sevilla en unos cinco días laborables."},
     ]}
+    at(261)["messages"][0]["content"] = "You are a helpful assistant."
     return rows
 
 

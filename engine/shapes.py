@@ -112,7 +112,7 @@ def _add(rec: Record, role: Any, content: Any, raw_role: Any = None, **kept: Any
         shown = raw_role if raw_role is not None else role
         what = "has no role" if shown is None else f"has the unknown role {str(shown)[:40]!r}"
         rec.problems.append(("bad_role", f"{rec.where} {rec.location}, message {n} {what}."))
-    if text is None or (not text.strip() and not kept.get("tool_calls")):
+    if (text is None or not text.strip()) and not kept.get("tool_calls"):
         rec.problems.append(("missing_content", f"{rec.where} {rec.location}, message {n} has no text content."))
     message = {"role": role if role in ROLES else str(raw_role if raw_role is not None else role),
                "content": text if text is not None else ""}

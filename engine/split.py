@@ -211,6 +211,17 @@ def split_path(split: Split, part: str) -> Path:
     return workspace.current().root / split.folder / f"{part}.jsonl"
 
 
+def check_test_file(made: Split, path: Path, shape: str | None = None, mapping: dict | None = None) -> dict:
+    """Contamination of a user-supplied test file against the train part of a split."""
+    from engine.loading import load_records
+
+    train = usable(load_records(split_path(made, "train")).records)
+    test = usable(load_records(Path(path), shape=shape, mapping=mapping).records)
+    if not test:
+        raise SplitError("The test file has no usable records.")
+    return contamination(train, test)
+
+
 def refuse_locked(records: list[Record], purpose: str = "training") -> None:
     """Raise LockedTestError if any record belongs to a locked test split (by content, wherever it came from)."""
     hashes = {record_hash(r): r.location for r in records if r.messages}

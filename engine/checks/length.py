@@ -9,6 +9,7 @@ from engine.shapes import Record
 from engine.tokens import TokenCounter
 
 OUTLIER_Z = 3.5
+OUTLIER_RATIO = 2.5  # and at least this many times longer (or shorter) than the median: "far", not "a bit"
 
 
 def token_lengths(records: list[Record], counter: TokenCounter) -> tuple[np.ndarray, np.ndarray]:
@@ -45,7 +46,22 @@ def length_stats(records: list[Record], totals: np.ndarray, assistant: np.ndarra
         "assistant_tokens_per_example": distribution(assistant),
         "messages_per_example": distribution(turns),
         "training_tokens_per_epoch": int(np.minimum(totals, max_length).sum()),
+        "histograms": {"tokens_per_example": histogram(totals), "messages_per_example": histogram(turns, integer=True)},
     }
+
+
+def histogram(values: np.ndarray, bins: int = 30, integer: bool = False) -> dict:
+    """Bin edges and counts, small enough to keep in the report and plot without the records."""
+    if len(values) == 0:
+        return {"edges": [], "counts": []}
+    if integer:
+        edges = np.arange(values.min(), values.max() + 2) - 0.5
+        if len(edges) > bins + 1:
+            edges = np.histogram_bin_edges(values, bins=bins)
+    else:
+        edges = np.histogram_bin_edges(values, bins=bins)
+    counts, edges = np.histogram(values, bins=edges)
+    return {"edges": [round(float(e), 2) for e in edges], "counts": [int(c) for c in counts]}
 
 
 def check_too_long(records: list[Record], totals: np.ndarray, max_length: int) -> Finding | None:
@@ -62,7 +78,8 @@ def check_too_long(records: list[Record], totals: np.ndarray, max_length: int) -
 
 
 def check_outliers(records: list[Record], totals: np.ndarray) -> Finding | None:
-    """Robust z-score of log length (median and MAD), so one huge record does not hide the others."""
+    """Robust z-score of log length (median and MAD), so one huge record does not hide the others; uniform data
+    has a tiny MAD, so a minimum ratio to the median keeps small deviations from counting."""
     if len(totals) < 10:
         return None
     logs = np.log(np.maximum(totals, 1))
@@ -71,7 +88,7 @@ def check_outliers(records: list[Record], totals: np.ndarray) -> Finding | None:
     if mad == 0:
         return None
     z = 0.6745 * (logs - median) / mad
-    idx = np.flatnonzero(np.abs(z) > OUTLIER_Z)
+    idx = np.flatnonzero((np.abs(z) > OUTLIER_Z) & (np.abs(logs - median) > np.log(OUTLIER_RATIO)))
     if len(idx) == 0:
         return None
     typical = int(np.exp(median))

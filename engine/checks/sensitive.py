@@ -131,3 +131,16 @@ def redact_secrets(text: str, scanner: SecretScanner) -> str:
         text = text.replace(value, "[SECRET]")
     return text
 
+
+
+_scanner: SecretScanner | None = None
+
+
+def mask_secrets(text: str) -> str:
+    """Replace secrets by [SECRET] for display (one scanner per process)."""
+    global _scanner
+    if not _SECRET_HINT.search(text):
+        return text
+    if _scanner is None:
+        _scanner = SecretScanner()
+    return redact_secrets(text, _scanner)

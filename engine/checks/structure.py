@@ -29,7 +29,7 @@ def check_errors(records: list[Record]) -> list[Finding]:
     for rec in records:
         for code, sentence in rec.problems:
             by_code.setdefault(code, {}).setdefault(rec.location, sentence)
-        if rec.messages is not None and not rec.problems and not any(m["role"] == "assistant" for m in rec.messages):
+        if rec.messages and not any(m["role"] == "assistant" for m in rec.messages):
             by_code.setdefault("no_assistant_turn", {})[rec.location] = (
                 f"{rec.where} {rec.location} has no assistant message.")
     findings = []

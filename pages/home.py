@@ -1,0 +1,42 @@
+"""The project's notebook: one cell per built step with its state and key figure, linking to its page."""
+
+import streamlit as st
+
+from engine import datasets, split
+from engine.quality import cached_report
+from ui import state
+
+project = state.require_project()
+st.title(project.name)
+st.caption(f"Task: {project.task_type}. Each cell below is a step of the fine-tuning flow; open it to work on it.")
+
+versions = datasets.list_versions(project.id)
+with st.container(border=True):
+    st.subheader("1 · Data")
+    if not versions:
+        st.write("No dataset yet. Upload your examples, or try the built-in sample.")
+    else:
+        latest = versions[0]
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Latest version", f"v{latest.version}")
+        c2.metric("Records", f"{latest.records:,}")
+        c3.metric("Versions", len(versions))
+        st.text(f"{latest.name} · {latest.shape}")
+    st.page_link("pages/data.py", label="Open Data", icon=":material/arrow_forward:")
+
+with st.container(border=True):
+    st.subheader("2 · Quality")
+    report = cached_report(versions[0]) if versions else None
+    if report is None:
+        st.write("Not checked yet: open Data or Quality to run the check.")
+    else:
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Errors", len(report.errors), help="Errors block training.")
+        c2.metric("Warnings", len(report.warnings), help="Warnings explain a risk and offer a fix.")
+        c3.metric("Usable examples", f"{report.stats.get('usable_examples', 0):,}")
+        st.write(f"Verdict: **{report.readiness['label']}**")
+    splits = split.splits_of_project(project.id)
+    if splits:
+        c = splits[0].counts
+        st.write(f"Latest split: train {c['train']:,} · validation {c['validation']:,} · test {c['test']:,} (locked)")
+    st.page_link("pages/quality.py", label="Open Quality", icon=":material/arrow_forward:")

@@ -1,0 +1,68 @@
+"""Shared fixtures: a fresh workspace per test, the real public datasets, and the demo model (built once)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+REALDATA = ROOT.parent / "shared" / "realdata"
+STUDIO = [sys.executable, "-m", "engine.cli"]
+
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch):
+    """A private STUDIO_HOME for the test; the database and every cache live in it."""
+    home = tmp_path / "workspace"
+    monkeypatch.setenv("STUDIO_HOME", str(home))
+    monkeypatch.delenv("STUDIO_DB_URL", raising=False)
+    from engine import workspace
+
+    return workspace.current()
+
+
+@pytest.fixture(scope="session")
+def realdata() -> Path:
+    if not REALDATA.is_dir():
+        pytest.skip(f"the shared real datasets are not at {REALDATA}")
+    return REALDATA
+
+
+@pytest.fixture(scope="session")
+def demo_model(tmp_path_factory) -> Path:
+    """The demo model, built once per test process by the same code `studio demo-model` runs."""
+    from engine.demo_model import build_demo_model
+
+    return build_demo_model(tmp_path_factory.mktemp("demo") / "demo")
+
+
+def write_jsonl(path: Path, rows, raw_lines: dict[int, str] | None = None) -> Path:
+    """Write rows as JSONL; raw_lines puts literal text at given 0-based line indexes."""
+    lines = [json.dumps(r) for r in rows]
+    for i, text in sorted((raw_lines or {}).items()):
+        lines.insert(i, text)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def chat(i: int, answer: str | None = None, system: str | None = "You are helpful.") -> dict:
+    """A distinct, clean conversation (numbered so no two are near-duplicates)."""
+    words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo",
+             "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango"]
+    topic = " ".join(words[(i * 7 + k) % len(words)] + str(i * 13 + k) for k in range(6))
+    msgs = [{"role": "user", "content": f"Question {i}: tell me about {topic}."},
+            {"role": "assistant", "content": answer or f"Answer {i}: {topic} are codes number {i} in the list."}]
+    if system:
+        msgs.insert(0, {"role": "system", "content": system})
+    return {"messages": msgs}
+
+
+def run_studio(*args, env_home: Path, timeout: int = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "STUDIO_HOME": str(env_home)}
+    return subprocess.run([*STUDIO, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout,
+                          cwd=ROOT)

@@ -1,0 +1,206 @@
+"""Reading files: every container, every shape, and every kind of bad input the issue lists."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import chat, write_jsonl
+from engine.loading import load_records, parse_mapping
+from engine.readers import InputError
+from engine.uploads import stage_upload
+
+
+def codes(loaded):
+    return {(r.location, c) for r in loaded.records for c, _ in r.problems}
+
+
+def test_jsonl_blank_lines_keep_their_place(tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_text("\n".join([json.dumps(chat(1)), "", "   ", json.dumps(chat(2))]) + "\n")
+    loaded = load_records(path)
+    assert loaded.container == "jsonl" and loaded.shape == "openai"
+    assert [r.location for r in loaded.records] == [1, 4]
+
+
+def test_utf8_bom_loads(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(chat(1)).encode() + b"\n")
+    loaded = load_records(path)
+    assert len(loaded.records) == 1 and not loaded.records[0].problems
+
+
+def test_latin1_names_line_and_byte_offset(tmp_path):
+    path = tmp_path / "latin.jsonl"
+    good = json.dumps(chat(1)).encode() + b"\n"
+    path.write_bytes(good + '{"messages": [{"role": "user", "content": "caf\xe9"}]}\n'.encode("latin-1"))
+    with pytest.raises(InputError) as err:
+        load_records(path)
+    offset = len(good) + len('{"messages": [{"role": "user", "content": "caf')
+    assert f"Line 2 is not valid UTF-8 (byte offset {offset})" in str(err.value)
+
+
+def test_binary_file_renamed_jsonl(tmp_path):
+    path = tmp_path / "model.jsonl"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    with pytest.raises(InputError, match="binary"):
+        load_records(path)
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(b"")
+    with pytest.raises(InputError, match="empty"):
+        load_records(path)
+
+
+def test_truncated_last_line(tmp_path):
+    path = tmp_path / "cut.jsonl"
+    path.write_text(json.dumps(chat(1)) + "\n" + json.dumps(chat(2))[:40])
+    loaded = load_records(path)
+    bad = [r for r in loaded.records if r.problems]
+    assert [(r.location, r.problems[0][0]) for r in bad] == [(2, "unparseable_line")]
+    assert "cut off" in bad[0].problems[0][1]
+
+
+@pytest.mark.parametrize("line,kind", [("[1, 2]", "an array"), ('"hello"', "a string"), ("42", "a number")])
+def test_line_that_is_not_an_object(tmp_path, line, kind):
+    path = write_jsonl(tmp_path / "x.jsonl", [chat(1), chat(2)], {1: line})
+    loaded = load_records(path)
+    assert codes(loaded) == {(2, "not_an_object")}
+    assert f"Line 2 is {kind}" in loaded.records[1].problems[0][1]
+
+
+def test_mixed_shapes_are_named(tmp_path):
+    rows = [chat(i) for i in range(5)] + [{"instruction": "Say hi", "input": "", "output": "Hi"}]
+    loaded = load_records(write_jsonl(tmp_path / "mixed.jsonl", rows))
+    assert loaded.shape == "openai"
+    assert codes(loaded) == {(6, "no_messages")}
+    assert "Alpaca" in loaded.records[5].problems[0][1]
+
+
+def test_ten_megabyte_single_line(tmp_path):
+    big = "word " * (2 * 1024 * 1024)
+    path = write_jsonl(tmp_path / "big.jsonl", [chat(1, answer=big)])
+    loaded = load_records(path)
+    assert path.stat().st_size > 10_000_000
+    assert len(loaded.records[0].messages[-1]["content"]) == len(big)
+
+
+def test_file_over_the_limit_is_refused_before_parsing(tmp_path, monkeypatch):
+    path = tmp_path / "big.jsonl"
+    path.write_text("this is not json at all\n" * 100_000)
+    monkeypatch.setenv("STUDIO_MAX_FILE_MB", "1")
+    with pytest.raises(InputError, match="over the 1 MB limit"):
+        load_records(path)
+
+
+def test_deeply_nested_json(tmp_path):
+    path = write_jsonl(tmp_path / "deep.jsonl", [chat(1)], {1: "[" * 100_000 + "]" * 100_000})
+    loaded = load_records(path)
+    assert codes(loaded) == {(2, "unparseable_line")}
+    assert "nested too deeply" in loaded.records[1].problems[0][1]
+
+
+def test_json_array_record_numbers_and_truncation(tmp_path):
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps([chat(1), [1], chat(3)]))
+    loaded = load_records(path)
+    assert loaded.container == "json" and codes(loaded) == {(2, "not_an_object")}
+    path.write_text(json.dumps([chat(1), chat(2)])[:-30])
+    loaded = load_records(path)
+    assert codes(loaded) == {(2, "unparseable_line")}
+    assert "cut off" in loaded.records[-1].problems[0][1]
+
+
+def test_csv_rows_with_mapping_and_multiline_cells(tmp_path):
+    path = tmp_path / "faq.csv"
+    path.write_text('question,answer,notes\n"How do I\nreset it?","Hold the button for 5 seconds.",x\n'
+                    'Is it free?,Yes it is free of charge.,y\n', encoding="utf-8")
+    loaded = load_records(path, mapping=parse_mapping("prompt=question,completion=answer"))
+    assert loaded.shape == "columns" and [r.location for r in loaded.records] == [1, 2]
+    assert loaded.records[0].messages == [{"role": "user", "content": "How do I\nreset it?"},
+                                          {"role": "assistant", "content": "Hold the button for 5 seconds."}]
+    assert loaded.records[0].extra == {"notes": "x"}
+
+
+def test_csv_missing_mapped_column(tmp_path):
+    path = tmp_path / "faq.csv"
+    path.write_text("q,a\nhi,hello\n")
+    with pytest.raises(InputError, match="'answer' is not in the file .*q, a"):
+        load_records(path, mapping={"prompt": "q", "completion": "answer"})
+
+
+def test_csv_with_known_columns_is_detected(tmp_path):
+    path = tmp_path / "io.csv"
+    path.write_text("instruction,input,output\nTranslate,chat,cat\n")
+    loaded = load_records(path)
+    assert loaded.shape == "alpaca" and loaded.records[0].messages[0]["content"] == "Translate\n\nchat"
+
+
+def test_parquet_rows(tmp_path):
+    path = tmp_path / "d.parquet"
+    pq.write_table(pa.Table.from_pylist([{"prompt": f"p{i}", "completion": f"c{i}"} for i in range(5)]), path)
+    loaded = load_records(path)
+    assert loaded.container == "parquet" and loaded.shape == "prompt_completion"
+    assert [r.location for r in loaded.records] == [1, 2, 3, 4, 5]
+
+
+def test_damaged_parquet(tmp_path):
+    path = tmp_path / "d.parquet"
+    path.write_bytes(b"PAR1" + b"garbage" * 50)
+    with pytest.raises(InputError, match="Parquet"):
+        load_records(path)
+
+
+def test_unknown_shape_asks_for_a_mapping(tmp_path):
+    path = write_jsonl(tmp_path / "u.jsonl", [{"q": "a", "a": "b"}])
+    with pytest.raises(InputError, match="map the columns"):
+        load_records(path)
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd.jsonl", "a\x00b.jsonl", "..\\..\\x.json", "/abs/path.csv"])
+def test_upload_names_never_become_paths(ws, name):
+    staged = stage_upload(json.dumps(chat(1)).encode() + b"\n", name)
+    assert staged.parent == ws.uploads
+    assert ".." not in staged.name and "\x00" not in staged.name and "/" not in staged.name
+
+
+def test_shapes_normalize(tmp_path):
+    rows = {
+        "sharegpt": {"system": "S", "conversations": [{"from": "human", "value": "q"}, {"from": "function_call",
+                     "value": "{}"}, {"from": "observation", "value": "r"}, {"from": "gpt", "value": "a"}],
+                     "tools": "[]"},
+        "alpaca": {"instruction": "i", "input": "x", "output": "o", "history": [["h1", "h2"]], "system": "S"},
+        "prompt_completion": {"prompt": "p", "completion": "c"},
+        "input_output": {"input": "p", "output": "c"},
+        "preference": {"prompt": "p", "chosen": "good", "rejected": "bad"},
+    }
+    expected_roles = {
+        "sharegpt": ["system", "user", "assistant", "tool", "assistant"],
+        "alpaca": ["system", "user", "assistant", "user", "assistant"],
+        "prompt_completion": ["user", "assistant"], "input_output": ["user", "assistant"],
+        "preference": ["user", "assistant"],
+    }
+    for shape, row in rows.items():
+        loaded = load_records(write_jsonl(tmp_path / f"{shape}.jsonl", [row]))
+        rec = loaded.records[0]
+        assert loaded.shape == shape and not rec.problems, shape
+        assert [m["role"] for m in rec.messages] == expected_roles[shape], shape
+    pref = load_records(tmp_path / "preference.jsonl").records[0]
+    assert pref.messages[-1]["content"] == "good" and pref.extra["rejected"] == "bad"
+
+
+def test_openai_keeps_tool_calls_weight_and_flags_bad_roles(tmp_path):
+    row = {"messages": [{"role": "user", "content": "q"},
+                        {"role": "assistant", "content": None, "tool_calls": [{"id": "1"}]},
+                        {"role": "tool", "content": "r", "tool_call_id": "1"},
+                        {"role": "assistant", "content": "a", "weight": 0},
+                        {"role": "robot", "content": "x"}, {"role": "user"}]}
+    rec = load_records(write_jsonl(tmp_path / "t.jsonl", [row])).records[0]
+    assert rec.messages[1]["tool_calls"] == [{"id": "1"}] and rec.messages[3]["weight"] == 0
+    assert [c for c, _ in rec.problems] == ["bad_role", "missing_content"]
+    assert "message 5 has the unknown role 'robot'" in rec.problems[0][1]

@@ -1,0 +1,35 @@
+"""The shared sidebar: workspace, project picker and the form for a new project."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from engine import projects, workspace
+from ui import state
+from ui.errors import shown_as_message
+
+
+def render() -> None:
+    with st.sidebar:
+        st.caption("Workspace")
+        st.text(str(workspace.current().root))
+        all_projects = projects.list_projects()
+        if all_projects:
+            ids = [p.id for p in all_projects]
+            names = {p.id: p.name for p in all_projects}
+            current = state.project_id()
+            chosen = st.selectbox("Project", ids, index=ids.index(current) if current in ids else 0,
+                                  format_func=names.get, key="sidebar_project")
+            if chosen != current or "project" not in st.query_params:
+                state.set_project(chosen)
+        with st.expander("New project", expanded=not all_projects):
+            with st.form("sidebar_new_project", clear_on_submit=True):
+                name = st.text_input("Name", max_chars=120)
+                task = st.selectbox("Task type", projects.TASK_TYPES,
+                                    help="Decides which metrics and data volumes apply.")
+                prompt = st.text_area("Production system prompt", help="The prompt the model will run with.")
+                if st.form_submit_button("Create project"):
+                    with shown_as_message():
+                        project = projects.create_project(name, task, prompt)
+                        state.set_project(project.id)
+                        st.rerun()

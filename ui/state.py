@@ -1,0 +1,64 @@
+"""The current project and dataset version: kept in the URL (?project=&version=) so a refresh or a shared link shows
+the same selection; st.session_state only mirrors it for widgets."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from engine import datasets, projects
+
+
+def _param_int(name: str) -> int | None:
+    value = st.query_params.get(name)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def project_id() -> int | None:
+    known = [p.id for p in projects.list_projects()]
+    pid = _param_int("project")
+    if pid in known:
+        return pid
+    return known[0] if known else None
+
+
+def set_project(pid: int) -> None:
+    st.query_params["project"] = str(pid)
+    st.query_params.pop("version", None)
+
+
+def require_project():
+    pid = project_id()
+    if pid is None:
+        st.info("Create a project in the sidebar to start.")
+        st.stop()
+    return projects.get_project(pid)
+
+
+def version_id(pid: int) -> int | None:
+    versions = datasets.list_versions(pid)
+    vid = _param_int("version")
+    if vid in {v.id for v in versions}:
+        return vid
+    return versions[0].id if versions else None
+
+
+def set_version(vid: int) -> None:
+    st.query_params["version"] = str(vid)
+
+
+def pick_version(pid: int, key: str):
+    """Selectbox of the project's dataset versions (newest first); the choice goes to the URL. None if no data."""
+    versions = datasets.list_versions(pid)
+    if not versions:
+        return None
+    by_id = {v.id: v for v in versions}
+    vid = version_id(pid)
+    chosen = st.selectbox("Dataset version", list(by_id), index=list(by_id).index(vid), key=f"{key}_{vid}",
+                          format_func=lambda i: f"v{by_id[i].version} · {by_id[i].name} · {by_id[i].records:,} records")
+    if chosen != vid:
+        set_version(chosen)
+        st.rerun()
+    return by_id[chosen]

@@ -62,7 +62,7 @@ def chat(i: int, answer: str | None = None, system: str | None = "You are helpfu
     return {"messages": msgs}
 
 
-def run_studio(*args, env_home: Path, timeout: int = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "STUDIO_HOME": str(env_home)}
+def run_studio(*args, env_home: Path, timeout: int = 120, **env_vars: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "STUDIO_HOME": str(env_home), **env_vars}
     return subprocess.run([*STUDIO, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout,
                           cwd=ROOT)

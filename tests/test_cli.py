@@ -1,0 +1,104 @@
+"""The `studio` command as users run it: real subprocesses, exit codes, stable JSON, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import chat, run_studio, write_jsonl
+
+
+def assert_one_sentence(proc):
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("studio: ") and lines[0].endswith(".")
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).parent / "studio"
+    assert script.is_file()
+
+
+def test_check_clean_file_exits_0_with_json(ws, tmp_path):
+    path = write_jsonl(tmp_path / "ok.jsonl", [chat(i) for i in range(15)])
+    proc = run_studio("check", path, "--json", env_home=ws.root)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["records"] == 15 and data["errors"] == [] and data["format"] == "openai"
+    assert data["stats"]["tokens_per_example"]["max"] >= data["stats"]["tokens_per_example"]["min"] > 0
+
+
+def test_check_blocking_errors_exit_1(ws, tmp_path):
+    path = write_jsonl(tmp_path / "bad.jsonl", [chat(i) for i in range(15)], {3: "{nope"})
+    proc = run_studio("check", path, env_home=ws.root)
+    assert proc.returncode == 1
+    assert "unparseable_line" in proc.stdout and "lines: 4" in proc.stdout
+
+
+def test_check_realdata_toy_reports_lines(ws, realdata):
+    proc = run_studio("check", realdata / "openai_cookbook/toy_chat_fine_tuning.jsonl", "--json",
+                      "--max-length", "4096", env_home=ws.root)
+    data = json.loads(proc.stdout)
+    found = {w["code"]: w["locations"] for w in data["warnings"]}
+    assert found["missing_system"] == [3] and found["missing_user"] == [4]
+    assert found["repetitive"] == [5] and found["too_long"] == [5]
+
+
+@pytest.mark.parametrize("content,needle", [
+    (b"", "empty"),
+    (b"\x00\x01\x02binary", "binary"),
+    ('{"messages": [{"role": "user", "content": "caf\xe9"}]}\n'.encode("latin-1"), "Line 1 is not valid UTF-8"),
+])
+def test_unreadable_input_exits_2_with_one_sentence(ws, tmp_path, content, needle):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(content)
+    proc = run_studio("check", path, env_home=ws.root)
+    assert proc.returncode == 2
+    assert_one_sentence(proc)
+    assert needle in proc.stderr
+
+
+def test_missing_file_and_bad_mapping(ws, tmp_path):
+    proc = run_studio("check", tmp_path / "nope.jsonl", env_home=ws.root)
+    assert proc.returncode == 2 and "There is no file" in proc.stderr
+    assert_one_sentence(proc)
+    csv = tmp_path / "d.csv"
+    csv.write_text("q,a\nhello,world\n")
+    proc = run_studio("check", csv, "--map", "prompt=q,completion=answer", env_home=ws.root)
+    assert proc.returncode == 2 and "'answer' is not in the file" in proc.stderr
+    assert_one_sentence(proc)
+    proc = run_studio("check", csv, "--map", "question", env_home=ws.root)
+    assert proc.returncode == 2
+    assert_one_sentence(proc)
+
+
+def test_csv_with_mapping_and_format_override(ws, tmp_path):
+    csv = tmp_path / "d.csv"
+    csv.write_text("q,a\n" + "".join(f"question {i} about topic {i * 7},answer {i} with detail {i * 3}\n"
+                                     for i in range(12)))
+    proc = run_studio("check", csv, "--map", "prompt=q,completion=a", "--json", env_home=ws.root)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["format"] == "columns"
+    path = write_jsonl(tmp_path / "io.jsonl", [{"input": f"in {i}", "output": f"out {i}"} for i in range(3)])
+    proc = run_studio("check", path, "--format", "alpaca", "--json", env_home=ws.root)
+    data = json.loads(proc.stdout)
+    assert proc.returncode == 1 and {e["code"] for e in data["errors"]} >= {"no_messages"}
+
+
+def test_misuse_exits_2(ws):
+    assert run_studio("check", env_home=ws.root).returncode == 2
+    assert run_studio("frobnicate", env_home=ws.root).returncode == 2
+
+
+def test_nothing_written_outside_the_workspace(ws, tmp_path):
+    path = write_jsonl(tmp_path / "ok.jsonl", [chat(i) for i in range(12)])
+    home = tmp_path / "home"
+    home.mkdir()
+    before = set(tmp_path.iterdir())
+    proc = run_studio("check", path, env_home=ws.root, HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
+    assert proc.returncode == 0
+    assert set(tmp_path.iterdir()) - before <= {ws.root}
+    assert list(home.iterdir()) == []

@@ -1,0 +1,62 @@
+"""The database: created by Alembic migrations, SQLite in WAL mode with a busy timeout, upgrade is idempotent."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+from sqlalchemy import create_engine, inspect
+
+from engine import db, projects
+
+
+def test_schema_comes_from_migrations_in_wal_mode(ws):
+    projects.create_project("first")
+    path = ws.root / "studio.db"
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert con.execute("SELECT version_num FROM alembic_version").fetchone()[0] == db.HEAD
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"projects", "dataset_versions", "splits", "locked_records", "alembic_version"} <= tables
+    with db.get_engine().connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == db.BUSY_TIMEOUT_MS
+
+
+def test_head_matches_the_newest_migration():
+    versions = Path(db.__file__).parent / "migrations" / "versions"
+    revisions = {re.search(r'^revision = "(\w+)"', p.read_text(), re.M).group(1): p for p in versions.glob("*.py")}
+    downs = {re.search(r"^down_revision = (.+)$", p.read_text(), re.M).group(1).strip('"') for p in
+             revisions.values()}
+    heads = set(revisions) - downs
+    assert heads == {db.HEAD}
+
+
+def test_migrated_schema_matches_the_models(ws):
+    from engine.tables import Base
+
+    engine = db.get_engine()
+    insp = inspect(engine)
+    for table in Base.metadata.sorted_tables:
+        assert {c["name"] for c in insp.get_columns(table.name)} == {c.name for c in table.columns}, table.name
+
+
+def test_any_sqlalchemy_url(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    monkeypatch.setenv("STUDIO_HOME", str(tmp_path / "ws"))
+    monkeypatch.setenv("STUDIO_DB_URL", url)
+    projects.create_project("via url")
+    names = [r[0] for r in create_engine(url).connect().exec_driver_sql("SELECT name FROM projects")]
+    assert names == ["via url"]
+
+
+def test_project_rules(ws):
+    import pytest
+
+    projects.create_project("Support bot", "chat")
+    with pytest.raises(projects.ProjectError, match="already exists"):
+        projects.create_project("Support  bot")
+    with pytest.raises(projects.ProjectError, match="Unknown task type"):
+        projects.create_project("x", "poetry")
+    with pytest.raises(projects.ProjectError):
+        projects.create_project("   ")

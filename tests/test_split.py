@@ -1,0 +1,102 @@
+"""Leakage-free splits, the locked test split, and contamination of a user-supplied test file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import chat, run_studio, write_jsonl
+from engine import datasets, projects, split
+from engine.checks.duplicates import record_hash
+from engine.loading import load_records
+
+
+def rows_with_families(n_families=40, copies=4):
+    """Families of near-duplicates (same conversation, one word changed) that must never be split apart."""
+    rows = []
+    for f in range(n_families):
+        for c in range(copies):
+            r = chat(f)
+            if c:
+                r["messages"][-1]["content"] += f" Regards {c}."
+            rows.append(r)
+    return rows
+
+
+def test_near_duplicate_families_stay_on_one_side(ws, tmp_path):
+    recs = load_records(write_jsonl(tmp_path / "d.jsonl", rows_with_families())).records
+    result = split.split_records(recs, (0.8, 0.1, 0.1), seed=3)
+    side = {}
+    for name, part in result.parts.items():
+        for r in part:
+            side.setdefault(r.messages[1]["content"], set()).add(name)
+    assert all(len(s) == 1 for s in side.values())
+    assert result.overlap == {"exact": 0, "near": 0, "validation_exact": 0, "validation_near": 0}
+    assert sum(result.counts.values()) == 160
+    assert 8 <= result.counts["test"] <= 24 and result.counts["train"] >= 110
+
+
+def test_split_is_deterministic_per_seed(ws, tmp_path):
+    recs = load_records(write_jsonl(tmp_path / "d.jsonl", [chat(i) for i in range(100)])).records
+    a = split.split_records(recs, seed=1)
+    b = split.split_records(recs, seed=1)
+    c = split.split_records(recs, seed=2)
+    assert [r.location for r in a.parts["test"]] == [r.location for r in b.parts["test"]]
+    assert [r.location for r in a.parts["test"]] != [r.location for r in c.parts["test"]]
+    assert a.counts == {"train": 80, "validation": 10, "test": 10}
+
+
+def test_bad_ratios(ws):
+    with pytest.raises(split.SplitError):
+        split.parse_ratios("0.8,0.3,0.1")
+    with pytest.raises(split.SplitError):
+        split.parse_ratios("a,b,c")
+
+
+def test_locked_test_split_is_refused_for_training(ws, tmp_path):
+    project = projects.create_project("p")
+    version = datasets.import_file(project.id, write_jsonl(tmp_path / "d.jsonl", [chat(i) for i in range(50)]), "d")
+    made = split.create_split(version, (0.8, 0.1, 0.1), seed=0)
+    test_recs = load_records(split.split_path(made, "test")).records
+    train_recs = load_records(split.split_path(made, "train")).records
+    assert made.locked and len(test_recs) == made.counts["test"] == 5
+    assert datasets.sha256_file(split.split_path(made, "test")) == made.test_sha256
+    split.refuse_locked(train_recs)  # train is fine
+    # One test example copied into new "training" data, from anywhere, is caught.
+    sneaky = write_jsonl(tmp_path / "sneaky.jsonl", [chat(100), json.loads(split.split_path(made, "test")
+                                                                          .read_text().splitlines()[2])])
+    with pytest.raises(split.LockedTestError, match="locked test split"):
+        split.refuse_locked(load_records(sneaky).records, "early stopping")
+    assert {record_hash(r) for r in test_recs}.isdisjoint({record_hash(r) for r in train_recs})
+
+
+def test_contamination_of_a_separate_test_file(ws, tmp_path):
+    train = load_records(write_jsonl(tmp_path / "t.jsonl", [chat(i) for i in range(30)])).records
+    near = chat(4)
+    near["messages"][-1]["content"] += " Cheers."
+    shared = chat(200, answer="Unrelated words first. " + train[6].messages[-1]["content"])
+    test = load_records(write_jsonl(tmp_path / "test.jsonl", [chat(100), chat(2), near, shared])).records
+    result = split.contamination(train, test)
+    assert result["exact"] == [2] and result["near"] == [2, 3] and 4 in result["ngram13"]
+    assert not result["clean"] and 1 not in result["ngram13"]
+
+
+def test_cli_split_writes_parts_and_locks(ws, tmp_path):
+    data = write_jsonl(tmp_path / "d.jsonl", rows_with_families(30, 3))
+    out = tmp_path / "out"
+    proc = run_studio("split", data, "--out", out, "--seed", "7", "--json", env_home=ws.root)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["overlap"]["exact"] == 0 and result["overlap"]["near"] == 0 and result["locked"]
+    for part in ("train", "validation", "test"):
+        assert len((out / f"{part}.jsonl").read_text().splitlines()) == result["counts"][part]
+    manifest = json.loads((out / "split.json").read_text())
+    assert manifest["seed"] == 7 and manifest["locked"] == ["test"]
+    # the split is in the workspace database too, with its test locked
+    assert [s.id for s in split.splits_of_project(projects.list_projects()[0].id)] == [result["split"]]
+
+    in_train = json.loads((out / "train.jsonl").read_text().splitlines()[0])
+    contaminated = write_jsonl(tmp_path / "mine.jsonl", [in_train, chat(999)])
+    proc = run_studio("split", data, "--out", tmp_path / "o2", "--test", contaminated, env_home=ws.root)
+    assert proc.returncode == 1 and "Contaminated" in proc.stdout

@@ -45,7 +45,7 @@ def test_pages_load_without_heavy_ml(ws):
     code = ("import json, sys\nfrom streamlit.testing.v1 import AppTest\nfrom engine import demo\n"
             "demo.ensure_demo(build_model=False)\n"
             "at = AppTest.from_file('app.py', default_timeout=60).run()\n"
-            "for p in ('pages/data.py', 'pages/quality.py'): at.switch_page(p).run()\n"
+            "for p in ('app_pages/data.py', 'app_pages/quality.py'): at.switch_page(p).run()\n"
             "assert not at.exception, at.exception\n"
             f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})))")
     assert _run(code, ws.root) == []

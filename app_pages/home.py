@@ -22,7 +22,7 @@ with st.container(border=True):
         c2.metric("Records", f"{latest.records:,}")
         c3.metric("Versions", len(versions))
         st.text(f"{latest.name} · {latest.shape}")
-    st.page_link("pages/data.py", label="Open Data", icon=":material/arrow_forward:")
+    st.page_link("app_pages/data.py", label="Open Data", icon=":material/arrow_forward:")
 
 with st.container(border=True):
     st.subheader("2 · Quality")
@@ -39,4 +39,4 @@ with st.container(border=True):
     if splits:
         c = splits[0].counts
         st.write(f"Latest split: train {c['train']:,} · validation {c['validation']:,} · test {c['test']:,} (locked)")
-    st.page_link("pages/quality.py", label="Open Quality", icon=":material/arrow_forward:")
+    st.page_link("app_pages/quality.py", label="Open Quality", icon=":material/arrow_forward:")

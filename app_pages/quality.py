@@ -18,7 +18,7 @@ st.caption("Errors block training. Warnings explain a risk, show the records, an
 version = state.pick_version(project.id, "quality_version")
 if version is None:
     st.info("No dataset yet: add one on the Data page.")
-    st.page_link("pages/data.py", label="Open Data", icon=":material/arrow_forward:")
+    st.page_link("app_pages/data.py", label="Open Data", icon=":material/arrow_forward:")
     st.stop()
 
 with st.expander("Check settings"):

@@ -90,7 +90,8 @@ with shown_as_message():
     st.subheader("Preview")
     size = 25
     pages = max(1, -(-report.records // size))
-    page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, key="data_page")
+    page = st.columns(4)[0].number_input(f"Page (of {pages:,})", min_value=1, max_value=pages, value=1,
+                                         key="data_page")
     st.dataframe(datasets.preview_rows(version, (page - 1) * size, size), hide_index=True, width="stretch",
                  column_config={"location": st.column_config.NumberColumn("#", help="Line, record or row number")})
 
@@ -113,5 +114,5 @@ with shown_as_message():
         st.caption(f"Tokens ({stats['tokenizer']} tokenizer): median {t['median']:g}, p95 {t['p95']:g}, max {t['max']:,}"
                    f"; {stats['training_tokens_per_epoch']:,} training tokens per epoch at max length "
                    f"{stats['max_length']:,}.")
-    st.page_link("pages/quality.py", label="Review the warnings and fix them in Quality",
+    st.page_link("app_pages/quality.py", label="Review the warnings and fix them in Quality",
                  icon=":material/arrow_forward:")

@@ -1,0 +1,130 @@
+"""The Data and Quality pages driven through Streamlit's AppTest, on the real engine and database."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import chat
+from engine import datasets, projects, split
+
+
+@pytest.fixture
+def app(ws):
+    projects.create_project("Page tests", "chat", "You are helpful.")
+    at = AppTest.from_file("../app.py", default_timeout=90)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def page(at, path):
+    at.switch_page(path).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def jsonl(rows) -> bytes:
+    return ("\n".join(json.dumps(r) for r in rows) + "\n").encode()
+
+
+def texts(at) -> str:
+    return " ".join(str(e.value) for kind in ("markdown", "text", "caption", "success", "error", "warning", "info")
+                    for e in getattr(at, kind))
+
+
+def test_upload_import_preview_and_verdict(app):
+    at = page(app, "app_pages/data.py")
+    rows = [chat(i) for i in range(20)] + [chat(3)]
+    at.file_uploader[0].set_value(("my data.jsonl", jsonl(rows), "application/jsonl")).run()
+    assert not at.exception
+    assert "OpenAI chat" in texts(at)
+    next(b for b in at.button if b.label == "Import as a dataset version").click().run()
+    assert not at.exception
+    assert "Imported 21 records as version v1" in texts(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Records"] == "21" and metrics["Usable examples"] == "20"
+    assert len(at.dataframe) >= 1
+    assert "Prompt-engineer first" in texts(at)  # 20 examples: the verdict says prompt engineering
+    assert len(at.get("plotly_chart")) == 2
+
+
+def test_try_the_sample(app):
+    at = page(app, "app_pages/data.py")
+    next(b for b in at.button if b.label == "Try the sample").click().run()
+    assert not at.exception
+    version = datasets.list_versions(projects.list_projects()[0].id)[0]
+    assert version.records == 600
+    assert str(at.query_params["version"]).strip("[]'") == str(version.id)
+    assert {m.label: m.value for m in at.metric}["Records"] == "600"
+
+
+def test_csv_column_mapping(app):
+    at = page(app, "app_pages/data.py")
+    csv = "question,reply\n" + "".join(f"Question {i} about item {i * 11},Reply {i} with code {i * 5}\n"
+                                       for i in range(15))
+    at.file_uploader[0].set_value(("faq.csv", csv.encode(), "text/csv")).run()
+    assert "not recognized" in texts(at)
+    at.selectbox(key="data_map_prompt").set_value("question")
+    at.selectbox(key="data_map_completion").set_value("reply").run()
+    next(b for b in at.button if b.label == "Import as a dataset version").click().run()
+    assert not at.exception and "Imported 15 records" in texts(at)
+
+
+def test_bad_upload_is_one_sentence_and_the_app_keeps_working(app):
+    at = page(app, "app_pages/data.py")
+    at.file_uploader[0].set_value(("old.jsonl", '{"messages": "caf\xe9"}\n'.encode("latin-1"), "text/plain")).run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "Line 1 is not valid UTF-8 (byte offset" in errors[0]
+    next(b for b in at.button if b.label == "Try the sample").click().run()
+    assert not at.exception
+
+
+def test_html_in_data_is_shown_as_text(app):
+    at = page(app, "app_pages/data.py")
+    evil = "<script>alert('x')</script><img src=x onerror=alert(1)>"
+    rows = [chat(i) for i in range(12)] + [chat(50, answer=evil), chat(51, answer="[click](javascript:alert(1))")]
+    rows[0]["messages"][-1]["role"] = "<b>boss</b>"
+    at.file_uploader[0].set_value(("x.jsonl", jsonl(rows), "application/jsonl")).run()
+    next(b for b in at.button if b.label == "Import as a dataset version").click().run()
+    page(at, "app_pages/quality.py")
+    # user text only reaches the page through dataframes/JSON or escaped markdown
+    for md in at.markdown:
+        assert "<script>" not in md.value and "](javascript" not in md.value
+        assert not getattr(md.proto, "allow_html", False)
+    assert any("bad_role" in e.label for e in at.expander)
+
+
+def test_quality_fix_creates_a_version_and_split_locks_test(app):
+    at = page(app, "app_pages/data.py")
+    next(b for b in at.button if b.label == "Try the sample").click().run()
+    at = page(at, "app_pages/quality.py")
+    labels = [e.label for e in at.expander]
+    for code in ("exact_duplicate", "near_duplicate", "pii", "secret", "missing_system"):
+        assert any(label.startswith(code) for label in labels), code
+    next(b for b in at.button if b.label == "Drop the extra copies (keeps the first)").click().run()
+    assert not at.exception
+    assert "Created v2 (598 records" in texts(at)
+    pid = projects.list_projects()[0].id
+    versions = datasets.list_versions(pid)
+    assert [v.version for v in versions] == [2, 1] and versions[0].parent_id == versions[1].id
+    assert not any(e.label.startswith("exact_duplicate") for e in at.expander)
+
+    at.button(key="FormSubmitter:quality_split_form-Split this version").click().run()
+    assert not at.exception
+    made = split.list_splits(versions[0].id)
+    assert len(made) == 1 and made[0].overlap["exact"] == 0 and made[0].overlap["near"] == 0
+    assert "Split into train" in texts(at)
+
+
+def test_home_shows_the_cells(app):
+    projects_list = projects.list_projects()
+    from engine import demo
+
+    demo.import_sample(projects_list[0].id)
+    at = page(app, "app_pages/quality.py")
+    at = page(at, "app_pages/home.py")
+    assert {m.label for m in at.metric} >= {"Records", "Errors", "Warnings", "Usable examples"}

@@ -93,14 +93,14 @@ def _truncate(records: list[Record], report: Report, fix_id: str, params: dict) 
 def _redact(records: list[Record], report: Report, fix_id: str, params: dict) -> tuple[int, list[Record]]:
     code = "pii" if fix_id == "redact_pii" else "secret"
     targets = _locations(report, code)
-    scanner = sensitive.SecretScanner() if code == "secret" else None
     changed = 0
-    for rec in records:
-        if rec.location in targets:
-            for m in rec.messages:
-                m["content"] = (sensitive.redact_pii(m["content"]) if scanner is None
-                                else sensitive.redact_secrets(m["content"], scanner))
-            changed += 1
+    with sensitive.SecretScanner() as scanner:
+        for rec in records:
+            if rec.location in targets:
+                for m in rec.messages:
+                    m["content"] = (sensitive.redact_pii(m["content"]) if code == "pii"
+                                    else sensitive.redact_secrets(m["content"], scanner))
+                changed += 1
     return changed, records
 
 

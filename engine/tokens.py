@@ -42,8 +42,12 @@ class TokenCounter:
     def count(self, texts: list[str]) -> list[int]:
         """Token count of each text. Identical texts (a shared system prompt) are encoded once."""
         unique = list(dict.fromkeys(texts))
-        encoded = self.tokenizer.encode_batch_fast(unique, add_special_tokens=False)
-        lengths = {text: len(enc) for text, enc in zip(unique, encoded)}
+        lengths: dict[str, int] = {}
+        # In chunks: an Encoding object per text is large, and only its length is kept.
+        for i in range(0, len(unique), 4096):
+            chunk = unique[i:i + 4096]
+            for text, enc in zip(chunk, self.tokenizer.encode_batch_fast(chunk, add_special_tokens=False)):
+                lengths[text] = len(enc)
         return [lengths[t] for t in texts]
 
     def _overhead(self, template: str | None, role: str) -> int:

@@ -78,8 +78,10 @@ def near_clusters(records: list[Record], threshold: float = NEAR_THRESHOLD) -> l
 
     if len(records) < 2:
         return []
-    sets = [shingles(_conversation_text(r)) for r in records]
-    matrix = RMinHash.digest_matrix_from_token_sets(sets, NUM_PERM, SEED)
+    # Shingles are streamed into the digest matrix and recomputed only for LSH candidates: keeping them all would
+    # cost more memory than the records themselves.
+    matrix = RMinHash.digest_matrix_from_token_sets((shingles(_conversation_text(r)) for r in records), NUM_PERM,
+                                                    SEED)
     lsh = RMinHashLSH(threshold, NUM_PERM, _bands(threshold))
     # One pass flags the rows that share a band with any other row; only those are queried one by one.
     flags = lsh.insert_matrix_and_query_duplicate_flags(matrix, 0)
@@ -93,16 +95,20 @@ def near_clusters(records: list[Record], threshold: float = NEAR_THRESHOLD) -> l
 
     frozen: dict[int, frozenset] = {}
 
+    def shingle_set(i: int) -> frozenset:
+        if i not in frozen:
+            frozen[i] = frozenset(shingles(_conversation_text(records[i])))
+        return frozen[i]
+
     def exact_jaccard(i: int, j: int) -> float:
-        a = frozen.setdefault(i, frozenset(sets[i]))
-        b = frozen.setdefault(j, frozenset(sets[j]))
+        a, b = shingle_set(i), shingle_set(j)
         return len(a & b) / max(len(a | b), 1)
 
     for i, flagged in enumerate(flags):
         if not flagged:
             continue
         m = RMinHash(NUM_PERM, SEED)
-        m.update(sets[i])
+        m.update(list(shingle_set(i)))
         for j in lsh.query(m):
             if j > i and find(i) != find(j) and exact_jaccard(i, j) >= threshold:
                 parent[find(j)] = find(i)

@@ -14,23 +14,29 @@ import re
 from engine.report import Finding, Fix
 from engine.shapes import Record
 
-_PII = re.compile(
-    r"(?P<email>[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})"
-    r"|(?P<iban>\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b)"
-    r"|(?P<card>(?<![\w.])(?:\d[ -]?){12,18}\d(?![\w.]))"
-    r"|(?P<ipv4>(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]))"
-    r"|(?P<ipv6>(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){2,7}(?::|[0-9A-Fa-f]{1,4})(?![\w:]))"
-    r"|(?P<phone>(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}[ .-]\d{3,4}[ .-]?\d{3,4}(?![\w]))"
-)
+# One pattern per kind, each behind a cheap test, so ordinary text costs one or two fast scans.
+_PII = {
+    "email": (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"), lambda t: "@" in t),
+    "iban": (re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b"), None),
+    "card": (re.compile(r"(?<![\w.])(?:\d[ -]?){12,18}\d(?![\w.])"), None),
+    "ipv4": (re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])"), None),
+    "ipv6": (re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){2,7}(?::|[0-9A-Fa-f]{1,4})(?![\w:])"), lambda t: ":" in t),
+    "phone": (re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}[ .-]\d{3,4}[ .-]?\d{3,4}(?!\w)"),
+              None),
+}
 _PII_NAMES = {"email": "e-mail address", "iban": "IBAN", "card": "card number", "ipv4": "IP address",
               "ipv6": "IP address", "phone": "phone number"}
-_PII_HINT = re.compile(r"@|\d{3}|[0-9a-fA-F]{1,4}:[0-9a-fA-F]{1,4}:")
+_DIGIT_RUN = re.compile(r"\d[\d .()+-]{7,}\d")  # 9+ characters of a number: card, phone, IBAN tail
+_DOTTED = re.compile(r"\d\.\d{1,3}\.\d")
 
 # Keys that detect-secrets 1.5 does not know; kept short on purpose.
 _EXTRA_SECRETS = re.compile(
     r"(?P<openai>\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{32,})|(?P<huggingface>\bhf_[A-Za-z0-9]{30,})"
     r"|(?P<google>\bAIza[0-9A-Za-z_-]{35})")
-_SECRET_HINT = re.compile(r"[A-Za-z0-9_\-/+=]{16,}|-----BEGIN|(?i:password|passwd|secret|token|api[_-]?key)")
+# Worth a detect-secrets scan: a 16+ character run mixing letters and digits, a PEM header, or a keyword that is
+# being assigned ("password: ...", "token=...").
+_SECRET_HINT = re.compile(r"(?=[A-Za-z0-9_\-/+=]{16,})(?=[A-Za-z_\-/+=]*\d)[0-9_\-/+=]*[A-Za-z]|-----BEGIN"
+                          r"|(?i:pass(?:word|wd)?|secret|token|api[_-]?key|credential)s?[\"']?\s*[:=]")
 _ENTROPY_PLUGINS = {"Base64HighEntropyString", "HexHighEntropyString"}
 
 
@@ -55,14 +61,26 @@ def _valid(kind: str, value: str) -> bool:
 
 def find_pii(text: str) -> list[tuple[str, int, int]]:
     """(kind, start, end) of every validated PII span."""
-    if not _PII_HINT.search(text):
-        return []
+    long_number = _DIGIT_RUN.search(text) is not None
     spans = []
-    for m in _PII.finditer(text):
-        kind = m.lastgroup
-        if _valid(kind, m.group(0)):
-            spans.append((kind, m.start(), m.end()))
-    return spans
+    for kind, (pattern, cheap) in _PII.items():
+        if kind in ("card", "phone", "iban") and not long_number:
+            continue
+        if kind == "ipv4" and not _DOTTED.search(text):
+            continue
+        if cheap is not None and not cheap(text):
+            continue
+        for m in pattern.finditer(text):
+            if _valid(kind, m.group(0)):
+                spans.append((kind, m.start(), m.end()))
+    # a card number also matches the phone pattern: keep the first kind found for a span
+    spans.sort(key=lambda s: (s[1], -s[2]))
+    kept, end = [], -1
+    for span in spans:
+        if span[1] >= end:
+            kept.append(span)
+            end = span[2]
+    return kept
 
 
 def check_pii(records: list[Record]) -> Finding | None:
@@ -81,36 +99,45 @@ def check_pii(records: list[Record]) -> Finding | None:
 
 
 class SecretScanner:
-    """detect-secrets' regex plugins, configured once."""
+    """detect-secrets' regex plugins. Use as a context manager: its settings are applied once for a whole batch."""
 
     def __init__(self):
         from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
 
         self.plugins = sorted(cls.__name__ for cls in get_mapping_from_secret_type_to_class().values()
                               if cls.__name__ not in _ENTROPY_PLUGINS)
+        self._settings = None
+
+    def __enter__(self) -> "SecretScanner":
+        from detect_secrets.settings import transient_settings
+
+        self._settings = transient_settings({"plugins_used": [{"name": name} for name in self.plugins]})
+        self._settings.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._settings.__exit__(*exc)
 
     def kinds(self, text: str) -> list[tuple[str, str]]:
         """(kind, secret value) pairs found in text. Values are for redaction only, never for display."""
         if not _SECRET_HINT.search(text):
             return []
         from detect_secrets.core.scan import scan_line
-        from detect_secrets.settings import transient_settings
 
         found = [(m.lastgroup, m.group(0)) for m in _EXTRA_SECRETS.finditer(text)]
-        with transient_settings({"plugins_used": [{"name": name} for name in self.plugins]}):
-            for line in text.splitlines():
-                if _SECRET_HINT.search(line):
-                    found += [(s.type, s.secret_value) for s in scan_line(line) if s.secret_value]
+        for line in text.splitlines():
+            if _SECRET_HINT.search(line):
+                found += [(s.type, s.secret_value) for s in scan_line(line) if s.secret_value]
         return found
 
 
 def check_secrets(records: list[Record]) -> Finding | None:
-    scanner = SecretScanner()
     details = {}
-    for rec in records:
-        kinds = sorted({kind for m in rec.messages for kind, _ in scanner.kinds(m["content"])})
-        if kinds:
-            details[rec.location] = ", ".join(kinds)
+    with SecretScanner() as scanner:
+        for rec in records:
+            kinds = sorted({kind for m in rec.messages for kind, _ in scanner.kinds(m["content"])})
+            if kinds:
+                details[rec.location] = ", ".join(kinds)
     if not details:
         return None
     locs = sorted(details)
@@ -143,4 +170,5 @@ def mask_secrets(text: str) -> str:
         return text
     if _scanner is None:
         _scanner = SecretScanner()
-    return redact_secrets(text, _scanner)
+    with _scanner:
+        return redact_secrets(text, _scanner)

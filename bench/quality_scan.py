@@ -1,0 +1,104 @@
+"""Benchmark: the full quality check on generated chat data, at 10k and 100k examples, in the same run.
+
+Budgets (issue 2): 100,000 examples (~3 turns, ~150 tokens each) in at most 30 s on 2 cores with at most 2 GB peak
+memory, and time(100k) / time(10k) at most 12. Each size runs in its own process, so its peak memory (max RSS) is its
+own; the time is the wall time of `check_file` (read, normalize, every check, stats).
+
+    .venv/bin/python bench/quality_scan.py [--sizes 10000,100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+WORDS = ("order delivery refund return parcel courier invoice account password warranty table sofa lamp chair "
+         "kettle rug shelf desk mug vase knife skillet grinder frame wardrobe curtain pillow stool rack toaster "
+         "city week day hour minute price discount coupon payment card bank email phone address label box photo "
+         "damage crack scratch replacement repair colour size stock store tracking link page button form team "
+         "please thanks hello sorry help check send open choose enter print follow update cancel change arrive "
+         "ship reach pack wait need want like know think find bring keep give take make tell ask show try "
+         "the a an to of in on for with from at by about after before within under over and or but if when "
+         "your our my their this that these those it we you they is are was be will can should may").split()
+
+
+def conversation(rng: random.Random, i: int) -> dict:
+    def sentence(n: int) -> str:
+        words = [rng.choice(WORDS) for _ in range(n)]
+        return " ".join(words).capitalize() + f" (ref {rng.randint(10000, 99999)})."
+
+    return {"messages": [
+        {"role": "system", "content": "You are the support assistant of a home goods shop. Be brief and precise."},
+        {"role": "user", "content": f"Ticket {i}: " + sentence(rng.randint(8, 14))},
+        {"role": "assistant", "content": sentence(rng.randint(16, 24)) + " " + sentence(rng.randint(5, 10))},
+    ]}
+
+
+def write_data(path: Path, n: int, seed: int = 0) -> None:
+    rng = random.Random(seed)
+    with path.open("w", encoding="utf-8") as f:
+        for i in range(n):
+            f.write(json.dumps(conversation(rng, i)) + "\n")
+
+
+def measure(path: str) -> None:
+    """Child process: run the check once and print its figures as JSON."""
+    from engine.quality import check_file
+
+    start = time.perf_counter()
+    report = check_file(Path(path))
+    seconds = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    stats = report.stats
+    print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "records": report.records,
+                      "median_tokens": stats["tokens_per_example"]["median"],
+                      "warnings": {f.code: f.count for f in report.warnings}}))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--measure", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        measure(args.measure)
+        return 0
+    sizes = [int(s) for s in args.sizes.split(",")]
+    home = Path(os.environ.setdefault("STUDIO_HOME", tempfile.mkdtemp(prefix="studio-bench-")))
+    data_dir = home / "bench"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # Warm-up: builds the default tokenizer once so neither size pays for it.
+    warm = data_dir / "warm.jsonl"
+    write_data(warm, 50)
+    subprocess.run([sys.executable, __file__, "--measure", str(warm)], check=True, capture_output=True)
+    results = {}
+    for n in sizes:
+        path = data_dir / f"chat-{n}.jsonl"
+        write_data(path, n)
+        out = subprocess.run([sys.executable, __file__, "--measure", str(path)], check=True, capture_output=True,
+                             text=True, env={**os.environ, "STUDIO_HOME": str(home)})
+        results[n] = json.loads(out.stdout.strip().splitlines()[-1])
+        r = results[n]
+        print(f"{n:>7,} examples ({path.stat().st_size / 1e6:.0f} MB, median {r['median_tokens']:.0f} tokens): "
+              f"{r['seconds']:.2f} s, peak {r['peak_mb']:.0f} MB, {n / r['seconds']:,.0f} examples/s")
+    if len(sizes) >= 2:
+        small, big = sizes[0], sizes[-1]
+        ratio = results[big]["seconds"] / results[small]["seconds"]
+        print(f"time({big:,}) / time({small:,}) = {ratio:.2f} (linear would be {big / small:.0f}; budget 12)")
+    big = results[sizes[-1]]
+    print(f"findings at {sizes[-1]:,}: {big['warnings'] or 'none'}")
+    print(f"budget check at {sizes[-1]:,}: {big['seconds']:.1f} s of 30 s, {big['peak_mb']:.0f} MB of 2048 MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.exit(main())

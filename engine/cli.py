@@ -27,9 +27,16 @@ class UsageError(Exception):
     pass
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a misuse is one sentence (and exit 2) instead of a usage dump."""
+
+    def error(self, message: str):
+        self.exit(EXIT_UNUSABLE, f"{self.prog}: {message.rstrip('.')}. Run '{self.prog} --help' for usage.\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="studio", description="Finetune Studio: fine-tune open LLMs by the book.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = _Parser(prog="studio", description="Finetune Studio: fine-tune open LLMs by the book.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     ui = sub.add_parser("ui", help="start the dashboard")
     ui.add_argument("--demo", action="store_true", help="seed the demo project, sample data and demo model first")

@@ -21,6 +21,7 @@ from engine.shapes import SHAPES, Record
 from engine.tokens import load_counter
 
 DEFAULT_MAX_LENGTH = 2048
+CHECKS_VERSION = 1  # part of the report cache key: bump it when a check changes, so stored reports are recomputed
 Progress = Callable[[float, str], None]
 
 
@@ -92,7 +93,8 @@ def check_loaded(loaded: Loaded, name: str, options: CheckOptions, progress: Pro
 def _options_key(options: CheckOptions, mapping: dict | None) -> str:
     import hashlib
 
-    key = json.dumps([options.tokenizer, options.max_length, options.near_threshold, options.task, mapping],
+    key = json.dumps([CHECKS_VERSION, options.tokenizer, options.max_length, options.near_threshold, options.task,
+                      mapping],
                      default=str, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 

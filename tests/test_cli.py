@@ -14,7 +14,7 @@ from conftest import chat, run_studio, write_jsonl
 def assert_one_sentence(proc):
     assert "Traceback" not in proc.stderr + proc.stdout
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("studio: ") and lines[0].endswith(".")
+    assert len(lines) == 1 and lines[0].startswith("studio") and lines[0].endswith(".")
 
 
 def test_console_script_is_installed():
@@ -88,9 +88,11 @@ def test_csv_with_mapping_and_format_override(ws, tmp_path):
     assert proc.returncode == 1 and {e["code"] for e in data["errors"]} >= {"no_messages"}
 
 
-def test_misuse_exits_2(ws):
-    assert run_studio("check", env_home=ws.root).returncode == 2
-    assert run_studio("frobnicate", env_home=ws.root).returncode == 2
+def test_misuse_exits_2_with_one_sentence(ws):
+    for args in (["check"], ["frobnicate"], ["split", "x.jsonl"]):
+        proc = run_studio(*args, env_home=ws.root)
+        assert proc.returncode == 2, args
+        assert_one_sentence(proc)
 
 
 def test_nothing_written_outside_the_workspace(ws, tmp_path):

@@ -77,8 +77,8 @@ with st.form("quality_split_form"):
     seed = r4.number_input("Seed", 0, 2**31 - 1, 0)
     if st.form_submit_button("Split this version", type="primary"):
         with shown_as_message():
-            with st.spinner("Splitting without leakage..."):
-                made = split.create_split(version, (train_r, val_r, test_r), int(seed))
+            with progress_bar("Splitting without leakage") as split_progress:
+                made = split.create_split(version, (train_r, val_r, test_r), int(seed), progress=split_progress)
             st.success(f"Split into train {made.counts['train']:,}, validation {made.counts['validation']:,}, "
                        f"test {made.counts['test']:,}.")
 

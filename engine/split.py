@@ -100,12 +100,15 @@ def leakage_groups(records: list[Record], threshold: float = NEAR_THRESHOLD) -> 
 
 
 def split_records(records: list[Record], ratios=(0.8, 0.1, 0.1), seed: int = 0,
-                  threshold: float = NEAR_THRESHOLD) -> SplitResult:
+                  threshold: float = NEAR_THRESHOLD, progress=None) -> SplitResult:
+    step = progress or (lambda fraction, label: None)
     ratios = check_ratios(ratios)
     good = usable(records)
     if len(good) < 3:
         raise SplitError(f"Only {len(good)} usable records: a split needs at least 3.")
+    step(0.05, "Grouping near-duplicates and shared prompts")
     groups = leakage_groups(good, threshold)
+    step(0.4, "Assigning groups to train, validation and test")
     rng = random.Random(seed)
     rng.shuffle(groups)
     # Large groups first, so they cannot overshoot a small split late in the fill.
@@ -118,6 +121,7 @@ def split_records(records: list[Record], ratios=(0.8, 0.1, 0.1), seed: int = 0,
         assigned[k] += group
         sizes[k] += len(group)
     parts = {name: [good[i] for i in sorted(idx)] for name, idx in zip(PARTS, assigned)}
+    step(0.5, "Measuring the overlap between the parts")
     overlap = measure_overlap(parts["train"], parts["test"], threshold) | {
         f"validation_{k}": v for k, v in measure_overlap(parts["train"], parts["validation"], threshold).items()}
     return SplitResult(parts, len(groups), overlap, len(records) - len(good))
@@ -177,10 +181,12 @@ def write_parts(result: SplitResult, folder: Path, manifest: dict) -> dict[str, 
 
 
 def create_split(version: DatasetVersion, ratios=(0.8, 0.1, 0.1), seed: int = 0,
-                 threshold: float = NEAR_THRESHOLD, copy_to: Path | None = None) -> Split:
+                 threshold: float = NEAR_THRESHOLD, copy_to: Path | None = None, progress=None) -> Split:
     """Split a dataset version, store the parts in the workspace, and lock its test records."""
     records = datasets.load_version(version).records
-    result = split_records(records, ratios, seed, threshold)
+    result = split_records(records, ratios, seed, threshold, progress)
+    if progress:
+        progress(0.9, "Writing the parts and locking the test split")
     rel = Path("splits") / f"{version.sha256[:16]}-seed{seed}-{'-'.join(f'{r:g}' for r in ratios)}"
     manifest = {"dataset_version": version.id, "dataset_sha256": version.sha256, "ratios": list(ratios),
                 "seed": seed, "near_threshold": threshold}

@@ -102,7 +102,8 @@ def _options_key(options: CheckOptions, mapping: dict | None) -> str:
 def _report_path(version, options: CheckOptions) -> Path:
     from engine import workspace
 
-    return workspace.current().reports / f"{version.sha256}-{version.shape}-{_options_key(options, version.mapping)}.json"
+    key = _options_key(options, version.mapping)
+    return workspace.current().reports / f"{version.sha256}-{version.shape}-{key}.json"
 
 
 def cached_report(version, options: CheckOptions | None = None) -> Report | None:

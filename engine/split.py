@@ -22,7 +22,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from engine import datasets, db, workspace
-from engine.checks.duplicates import NEAR_THRESHOLD, near_clusters, normalized_prompt, record_hash
+from engine.checks.duplicates import NEAR_THRESHOLD, DisjointSets, near_clusters, normalized_prompt, record_hash
 from engine.quality import usable
 from engine.shapes import Record
 from engine.tables import DatasetVersion, LockedRecord, Split
@@ -70,33 +70,17 @@ class SplitResult:
 
 def leakage_groups(records: list[Record], threshold: float = NEAR_THRESHOLD) -> list[list[int]]:
     """Indexes of records that must stay together: near-duplicate clusters joined with same-prompt groups."""
-    parent = list(range(len(records)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def union(members: list[int]) -> None:
-        root = find(members[0])
-        for j in members[1:]:
-            parent[find(j)] = root
-
+    sets = DisjointSets(len(records))
     for cluster in near_clusters(records, threshold):
-        union(cluster)
+        sets.union(cluster)
     by_prompt: dict[str, list[int]] = defaultdict(list)
     for i, rec in enumerate(records):
         key = normalized_prompt(rec)
         if key:
             by_prompt[key].append(i)
     for members in by_prompt.values():
-        if len(members) > 1:
-            union(members)
-    groups: dict[int, list[int]] = defaultdict(list)
-    for i in range(len(records)):
-        groups[find(i)].append(i)
-    return list(groups.values())
+        sets.union(members)
+    return sets.groups()
 
 
 def split_records(records: list[Record], ratios=(0.8, 0.1, 0.1), seed: int = 0,

@@ -106,37 +106,37 @@ def check_repetitive(records: list[Record]) -> Finding | None:
         return None
     locs = sorted(details)
     return Finding("repetitive",
-                   "Answers that repeat the same phrases over and over (degenerate text) teach the model to loop.", locs, drop_fix("repetitive"), details=details)
+                   "Answers that repeat the same phrases over and over (degenerate text) teach the model to loop.",
+                   locs, drop_fix("repetitive"), details=details)
+
+
+def _first_match(records: list[Record], pattern: re.Pattern, roles: tuple[str, ...]) -> dict[int, tuple]:
+    """location -> (matched text, role) of the first message (of these roles) the pattern matches."""
+    found = {}
+    for rec in records:
+        for m in rec.messages:
+            if m["role"] in roles and (hit := pattern.search(m["content"])):
+                found[rec.location] = (hit.group(0), m["role"])
+                break
+    return found
 
 
 def check_placeholders(records: list[Record]) -> Finding | None:
-    details = {}
-    for rec in records:
-        for m in rec.messages:
-            found = PLACEHOLDER.search(m["content"])
-            if found:
-                details[rec.location] = f"unfilled slot {found.group(0)[:40]} in the {m['role']} message"
-                break
-    if not details:
+    hits = _first_match(records, PLACEHOLDER, ("system", "user", "assistant", "tool"))
+    if not hits:
         return None
-    locs = sorted(details)
     return Finding("template_placeholder",
-                   "Unfilled template slots such as {{name}}: fill them, or the model will answer with the slot.", locs, drop_fix("template_placeholder"),
-                   details=details)
+                   "Unfilled template slots such as {{name}}: fill them, or the model will answer with the slot.",
+                   sorted(hits), drop_fix("template_placeholder"),
+                   details={loc: f"unfilled slot {text[:40]} in the {role} message"
+                            for loc, (text, role) in hits.items()})
 
 
 def check_boilerplate(records: list[Record]) -> Finding | None:
-    details = {}
-    for rec in records:
-        for m in rec.messages:
-            if m["role"] == "assistant":
-                found = BOILERPLATE.search(m["content"])
-                if found:
-                    details[rec.location] = f"says {found.group(0)!r}"
-                    break
-    if not details:
+    hits = _first_match(records, BOILERPLATE, ("assistant",))
+    if not hits:
         return None
-    locs = sorted(details)
     return Finding("ai_boilerplate",
                    "AI boilerplate in answers ('as an AI language model'): the fine-tuned model would copy the "
-                   "disclaimers.", locs, drop_fix("ai_boilerplate"), details=details)
+                   "disclaimers.", sorted(hits), drop_fix("ai_boilerplate"),
+                   details={loc: f"says {text!r}" for loc, (text, _) in hits.items()})

@@ -69,6 +69,31 @@ def _conversation_text(rec: Record) -> str:
     return "\n".join(m["content"] for m in rec.messages if m["role"] != "system")
 
 
+class DisjointSets:
+    """Union-find over record indexes: which records must be treated as one group."""
+
+    def __init__(self, n: int):
+        self.parent = list(range(n))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, members: list[int]) -> None:
+        root = self.find(members[0])
+        for j in members[1:]:
+            self.parent[self.find(j)] = root
+
+    def groups(self) -> list[list[int]]:
+        """Every group, singletons included, members in index order."""
+        out: dict[int, list[int]] = defaultdict(list)
+        for i in range(len(self.parent)):
+            out[self.find(i)].append(i)
+        return list(out.values())
+
+
 def near_clusters(records: list[Record], threshold: float = NEAR_THRESHOLD) -> list[list[int]]:
     """Clusters (indexes into records) of conversations whose shingle sets have Jaccard >= threshold.
 
@@ -85,14 +110,7 @@ def near_clusters(records: list[Record], threshold: float = NEAR_THRESHOLD) -> l
     lsh = RMinHashLSH(threshold, NUM_PERM, _bands(threshold))
     # One pass flags the rows that share a band with any other row; only those are queried one by one.
     flags = lsh.insert_matrix_and_query_duplicate_flags(matrix, 0)
-    parent = list(range(len(records)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    sets = DisjointSets(len(records))
     frozen: dict[int, frozenset] = {}
 
     def shingle_set(i: int) -> frozenset:
@@ -110,12 +128,9 @@ def near_clusters(records: list[Record], threshold: float = NEAR_THRESHOLD) -> l
         m = RMinHash(NUM_PERM, SEED)
         m.update(list(shingle_set(i)))
         for j in lsh.query(m):
-            if j > i and find(i) != find(j) and exact_jaccard(i, j) >= threshold:
-                parent[find(j)] = find(i)
-    clusters: dict[int, list[int]] = defaultdict(list)
-    for i in range(len(records)):
-        clusters[find(i)].append(i)
-    return [sorted(c) for c in clusters.values() if len(c) > 1]
+            if j > i and sets.find(i) != sets.find(j) and exact_jaccard(i, j) >= threshold:
+                sets.union([i, j])
+    return [g for g in sets.groups() if len(g) > 1]
 
 
 def _bands(threshold: float) -> int:

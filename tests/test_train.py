@@ -1,0 +1,237 @@
+"""Training runs for real: TRL's SFTTrainer on the demo model, in supervised subprocesses, with real signals.
+
+Fault injection (STUDIO_FAULT, read by engine.train) makes a trainer ignore SIGTERM or raise a chosen error at a step,
+so the classification and the escalation are tested on the real code paths.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, run_studio
+from engine import datasets, launcher, metrics, projects, runs, sample_data, split
+from engine.run_config import RunConfig
+
+
+@pytest.fixture
+def setup(ws, demo_model, tmp_path):
+    """A project with 160 sample conversations (past the planted flaws), split, and a helper for short configs."""
+    project = projects.create_project("Train tests")
+    rows = sample_data.generate(600, seed=3)[300:460]
+    data = tmp_path / "support.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    version = datasets.import_file(project.id, data, "support.jsonl")
+    made = split.create_split(version, (0.8, 0.1, 0.1))
+
+    def config(**overrides) -> RunConfig:
+        values = dict(max_steps=16, logging_steps=2, eval_steps=4, save_steps=4, max_length=256,
+                      per_device_train_batch_size=4, wandb_mode="disabled", early_stopping=False)
+        values.update(overrides)
+        base = values.pop("base_model", str(demo_model))
+        return launcher.config_for_split(made, base, name="t", **values)
+
+    return project, made, config
+
+
+def wait_until(predicate, timeout: float, poll: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs.reconcile()
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError("condition not met in time")
+
+
+def test_short_run_through_the_cli_learns_and_saves(setup, ws):
+    project, made, config = setup
+    cfg = config(max_steps=24, wandb_mode="offline")
+    path = ws.root / "cfg.json"
+    cfg.save(path)
+    proc = run_studio("train", path, env_home=ws.root, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = runs.list_runs()[0]
+    assert run.status == "succeeded" and run.step == 24
+    folder = runs.run_path(run)
+    c = metrics.curves(metrics.read_events(folder))
+    losses = [p["loss"] for p in c["log"]]
+    half = len(losses) // 2
+    assert sum(losses[half:]) / (len(losses) - half) < sum(losses[:half]) / half  # single batches are noisy
+    assert c["eval"][-1]["eval_loss"] < c["eval"][0]["eval_loss"]
+    assert (folder / "final" / "adapter_model.safetensors").is_file()
+    # the W&B offline run holds the same loss history, read back without a network
+    wandb_dir = next((folder / "wandb").glob("offline-run-*"))
+    out = subprocess.run([str(ROOT / ".venv" / "bin" / "wandb") if (ROOT / ".venv").exists() else "wandb",
+                          "leet", "inspect", "--json", str(wandb_dir)], capture_output=True, text=True, timeout=120)
+    history = {}
+    for line in out.stdout.splitlines():
+        rec = json.loads(line)
+        if rec.get("type") == "history" and "train/loss" in rec["history"]["item"]:
+            item = rec["history"]["item"]
+            history[int(item["train/global_step"])] = item["train/loss"]
+    ours = {p["step"]: p["loss"] for p in c["log"]}
+    assert history and history == pytest.approx(ours)
+    listed = json.loads(run_studio("runs", "--json", env_home=ws.root).stdout)
+    assert listed[0]["status"] == "succeeded" and listed[0]["step"] == 24
+
+
+def test_kill_9_is_failed_killed_then_resume_reaches_the_same_final_step(setup):
+    project, made, config = setup
+    run = runs.launch(config(max_steps=20), project.id)
+    wait_until(lambda: runs.get_run(run.id).step >= 9, 120)
+    os.kill(runs.get_run(run.id).pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    done = wait_until(lambda: (r := runs.get_run(run.id)).status != "running" and r, 10)
+    assert time.monotonic() - killed_at < 5
+    assert (done.status, done.error_kind) == ("failed", "killed")
+    resumed = runs.resume(run.id)
+    assert resumed.status == "running"
+    final = runs.wait(run.id, timeout=180)
+    assert final.status == "succeeded" and final.step == 20
+    events = metrics.read_events(runs.run_path(final))
+    assert any(e["event"] == "resume" and e["checkpoint"] == "checkpoint-8" for e in events)
+    steps = [p["step"] for p in metrics.curves(events)["log"]]
+    assert steps == sorted(set(steps)) and steps[-1] == 20
+
+
+def test_cancel_stops_saves_and_a_second_cancel_is_harmless(setup):
+    project, made, config = setup
+    run = runs.launch(config(max_steps=400), project.id)
+    wait_until(lambda: runs.get_run(run.id).step >= 3, 120)
+    runs.cancel(run.id)
+    runs.cancel(run.id)
+    final = runs.wait(run.id, timeout=60)
+    assert final.status == "cancelled"
+    assert metrics.final_event(metrics.read_events(runs.run_path(final)))["outcome"] == "cancelled"
+    from engine.train import complete_checkpoints
+
+    assert complete_checkpoints(runs.run_path(final))  # it saved on the way out
+    runs.cancel(run.id)  # harmless once it has ended
+    assert runs.get_run(run.id).status == "cancelled"
+
+
+def test_a_trainer_ignoring_sigterm_is_killed_with_its_group(setup, monkeypatch):
+    project, made, config = setup
+    monkeypatch.setenv("STUDIO_FAULT", "ignore_sigterm")
+    monkeypatch.setenv("STUDIO_CANCEL_GRACE", "2")
+    run = runs.launch(config(max_steps=400), project.id)
+    wait_until(lambda: runs.get_run(run.id).step >= 2, 120)
+    pid = runs.get_run(run.id).pid
+    runs.cancel(run.id)
+    start = time.monotonic()
+    final = runs.wait(run.id, timeout=10, poll=0.2)
+    assert final.status == "cancelled" and time.monotonic() - start < 2 + 2
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)  # the whole group is gone
+
+
+@pytest.mark.parametrize("fault,kind", [("raise:gpu_oom:3", "gpu_oom"), ("raise:disk_full:3", "disk_full"),
+                                        ("raise:crash:3", "crashed")])
+def test_injected_failures_are_classified(setup, monkeypatch, fault, kind):
+    project, made, config = setup
+    monkeypatch.setenv("STUDIO_FAULT", fault)
+    run = runs.launch(config(max_steps=30), project.id)
+    final = runs.wait(run.id, timeout=120)
+    assert (final.status, final.error_kind) == ("failed", kind)
+    assert final.error_message and "\n" not in final.error_message.strip()
+    assert final.log_tail
+
+
+def test_wandb_at_a_dead_address_does_not_fail_the_run(setup, monkeypatch):
+    project, made, config = setup
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("STUDIO_WANDB_INIT_TIMEOUT", "5")
+    run = runs.launch(config(max_steps=6, wandb_mode="online"), project.id)
+    final = runs.wait(run.id, timeout=180)
+    assert final.status == "succeeded"
+    events = metrics.read_events(runs.run_path(final))
+    assert any(e["event"] == "note" and "W&B online failed" in e["message"] for e in events)
+    config_text = (runs.run_path(final) / "config.json").read_text()
+    assert "x" * 40 not in config_text and "x" * 40 not in (final.log_tail or "")
+
+
+def test_queue_is_fifo_and_a_double_launch_is_one_run(setup):
+    project, made, config = setup
+    first = runs.launch(config(max_steps=6), project.id, request_key="click-1")
+    again = runs.launch(config(max_steps=6), project.id, request_key="click-1")
+    second = runs.launch(config(max_steps=6), project.id, request_key="click-2")
+    assert first.id == again.id and len(runs.list_runs()) == 2
+    assert (first.status, second.status) == ("running", "queued")
+    assert runs.wait(first.id, timeout=120).status == "succeeded"
+    assert runs.wait(second.id, timeout=120).status == "succeeded"
+
+
+def test_launch_refusals(setup, ws, tmp_path):
+    project, made, config = setup
+    with pytest.raises(launcher.LaunchRefused, match="no config.json"):
+        launcher.launch_checked(config(base_model=str(tmp_path / "missing")), project.id)
+    with pytest.raises(launcher.LaunchRefused, match="not in the Hugging Face cache"):
+        launcher.launch_checked(config(base_model="meta-llama/Llama-3.1-8B-Instruct"), project.id)
+    with pytest.raises(launcher.LaunchRefused, match="locked test split"):
+        launcher.launch_checked(config(eval_file=str(split.split_path(made, "test"))), project.id)
+    with pytest.raises(launcher.LaunchRefused, match="QLoRA needs a CUDA GPU"):
+        launcher.launch_checked(config(technique="qlora"), project.id)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{oops\n" + "\n".join(json.dumps(r) for r in sample_data.generate(20)) + "\n")
+    version = datasets.import_file(project.id, bad, "bad.jsonl")
+    with pytest.raises(launcher.LaunchRefused, match="blocking errors"):
+        launcher.launch_checked(config(dataset_version_id=version.id), project.id)
+    assert runs.list_runs() == []
+
+
+def test_multi_gpu_launch_is_an_accelerate_command(setup, ws):
+    project, made, config = setup
+    path = ws.root / "cfg.json"
+    config(num_gpus=2).save(path)
+    proc = run_studio("train", path, "--dry-run", env_home=ws.root)
+    assert proc.returncode == 0
+    cmd = proc.stdout.split()
+    assert cmd[1:4] == ["-m", "accelerate.commands.launch", "--num_processes"] and cmd[4] == "2"
+    from accelerate.commands.launch import launch_command_parser
+
+    parsed = launch_command_parser().parse_args(cmd[3:])
+    assert parsed.num_processes == 2 and parsed.module and parsed.training_script == "engine.train"
+
+
+def test_a_restarted_dashboard_sees_the_run_still_going(setup, ws):
+    """The process that launched the run exits (as a dashboard would die); a new one sees it running, same pid."""
+    project, made, config = setup
+    cfg = config(max_steps=400)
+    path = ws.root / "cfg.json"
+    cfg.save(path)
+    code = ("import sys\nfrom engine import runs\nfrom engine.run_config import RunConfig\n"
+            f"r = runs.launch(RunConfig.load({str(path)!r}), {project.id})\nprint(r.id, r.pid)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                         env={**os.environ, "STUDIO_HOME": str(ws.root)})
+    run_id, pid = map(int, out.stdout.split())
+    first = wait_until(lambda: (r := runs.get_run(run_id)).step >= 2 and r, 120)
+    assert first.status == "running" and first.pid == pid
+    later = wait_until(lambda: (r := runs.get_run(run_id)).step > first.step + 2 and r, 60)
+    assert later.status == "running" and later.pid == pid
+    runs.cancel(run_id)
+    assert runs.wait(run_id, timeout=60).status == "cancelled"
+
+
+def test_truncated_metrics_line_is_skipped(tmp_path):
+    path = tmp_path / metrics.METRICS_FILE
+    lines = [{"event": "log", "step": i, "loss": 3 - i * 0.1} for i in range(1, 5)]
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"event": "log", "step": 5, "lo')
+    c = metrics.curves(metrics.read_events(tmp_path))
+    assert [p["step"] for p in c["log"]] == [1, 2, 3, 4]
+
+
+def test_overfitting_alarm():
+    events = [{"event": "log", "step": s, "loss": 2.0 - s * 0.05} for s in range(0, 40, 2)]
+    events += [{"event": "eval", "step": s, "eval_loss": v} for s, v in ((10, 1.5), (20, 1.6), (30, 1.7), (38, 1.8))]
+    assert "memorizing" in metrics.overfitting_alarm(events)
+    events[-1]["eval_loss"] = 1.4
+    assert metrics.overfitting_alarm(events) is None

@@ -17,6 +17,8 @@ navigation = st.navigation([
     st.Page("app_pages/home.py", title="Notebook", icon=":material/menu_book:", default=True),
     st.Page("app_pages/data.py", title="1 · Data", icon=":material/upload_file:"),
     st.Page("app_pages/quality.py", title="2 · Quality", icon=":material/fact_check:"),
+    st.Page("app_pages/train.py", title="3 · Train", icon=":material/model_training:"),
+    st.Page("app_pages/runs.py", title="4 · Runs", icon=":material/monitoring:"),
 ])
 sidebar.render()
 navigation.run()

@@ -2,8 +2,11 @@
 
 import streamlit as st
 
-from engine import datasets, split
+import plotly.graph_objects as go
+
+from engine import datasets, runs, split
 from engine.quality import cached_report
+from engine.run_summary import summarize
 from ui import state
 
 project = state.require_project()
@@ -40,3 +43,29 @@ with st.container(border=True):
         c = splits[0].counts
         st.write(f"Latest split: train {c['train']:,} · validation {c['validation']:,} · test {c['test']:,} (locked)")
     st.page_link("app_pages/quality.py", label="Open Quality", icon=":material/arrow_forward:")
+
+with st.container(border=True):
+    st.subheader("3 · Train and 4 · Runs")
+    project_runs = runs.list_runs(project.id)
+    if not project_runs:
+        st.write("No run yet: configure one with recommended settings on the Train page.")
+    else:
+        active = [r for r in project_runs if r.status in runs.ACTIVE]
+        done = [summarize(r) for r in project_runs if r.status == "succeeded"]
+        scored = [s for s in done if s.curves["eval"]]
+        best = min(scored, key=lambda s: min(p["eval_loss"] for p in s.curves["eval"]), default=None)
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Runs", len(project_runs))
+        c2.metric("Active", len(active))
+        c3.metric("Best validation loss", f"{min(p['eval_loss'] for p in best.curves['eval']):.3f}" if best else "-")
+        if best:
+            fig = go.Figure(go.Scatter(x=[p["step"] for p in best.curves["eval"]],
+                                       y=[p["eval_loss"] for p in best.curves["eval"]], mode="lines+markers"))
+            fig.update_layout(height=200, margin=dict(l=10, r=10, t=30, b=10),
+                              title=f"Best run {best.run.id}: validation loss")
+            st.plotly_chart(fig, key="home_best_run")
+    c1, c2 = st.columns(2)
+    with c1:
+        st.page_link("app_pages/train.py", label="Open Train", icon=":material/arrow_forward:")
+    with c2:
+        st.page_link("app_pages/runs.py", label="Open Runs", icon=":material/arrow_forward:")

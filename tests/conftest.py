@@ -41,7 +41,8 @@ def demo_model(tmp_path_factory) -> Path:
 
     from engine.demo_model import build_demo_model
 
-    shared = tmp_path_factory.getbasetemp().parent
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # this session's own folder
     folder = shared / "demo-model"
     with FileLock(str(shared / "demo-model.lock")):
         if not (folder / "model.safetensors").is_file():

@@ -1,0 +1,145 @@
+"""Runs: every run with its status and progress; live curves of the selected one; cancel, resume, logs, W&B;
+comparison of several runs."""
+
+from datetime import timedelta
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from engine import runs
+from engine.run_summary import config_diff, summarize
+from ui import state
+from ui.errors import shown_as_message
+from ui.text import md_escape
+
+project = state.require_project()
+st.title("Runs")
+st.caption("Runs live in their own processes and in the database: a refresh, a second browser or a restarted "
+           "dashboard shows the same state. Stopped runs can be resumed from their last checkpoint.")
+
+runs.reconcile()
+all_runs = runs.list_runs(project.id)
+if not all_runs:
+    st.info("No runs yet: configure one on the Train page.")
+    st.page_link("app_pages/train.py", label="Open Train", icon=":material/arrow_forward:")
+    st.stop()
+
+ICONS = {"queued": "⏳", "starting": "⏳", "running": "▶", "succeeded": "✓", "failed": "✗", "cancelled": "■"}
+
+
+def table(rows) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "run": r.id, "name": r.name, "status": f"{ICONS.get(r.status, '')} {r.status}",
+        "progress": min(r.step / r.max_steps, 1.0) if r.max_steps else (1.0 if r.status == "succeeded" else 0.0),
+        "step": f"{r.step}/{r.max_steps or '?'}", "error": r.error_kind or "", "pid": r.pid,
+        "started": r.started_at,
+    } for r in rows])
+
+
+st.dataframe(table(all_runs), hide_index=True, width="stretch",
+             column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)})
+
+ids = [r.id for r in all_runs]
+selected = st.selectbox("Run", ids, key="runs_selected",
+                        format_func=lambda i: next(f"run {r.id} · {r.name} · {r.status}" for r in all_runs if r.id == i))
+
+
+def curve_chart(summary, title: str, series: list[tuple[str, str, str]], y_log: bool = False):
+    fig = go.Figure()
+    for kind, key, label in series:
+        pts = [p for p in summary.curves[kind] if p.get(key) is not None]
+        if pts:
+            fig.add_trace(go.Scatter(x=[p["step"] for p in pts], y=[p[key] for p in pts], name=label,
+                                     mode="lines+markers" if kind == "eval" else "lines"))
+    if summary.stopped_early and summary.best_step:
+        fig.add_vline(x=summary.best_step, line_dash="dash", line_color="#16a34a",
+                      annotation_text="early stop: best checkpoint")
+    fig.update_layout(title=title, xaxis_title="step", height=300, margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(orientation="h"))
+    if y_log:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def render(run_id: int) -> None:
+    runs.reconcile()
+    run = runs.get_run(run_id)
+    summary = summarize(run)
+    eta = f" · about {timedelta(seconds=int(summary.eta_seconds))} left" if summary.eta_seconds else ""
+    st.progress(summary.progress, text=f"{run.status} · step {run.step}/{run.max_steps or '?'}{eta}")
+    if run.error_message:
+        (st.error if run.status == "failed" else st.info)(run.error_message)
+    if summary.alarm:
+        st.warning(summary.alarm)
+    for note in summary.notes:
+        st.caption(md_escape(note))
+    if not summary.curves["log"]:
+        st.write("No metrics yet (the trainer is starting).")
+        return
+    a, b = st.columns(2)
+    a.plotly_chart(curve_chart(summary, "Loss", [("log", "loss", "train"), ("eval", "eval_loss", "validation")]),
+                   key=f"runs_loss_{run_id}")
+    b.plotly_chart(curve_chart(summary, "Perplexity", [("log", "perplexity", "train"),
+                                                       ("eval", "eval_perplexity", "validation")], y_log=True),
+                   key=f"runs_ppl_{run_id}")
+    a.plotly_chart(curve_chart(summary, "Learning rate", [("log", "learning_rate", "learning rate")]),
+                   key=f"runs_lr_{run_id}")
+    b.plotly_chart(curve_chart(summary, "Throughput (non-padding tokens/s)",
+                               [("log", "tokens_per_second", "tokens/s")]), key=f"runs_tps_{run_id}")
+
+
+run = runs.get_run(selected)
+live = run.status in runs.ACTIVE
+
+
+@st.fragment(run_every="2s" if live else None)
+def live_panel() -> None:
+    with shown_as_message():
+        render(selected)
+
+
+live_panel()
+
+c1, c2, _ = st.columns([1, 1, 4])
+if c1.button("Cancel", disabled=run.status not in runs.ACTIVE, key=f"runs_cancel_{selected}",
+             help="The trainer stops at the next step and saves a checkpoint (killed after a grace period)."):
+    with shown_as_message():
+        runs.cancel(selected)
+        st.rerun()
+if c2.button("Resume", disabled=run.status not in ("failed", "cancelled"), key=f"runs_resume_{selected}",
+             help="Continues from the last complete checkpoint, with the same step count and curves."):
+    with shown_as_message():
+        runs.resume(selected)
+        st.rerun()
+
+summary = summarize(run)
+with st.expander("Log (last lines)"):
+    st.code(summary.log or "(empty)", language=None)
+with st.expander("Weights & Biases"):
+    if summary.wandb_url:
+        st.link_button("Open the W&B run", summary.wandb_url)
+    elif summary.wandb_sync:
+        st.write("The run is logged offline. Upload it where a network exists with:")
+        st.code(summary.wandb_sync, language="bash")
+    else:
+        st.write("W&B logging is off for this run.")
+with st.expander("Configuration"):
+    st.json(run.config, expanded=False)
+
+st.subheader("Compare runs")
+chosen = st.multiselect("Runs to compare", ids, default=ids[:2] if len(ids) > 1 else ids, key="runs_compare")
+if len(chosen) >= 2:
+    picked = [r for r in all_runs if r.id in chosen]
+    fig = go.Figure()
+    for r in picked:
+        s = summarize(r)
+        for kind, key, label in (("log", "loss", "train"), ("eval", "eval_loss", "validation")):
+            pts = [p for p in s.curves[kind] if p.get(key) is not None]
+            fig.add_trace(go.Scatter(x=[p["step"] for p in pts], y=[p[key] for p in pts],
+                                     name=f"run {r.id} {label}", line=dict(dash="dot" if kind == "eval" else None)))
+    fig.update_layout(title="Loss", xaxis_title="step", height=350, margin=dict(l=10, r=10, t=40, b=10))
+    st.plotly_chart(fig, key="runs_compare_chart")
+    diff = config_diff(picked)
+    st.dataframe(pd.DataFrame(diff) if diff else pd.DataFrame([{"setting": "(identical configs)"}]),
+                 hide_index=True, width="stretch")

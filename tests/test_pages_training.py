@@ -1,0 +1,45 @@
+"""The Train and Runs pages through AppTest: configure, launch (a double click is one run), watch, succeed."""
+
+from __future__ import annotations
+
+import shutil
+
+from streamlit.testing.v1 import AppTest
+
+from engine import demo, runs, workspace
+
+
+def number(at, label):
+    return next(n for n in at.number_input if n.label == label)
+
+
+def test_configure_launch_watch_and_succeed(ws, demo_model):
+    shutil.copytree(demo_model, workspace.current().demo_model)
+    demo.ensure_demo(build_model=False)
+    at = AppTest.from_file("../app.py", default_timeout=120).run()
+    at.switch_page("app_pages/train.py").run()
+    next(b for b in at.button if b.label == "Make the default split").click().run()
+    assert not at.exception
+    # the recommendation and its reason are on the page
+    assert number(at, "learning rate").value == 2e-3
+    assert any("tiny model" in c.value for c in at.caption)
+    for label, value in (("max steps", 12), ("eval steps", 4), ("save steps", 4), ("logging steps", 2),
+                         ("max length", 256), ("per device train batch size", 4)):
+        number(at, label).set_value(value)
+    launch = next(b for b in at.button if b.label == "Launch")
+    launch.click().run()
+    assert not at.exception, at.exception
+    assert any("Run 1 is" in s.value for s in at.success)
+    launch.click().run()  # a double click: the same request, the same run
+    assert len(runs.list_runs()) == 1
+
+    final = runs.wait(1, timeout=180)
+    assert final.status == "succeeded" and final.step == 12
+    at.switch_page("app_pages/runs.py").run()
+    assert not at.exception, at.exception
+    assert len(at.get("plotly_chart")) >= 4
+    assert "succeeded" in at.dataframe[0].value["status"].iloc[0]
+
+    at.switch_page("app_pages/home.py").run()
+    assert not at.exception
+    assert {m.label for m in at.metric} >= {"Runs", "Best validation loss"}

@@ -236,7 +236,10 @@ def fit(config: RunConfig, run_dir: Path, writer: MetricsWriter, resume: bool) -
         early = next((c for c in callbacks if isinstance(c, EarlyStoppingCallback)), None)
         stopped_early = bool(early and early.early_stopping_patience_counter >= config.early_stopping_patience)
         best = state.best_model_checkpoint
+        summary = next((h for h in reversed(state.log_history) if "train_runtime" in h), {})
+        tokens = next((h["num_tokens"] for h in reversed(state.log_history) if "num_tokens" in h), None)
         return {"outcome": "cancelled" if cancelled else "succeeded", "step": state.global_step,
+                "train_runtime": summary.get("train_runtime"), "num_tokens": tokens,
                 "max_steps": state.max_steps, "stopped_early": stopped_early,
                 "best_step": int(best.rsplit("-", 1)[-1]) if best else None, "best_eval_loss": state.best_metric,
                 "device": device, "precision": precision}

@@ -1,0 +1,156 @@
+"""Benchmark: the studio's training overhead and batching, on the demo model, in one run.
+
+1. Overhead: the same model, data and settings trained by a bare TRL script and through the studio (supervised
+   subprocess, metrics callback, W&B offline). Figure: non-padding tokens per second of the studio / the bare script
+   (budget >= 0.97). Each side runs `--repeats` times, alternating; the median counts.
+2. Batching: data with widely varying lengths, through the studio with its default (packing) and with TRL's
+   default (no packing: each batch padded to its longest example). Figure: the ratio of non-padding tokens per second
+   (budget >= 1.3), and the padding share of each, counted on the real dataloader batches.
+3. Start-up: seconds from launch to the first metrics line (budget 10 s).
+
+    .venv/bin/python bench/train_overhead.py [--steps 60] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SETTINGS = dict(per_device_train_batch_size=8, max_length=512, learning_rate=2e-3, logging_steps=10, seed=0,
+                assistant_only_loss=True)
+
+
+def conversations(n: int, varied: bool, seed: int = 0) -> list[dict]:
+    from engine import sample_data
+
+    rng = random.Random(seed)
+    rows = sample_data.generate(n, seed=seed + 11)[: n]
+    if varied:  # answers from one sentence to several paragraphs
+        for row in rows:
+            answer = row["messages"][-1]["content"]
+            row["messages"][-1]["content"] = " ".join([answer] * rng.choice([1, 1, 1, 2, 4, 8]))
+    return [r for r in rows if r["messages"][0]["role"] == "system"]
+
+
+def write(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def bare_trl(model_dir: Path, data: Path, steps: int, out: Path, packing: bool) -> float:
+    """A plain TRL script: non-padding tokens per second of training (TRL's own num_tokens / train_runtime)."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    args = SFTConfig(output_dir=str(out), max_steps=steps, report_to="none", use_cpu=True, bf16=False,
+                     gradient_checkpointing=False, disable_tqdm=True, save_strategy="no", packing=packing,
+                     **SETTINGS)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
+                         peft_config=LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05,
+                                                target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    result = trainer.train()
+    tokens = next(h["num_tokens"] for h in reversed(trainer.state.log_history) if "num_tokens" in h)
+    return tokens / result.metrics["train_runtime"]
+
+
+def studio(model_dir: Path, data: Path, steps: int, packing: bool, wandb: str = "offline") -> dict:
+    """Through the supervisor, as the dashboard and the CLI run it."""
+    from engine import metrics, runs
+    from engine.run_config import RunConfig
+
+    config = RunConfig.build(base_model=str(model_dir), train_file=str(data), max_steps=steps, packing=packing,
+                             early_stopping=False, save_steps=10_000, eval_steps=10_000, wandb_mode=wandb,
+                             **SETTINGS)
+    launched = time.time()
+    run = runs.launch(config)
+    folder = runs.run_path(run)
+    first = None
+    while True:
+        runs.reconcile()
+        if first is None:
+            logs = [e for e in metrics.read_events(folder) if e["event"] == "log"]
+            if logs:
+                first = logs[0]["time"] - launched
+        run = runs.get_run(run.id)
+        if run.status not in runs.ACTIVE:
+            break
+        time.sleep(0.2)
+    final = metrics.final_event(metrics.read_events(folder))
+    assert run.status == "succeeded", run.error_message
+    return {"tps": final["num_tokens"] / final["train_runtime"], "first_metric_s": first}
+
+
+def padding_share(model_dir: Path, data: Path, packing: bool, batches: int = 30) -> float:
+    """Share of padding tokens in the real training batches TRL builds for this setting."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    args = SFTConfig(output_dir=tempfile.mkdtemp(), report_to="none", use_cpu=True, bf16=False, packing=packing,
+                     gradient_checkpointing=False, **SETTINGS)
+    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir), args=args,
+                         train_dataset=Dataset.from_list(rows), processing_class=tok)
+    total = real = 0
+    for i, batch in enumerate(trainer.get_train_dataloader()):
+        if i == batches:
+            break
+        ids = batch["input_ids"]
+        total += ids.numel()
+        real += int(batch["attention_mask"].sum()) if "attention_mask" in batch else int((ids != tok.pad_token_id).sum())
+    return 1 - real / total
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    home = Path(os.environ.setdefault("STUDIO_HOME", tempfile.mkdtemp(prefix="studio-train-bench-")))
+    from engine import workspace
+    from engine.demo_model import build_demo_model
+
+    ws = workspace.current()
+    workspace.apply_library_env(ws)
+    model_dir = ws.demo_model
+    if not (model_dir / "model.safetensors").is_file():
+        build_demo_model(model_dir)
+    uniform = write(home / "uniform.jsonl", conversations(600, varied=False))
+    varied = write(home / "varied.jsonl", conversations(600, varied=True))
+
+    bare, ours, firsts = [], [], []
+    for i in range(args.repeats):
+        bare.append(bare_trl(model_dir, uniform, args.steps, home / f"bare-{i}", packing=True))
+        result = studio(model_dir, uniform, args.steps, packing=True)
+        ours.append(result["tps"])
+        firsts.append(result["first_metric_s"])
+    b, o = statistics.median(bare), statistics.median(ours)
+    print(f"overhead: bare TRL {b:,.0f} tok/s, studio {o:,.0f} tok/s (runs: bare {[round(x) for x in bare]}, "
+          f"studio {[round(x) for x in ours]}); studio/bare = {o / b:.3f} (budget >= 0.97)")
+
+    packed = studio(model_dir, varied, args.steps, packing=True, wandb="disabled")["tps"]
+    padded = studio(model_dir, varied, args.steps, packing=False, wandb="disabled")["tps"]
+    share_packed = padding_share(model_dir, varied, packing=True)
+    share_padded = padding_share(model_dir, varied, packing=False)
+    print(f"batching on varied lengths: packing {packed:,.0f} tok/s (padding {share_packed:.1%}), TRL default "
+          f"{padded:,.0f} tok/s (padding {share_padded:.1%}); ratio {packed / padded:.2f} (budget >= 1.3)")
+    print(f"first metrics line after launch: {', '.join(f'{x:.1f} s' for x in firsts)} (budget 10 s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.exit(main())

@@ -144,7 +144,8 @@ with st.form("train_form"):
         values["early_stopping_patience"] = field(c2, "early_stopping_patience", "number", min_value=1)
         values["seed"] = field(c3, "seed", "number", min_value=0)
         values["assistant_only_loss"] = field(c1, "assistant_only_loss", "toggle")
-        values["packing"] = field(c2, "packing", "toggle")
+        values["batching"] = field(c2, "batching", "select", options=["auto", "packing", "length_grouping",
+                                                                      "padding"])
         values["precision"] = field(c3, "precision", "select", options=["auto", "fp32", "bf16", "fp16"])
         values["wandb_mode"] = field(c1, "wandb_mode", "select", options=["offline", "online", "disabled"])
         values["num_gpus"] = field(c2, "num_gpus", "number", min_value=1, max_value=64)

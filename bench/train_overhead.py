@@ -3,9 +3,10 @@
 1. Overhead: the same model, data and settings trained by a bare TRL script and through the studio (supervised
    subprocess, metrics callback, W&B offline). Figure: non-padding tokens per second of the studio / the bare script
    (budget >= 0.97). Each side runs `--repeats` times, alternating; the median counts.
-2. Batching: data with widely varying lengths, through the studio with its default (packing) and with TRL's
-   default (no packing: each batch padded to its longest example). Figure: the ratio of non-padding tokens per second
-   (budget >= 1.3), and the padding share of each, counted on the real dataloader batches.
+2. Batching: data with widely varying lengths, through the studio with its default ("auto": length grouping on a
+   CPU, packing with flash attention on CUDA) and with TRL's default (each batch padded to its longest example).
+   Figure: the ratio of non-padding tokens per second (budget >= 1.3), and the padding share of each, counted on the
+   real dataloader batches.
 3. Start-up: seconds from launch to the first metrics line (budget 10 s).
 
     .venv/bin/python bench/train_overhead.py [--steps 60] [--repeats 2]
@@ -44,7 +45,13 @@ def write(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def bare_trl(model_dir: Path, data: Path, steps: int, out: Path, packing: bool) -> float:
+def sft_args(batching: str) -> dict:
+    """The SFTConfig arguments a batching mode means (as engine.train sets them on a CPU)."""
+    return {"packing": batching == "packing",
+            "train_sampling_strategy": "group_by_length" if batching == "length_grouping" else "random"}
+
+
+def bare_trl(model_dir: Path, data: Path, steps: int, out: Path, batching: str) -> float:
     """A plain TRL script: non-padding tokens per second of training (TRL's own num_tokens / train_runtime)."""
     from datasets import Dataset
     from peft import LoraConfig
@@ -55,7 +62,7 @@ def bare_trl(model_dir: Path, data: Path, steps: int, out: Path, packing: bool) 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     args = SFTConfig(output_dir=str(out), max_steps=steps, report_to="none", use_cpu=True, bf16=False,
-                     gradient_checkpointing=False, disable_tqdm=True, save_strategy="no", packing=packing,
+                     gradient_checkpointing=False, disable_tqdm=True, save_strategy="no", **sft_args(batching),
                      **SETTINGS)
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
                          peft_config=LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05,
@@ -65,12 +72,12 @@ def bare_trl(model_dir: Path, data: Path, steps: int, out: Path, packing: bool) 
     return tokens / result.metrics["train_runtime"]
 
 
-def studio(model_dir: Path, data: Path, steps: int, packing: bool, wandb: str = "offline") -> dict:
+def studio(model_dir: Path, data: Path, steps: int, batching: str, wandb: str = "offline") -> dict:
     """Through the supervisor, as the dashboard and the CLI run it."""
     from engine import metrics, runs
     from engine.run_config import RunConfig
 
-    config = RunConfig.build(base_model=str(model_dir), train_file=str(data), max_steps=steps, packing=packing,
+    config = RunConfig.build(base_model=str(model_dir), train_file=str(data), max_steps=steps, batching=batching,
                              early_stopping=False, save_steps=10_000, eval_steps=10_000, wandb_mode=wandb,
                              **SETTINGS)
     launched = time.time()
@@ -89,10 +96,11 @@ def studio(model_dir: Path, data: Path, steps: int, packing: bool, wandb: str = 
         time.sleep(0.2)
     final = metrics.final_event(metrics.read_events(folder))
     assert run.status == "succeeded", run.error_message
-    return {"tps": final["num_tokens"] / final["train_runtime"], "first_metric_s": first}
+    return {"tps": final["num_tokens"] / final["train_runtime"], "first_metric_s": first,
+            "batching": final["batching"]}
 
 
-def padding_share(model_dir: Path, data: Path, packing: bool, batches: int = 30) -> float:
+def padding_share(model_dir: Path, data: Path, batching: str, batches: int = 30) -> float:
     """Share of padding tokens in the real training batches TRL builds for this setting."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -100,8 +108,8 @@ def padding_share(model_dir: Path, data: Path, packing: bool, batches: int = 30)
 
     rows = [json.loads(line) for line in data.read_text().splitlines()]
     tok = AutoTokenizer.from_pretrained(model_dir)
-    args = SFTConfig(output_dir=tempfile.mkdtemp(), report_to="none", use_cpu=True, bf16=False, packing=packing,
-                     gradient_checkpointing=False, **SETTINGS)
+    args = SFTConfig(output_dir=tempfile.mkdtemp(), report_to="none", use_cpu=True, bf16=False,
+                     gradient_checkpointing=False, **sft_args(batching), **SETTINGS)
     trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir), args=args,
                          train_dataset=Dataset.from_list(rows), processing_class=tok)
     total = real = 0
@@ -133,20 +141,21 @@ def main() -> int:
 
     bare, ours, firsts = [], [], []
     for i in range(args.repeats):
-        bare.append(bare_trl(model_dir, uniform, args.steps, home / f"bare-{i}", packing=True))
-        result = studio(model_dir, uniform, args.steps, packing=True)
+        result = studio(model_dir, uniform, args.steps, batching="auto")
+        bare.append(bare_trl(model_dir, uniform, args.steps, home / f"bare-{i}", batching=result["batching"]))
         ours.append(result["tps"])
         firsts.append(result["first_metric_s"])
     b, o = statistics.median(bare), statistics.median(ours)
     print(f"overhead: bare TRL {b:,.0f} tok/s, studio {o:,.0f} tok/s (runs: bare {[round(x) for x in bare]}, "
           f"studio {[round(x) for x in ours]}); studio/bare = {o / b:.3f} (budget >= 0.97)")
 
-    packed = studio(model_dir, varied, args.steps, packing=True, wandb="disabled")["tps"]
-    padded = studio(model_dir, varied, args.steps, packing=False, wandb="disabled")["tps"]
-    share_packed = padding_share(model_dir, varied, packing=True)
-    share_padded = padding_share(model_dir, varied, packing=False)
-    print(f"batching on varied lengths: packing {packed:,.0f} tok/s (padding {share_packed:.1%}), TRL default "
-          f"{padded:,.0f} tok/s (padding {share_padded:.1%}); ratio {packed / padded:.2f} (budget >= 1.3)")
+    default = studio(model_dir, varied, args.steps, batching="auto", wandb="disabled")
+    padded = studio(model_dir, varied, args.steps, batching="padding", wandb="disabled")["tps"]
+    share_default = padding_share(model_dir, varied, default["batching"])
+    share_padded = padding_share(model_dir, varied, "padding")
+    print(f"batching on varied lengths: studio default ({default['batching']}) {default['tps']:,.0f} tok/s (padding "
+          f"{share_default:.1%}), TRL default {padded:,.0f} tok/s (padding {share_padded:.1%}); ratio "
+          f"{default['tps'] / padded:.2f} (budget >= 1.3)")
     print(f"first metrics line after launch: {', '.join(f'{x:.1f} s' for x in firsts)} (budget 10 s)")
     return 0
 

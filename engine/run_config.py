@@ -60,7 +60,10 @@ class RunConfig(BaseModel):
     seed: int = Field(42, ge=0, description="Random seed (data order, adapter initialization).")
     assistant_only_loss: bool = Field(True, description="Learn only from the assistant's tokens, not from the "
                                                         "prompts.")
-    packing: bool = Field(True, description="Pack several short examples into one sequence: no padding, faster.")
+    batching: Literal["auto", "packing", "length_grouping", "padding"] = Field(
+        "auto", description="How examples share a batch. auto: packing (no padding) on CUDA with flash attention, "
+                            "length grouping elsewhere (similar lengths together, little padding; packing is slow "
+                            "without flash attention); padding: TRL's default, each batch padded to its longest.")
 
     eval_steps: int = Field(50, ge=1, description="Evaluate on the validation data every N steps.")
     logging_steps: int = Field(10, ge=1, description="Log training metrics every N steps.")

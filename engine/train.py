@@ -146,6 +146,12 @@ def resolve_device(config: RunConfig) -> tuple[str, str]:
     return device, precision
 
 
+def importlib_spec(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
 def peft_config(config: RunConfig):
     from peft import LoraConfig, PrefixTuningConfig, PromptTuningConfig, TaskType
 
@@ -160,12 +166,23 @@ def peft_config(config: RunConfig):
     return None
 
 
-def load_model(config: RunConfig, device: str, precision: str):
+def resolve_batching(config: RunConfig, device: str) -> str:
+    """Packing is exact and fast with flash attention (CUDA); elsewhere length grouping wastes less."""
+    import importlib.util
+
+    if config.batching != "auto":
+        return config.batching
+    return "packing" if device == "cuda" and importlib.util.find_spec("flash_attn") else "length_grouping"
+
+
+def load_model(config: RunConfig, device: str, precision: str, batching: str = "padding"):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     kwargs = {"dtype": dtype}
+    if batching == "packing" and device == "cuda" and importlib_spec("flash_attn"):
+        kwargs["attn_implementation"] = "flash_attention_2"
     if config.technique == "qlora":
         from transformers import BitsAndBytesConfig
 
@@ -195,9 +212,10 @@ def fit(config: RunConfig, run_dir: Path, writer: MetricsWriter, resume: bool) -
     from trl import SFTConfig, SFTTrainer
 
     device, precision = resolve_device(config)
+    batching = resolve_batching(config, device)
     train_rows = training_examples(config)
     eval_rows = load_examples(config.eval_file, "early stopping and model selection") if config.eval_file else None
-    model, tokenizer = load_model(config, device, precision)
+    model, tokenizer = load_model(config, device, precision, batching)
     report_to = start_wandb(config, run_dir, writer)
     args = SFTConfig(
         output_dir=str(run_dir / "checkpoints"), run_name=config.name, seed=config.seed,
@@ -206,7 +224,9 @@ def fit(config: RunConfig, run_dir: Path, writer: MetricsWriter, resume: bool) -
         per_device_eval_batch_size=config.per_device_train_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps, warmup_steps=config.warmup_steps,
         lr_scheduler_type=config.lr_scheduler_type, weight_decay=config.weight_decay,
-        max_length=config.max_length, assistant_only_loss=config.assistant_only_loss, packing=config.packing,
+        max_length=config.max_length, assistant_only_loss=config.assistant_only_loss,
+        packing=batching == "packing", padding_free=batching == "packing" and importlib_spec("flash_attn"),
+        train_sampling_strategy="group_by_length" if batching == "length_grouping" else "random",
         logging_steps=config.logging_steps, logging_first_step=True,
         eval_strategy="steps" if eval_rows else "no", eval_steps=config.eval_steps,
         save_strategy="steps", save_steps=config.save_steps, save_total_limit=config.save_total_limit,
@@ -242,7 +262,7 @@ def fit(config: RunConfig, run_dir: Path, writer: MetricsWriter, resume: bool) -
                 "train_runtime": summary.get("train_runtime"), "num_tokens": tokens,
                 "max_steps": state.max_steps, "stopped_early": stopped_early,
                 "best_step": int(best.rsplit("-", 1)[-1]) if best else None, "best_eval_loss": state.best_metric,
-                "device": device, "precision": precision}
+                "device": device, "precision": precision, "batching": batching}
     finally:
         finish_wandb()
 

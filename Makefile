@@ -25,6 +25,7 @@ test: install
 
 bench: install
 	$(PY) bench/quality_scan.py
+	$(PY) bench/train_overhead.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -29,12 +29,14 @@ ICONS = {"queued": "⏳", "starting": "⏳", "running": "▶", "succeeded": "✓
 
 
 def table(rows) -> pd.DataFrame:
-    return pd.DataFrame([{
-        "run": r.id, "name": r.name, "status": f"{ICONS.get(r.status, '')} {r.status}",
-        "progress": min(r.step / r.max_steps, 1.0) if r.max_steps else (1.0 if r.status == "succeeded" else 0.0),
-        "step": f"{r.step}/{r.max_steps or '?'}", "error": r.error_kind or "", "pid": r.pid,
-        "started": r.started_at,
-    } for r in rows])
+    out = []
+    for r in rows:
+        s = summarize(r)
+        out.append({"run": r.id, "name": r.name, "status": f"{ICONS.get(r.status, '')} {r.status}",
+                    "progress": s.progress, "step": f"{r.step}/{r.max_steps or '?'}",
+                    "ETA": str(timedelta(seconds=int(s.eta_seconds))) if s.eta_seconds else "",
+                    "error": r.error_kind or "", "pid": r.pid, "started": r.started_at})
+    return pd.DataFrame(out)
 
 
 st.dataframe(table(all_runs), hide_index=True, width="stretch",

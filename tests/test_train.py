@@ -217,8 +217,29 @@ def test_a_restarted_dashboard_sees_the_run_still_going(setup, ws):
     assert first.status == "running" and first.pid == pid
     later = wait_until(lambda: (r := runs.get_run(run_id)).step > first.step + 2 and r, 60)
     assert later.status == "running" and later.pid == pid
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file("../app.py", default_timeout=60).run()
+    at.switch_page("app_pages/runs.py").run()
+    row = at.dataframe[0].value.iloc[0]
+    assert "running" in row["status"] and row["pid"] == pid
     runs.cancel(run_id)
     assert runs.wait(run_id, timeout=60).status == "cancelled"
+
+
+def test_early_stopping_stops_and_keeps_the_best(setup):
+    project, made, config = setup
+    # A learning rate far too high: validation loss rises after the first evaluations, patience 1 stops the run.
+    run = runs.launch(config(max_steps=200, learning_rate=0.5, early_stopping=True, early_stopping_patience=1),
+                      project.id)
+    final = runs.wait(run.id, timeout=180)
+    assert final.status == "succeeded" and final.step < 200
+    from engine.run_summary import summarize
+
+    summary = summarize(final)
+    assert summary.stopped_early and summary.best_step is not None
+    evals = summary.curves["eval"]
+    assert min(evals, key=lambda e: e["eval_loss"])["step"] == summary.best_step
 
 
 def test_truncated_metrics_line_is_skipped(tmp_path):

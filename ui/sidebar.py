@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine import projects, workspace
+from engine import projects, runs, workspace
 from ui import state
 from ui.errors import shown_as_message
 
@@ -22,6 +22,7 @@ def render() -> None:
                                   format_func=names.get, key="sidebar_project")
             if chosen != current or "project" not in st.query_params:
                 state.set_project(chosen)
+        _active_runs()
         with st.expander("New project", expanded=not all_projects):
             with st.form("sidebar_new_project", clear_on_submit=True):
                 name = st.text_input("Name", max_chars=120)
@@ -33,3 +34,14 @@ def render() -> None:
                         project = projects.create_project(name, task, prompt)
                         state.set_project(project.id)
                         st.rerun()
+
+
+@st.fragment(run_every="3s")
+def _active_runs() -> None:
+    """The supervisor's timer while the dashboard is open: a dead trainer is marked failed within seconds, and the
+    next queued run starts, whichever page is showing."""
+    active = [r for r in runs.list_runs() if r.status in runs.ACTIVE]
+    if active:
+        runs.reconcile()
+        active = [r for r in runs.list_runs() if r.status in runs.ACTIVE]
+        st.caption(f"{len(active)} run{'s' if len(active) != 1 else ''} active")

@@ -242,6 +242,27 @@ def test_early_stopping_stops_and_keeps_the_best(setup):
     assert min(evals, key=lambda e: e["eval_loss"])["step"] == summary.best_step
 
 
+def test_locked_test_records_in_training_data_fail_as_data_error(setup, ws):
+    """Even a run started without the launcher's checks cannot train on the locked test split."""
+    project, made, config = setup
+    sneaky = ws.root / "sneaky.jsonl"
+    sneaky.write_text(split.split_path(made, "train").read_text() + split.split_path(made, "test").read_text())
+    run = runs.launch(config(train_file=str(sneaky)), project.id)
+    final = runs.wait(run.id, timeout=120)
+    assert (final.status, final.error_kind) == ("failed", "data_error")
+    assert "locked test split" in final.error_message
+
+
+def test_exit_classification():
+    from engine.failures import classify_exit
+
+    assert classify_exit(-signal.SIGKILL, rss_fraction=0.95)[0] == "host_oom"
+    assert classify_exit(-signal.SIGKILL, rss_fraction=0.2)[0] == "killed"
+    assert classify_exit(-signal.SIGTERM)[0] == "killed"
+    assert classify_exit(None)[0] == "killed"
+    assert classify_exit(3)[0] == "crashed"
+
+
 def test_truncated_metrics_line_is_skipped(tmp_path):
     path = tmp_path / metrics.METRICS_FILE
     lines = [{"event": "log", "step": i, "loss": 3 - i * 0.1} for i in range(1, 5)]

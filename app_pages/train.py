@@ -148,6 +148,8 @@ with st.form("train_form"):
                                                                       "padding"])
         values["precision"] = field(c3, "precision", "select", options=["auto", "fp32", "bf16", "fp16"])
         values["wandb_mode"] = field(c1, "wandb_mode", "select", options=["offline", "online", "disabled"])
+        values["wandb_project"] = c1.text_input("wandb project", value=RunConfig.model_fields["wandb_project"].default,
+                                                max_chars=128, key="train_wandb_project", help=HELP["wandb_project"])
         values["num_gpus"] = field(c2, "num_gpus", "number", min_value=1, max_value=64)
         mix = [v for v in datasets.list_versions(project.id) if v.id != version.id]
         mix_choice = c3.selectbox("mix in general examples from", [None] + [v.id for v in mix], key="train_mix",

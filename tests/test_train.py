@@ -188,6 +188,31 @@ def test_launch_refusals(setup, ws, tmp_path):
     assert runs.list_runs() == []
 
 
+def test_short_disk_is_refused(setup, monkeypatch):
+    project, made, config = setup
+    import shutil as real_shutil
+
+    usage = real_shutil.disk_usage("/")
+    monkeypatch.setattr(launcher.shutil, "disk_usage", lambda path: usage._replace(free=1000))
+    with pytest.raises(launcher.LaunchRefused, match="the checkpoints need about"):
+        launcher.launch_checked(config(), project.id)
+
+
+def test_mix_in_adds_the_requested_share(setup, ws):
+    project, made, config = setup
+    general = ws.root / "general.jsonl"
+    general.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"What is {i} plus {i}?"},
+                                                        {"role": "assistant", "content": f"It is {2 * i}."}]}) + "\n"
+                               for i in range(200)))
+    from engine.train import training_examples
+
+    base = training_examples(config())
+    mixed = training_examples(config(mix_file=str(general), mix_share=0.2))
+    added = len(mixed) - len(base)
+    assert added == round(len(base) * 0.2 / 0.8)
+    assert mixed[:len(base)] == base
+
+
 def test_multi_gpu_launch_is_an_accelerate_command(setup, ws):
     project, made, config = setup
     path = ws.root / "cfg.json"

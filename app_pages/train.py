@@ -171,7 +171,7 @@ estimate = recommend.memory_estimate(facts, technique, int(values["per_device_tr
 st.subheader("Memory estimate")
 m = st.columns(5)
 for col, key in zip(m, ("weights", "adapters", "optimizer", "activations", "total")):
-    col.metric(key, f"{estimate[key]:.2f} GB")
+    col.metric(key, f"{estimate[key]:.1f} GB" if estimate[key] >= 1 else f"{estimate[key] * 1024:.0f} MB")
 st.write(recommend.memory_verdict(estimate, gpu_gb, technique, int(values["per_device_train_batch_size"])))
 
 if launched:

@@ -1,12 +1,13 @@
 """The built-in demo workspace: a demo project holding the sample dataset, and the tiny demo model.
 
-`make run` calls `studio ui --demo`, which runs `ensure_demo()` before the dashboard starts, so every page has
-something real to show on a fresh machine without a GPU or a network.
+`make run` calls `studio ui --demo`, which runs `ensure_demo()` before the dashboard starts (sample imported, split
+with its test part locked, model built), so every page has something real to show on a fresh machine without a GPU
+or a network.
 """
 
 from __future__ import annotations
 
-from engine import datasets, projects, sample_data, workspace
+from engine import datasets, projects, sample_data, split, workspace
 from engine.tables import DatasetVersion, Project
 
 SAMPLE_NAME = "support-sample.jsonl"
@@ -23,7 +24,8 @@ def import_sample(project_id: int) -> DatasetVersion:
 def ensure_demo(build_model: bool = True) -> Project:
     project = projects.ensure_project(projects.DEMO_PROJECT, "chat", sample_data.SYSTEM_PROMPT)
     if not datasets.list_versions(project.id):
-        import_sample(project.id)
+        version = import_sample(project.id)
+        split.create_split(version)  # the default locked split, so the Train page is ready
     ws = workspace.current()
     if build_model and not (ws.demo_model / "config.json").is_file():
         from engine.demo_model import build_demo_model

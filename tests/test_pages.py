@@ -128,3 +128,17 @@ def test_home_shows_the_cells(app):
     at = page(app, "app_pages/quality.py")
     at = page(at, "app_pages/home.py")
     assert {m.label for m in at.metric} >= {"Records", "Errors", "Warnings", "Usable examples"}
+
+
+def test_train_page_offers_the_default_split(app):
+    from engine import demo
+
+    pid = projects.list_projects()[0].id
+    version = demo.import_sample(pid)
+    at = page(app, "app_pages/train.py")
+    assert any("no split yet" in i.value for i in at.info)
+    next(b for b in at.button if b.label == "Make the default split").click().run()
+    assert not at.exception
+    made = split.list_splits(version.id)
+    assert len(made) == 1 and made[0].counts["test"] > 0
+    assert any(s.label == "Split" for s in at.selectbox)

@@ -85,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--dry-run", action="store_true", help="print the trainer command and exit")
     train.add_argument("--detach", action="store_true", help="start (or queue) the run and return")
 
+    ev = sub.add_parser("eval", help="compare a run with its base model on its locked test split")
+    ev.add_argument("run", type=int)
+    ev.add_argument("--json", action="store_true")
+    ev.add_argument("--limit", type=int, help="evaluate only the first N test examples")
+    ev.add_argument("--max-new-tokens", type=int, default=128)
+
     runs_p = sub.add_parser("runs", help="list runs (state reconciled with their processes)")
     runs_p.add_argument("--json", action="store_true")
     runs_p.add_argument("--project", help="only this project's runs")
@@ -109,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report_error(err: Exception) -> int:
+    from engine.evaluate import EvalError
     from engine.fixes import FixError
     from engine.launcher import LaunchRefused
     from engine.projects import ProjectError
@@ -119,7 +126,7 @@ def _report_error(err: Exception) -> int:
     from engine.tokens import TokenizerError
 
     if isinstance(err, (InputError, SplitError, TokenizerError, ProjectError, FixError, LockedTestError, UsageError,
-                        ConfigError, RunError, LaunchRefused)):
+                        ConfigError, RunError, LaunchRefused, EvalError)):
         print(f"studio: {err}", file=sys.stderr)
         return EXIT_UNUSABLE
     if isinstance(err, OSError):
@@ -298,6 +305,22 @@ def _follow(run_id: int) -> int:
     return EXIT_OK if run.status == "succeeded" else EXIT_BLOCKING
 
 
+def cmd_eval(args) -> int:
+    from engine import evaluate, projects, runs
+
+    run = runs.get_run(args.run)
+    task = projects.get_project(run.project_id).task_type if run.project_id else "chat"
+
+    def progress(fraction: float, label: str) -> None:
+        if not args.json:
+            print(f"[{fraction:4.0%}] {label}", file=sys.stderr, flush=True)
+
+    report = evaluate.evaluate_run(args.run, limit=args.limit, max_new_tokens=args.max_new_tokens, task=task,
+                                   progress=progress)
+    print(json.dumps(report, indent=2) if args.json else evaluate.render(report))
+    return EXIT_OK
+
+
 def cmd_runs(args) -> int:
     from engine import runs
 
@@ -341,7 +364,8 @@ def cmd_resume(args) -> int:
 
 
 _COMMANDS = {"check": cmd_check, "split": cmd_split, "demo-model": cmd_demo_model, "sample": cmd_sample,
-             "ui": cmd_ui, "train": cmd_train, "runs": cmd_runs, "cancel": cmd_cancel, "resume": cmd_resume}
+             "ui": cmd_ui, "train": cmd_train, "runs": cmd_runs, "cancel": cmd_cancel, "resume": cmd_resume,
+             "eval": cmd_eval}
 
 if __name__ == "__main__":
     sys.exit(main())

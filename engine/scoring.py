@@ -142,14 +142,19 @@ def paired_bootstrap(metric: Metric, base: list[str], finetuned: list[str], refs
     """Score both models, and the 95% interval of (fine-tuned - base) over paired resamples of the examples."""
     if not (len(base) == len(finetuned) == len(refs)) or not refs:
         raise ValueError("base, fine-tuned and references must be non-empty and of the same length.")
-    sb, sf = metric.stats(base, refs), metric.stats(finetuned, refs)
+    return bootstrap_stats(metric, metric.stats(base, refs), metric.stats(finetuned, refs), n_resamples, seed)
+
+
+def bootstrap_stats(metric: Metric, sb: np.ndarray, sf: np.ndarray, n_resamples: int = N_RESAMPLES,
+                    seed: int = SEED) -> dict:
+    """The paired bootstrap on per-example statistics (rows are examples, in the same order for both models)."""
 
     def score(rows: np.ndarray) -> float:
         return metric.score(rows if metric.per_sample else rows.sum(axis=0))
 
     b, f = score(sb), score(sf)
     rng = np.random.default_rng(seed)
-    n = len(refs)
+    n = len(sb)
     diffs = np.empty(n_resamples)
     for i in range(n_resamples):
         idx = rng.integers(0, n, n)
@@ -172,6 +177,19 @@ def sacrebleu_signature(name: str) -> str:
     scorer = BLEU() if name == "bleu" else CHRF()
     scorer.corpus_score(["x"], [["x"]])  # the signature records the number of references once scored
     return str(scorer.get_signature())
+
+
+PERPLEXITY = Metric("perplexity", stats=lambda *_: np.empty((0, 2)),
+                    score=lambda total: float(np.exp(total[0] / total[1])) if total[1] else float("nan"),
+                    higher_is_better=False)
+
+
+def compare_perplexity(base: tuple[list[float], list[int]], finetuned: tuple[list[float], list[int]],
+                       n_resamples: int = N_RESAMPLES, seed: int = SEED) -> dict:
+    """Perplexity of the reference answers under each model, with the paired interval of the difference."""
+    sb = np.column_stack([base[0], base[1]]).astype(float)
+    sf = np.column_stack([finetuned[0], finetuned[1]]).astype(float)
+    return bootstrap_stats(PERPLEXITY, sb, sf, n_resamples, seed)
 
 
 def perplexity(nll_sums: list[float], token_counts: list[int]) -> float:

@@ -1,0 +1,71 @@
+"""Evaluation against the base model, end to end on the demo: a short run on the sample, then `studio eval`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from conftest import run_studio
+from engine import datasets, demo, evaluate, launcher, runs, split, workspace
+
+
+@pytest.fixture
+def trained(ws, demo_model):
+    shutil.copytree(demo_model, workspace.current().demo_model)
+    project = demo.ensure_demo(build_model=False)
+    made = split.list_splits(datasets.list_versions(project.id)[0].id)[0]
+    config = launcher.config_for_split(
+        made, str(workspace.current().demo_model), name="eval-test", max_steps=300, learning_rate=3e-3,
+        lora_r=32, lora_alpha=64, target_modules=["all-linear"], eval_steps=100, save_steps=100,
+        early_stopping=False, wandb_mode="disabled")
+    run = runs.wait(runs.launch(config, project.id).id, timeout=300)
+    assert run.status == "succeeded"
+    return run
+
+
+def test_finetuned_beats_base_on_rouge_l_with_an_interval_above_zero(trained, ws):
+    proc = run_studio("eval", trained.id, "--json", env_home=ws.root, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["n_examples"] == 60
+    rouge = report["metrics"]["rougeL"]
+    assert rouge["finetuned"] > rouge["base"] and rouge["ci_low"] > 0 and rouge["verdict"] == "better"
+    ppl = report["metrics"]["perplexity"]
+    assert ppl["finetuned"] < ppl["base"] and ppl["ci_high"] < 0 and ppl["verdict"] == "better"
+    assert set(report["metrics"]) >= {"bleu", "chrf", "rougeL", "length", "perplexity"}
+    for m in report["metrics"].values():
+        assert set(m) == {"base", "finetuned", "diff", "ci_low", "ci_high", "verdict"}
+    rows = [json.loads(line) for line in (runs.run_path(trained) / "eval" / "outputs.jsonl").read_text().splitlines()]
+    assert len(rows) == 60 and {"prompt", "reference", "base", "finetuned"} <= set(rows[0])
+    assert rows[0]["finetuned"]["latency_s"] > 0
+
+
+def test_perplexity_matches_a_direct_computation(trained):
+    import math
+
+    import torch
+
+    from engine import generation, scoring
+
+    conv = evaluate.test_conversations(trained, limit=3)
+    model, tok = generation.load(trained.config["base_model"])
+    nll, counts = generation.answer_nll(model, tok, conv)
+    total_nll, total_tokens = 0.0, 0
+    for c in conv:  # one conversation at a time, no padding: the assistant tokens' log-probabilities
+        enc = tok.apply_chat_template(c, return_assistant_tokens_mask=True, return_dict=True, return_tensors="pt")
+        with torch.no_grad():
+            logits = model(input_ids=enc["input_ids"]).logits[0, :-1]
+        logp = torch.log_softmax(logits.float(), -1).gather(-1, enc["input_ids"][0, 1:, None]).squeeze(-1)
+        mask = torch.as_tensor(enc["assistant_masks"])[0, 1:].bool() if torch.as_tensor(
+            enc["assistant_masks"]).dim() == 2 else torch.as_tensor(enc["assistant_masks"])[1:].bool()
+        total_nll += float(-(logp[mask]).sum())
+        total_tokens += int(mask.sum())
+    assert sum(counts) == total_tokens
+    assert scoring.perplexity(nll, counts) == pytest.approx(math.exp(total_nll / total_tokens), rel=1e-4)
+
+
+def test_only_succeeded_runs_with_a_split_are_evaluated(ws):
+    with pytest.raises(runs.RunError):
+        evaluate.evaluate_run(99)

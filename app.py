@@ -19,6 +19,7 @@ navigation = st.navigation([
     st.Page("app_pages/quality.py", title="2 · Quality", icon=":material/fact_check:"),
     st.Page("app_pages/train.py", title="3 · Train", icon=":material/model_training:"),
     st.Page("app_pages/runs.py", title="4 · Runs", icon=":material/monitoring:"),
+    st.Page("app_pages/evaluate.py", title="5 · Evaluate", icon=":material/balance:"),
 ])
 sidebar.render()
 navigation.run()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -113,3 +114,83 @@ def render(report: dict) -> str:
     for name, sig in report.get("signatures", {}).items():
         lines.append(f"  {name} signature: {sig}")
     return "\n".join(lines)
+
+
+def eval_dir(run: Run) -> Path:
+    return runs.run_path(run) / "eval"
+
+
+def load_report(run: Run) -> dict | None:
+    path = eval_dir(run) / "report.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def per_example(run: Run) -> list[dict]:
+    """Each test example with both answers and its ROUGE-L change, largest regression first."""
+    from rouge_score import rouge_scorer
+
+    path = eval_dir(run) / "outputs.jsonl"
+    if not path.is_file():
+        return []
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        base = scorer.score(row["reference"], row["base"]["answer"])["rougeL"].fmeasure
+        tuned = scorer.score(row["reference"], row["finetuned"]["answer"])["rougeL"].fmeasure
+        question = next((m["content"] for m in reversed(row["prompt"]) if m["role"] == "user"), "")
+        rows.append({"example": row["index"] + 1, "rougeL_base": round(base, 4), "rougeL_finetuned": round(tuned, 4),
+                     "change": round(tuned - base, 4), "question": question, "reference": row["reference"],
+                     "base_answer": row["base"]["answer"], "finetuned_answer": row["finetuned"]["answer"]})
+    return sorted(rows, key=lambda r: r["change"])
+
+
+def start_background(run_id: int, max_new_tokens: int = 128) -> None:
+    """Evaluate in its own process (the dashboard stays responsive); progress goes to eval/eval.log."""
+    import subprocess
+    import sys
+
+    from engine import workspace
+
+    run = runs.get_run(run_id)
+    if run.status != "succeeded":
+        raise EvalError(f"Run {run_id} is {run.status}; only a succeeded run can be evaluated.")
+    folder = eval_dir(run)
+    folder.mkdir(parents=True, exist_ok=True)
+    if background_state(run)["state"] == "running":
+        return  # a second click while it runs starts nothing
+    ws = workspace.current()
+    env = {**os.environ, **ws.library_env(), "STUDIO_HOME": str(ws.root), "TMPDIR": str(ws.tmp)}
+    with (folder / "eval.log").open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "eval", str(run_id), "--max-new-tokens",
+                                 str(max_new_tokens)], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    (folder / "job.json").write_text(json.dumps({"pid": proc.pid, "started": time.time()}))
+
+
+def background_state(run: Run) -> dict:
+    """{"state": none|running|done|failed, "progress", "label"} from the job file, the log and the report."""
+    import psutil
+
+    folder = eval_dir(run)
+    job = folder / "job.json"
+    if not job.is_file():
+        return {"state": "none", "progress": 0.0, "label": ""}
+    info = json.loads(job.read_text())
+    log = (folder / "eval.log").read_text(errors="replace") if (folder / "eval.log").is_file() else ""
+    steps = [line for line in log.splitlines() if line.startswith("[") and "%]" in line]
+    progress, label = 0.0, "starting"
+    if steps:
+        progress = float(steps[-1][1:steps[-1].index("%")]) / 100
+        label = steps[-1].split("]", 1)[1].strip()
+    report = folder / "report.json"
+    if report.is_file() and report.stat().st_mtime >= info["started"]:
+        return {"state": "done", "progress": 1.0, "label": "done"}
+    try:
+        alive = psutil.Process(info["pid"]).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        alive = False
+    if alive:
+        return {"state": "running", "progress": progress, "label": label}
+    last = [line for line in log.splitlines() if line.startswith("studio:")]
+    return {"state": "failed", "progress": progress, "label": last[-1] if last else "the evaluation stopped"}

@@ -69,3 +69,27 @@ def test_perplexity_matches_a_direct_computation(trained):
 def test_only_succeeded_runs_with_a_split_are_evaluated(ws):
     with pytest.raises(runs.RunError):
         evaluate.evaluate_run(99)
+
+
+def test_evaluate_page_runs_the_evaluation_in_the_background(trained, ws):
+    import time
+
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file("../app.py", default_timeout=90).run()
+    at.switch_page("app_pages/evaluate.py").run()
+    assert not at.exception
+    next(b for b in at.button if b.label == "Run the evaluation").click().run()
+    assert not at.exception
+    deadline = time.monotonic() + 240
+    while evaluate.background_state(runs.get_run(trained.id))["state"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(1)
+    assert evaluate.background_state(runs.get_run(trained.id))["state"] == "done"
+    at.run()
+    assert not at.exception
+    metrics_table = at.dataframe[0].value
+    assert set(metrics_table["metric"]) >= {"rougeL", "perplexity"}
+    examples = at.dataframe[1].value
+    assert list(examples["change"]) == sorted(examples["change"])  # largest regression first
+    assert len(at.get("plotly_chart")) == 1

@@ -26,6 +26,7 @@ test: install
 bench: install
 	$(PY) bench/quality_scan.py
 	$(PY) bench/train_overhead.py
+	$(PY) bench/eval_generation.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

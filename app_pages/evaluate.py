@@ -68,10 +68,12 @@ fig = go.Figure()
 for name in names:
     m = report["metrics"][name]
     scale = abs(m["base"]) or 1.0  # relative change, so metrics of different scales share one chart
-    fig.add_trace(go.Bar(x=[name], y=[100 * m["diff"] / scale], name=name,
+    color = {"better": "#16a34a", "worse": "#dc2626"}.get(m["verdict"], "#9ca3af")
+    fig.add_trace(go.Bar(x=[name], y=[100 * m["diff"] / scale], name=name, marker_color=color,
                          error_y=dict(type="data", symmetric=False, array=[100 * (m["ci_high"] - m["diff"]) / scale],
                                       arrayminus=[100 * (m["diff"] - m["ci_low"]) / scale])))
-fig.update_layout(title="Change against the base model (% of the base value, 95% interval)", showlegend=False,
+fig.update_layout(title="Change against the base model (% of the base value, 95% interval; green better, red worse, "
+                        "grey no detectable difference; perplexity: lower is better)", showlegend=False,
                   height=320, margin=dict(l=10, r=10, t=40, b=10), yaxis_title="%")
 st.plotly_chart(fig, key="evaluate_chart")
 
@@ -79,7 +81,8 @@ st.subheader("Examples, largest regression first")
 rows = evaluate.per_example(run)
 st.dataframe(pd.DataFrame([{k: r[k] for k in ("example", "rougeL_base", "rougeL_finetuned", "change", "question")}
                            for r in rows]), hide_index=True, width="stretch")
-choice = st.selectbox("Look at one example", [r["example"] for r in rows], key=f"evaluate_example_{run_id}")
+choice = st.selectbox("Look at one example", [r["example"] for r in rows], index=0, key=f"evaluate_example_{run_id}",
+                      help="In the order of the table: the largest regression first.")
 row = next(r for r in rows if r["example"] == choice)
 st.caption("Question")
 st.text(row["question"])

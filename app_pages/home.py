@@ -4,7 +4,7 @@ import streamlit as st
 
 import plotly.graph_objects as go
 
-from engine import datasets, runs, split
+from engine import datasets, evaluate, runs, split
 from engine.quality import cached_report
 from engine.run_summary import summarize
 from ui import state
@@ -69,3 +69,16 @@ with st.container(border=True):
         st.page_link("app_pages/train.py", label="Open Train", icon=":material/arrow_forward:")
     with c2:
         st.page_link("app_pages/runs.py", label="Open Runs", icon=":material/arrow_forward:")
+
+with st.container(border=True):
+    st.subheader("5 · Evaluate")
+    evaluated = [(r, evaluate.load_report(r)) for r in runs.list_runs(project.id) if r.status == "succeeded"]
+    evaluated = [(r, rep) for r, rep in evaluated if rep]
+    if not evaluated:
+        st.write("No evaluation yet: compare a finished run with its base model on the locked test split.")
+    else:
+        r, rep = evaluated[0]
+        main = rep["metrics"].get("rougeL") or next(iter(rep["metrics"].values()))
+        st.metric(f"Run {r.id}: ROUGE-L against the base model", f"{main['finetuned']:.3f}",
+                  f"{main['diff']:+.3f} [{main['ci_low']:+.3f}, {main['ci_high']:+.3f}] {main['verdict']}")
+    st.page_link("app_pages/evaluate.py", label="Open Evaluate", icon=":material/arrow_forward:")

@@ -4,8 +4,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-# Two workers: the project's machines have 2 cores.
-PYTEST_ARGS ?= -n 2
+# Two workers: the project's machines have 2 cores. loadgroup keeps a module's shared setup on one worker.
+PYTEST_ARGS ?= -n 2 --dist loadgroup
 
 .PHONY: install run test bench clean
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
+# Two test workers share two cores: one math thread each (trainers inherit it), or they starve each other.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 REALDATA = ROOT.parent / "shared" / "realdata"
@@ -24,6 +29,18 @@ def ws(tmp_path, monkeypatch):
     from engine import workspace
 
     return workspace.current()
+
+
+@pytest.fixture(scope="module")
+def module_ws(tmp_path_factory):
+    """A STUDIO_HOME shared by the tests of one module (for an expensive setup such as a trained run)."""
+    home = tmp_path_factory.mktemp("module") / "workspace"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STUDIO_HOME", str(home))
+        mp.delenv("STUDIO_DB_URL", raising=False)
+        from engine import workspace
+
+        yield workspace.current()
 
 
 @pytest.fixture(scope="session")

@@ -14,12 +14,15 @@ def digest(folder):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
-@pytest.mark.slow
-def test_build_is_bit_identical(demo_model, tmp_path):
-    again = build_demo_model(tmp_path / "again")
-    assert digest(again) == digest(demo_model)
-    size = sum(p.stat().st_size for p in demo_model.iterdir())
-    assert size < 2_000_000
+def test_build_is_bit_identical(tmp_path):
+    # Two builds with a short pre-training take the same code path as the full build, at a fraction of its time.
+    one = build_demo_model(tmp_path / "one", pretrain_steps=20)
+    two = build_demo_model(tmp_path / "two", pretrain_steps=20)
+    assert digest(one) == digest(two)
+
+
+def test_demo_model_is_small(demo_model):
+    assert sum(p.stat().st_size for p in demo_model.iterdir()) < 2_000_000
 
 
 def test_loads_generates_and_stops(demo_model):

@@ -10,9 +10,11 @@ import pytest
 from conftest import run_studio
 from engine import datasets, demo, evaluate, launcher, runs, split, workspace
 
+pytestmark = pytest.mark.xdist_group("evaluate")  # one worker trains the module's run once
 
-@pytest.fixture
-def trained(ws, demo_model):
+
+@pytest.fixture(scope="module")
+def trained(module_ws, demo_model):
     shutil.copytree(demo_model, workspace.current().demo_model)
     project = demo.ensure_demo(build_model=False)
     made = split.list_splits(datasets.list_versions(project.id)[0].id)[0]
@@ -25,8 +27,8 @@ def trained(ws, demo_model):
     return run
 
 
-def test_finetuned_beats_base_on_rouge_l_with_an_interval_above_zero(trained, ws):
-    proc = run_studio("eval", trained.id, "--json", env_home=ws.root, timeout=300)
+def test_finetuned_beats_base_on_rouge_l_with_an_interval_above_zero(trained, module_ws):
+    proc = run_studio("eval", trained.id, "--json", env_home=module_ws.root, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     assert report["n_examples"] == 60
@@ -66,12 +68,12 @@ def test_perplexity_matches_a_direct_computation(trained):
     assert scoring.perplexity(nll, counts) == pytest.approx(math.exp(total_nll / total_tokens), rel=1e-4)
 
 
-def test_only_succeeded_runs_with_a_split_are_evaluated(ws):
+def test_only_succeeded_runs_with_a_split_are_evaluated(module_ws):
     with pytest.raises(runs.RunError):
         evaluate.evaluate_run(99)
 
 
-def test_evaluate_page_runs_the_evaluation_in_the_background(trained, ws):
+def test_evaluate_page_runs_the_evaluation_in_the_background(trained, module_ws):
     import time
 
     from streamlit.testing.v1 import AppTest

@@ -255,10 +255,10 @@ def test_a_restarted_dashboard_sees_the_run_still_going(setup, ws):
 def test_early_stopping_stops_and_keeps_the_best(setup):
     project, made, config = setup
     # A learning rate far too high: validation loss rises after the first evaluations, patience 1 stops the run.
-    run = runs.launch(config(max_steps=200, learning_rate=0.5, early_stopping=True, early_stopping_patience=1),
-                      project.id)
+    run = runs.launch(config(max_steps=80, learning_rate=0.5, early_stopping=True, early_stopping_patience=1,
+                             eval_steps=2, save_steps=2), project.id)
     final = runs.wait(run.id, timeout=180)
-    assert final.status == "succeeded" and final.step < 200
+    assert final.status == "succeeded" and final.step < 80
     from engine.run_summary import summarize
 
     summary = summarize(final)

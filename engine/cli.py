@@ -90,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true")
     ev.add_argument("--limit", type=int, help="evaluate only the first N test examples")
     ev.add_argument("--max-new-tokens", type=int, default=128)
+    ev.add_argument("--baseline", default="base", choices=["base"],
+                    help="what the run is compared with (its base model; comparing runs comes later)")
 
     runs_p = sub.add_parser("runs", help="list runs (state reconciled with their processes)")
     runs_p.add_argument("--json", action="store_true")

@@ -77,6 +77,23 @@ fig.update_layout(title="Change against the base model (% of the base value, 95%
                   height=320, margin=dict(l=10, r=10, t=40, b=10), yaxis_title="%")
 st.plotly_chart(fig, key="evaluate_chart")
 
+forgetting = report.get("forgetting")
+if forgetting:
+    st.subheader("Forgetting check")
+    st.caption(f"General skills the base model had: {forgetting['probes']} general questions (chrF against their "
+               "references) and the perplexity of a general text sample. Retention = fine-tuned / base (for "
+               "perplexity, base / fine-tuned), with its 95% interval.")
+    c1, c2 = st.columns(2)
+    for col, key, title in ((c1, "probe_chrf", "General questions (chrF)"),
+                            (c2, "general_text_perplexity", "General text (perplexity)")):
+        r = forgetting[key]
+        col.metric(title, f"{r['retention']:.0%} retained", f"[{r['ci_low']:.0%}, {r['ci_high']:.0%}]",
+                   delta_color="off")
+    if forgetting["warning"]:
+        st.warning(forgetting["warning"] + "\n\n" + "\n".join(f"- {r}" for r in forgetting["remedies"]))
+    else:
+        st.success("No sign of forgetting: the fine-tuned model keeps at least 90% of the base model's general skills.")
+
 st.subheader("Examples, largest regression first")
 rows = evaluate.per_example(run)
 st.dataframe(pd.DataFrame([{k: r[k] for k in ("example", "rougeL_base", "rougeL_finetuned", "change", "question")}

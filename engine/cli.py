@@ -90,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true")
     ev.add_argument("--limit", type=int, help="evaluate only the first N test examples")
     ev.add_argument("--max-new-tokens", type=int, default=128)
+    ev.add_argument("--general", type=Path, help="your own general-skills set (chat JSONL) for the forgetting check")
     ev.add_argument("--baseline", default="base", choices=["base"],
                     help="what the run is compared with (its base model; comparing runs comes later)")
 
@@ -318,7 +319,7 @@ def cmd_eval(args) -> int:
             print(f"[{fraction:4.0%}] {label}", file=sys.stderr, flush=True)
 
     report = evaluate.evaluate_run(args.run, limit=args.limit, max_new_tokens=args.max_new_tokens, task=task,
-                                   progress=progress)
+                                   progress=progress, general=args.general)
     print(json.dumps(report, indent=2) if args.json else evaluate.render(report))
     return EXIT_OK
 

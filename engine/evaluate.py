@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from engine import generation, runs, scoring, split
+from engine import forgetting, generation, runs, scoring, split
 from engine.loading import load_records
 from engine.quality import usable
 from engine.tables import Run
@@ -47,8 +47,18 @@ def test_conversations(run: Run, limit: int | None = None) -> list[list[dict]]:
     return convs[:limit] if limit else convs
 
 
+def general_set(path: Path | str | None) -> list[list[dict]]:
+    """The user's general-skills set (chat JSONL), or the built-in probe set."""
+    if path is None:
+        return forgetting.probe_set()
+    records = usable(load_records(Path(path)).records)
+    if not records:
+        raise EvalError(f"The general set {path} has no usable examples.")
+    return [[{"role": m["role"], "content": m["content"]} for m in r.messages] for r in records]
+
+
 def evaluate_run(run_id: int, limit: int | None = None, batch_size: int = 16, max_new_tokens: int = 128,
-                 task: str = "chat", progress: Progress | None = None) -> dict:
+                 task: str = "chat", progress: Progress | None = None, general: Path | str | None = None) -> dict:
     step = progress or (lambda fraction, label: None)
     run = runs.get_run(run_id)
     if run.status != "succeeded":
@@ -60,7 +70,9 @@ def evaluate_run(run_id: int, limit: int | None = None, batch_size: int = 16, ma
     prompts = [generation.prompt_of(c) for c in convs]
     refs = [c[-1]["content"] for c in convs]
     base_model = run.config["base_model"]
-    outputs, nll = {}, {}
+    probes = general_set(general)
+    probe_prompts = [generation.prompt_of(c) for c in probes]
+    outputs, nll, probe_answers, text_nll = {}, {}, {}, {}
     for k, (name, adapter) in enumerate((("base", None), ("finetuned", final))):
         step(0.05 + 0.45 * k, f"Loading the {name} model")
         model, tokenizer = generation.load(base_model, adapter)
@@ -69,18 +81,24 @@ def evaluate_run(run_id: int, limit: int | None = None, batch_size: int = 16, ma
             step(0.05 + 0.45 * k + 0.35 * done / total, f"{name}: {done}/{total} answers")
 
         outputs[name] = generation.generate(model, tokenizer, prompts, batch_size, max_new_tokens, progress=report)
-        step(0.45 + 0.45 * k, f"{name}: perplexity of the reference answers")
+        step(0.4 + 0.45 * k, f"{name}: perplexity of the reference answers")
         nll[name] = generation.answer_nll(model, tokenizer, convs, batch_size)
+        step(0.43 + 0.45 * k, f"{name}: general-skills probes")
+        probe_answers[name] = [a.text for a in generation.generate(model, tokenizer, probe_prompts, batch_size, 48)]
+        text_nll[name] = generation.text_nll(model, tokenizer, forgetting.GENERAL_TEXT, batch_size)
         del model
     base_text = [a.text for a in outputs["base"]]
     tuned_text = [a.text for a in outputs["finetuned"]]
     metrics = scoring.compare(base_text, tuned_text, refs, task)
     metrics["perplexity"] = scoring.compare_perplexity(nll["base"], nll["finetuned"])
+    forgetting_report = forgetting.summarize(probe_answers["base"], probe_answers["finetuned"],
+                                             [c[-1]["content"] for c in probes], text_nll["base"],
+                                             text_nll["finetuned"])
     speed = {name: sum(a.new_tokens for a in outs) / max(sum(a.latency_s for a in outs), 1e-9)
              for name, outs in outputs.items()}
     report = {
         "run": run_id, "base_model": base_model, "n_examples": len(convs), "task": task,
-        "metrics": metrics, "generated_tokens_per_second": speed,
+        "metrics": metrics, "forgetting": forgetting_report, "generated_tokens_per_second": speed,
         "latency_s_per_example": {n: sum(a.latency_s for a in o) / len(o) for n, o in outputs.items()},
         "signatures": {name: scoring.sacrebleu_signature(name) for name in ("bleu", "chrf") if name in metrics},
         "bootstrap": {"resamples": scoring.N_RESAMPLES, "seed": scoring.SEED, "interval": "95% percentile"},
@@ -113,6 +131,15 @@ def render(report: dict) -> str:
                      f"[{m['ci_low']:+.4f}, {m['ci_high']:+.4f}]  {m['verdict']}")
     for name, sig in report.get("signatures", {}).items():
         lines.append(f"  {name} signature: {sig}")
+    f = report.get("forgetting")
+    if f:
+        p, t = f["probe_chrf"], f["general_text_perplexity"]
+        lines.append(f"Forgetting check: general probes (chrF) retained {p['retention']:.0%} "
+                     f"[{p['ci_low']:.0%}, {p['ci_high']:.0%}]; general text perplexity retained {t['retention']:.0%} "
+                     f"[{t['ci_low']:.0%}, {t['ci_high']:.0%}].")
+        if f["warning"]:
+            lines.append("  " + f["warning"])
+            lines += [f"  - {r}" for r in f["remedies"]]
     return "\n".join(lines)
 
 

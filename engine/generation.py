@@ -114,3 +114,26 @@ def answer_nll(model, tokenizer, conversations: list[list[dict]], batch_size: in
     finally:
         tokenizer.padding_side = right
     return nll, [int(c) for c in counts]
+
+
+def text_nll(model, tokenizer, texts: list[str], batch_size: int = 16) -> tuple[list[float], list[int]]:
+    """Per plain text: summed negative log-likelihood of its tokens after the first, and how many there are."""
+    import torch
+
+    nll, counts = [], []
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "right"
+    try:
+        for start in range(0, len(texts), batch_size):
+            enc = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
+                            add_special_tokens=False).to(model.device)
+            with torch.no_grad():
+                logits = model(**enc).logits.float()
+            ids, mask = enc["input_ids"], enc["attention_mask"].bool()
+            logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+            wanted = mask[:, 1:]
+            nll += (-(logp * wanted)).sum(dim=1).tolist()
+            counts += wanted.sum(dim=1).tolist()
+    finally:
+        tokenizer.padding_side = side
+    return nll, [int(c) for c in counts]

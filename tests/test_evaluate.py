@@ -39,6 +39,12 @@ def test_finetuned_beats_base_on_rouge_l_with_an_interval_above_zero(trained, mo
     assert set(report["metrics"]) >= {"bleu", "chrf", "rougeL", "length", "perplexity"}
     for m in report["metrics"].values():
         assert set(m) == {"base", "finetuned", "diff", "ci_low", "ci_high", "verdict"}
+    f = report["forgetting"]
+    assert f["probes"] >= 100
+    for key in ("probe_chrf", "general_text_perplexity"):
+        assert f[key]["ci_low"] <= f[key]["retention"] <= f[key]["ci_high"]
+    assert (f["warning"] is None) == (min(f["probe_chrf"]["retention"], f["general_text_perplexity"]["retention"])
+                                      >= 0.9)
     rows = [json.loads(line) for line in (runs.run_path(trained) / "eval" / "outputs.jsonl").read_text().splitlines()]
     assert len(rows) == 60 and {"prompt", "reference", "base", "finetuned"} <= set(rows[0])
     assert rows[0]["finetuned"]["latency_s"] > 0
@@ -81,7 +87,8 @@ def test_evaluate_page_runs_the_evaluation_in_the_background(trained, module_ws)
     at = AppTest.from_file("../app.py", default_timeout=90).run()
     at.switch_page("app_pages/evaluate.py").run()
     assert not at.exception
-    next(b for b in at.button if b.label == "Run the evaluation").click().run()
+    # "Evaluate again" when the CLI test of this module already wrote a report
+    next(b for b in at.button if b.label in ("Run the evaluation", "Evaluate again")).click().run()
     assert not at.exception
     deadline = time.monotonic() + 240
     while evaluate.background_state(runs.get_run(trained.id))["state"] == "running":
@@ -95,3 +102,17 @@ def test_evaluate_page_runs_the_evaluation_in_the_background(trained, module_ws)
     examples = at.dataframe[1].value
     assert list(examples["change"]) == sorted(examples["change"])  # largest regression first
     assert len(at.get("plotly_chart")) == 1
+
+
+def test_forgetting_summary_warns_only_below_ninety_percent():
+    from engine import forgetting
+
+    probes = forgetting.probe_set()
+    refs = [c[-1]["content"] for c in probes]
+    same = forgetting.summarize(refs, refs, refs, ([10.0] * 8, [20] * 8), ([10.0] * 8, [20] * 8), n_resamples=200)
+    assert same["probe_chrf"]["retention"] == pytest.approx(1.0) and same["warning"] is None
+    worse = forgetting.summarize(refs, ["I do not know."] * len(refs), refs, ([10.0] * 8, [20] * 8),
+                                 ([10.0] * 8, [20] * 8), n_resamples=200)
+    assert worse["probe_chrf"]["retention"] < 0.5 and "forgetting" in worse["warning"] and worse["remedies"]
+    text = forgetting.summarize(refs, refs, refs, ([10.0] * 8, [20] * 8), ([20.0] * 8, [20] * 8), n_resamples=200)
+    assert text["general_text_perplexity"]["retention"] < 0.9 and text["warning"]

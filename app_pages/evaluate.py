@@ -1,6 +1,8 @@
 """Evaluate: a fine-tuned run against its base model on the locked test split: metrics with intervals and verdicts,
 and every example side by side, largest regression first."""
 
+import json
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -93,6 +95,28 @@ if forgetting:
         st.warning(forgetting["warning"] + "\n\n" + "\n".join(f"- {r}" for r in forgetting["remedies"]))
     else:
         st.success("No sign of forgetting: the fine-tuned model keeps at least 90% of the base model's general skills.")
+
+routing = report.get("routing")
+if routing:
+    st.subheader("Hybrid routing")
+    st.caption("Answer with the fine-tuned model; when its confidence (the mean probability of its own answer's "
+               "tokens) is below a threshold, fall back to the base model prompted with a few training examples. "
+               "Quality is the mean ROUGE-L of the routed answers on the test split.")
+    pts = routing["points"]
+    best = routing["recommended"]
+    fig = go.Figure(go.Scatter(x=[100 * p["fallback_rate"] for p in pts], y=[p["quality"] for p in pts],
+                               mode="lines+markers", text=[f"threshold {p['threshold']}" for p in pts],
+                               name="thresholds 0 to 1"))
+    fig.add_trace(go.Scatter(x=[100 * best["fallback_rate"]], y=[best["quality"]], mode="markers",
+                             marker=dict(size=14, color="#16a34a"), name=f"recommended: {best['threshold']}"))
+    fig.update_layout(xaxis_title="fallback rate (%)", yaxis_title="quality (ROUGE-L)", height=320,
+                      margin=dict(l=10, r=10, t=30, b=10))
+    st.plotly_chart(fig, key="evaluate_routing")
+    st.write(f"Recommended threshold **{best['threshold']}**: {best['fallback_rate']:.0%} of the questions go to the "
+             f"fallback, quality {best['quality']:.3f} (fine-tuned only {routing['only_finetuned']:.3f}, few-shot "
+             f"base only {routing['only_fallback']:.3f}).")
+    st.download_button("Download the routing rule (JSON)", json.dumps(routing["rule"], indent=2),
+                       file_name=f"routing-rule-run-{run_id}.json", mime="application/json", key="evaluate_rule")
 
 st.subheader("Examples, largest regression first")
 rows = evaluate.per_example(run)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from engine import forgetting, generation, runs, scoring, split
+from engine import forgetting, generation, routing, runs, scoring, split
 from engine.loading import load_records
 from engine.quality import usable
 from engine.tables import Run
@@ -29,7 +29,7 @@ class EvalError(ValueError):
     pass
 
 
-def test_conversations(run: Run, limit: int | None = None) -> list[list[dict]]:
+def split_part(run: Run, part: str, limit: int | None = None) -> list[list[dict]]:
     from engine import db
     from engine.tables import Split
 
@@ -40,11 +40,15 @@ def test_conversations(run: Run, limit: int | None = None) -> list[list[dict]]:
         made = s.get(Split, split_id)
     if made is None:
         raise EvalError(f"The split of run {run.id} no longer exists.")
-    records = usable(load_records(split.split_path(made, "test")).records)
+    records = usable(load_records(split.split_path(made, part)).records)
     if not records:
-        raise EvalError(f"The test split of run {run.id} is empty.")
+        raise EvalError(f"The {part} split of run {run.id} is empty.")
     convs = [[{"role": m["role"], "content": m["content"]} for m in r.messages] for r in records]
     return convs[:limit] if limit else convs
+
+
+def test_conversations(run: Run, limit: int | None = None) -> list[list[dict]]:
+    return split_part(run, "test", limit)
 
 
 def general_set(path: Path | str | None) -> list[list[dict]]:
@@ -80,7 +84,13 @@ def evaluate_run(run_id: int, limit: int | None = None, batch_size: int = 16, ma
         def report(done: int, total: int, k=k, name=name) -> None:
             step(0.05 + 0.45 * k + 0.35 * done / total, f"{name}: {done}/{total} answers")
 
-        outputs[name] = generation.generate(model, tokenizer, prompts, batch_size, max_new_tokens, progress=report)
+        outputs[name] = generation.generate(model, tokenizer, prompts, batch_size, max_new_tokens, progress=report,
+                                            confidence=name == "finetuned")
+        if name == "base":  # the fallback of the hybrid routing: the base model with a few training examples
+            step(0.3, "base: few-shot answers for the routing analysis")
+            shots = split_part(run, "train", routing.K_SHOT)
+            outputs["fallback"] = generation.generate(
+                model, tokenizer, [routing.few_shot_prompt(shots, p) for p in prompts], batch_size, max_new_tokens)
         step(0.4 + 0.45 * k, f"{name}: perplexity of the reference answers")
         nll[name] = generation.answer_nll(model, tokenizer, convs, batch_size)
         step(0.43 + 0.45 * k, f"{name}: general-skills probes")
@@ -94,11 +104,16 @@ def evaluate_run(run_id: int, limit: int | None = None, batch_size: int = 16, ma
     forgetting_report = forgetting.summarize(probe_answers["base"], probe_answers["finetuned"],
                                              [c[-1]["content"] for c in probes], text_nll["base"],
                                              text_nll["finetuned"])
+    rouge = scoring.get_metric("rougeL")
+    routing_report = routing.routing_curve(
+        [a.confidence if a.confidence is not None else 0.0 for a in outputs["finetuned"]],
+        list(rouge.stats(tuned_text, refs)[:, 0]), list(rouge.stats([a.text for a in outputs["fallback"]], refs)[:, 0]))
     speed = {name: sum(a.new_tokens for a in outs) / max(sum(a.latency_s for a in outs), 1e-9)
              for name, outs in outputs.items()}
     report = {
         "run": run_id, "base_model": base_model, "n_examples": len(convs), "task": task,
-        "metrics": metrics, "forgetting": forgetting_report, "generated_tokens_per_second": speed,
+        "metrics": metrics, "forgetting": forgetting_report, "routing": routing_report,
+        "generated_tokens_per_second": speed,
         "latency_s_per_example": {n: sum(a.latency_s for a in o) / len(o) for n, o in outputs.items()},
         "signatures": {name: scoring.sacrebleu_signature(name) for name in ("bleu", "chrf") if name in metrics},
         "bootstrap": {"resamples": scoring.N_RESAMPLES, "seed": scoring.SEED, "interval": "95% percentile"},
@@ -117,10 +132,13 @@ def save(folder: Path, convs: list[list[dict]], outputs: dict, report: dict) -> 
             for name, outs in outputs.items():
                 a = outs[i]
                 row[name] = {"answer": a.text, "latency_s": a.latency_s, "new_tokens": a.new_tokens,
-                             "prompt_tokens": a.prompt_tokens}
+                             "prompt_tokens": a.prompt_tokens, "confidence": a.confidence}
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     os.replace(tmp, folder / "outputs.jsonl")
     (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if "routing" in report:
+        (folder / "routing_rule.json").write_text(json.dumps(report["routing"]["rule"], indent=2) + "\n",
+                                                  encoding="utf-8")
 
 
 def render(report: dict) -> str:
@@ -140,6 +158,12 @@ def render(report: dict) -> str:
         if f["warning"]:
             lines.append("  " + f["warning"])
             lines += [f"  - {r}" for r in f["remedies"]]
+    r = report.get("routing")
+    if r:
+        best = r["recommended"]
+        lines.append(f"Hybrid routing: fall back to the {routing.K_SHOT}-shot base model below confidence "
+                     f"{best['threshold']}: {best['fallback_rate']:.0%} fallback, ROUGE-L {best['quality']:.3f} "
+                     f"(fine-tuned only {r['only_finetuned']:.3f}, few-shot base only {r['only_fallback']:.3f}).")
     return "\n".join(lines)
 
 

@@ -20,6 +20,7 @@ class Answer:
     prompt_tokens: int
     new_tokens: int
     latency_s: float  # the batch's wall time divided among its examples
+    confidence: float | None = None  # mean probability of the model's own answer tokens (when asked for)
 
 
 def load(base_model: str, adapter: Path | str | None = None, device: str | None = None):
@@ -53,7 +54,7 @@ def prompt_of(messages: list[dict]) -> list[dict]:
 def generate(model, tokenizer, prompts: list[list[dict]], batch_size: int = 16, max_new_tokens: int = 128,
              do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
              progress: Callable[[int, int], None] | None = None,
-             should_stop: Callable[[], bool] | None = None) -> list[Answer]:
+             should_stop: Callable[[], bool] | None = None, confidence: bool = False) -> list[Answer]:
     """Answers for each prompt (a list of messages), batch by batch."""
     import torch
 
@@ -67,20 +68,30 @@ def generate(model, tokenizer, prompts: list[list[dict]], batch_size: int = 16, 
         idx = order[start:start + batch_size]
         texts = [tokenizer.apply_chat_template(prompts[i], add_generation_prompt=True, tokenize=False) for i in idx]
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        kwargs = {"max_new_tokens": max_new_tokens, "do_sample": do_sample, "pad_token_id": tokenizer.pad_token_id}
+        kwargs = {"max_new_tokens": max_new_tokens, "do_sample": do_sample, "pad_token_id": tokenizer.pad_token_id,
+                  "return_dict_in_generate": True, "output_scores": confidence}
         if do_sample:
             kwargs.update(temperature=temperature, top_p=top_p)
         began = time.perf_counter()
         with torch.no_grad():
-            generated = model.generate(**enc, **kwargs)
+            result = model.generate(**enc, **kwargs)
         elapsed = time.perf_counter() - began
+        generated = result.sequences
         width = enc["input_ids"].shape[1]
+        probs = None
+        if confidence and result.scores:
+            # probability of each chosen token under the model (greedy: the scores are the raw logits)
+            chosen = generated[:, width:width + len(result.scores)]
+            logits = torch.stack(result.scores, dim=1).float()
+            probs = torch.softmax(logits, dim=-1).gather(-1, chosen[..., None]).squeeze(-1)
         for row, i in enumerate(idx):
-            new = generated[row, width:]
-            new = new[new != tokenizer.pad_token_id]
+            tokens = generated[row, width:]
+            keep = tokens != tokenizer.pad_token_id
+            new = tokens[keep]
             text = tokenizer.decode(new, skip_special_tokens=True)
+            conf = float(probs[row][keep[:probs.shape[1]]].mean()) if probs is not None and keep.any() else None
             results[i] = Answer(text.strip(), int(enc["attention_mask"][row].sum()), int(len(new)),
-                                elapsed / len(idx))
+                                elapsed / len(idx), conf)
         if progress:
             progress(len(results), len(prompts))
     out = [results[i] for i in range(len(prompts)) if i in results]

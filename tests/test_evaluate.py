@@ -45,7 +45,14 @@ def test_finetuned_beats_base_on_rouge_l_with_an_interval_above_zero(trained, mo
         assert f[key]["ci_low"] <= f[key]["retention"] <= f[key]["ci_high"]
     assert (f["warning"] is None) == (min(f["probe_chrf"]["retention"], f["general_text_perplexity"]["retention"])
                                       >= 0.9)
+    r = report["routing"]
+    assert [p["threshold"] for p in r["points"]][0] == 0.0 and r["points"][-1]["fallback_rate"] == 1.0
+    rates = [p["fallback_rate"] for p in r["points"]]
+    assert rates == sorted(rates) and r["recommended"] in r["points"]
+    rule = json.loads((runs.run_path(trained) / "eval" / "routing_rule.json").read_text())
+    assert rule["threshold"] == r["recommended"]["threshold"]
     rows = [json.loads(line) for line in (runs.run_path(trained) / "eval" / "outputs.jsonl").read_text().splitlines()]
+    assert 0 < rows[0]["finetuned"]["confidence"] <= 1
     assert len(rows) == 60 and {"prompt", "reference", "base", "finetuned"} <= set(rows[0])
     assert rows[0]["finetuned"]["latency_s"] > 0
 
@@ -101,7 +108,7 @@ def test_evaluate_page_runs_the_evaluation_in_the_background(trained, module_ws)
     assert set(metrics_table["metric"]) >= {"rougeL", "perplexity"}
     examples = at.dataframe[1].value
     assert list(examples["change"]) == sorted(examples["change"])  # largest regression first
-    assert len(at.get("plotly_chart")) == 1
+    assert len(at.get("plotly_chart")) == 2  # the changes, and the routing curve
 
 
 def test_forgetting_summary_warns_only_below_ninety_percent():
@@ -116,3 +123,17 @@ def test_forgetting_summary_warns_only_below_ninety_percent():
     assert worse["probe_chrf"]["retention"] < 0.5 and "forgetting" in worse["warning"] and worse["remedies"]
     text = forgetting.summarize(refs, refs, refs, ([10.0] * 8, [20] * 8), ([20.0] * 8, [20] * 8), n_resamples=200)
     assert text["general_text_perplexity"]["retention"] < 0.9 and text["warning"]
+
+
+def test_routing_curve_recommends_the_best_threshold():
+    from engine import routing
+
+    confidence = [0.95, 0.9, 0.5, 0.3, 0.85, 0.2]
+    tuned = [0.9, 0.8, 0.1, 0.0, 0.7, 0.1]       # low-confidence answers are the bad ones
+    fallback = [0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
+    curve = routing.routing_curve(confidence, tuned, fallback)
+    best = curve["recommended"]
+    assert best["threshold"] in (0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85)  # routes exactly the three weak answers
+    assert best["fallback_rate"] == 0.5
+    assert best["quality"] == pytest.approx((0.9 + 0.8 + 0.7 + 1.5) / 6)
+    assert curve["rule"]["fallback_when"] == f"confidence < {best['threshold']}"

@@ -168,11 +168,9 @@ def peft_config(config: RunConfig):
 
 def resolve_batching(config: RunConfig, device: str) -> str:
     """Packing is exact and fast with flash attention (CUDA); elsewhere length grouping wastes less."""
-    import importlib.util
-
     if config.batching != "auto":
         return config.batching
-    return "packing" if device == "cuda" and importlib.util.find_spec("flash_attn") else "length_grouping"
+    return "packing" if device == "cuda" and importlib_spec("flash_attn") else "length_grouping"
 
 
 def load_model(config: RunConfig, device: str, precision: str, batching: str = "padding"):

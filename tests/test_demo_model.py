@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 
-import pytest
 
 from engine.demo_model import build_demo_model, train_tokenizer
 from engine.tokens import TokenCounter

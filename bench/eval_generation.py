@@ -3,8 +3,8 @@
 1. The same prompts answered one at a time and in batches of 16 (left padding), greedy, same max new tokens, in
    the same run: generated tokens per second of each and the ratio (budget >= 4).
 2. A short run on 5,000 sample conversations (500 in the locked test split), then the full evaluation against the
-   base model (both models answer all 500, perplexity, metrics with 1,000 bootstrap resamples): wall time (budget
-   60 s on 2 cores).
+   base model (both models answer all 500, the few-shot fallback answers too, perplexity, the forgetting probes,
+   metrics with 1,000 bootstrap resamples, the routing curve): wall time (budget 60 s on 2 cores).
 
     .venv/bin/python bench/eval_generation.py
 """
@@ -59,7 +59,8 @@ def main() -> int:
     report = evaluate.evaluate_run(run.id, max_new_tokens=96)
     elapsed = time.perf_counter() - began
     rouge = report["metrics"]["rougeL"]
-    print(f"evaluation of {report['n_examples']} test examples (base and fine-tuned, perplexity, metrics): "
+    print(f"evaluation of {report['n_examples']} test examples (both models, fallback, perplexity, forgetting, "
+          "metrics, routing): "
           f"{elapsed:.1f} s (budget 60 s); ROUGE-L {rouge['base']:.3f} -> {rouge['finetuned']:.3f} "
           f"[{rouge['ci_low']:+.3f}, {rouge['ci_high']:+.3f}]")
     return 0

@@ -106,6 +106,8 @@ def test_evaluate_page_runs_the_evaluation_in_the_background(trained, module_ws)
     assert not at.exception
     metrics_table = at.dataframe[0].value
     assert set(metrics_table["metric"]) >= {"rougeL", "perplexity"}
+    rouge_row = metrics_table[metrics_table["metric"] == "rougeL"].iloc[0]
+    assert "better" in rouge_row["verdict"] and rouge_row["difference"] > 0  # the interval is above zero
     examples = at.dataframe[1].value
     assert list(examples["change"]) == sorted(examples["change"])  # largest regression first
     assert len(at.get("plotly_chart")) == 2  # the changes, and the routing curve

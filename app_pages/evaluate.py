@@ -42,6 +42,11 @@ def progress_panel() -> None:
     current = evaluate.background_state(runs.get_run(run_id))
     if current["state"] == "running":
         st.progress(current["progress"], text=f"Evaluating: {current['label']}")
+        if st.button("Cancel the evaluation", key=f"evaluate_cancel_{run_id}"):
+            evaluate.cancel_background(runs.get_run(run_id))
+            st.rerun()
+    elif current["state"] == "cancelled" and job["state"] == "running":
+        st.info("The evaluation was cancelled; the previous results (if any) are unchanged.")
     elif current["state"] == "done" and job["state"] == "running":
         st.rerun()  # the report just arrived: show it
     elif current["state"] == "failed":

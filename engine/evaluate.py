@@ -219,6 +219,22 @@ def start_background(run_id: int, max_new_tokens: int = 128) -> None:
     (folder / "job.json").write_text(json.dumps({"pid": proc.pid, "started": time.time()}))
 
 
+def cancel_background(run: Run) -> None:
+    """Stop a running evaluation (its whole process group); nothing is written, the previous report stays."""
+    import signal
+
+    job = eval_dir(run) / "job.json"
+    if background_state(run)["state"] != "running":
+        return
+    info = json.loads(job.read_text())
+    info["cancelled"] = True
+    job.write_text(json.dumps(info))
+    try:
+        os.killpg(info["pid"], signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def background_state(run: Run) -> dict:
     """{"state": none|running|done|failed, "progress", "label"} from the job file, the log and the report."""
     import psutil
@@ -243,5 +259,7 @@ def background_state(run: Run) -> dict:
         alive = False
     if alive:
         return {"state": "running", "progress": progress, "label": label}
+    if info.get("cancelled"):
+        return {"state": "cancelled", "progress": progress, "label": "cancelled"}
     last = [line for line in log.splitlines() if line.startswith("studio:")]
     return {"state": "failed", "progress": progress, "label": last[-1] if last else "the evaluation stopped"}

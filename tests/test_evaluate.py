@@ -139,3 +139,17 @@ def test_routing_curve_recommends_the_best_threshold():
     assert best["fallback_rate"] == 0.5
     assert best["quality"] == pytest.approx((0.9 + 0.8 + 0.7 + 1.5) / 6)
     assert curve["rule"]["fallback_when"] == f"confidence < {best['threshold']}"
+
+
+def test_a_background_evaluation_can_be_cancelled(trained, module_ws):
+    import time
+
+    run = runs.get_run(trained.id)
+    evaluate.start_background(trained.id)
+    assert evaluate.background_state(run)["state"] == "running"
+    evaluate.cancel_background(run)
+    deadline = time.monotonic() + 15
+    while evaluate.background_state(run)["state"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert evaluate.background_state(run)["state"] == "cancelled"

@@ -25,7 +25,7 @@ if not all_runs:
     st.page_link("app_pages/train.py", label="Open Train", icon=":material/arrow_forward:")
     st.stop()
 
-ICONS = {"queued": "⏳", "starting": "⏳", "running": "▶", "succeeded": "✓", "failed": "✗", "cancelled": "■"}
+ICONS = {"queued": "⏳", "running": "▶", "succeeded": "✓", "failed": "✗", "cancelled": "■"}
 
 
 def table(rows) -> pd.DataFrame:

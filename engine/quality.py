@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -34,7 +34,6 @@ class CheckOptions:
     near_threshold: float = duplicates.NEAR_THRESHOLD
     task: str = "chat"
     max_bytes: int | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def usable(records: list[Record]) -> list[Record]:

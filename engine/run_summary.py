@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from engine import metrics
 from engine.runs import log_tail, run_path
@@ -48,7 +47,7 @@ def summarize(run: Run) -> RunSummary:
         alarm=metrics.overfitting_alarm(events), best_step=best_step,
         stopped_early=bool(final.get("stopped_early")), wandb_url=url, wandb_sync=sync,
         notes=[e["message"] for e in events if e["event"] == "note"],
-        log=run.log_tail if run.status not in ("running", "starting") and run.log_tail else log_tail(folder),
+        log=run.log_tail if run.status != "running" and run.log_tail else log_tail(folder),
     )
 
 
@@ -62,7 +61,3 @@ def config_diff(runs: list[Run]) -> list[dict]:
             rows.append({"setting": key, **{f"run {r.id}": str(v) for r, v in zip(runs, values)}})
     return rows
 
-
-def final_model_dir(run: Run) -> Path | None:
-    folder = run_path(run) / "final"
-    return folder if folder.is_dir() else None

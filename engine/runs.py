@@ -33,7 +33,7 @@ from engine.metrics import final_event, latest_step, read_events
 from engine.run_config import RunConfig
 from engine.tables import Run
 
-ACTIVE = ("queued", "starting", "running")
+ACTIVE = ("queued", "running")
 LOG_FILE = "train.log"
 _children: dict[int, subprocess.Popen] = {}  # processes this process started (to collect their exit codes)
 
@@ -140,7 +140,7 @@ def schedule() -> list[int]:
     started = []
     with _scheduler_lock():
         with db.session() as s:
-            busy = set(s.scalars(select(Run.device).where(Run.status.in_(("starting", "running")))))
+            busy = set(s.scalars(select(Run.device).where(Run.status == "running")))
             queued = list(s.scalars(select(Run).where(Run.status == "queued").order_by(Run.id)))
         for run in queued:
             if run.device in busy:
@@ -294,7 +294,7 @@ def cancel(run_id: int) -> Run:
         with db.session() as s:
             s.execute(update(Run).where(Run.id == run_id, Run.status == "queued").values(
                 status="cancelled", finished_at=_now(), error_message="Cancelled before it started."))
-    elif run.status in ("starting", "running"):
+    elif run.status == "running":
         if run.cancel_requested_at is None:
             with db.session() as s:
                 s.execute(update(Run).where(Run.id == run_id).values(cancel_requested_at=_now()))

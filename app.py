@@ -20,6 +20,7 @@ navigation = st.navigation([
     st.Page("app_pages/train.py", title="3 · Train", icon=":material/model_training:"),
     st.Page("app_pages/runs.py", title="4 · Runs", icon=":material/monitoring:"),
     st.Page("app_pages/evaluate.py", title="5 · Evaluate", icon=":material/balance:"),
+    st.Page("app_pages/playground.py", title="Playground", icon=":material/forum:"),
 ])
 sidebar.render()
 navigation.run()

@@ -7,7 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from engine import evaluate, runs
+from engine import evaluate, runs, uploads
+from engine.eval_job import EvalOptions
 from ui import state
 from ui.errors import shown_as_message
 
@@ -23,31 +24,51 @@ if not done:
     st.page_link("app_pages/train.py", label="Open Train", icon=":material/arrow_forward:")
     st.stop()
 by_id = {r.id: r for r in done}
-run_id = st.selectbox("Run", list(by_id), key="evaluate_run",
-                      format_func=lambda i: f"run {i} · {by_id[i].name} · base {by_id[i].config['base_model']}")
+left, right = st.columns(2)
+run_id = left.selectbox("Run", list(by_id), key="evaluate_run",
+                        format_func=lambda i: f"run {i} · {by_id[i].name} · base {by_id[i].config['base_model']}")
 run = by_id[run_id]
-job = evaluate.background_state(run)
-report = evaluate.load_report(run)
+peers = [r.id for r in done if r.id != run_id and r.config.get("split_id") == run.config.get("split_id")]
+baseline = right.selectbox("Compared with", ["base", *[str(i) for i in peers]], key=f"evaluate_baseline_{run_id}",
+                           format_func=lambda b: f"its base model ({run.config['base_model']})" if b == "base"
+                           else f"run {b} · {by_id[int(b)].name}",
+                           help="The baseline: the base model (does fine-tuning help?) or another run trained on "
+                                "the same split (which run is better?).")
+job = evaluate.job_state(evaluate.latest_job(run_id, baseline))
+report = evaluate.load_report(run, baseline)
+
+with st.expander("Options"):
+    o1, o2 = st.columns(2)
+    max_new = o1.number_input("Max new tokens per answer", 8, 2048, 128, step=8, key="evaluate_max_new")
+    limit = o2.number_input("Examples (0 = the whole test split)", 0, 100000, 0, key="evaluate_limit")
+    general = st.file_uploader("Your own general-skills set for the forgetting check (chat JSONL; default: the "
+                               "built-in 100 probes)", type=["jsonl"], key="evaluate_general")
+    schema = st.file_uploader("A JSON Schema the answers should match (structured output)", type=["json"],
+                              key="evaluate_schema")
 
 label = "Evaluate again" if report else "Run the evaluation"
-if st.button(label, type="primary" if not report else "secondary", disabled=job["state"] == "running",
+if st.button(label, type="primary" if not report else "secondary", disabled=job["state"] in runs.ACTIVE,
              key=f"evaluate_start_{run_id}"):
     with shown_as_message():
-        evaluate.start_background(run_id)
+        options = EvalOptions(run_id=run_id, baseline=baseline, max_new_tokens=int(max_new), limit=int(limit) or None,
+                              general=str(uploads.stage_upload(general.getvalue(), general.name)) if general else None,
+                              json_schema=str(uploads.stage_upload(schema.getvalue(), schema.name)) if schema
+                              else None)
+        evaluate.queue(options)
         st.rerun()
 
 
-@st.fragment(run_every="1s" if job["state"] == "running" else None)
+@st.fragment(run_every="1s" if job["state"] in runs.ACTIVE else None)
 def progress_panel() -> None:
-    current = evaluate.background_state(runs.get_run(run_id))
-    if current["state"] == "running":
+    current = evaluate.job_state(evaluate.latest_job(run_id, baseline))
+    if current["state"] in runs.ACTIVE:
         st.progress(current["progress"], text=f"Evaluating: {current['label']}")
         if st.button("Cancel the evaluation", key=f"evaluate_cancel_{run_id}"):
-            evaluate.cancel_background(runs.get_run(run_id))
+            runs.cancel(current["job"])
             st.rerun()
-    elif current["state"] == "cancelled" and job["state"] == "running":
+    elif current["state"] == "cancelled" and job["state"] in runs.ACTIVE:
         st.info("The evaluation was cancelled; the previous results (if any) are unchanged.")
-    elif current["state"] == "done" and job["state"] == "running":
+    elif current["state"] == "succeeded" and job["state"] in runs.ACTIVE:
         st.rerun()  # the report just arrived: show it
     elif current["state"] == "failed":
         st.error(f"The evaluation stopped: {current['label']}")
@@ -57,20 +78,23 @@ progress_panel()
 if report is None:
     st.stop()
 
+base_label = "base" if baseline == "base" else f"run {baseline}"
 st.subheader(f"Metrics on {report['n_examples']} test examples")
 VERDICT = {"better": "✓ better", "worse": "✗ worse", "no detectable difference": "= no detectable difference",
            "shorter": "shorter", "longer": "longer"}
-table = pd.DataFrame([{"metric": name, "base": m["base"], "fine-tuned": m["finetuned"], "difference": m["diff"],
+table = pd.DataFrame([{"metric": name, base_label: m["base"], "fine-tuned": m["finetuned"], "difference": m["diff"],
                        "95% interval": f"[{m['ci_low']:+.3f}, {m['ci_high']:+.3f}]",
                        "verdict": VERDICT.get(m["verdict"], m["verdict"])}
                       for name, m in report["metrics"].items()])
 st.dataframe(table, hide_index=True, width="stretch",
-             column_config={c: st.column_config.NumberColumn(format="%.4f") for c in ("base", "fine-tuned",
+             column_config={c: st.column_config.NumberColumn(format="%.4f") for c in (base_label, "fine-tuned",
                                                                                        "difference")})
 st.caption("ROUGE-L, chrF and BLEU: higher is better. Perplexity of the reference answers: lower is better. Length: "
-           "words per answer. " + " ".join(f"{n} signature: {s}." for n, s in report.get("signatures", {}).items()))
+           "words per answer. Latency: seconds per answer (each batch's time shared by its answers); lower is better. "
+           + " ".join(report.get("notes", [])) + " "
+           + " ".join(f"{n} signature: {s}." for n, s in report.get("signatures", {}).items()))
 
-names = [n for n in report["metrics"] if n != "length"]
+names = [n for n in report["metrics"] if n not in ("length", "latency_s", "tokens_per_second")]
 fig = go.Figure()
 for name in names:
     m = report["metrics"][name]
@@ -79,10 +103,37 @@ for name in names:
     fig.add_trace(go.Bar(x=[name], y=[100 * m["diff"] / scale], name=name, marker_color=color,
                          error_y=dict(type="data", symmetric=False, array=[100 * (m["ci_high"] - m["diff"]) / scale],
                                       arrayminus=[100 * (m["diff"] - m["ci_low"]) / scale])))
-fig.update_layout(title="Change against the base model (% of the base value, 95% interval; green better, red worse, "
+fig.update_layout(title=f"Change against {base_label} (% of its value, 95% interval; green better, red worse, "
                         "grey no detectable difference; perplexity: lower is better)", showlegend=False,
                   height=320, margin=dict(l=10, r=10, t=40, b=10), yaxis_title="%")
 st.plotly_chart(fig, key="evaluate_chart")
+
+gap = report.get("train_test_gap")
+if gap:
+    st.subheader("Train-test gap")
+    st.caption("Perplexity of the reference answers on unseen test examples divided by the perplexity on as many "
+               "training examples. The baseline never trained on these examples, so its ratio is the control; a "
+               "fine-tuned ratio far above it is memorization.")
+    g1, g2 = st.columns(2)
+    for col, key, title in ((g1, "base", f"Baseline ({base_label})"), (g2, "finetuned", "Fine-tuned")):
+        r = gap[key]
+        col.metric(title, f"{r['ratio']:.2f}x", f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]  test {r['test_perplexity']:.2f}"
+                   f" / train {r['train_perplexity']:.2f}", delta_color="off")
+    if gap["warning"]:
+        st.warning(gap["warning"])
+
+code = report.get("code")
+if code:
+    st.subheader("Code")
+    st.write(f"Compile checks on {code['compile_checked']} examples (languages with a compiler here: "
+             f"{', '.join(code['languages_checked'])}); tests run for {code['with_tests']} examples in a sandbox "
+             f"(network isolation: {code['network_isolation']}).")
+    for name in ("base", "finetuned"):
+        failures = code.get("test_failures", {}).get(name)
+        if failures:
+            with st.expander(f"Why {base_label if name == 'base' else 'the fine-tuned model'}'s tests failed (first "
+                             f"{len(failures)})"):
+                st.dataframe(pd.DataFrame({"reason": failures}), hide_index=True, width="stretch")
 
 forgetting = report.get("forgetting")
 if forgetting:
@@ -124,7 +175,7 @@ if routing:
                        file_name=f"routing-rule-run-{run_id}.json", mime="application/json", key="evaluate_rule")
 
 st.subheader("Examples, largest regression first")
-rows = evaluate.per_example(run)
+rows = evaluate.per_example(run, baseline)
 st.dataframe(pd.DataFrame([{k: r[k] for k in ("example", "rougeL_base", "rougeL_finetuned", "change", "question")}
                            for r in rows]), hide_index=True, width="stretch")
 choice = st.selectbox("Look at one example", [r["example"] for r in rows], index=0, key=f"evaluate_example_{run_id}",
@@ -135,7 +186,7 @@ st.text(row["question"])
 st.caption("Reference answer")
 st.text(row["reference"])
 a, b = st.columns(2)
-a.caption(f"Base model (ROUGE-L {row['rougeL_base']:.3f})")
+a.caption(f"{'Base model' if baseline == 'base' else f'Run {baseline}'} (ROUGE-L {row['rougeL_base']:.3f})")
 a.text(row["base_answer"])
 b.caption(f"Fine-tuned (ROUGE-L {row['rougeL_finetuned']:.3f})")
 b.text(row["finetuned_answer"])

@@ -91,8 +91,11 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, help="evaluate only the first N test examples")
     ev.add_argument("--max-new-tokens", type=int, default=128)
     ev.add_argument("--general", type=Path, help="your own general-skills set (chat JSONL) for the forgetting check")
-    ev.add_argument("--baseline", default="base", choices=["base"],
-                    help="what the run is compared with (its base model; comparing runs comes later)")
+    ev.add_argument("--baseline", default="base",
+                    help='what the run is compared with: "base" (its base model, the default) or another run id '
+                         "trained on the same split")
+    ev.add_argument("--schema", type=Path, help="a JSON Schema file the answers should match (structured output)")
+    ev.add_argument("--batch-size", type=int, default=16)
 
     runs_p = sub.add_parser("runs", help="list runs (state reconciled with their processes)")
     runs_p.add_argument("--json", action="store_true")
@@ -309,17 +312,40 @@ def _follow(run_id: int) -> int:
 
 
 def cmd_eval(args) -> int:
-    from engine import evaluate, projects, runs
+    """Queue the evaluation with the supervisor (it waits for a training run on the same device), follow it, print
+    the report. Ctrl-C cancels it."""
+    import time
 
-    run = runs.get_run(args.run)
-    task = projects.get_project(run.project_id).task_type if run.project_id else "chat"
+    from engine import evaluate, runs
+    from engine.eval_job import EvalOptions
 
-    def progress(fraction: float, label: str) -> None:
-        if not args.json:
-            print(f"[{fraction:4.0%}] {label}", file=sys.stderr, flush=True)
-
-    report = evaluate.evaluate_run(args.run, limit=args.limit, max_new_tokens=args.max_new_tokens, task=task,
-                                   progress=progress, general=args.general)
+    options = EvalOptions(run_id=args.run, baseline=str(args.baseline), limit=args.limit,
+                          max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                          general=str(args.general.resolve()) if args.general else None,
+                          json_schema=str(args.schema.resolve()) if args.schema else None)
+    job = evaluate.queue(options)
+    shown = None
+    try:
+        while True:
+            runs.reconcile()
+            job = runs.get_run(job.id)
+            state = evaluate.job_state(job)
+            line = f"[{state['progress']:4.0%}] {state['label']}"
+            if line != shown and not args.json:
+                print(line, file=sys.stderr, flush=True)
+                shown = line
+            if job.status not in runs.ACTIVE:
+                break
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("Cancelling the evaluation...", file=sys.stderr, flush=True)
+        runs.cancel(job.id)
+        job = runs.wait(job.id, timeout=runs.grace_seconds() + 5)
+    if job.status != "succeeded":
+        print(f"studio: the evaluation {job.status}" + (f": {job.error_message}" if job.error_message else "."),
+              file=sys.stderr)
+        return EXIT_BLOCKING
+    report = evaluate.load_report(runs.get_run(args.run), options.baseline)
     print(json.dumps(report, indent=2) if args.json else evaluate.render(report))
     return EXIT_OK
 
@@ -333,18 +359,19 @@ def cmd_runs(args) -> int:
         from engine.projects import ensure_project
 
         project_id = ensure_project(args.project).id
-    rows = [{"id": r.id, "name": r.name, "status": r.status, "step": r.step, "max_steps": r.max_steps,
-             "error_kind": r.error_kind, "pid": r.pid} for r in runs.list_runs(project_id)]
+    rows = [{"id": r.id, "kind": r.kind, "name": r.name, "status": r.status, "step": r.step,
+             "max_steps": r.max_steps, "error_kind": r.error_kind, "pid": r.pid}
+            for r in runs.list_runs(project_id, kind=None)]
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:
         print("No runs yet.")
     else:
-        print(f"{'id':>4}  {'status':<10} {'step':>11}  {'error':<12} {'pid':>7}  name")
+        print(f"{'id':>4}  {'kind':<5} {'status':<10} {'step':>11}  {'error':<12} {'pid':>7}  name")
         for r in rows:
-            step = f"{r['step']}/{r['max_steps'] or '?'}"
-            print(f"{r['id']:>4}  {r['status']:<10} {step:>11}  {r['error_kind'] or '':<12} {r['pid'] or '':>7}  "
-                  f"{r['name']}")
+            step = f"{r['step']}/{r['max_steps'] or '?'}" if r["kind"] == "train" else f"{r['step']}%"
+            print(f"{r['id']:>4}  {r['kind']:<5} {r['status']:<10} {step:>11}  {r['error_kind'] or '':<12} "
+                  f"{r['pid'] or '':>7}  {r['name']}")
     return EXIT_OK
 
 

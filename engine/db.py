@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine import workspace
 
-HEAD = "0002"  # the newest migration; a test checks it matches engine/migrations/versions
+HEAD = "0003"  # the newest migration; a test checks it matches engine/migrations/versions
 BUSY_TIMEOUT_MS = 15000
 _engines: dict[str, Engine] = {}
 

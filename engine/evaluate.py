@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -30,6 +29,11 @@ class EvalError(ValueError):
 
 
 def split_part(run: Run, part: str, limit: int | None = None) -> list[list[dict]]:
+    return split_examples(run, part, limit)[0]
+
+
+def split_examples(run: Run, part: str, limit: int | None = None) -> tuple[list[list[dict]], list[dict]]:
+    """(conversations, the records' other fields, e.g. "tests") of one part of the run's split."""
     from engine import db
     from engine.tables import Split
 
@@ -43,8 +47,9 @@ def split_part(run: Run, part: str, limit: int | None = None) -> list[list[dict]
     records = usable(load_records(split.split_path(made, part)).records)
     if not records:
         raise EvalError(f"The {part} split of run {run.id} is empty.")
-    convs = [[{"role": m["role"], "content": m["content"]} for m in r.messages] for r in records]
-    return convs[:limit] if limit else convs
+    records = records[:limit] if limit else records
+    return [[{"role": m["role"], "content": m["content"]} for m in r.messages] for r in records], \
+        [dict(r.extra) for r in records]
 
 
 def test_conversations(run: Run, limit: int | None = None) -> list[list[dict]]:
@@ -61,66 +66,198 @@ def general_set(path: Path | str | None) -> list[list[dict]]:
     return [[{"role": m["role"], "content": m["content"]} for m in r.messages] for r in records]
 
 
-def evaluate_run(run_id: int, limit: int | None = None, batch_size: int = 16, max_new_tokens: int = 128,
-                 task: str = "chat", progress: Progress | None = None, general: Path | str | None = None) -> dict:
-    step = progress or (lambda fraction, label: None)
+def load_schema(path: Path | str) -> dict:
+    """A JSON Schema from a file, checked against its meta-schema; one sentence when it is not one."""
+    import jsonschema
+
+    try:
+        schema = json.loads(Path(path).read_text(encoding="utf-8"))
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except (OSError, UnicodeDecodeError) as err:
+        raise EvalError(f"The JSON Schema file {path} cannot be read ({err}).") from None
+    except json.JSONDecodeError as err:
+        raise EvalError(f"The JSON Schema file is not JSON (line {err.lineno}: {err.msg}).") from None
+    except jsonschema.SchemaError as err:
+        raise EvalError(f"The JSON Schema is not valid: {err.message}.") from None
+    return schema
+
+
+def baseline_run(run: Run, baseline: str) -> Run | None:
+    """None for the base model, or the other run to compare with (finished, on the same locked test split)."""
+    if baseline in ("", "base"):
+        return None
+    if not str(baseline).isdigit():
+        raise EvalError(f'The baseline must be "base" or a run id, not {baseline!r}.')
+    try:
+        other = runs.get_run(int(baseline))
+    except runs.RunError as err:
+        raise EvalError(str(err)) from None
+    if other.id == run.id:
+        raise EvalError("A run cannot be its own baseline.")
+    if other.kind != "train" or other.status != "succeeded":
+        raise EvalError(f"Run {other.id} is not a succeeded training run, so it cannot be the baseline.")
+    if other.config.get("split_id") != run.config.get("split_id"):
+        raise EvalError(f"Run {other.id} was trained on another split, so the two runs have no common locked test "
+                        "set; compare runs of the same split.")
+    return other
+
+
+def _check_run(run_id: int) -> tuple[Run, Path]:
     run = runs.get_run(run_id)
+    if run.kind != "train":
+        raise EvalError(f"Job {run_id} is an evaluation, not a training run.")
     if run.status != "succeeded":
         raise EvalError(f"Run {run_id} is {run.status}; only a succeeded run can be evaluated.")
     final = runs.run_path(run) / "final"
     if not final.is_dir():
         raise EvalError(f"Run {run_id} has no saved model in {final}.")
-    convs = test_conversations(run, limit)
+    return run, final
+
+
+def evaluate_run(options, progress: Progress | None = None) -> dict:
+    """Evaluate a run (options: engine.eval_job.EvalOptions) against its baseline; saves and returns the report."""
+    step = progress or (lambda fraction, label: None)
+    run, final = _check_run(options.run_id)
+    other = baseline_run(run, options.baseline)
+    schema = load_schema(options.json_schema) if options.json_schema else None
+    convs, extras = split_examples(run, "test", options.limit)
     prompts = [generation.prompt_of(c) for c in convs]
     refs = [c[-1]["content"] for c in convs]
+    train_sample = split_part(run, "train", len(convs))  # as many training examples, for the train-test gap
     base_model = run.config["base_model"]
-    probes = general_set(general)
+    if other is None:
+        models = (("base", base_model, None), ("finetuned", base_model, final))
+    else:
+        models = (("base", other.config["base_model"], runs.run_path(other) / "final"),
+                  ("finetuned", base_model, final))
+    probes = general_set(options.general)
     probe_prompts = [generation.prompt_of(c) for c in probes]
-    outputs, nll, probe_answers, text_nll = {}, {}, {}, {}
-    for k, (name, adapter) in enumerate((("base", None), ("finetuned", final))):
+    bs, new_tokens = options.batch_size, options.max_new_tokens
+    outputs, nll, train_nll, probe_answers, text_nll = {}, {}, {}, {}, {}
+    for k, (name, model_id, adapter) in enumerate(models):
         step(0.05 + 0.45 * k, f"Loading the {name} model")
-        model, tokenizer = generation.load(base_model, adapter)
+        model, tokenizer = generation.load(model_id, adapter)
 
         def report(done: int, total: int, k=k, name=name) -> None:
-            step(0.05 + 0.45 * k + 0.35 * done / total, f"{name}: {done}/{total} answers")
+            step(0.05 + 0.45 * k + 0.3 * done / total, f"{name}: {done}/{total} answers")
 
-        outputs[name] = generation.generate(model, tokenizer, prompts, batch_size, max_new_tokens, progress=report,
+        outputs[name] = generation.generate(model, tokenizer, prompts, bs, new_tokens, progress=report,
                                             confidence=name == "finetuned")
-        if name == "base":  # the fallback of the hybrid routing: the base model with a few training examples
+        if name == "base" and other is None:  # the routing fallback: the base model with a few training examples
             step(0.3, "base: few-shot answers for the routing analysis")
             shots = split_part(run, "train", routing.K_SHOT)
             outputs["fallback"] = generation.generate(
-                model, tokenizer, [routing.few_shot_prompt(shots, p) for p in prompts], batch_size, max_new_tokens)
-        step(0.4 + 0.45 * k, f"{name}: perplexity of the reference answers")
-        nll[name] = generation.answer_nll(model, tokenizer, convs, batch_size)
+                model, tokenizer, [routing.few_shot_prompt(shots, p) for p in prompts], bs, new_tokens)
+        step(0.38 + 0.45 * k, f"{name}: perplexity of the reference answers (test and training examples)")
+        nll[name] = generation.answer_nll(model, tokenizer, convs, bs)
+        train_nll[name] = generation.answer_nll(model, tokenizer, train_sample, bs)
         step(0.43 + 0.45 * k, f"{name}: general-skills probes")
-        probe_answers[name] = [a.text for a in generation.generate(model, tokenizer, probe_prompts, batch_size, 48)]
-        text_nll[name] = generation.text_nll(model, tokenizer, forgetting.GENERAL_TEXT, batch_size)
+        probe_answers[name] = [a.text for a in generation.generate(model, tokenizer, probe_prompts, bs, 48)]
+        text_nll[name] = generation.text_nll(model, tokenizer, forgetting.GENERAL_TEXT, bs)
         del model
+    step(0.92, "Scoring")
     base_text = [a.text for a in outputs["base"]]
     tuned_text = [a.text for a in outputs["finetuned"]]
+    task = options.task
     metrics = scoring.compare(base_text, tuned_text, refs, task)
-    metrics["perplexity"] = scoring.compare_perplexity(nll["base"], nll["finetuned"])
+    same_tokenizer = models[0][1] == models[1][1]
+    if same_tokenizer:  # perplexities under different tokenizers are not comparable
+        metrics["perplexity"] = scoring.compare_perplexity(nll["base"], nll["finetuned"])
+    if schema is not None:
+        metrics["schema_valid"] = scoring.paired_bootstrap(scoring.schema_metric(schema), base_text, tuned_text, refs)
+    code = None
+    if task == "code":
+        code = code_report(base_text, tuned_text, extras, step)
+        metrics.update(code.pop("metrics"))
+    metrics.update(scoring.compare_speed(outputs["base"], outputs["finetuned"]))
     forgetting_report = forgetting.summarize(probe_answers["base"], probe_answers["finetuned"],
                                              [c[-1]["content"] for c in probes], text_nll["base"],
                                              text_nll["finetuned"])
-    rouge = scoring.get_metric("rougeL")
-    routing_report = routing.routing_curve(
-        [a.confidence if a.confidence is not None else 0.0 for a in outputs["finetuned"]],
-        list(rouge.stats(tuned_text, refs)[:, 0]), list(rouge.stats([a.text for a in outputs["fallback"]], refs)[:, 0]))
-    speed = {name: sum(a.new_tokens for a in outs) / max(sum(a.latency_s for a in outs), 1e-9)
-             for name, outs in outputs.items()}
     report = {
-        "run": run_id, "base_model": base_model, "n_examples": len(convs), "task": task,
-        "metrics": metrics, "forgetting": forgetting_report, "routing": routing_report,
-        "generated_tokens_per_second": speed,
+        "run": run.id, "base_model": base_model, "baseline": "base" if other is None else f"run {other.id}",
+        "baseline_model": models[0][1] if other is None else f"run {other.id} ({other.name})",
+        "n_examples": len(convs), "task": task, "metrics": metrics, "forgetting": forgetting_report,
+        "train_test_gap": gap_report(train_nll, nll),
+        "generated_tokens_per_second": {n: sum(a.new_tokens for a in o) / max(sum(a.latency_s for a in o), 1e-9)
+                                        for n, o in outputs.items()},
         "latency_s_per_example": {n: sum(a.latency_s for a in o) / len(o) for n, o in outputs.items()},
         "signatures": {name: scoring.sacrebleu_signature(name) for name in ("bleu", "chrf") if name in metrics},
         "bootstrap": {"resamples": scoring.N_RESAMPLES, "seed": scoring.SEED, "interval": "95% percentile"},
     }
-    save(runs.run_path(run) / "eval", convs, outputs, report)
+    if not same_tokenizer:
+        report["notes"] = ["Perplexity is not compared: the two models use different tokenizers."]
+    if schema is not None:
+        report["json_schema"] = str(options.json_schema)
+    if code is not None:
+        report["code"] = code
+    if other is None:
+        rouge = scoring.get_metric("rougeL")
+        report["routing"] = routing.routing_curve(
+            [a.confidence if a.confidence is not None else 0.0 for a in outputs["finetuned"]],
+            list(rouge.stats(tuned_text, refs)[:, 0]),
+            list(rouge.stats([a.text for a in outputs["fallback"]], refs)[:, 0]))
+    save(eval_dir(run, options.baseline), convs, outputs, report)
     step(1.0, "Done")
     return report
+
+
+def gap_report(train_nll: dict, test_nll: dict) -> dict:
+    """Perplexity on training examples against unseen test examples, for each model. The base model never saw
+    either, so its ratio is the control: a fine-tuned ratio far above it means memorization."""
+    out = {}
+    for name in ("base", "finetuned"):
+        out[name] = scoring.perplexity_ratio(test_nll[name], train_nll[name])
+    ratio, control = out["finetuned"]["ratio"], out["base"]["ratio"]
+    out["warning"] = None
+    if out["finetuned"]["ci_low"] > control * GAP_WARN:
+        out["warning"] = (f"The fine-tuned model's perplexity is {ratio:.2f}x higher on unseen test examples than on "
+                          f"its training examples (the base model: {control:.2f}x): it has memorized part of its "
+                          "training data. Lower the epochs or learning rate, keep early stopping on, or add data.")
+    return out
+
+
+GAP_WARN = 1.25  # warn when the fine-tuned test/train perplexity ratio is surely 25% above the base model's
+
+
+def code_report(base: list[str], tuned: list[str], extras: list[dict], step: Progress) -> dict:
+    """Compile rate (paired over the answers a compiler can check) and, where examples carry "tests", the share of
+    answers whose code passes them in the sandbox."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from engine import code_checks
+
+    step(0.93, "Compiling the code answers")
+    cb = [code_checks.compiles(a) for a in base]
+    cf = [code_checks.compiles(a) for a in tuned]
+    both = [i for i in range(len(base)) if cb[i] is not None and cf[i] is not None]
+    metrics, out = {}, {"languages_checked": code_checks.checkable_languages(), "compile_checked": len(both),
+                        "network_isolation": "namespace" if code_checks.network_namespace() else "python-level"}
+    mean = scoring.MEAN
+    if both:
+        metrics["compiles"] = scoring.bootstrap_stats(mean.with_name("compiles"),
+                                                      np.array([[cb[i], 1.0] for i in both]),
+                                                      np.array([[cf[i], 1.0] for i in both]))
+    with_tests = [i for i, e in enumerate(extras) if isinstance(e.get("tests"), str) and e["tests"].strip()]
+    out["with_tests"] = len(with_tests)
+    if with_tests:
+        step(0.95, f"Running the tests of {len(with_tests)} examples in the sandbox")
+        jobs = [(a[i], extras[i]["tests"]) for a in (base, tuned) for i in with_tests]
+        with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+            results = list(pool.map(lambda job: code_checks.run_tests(*job), jobs))
+        n = len(with_tests)
+        pb = np.array([[float(r["passed"]), 1.0] for r in results[:n]])
+        pf = np.array([[float(r["passed"]), 1.0] for r in results[n:]])
+        metrics["tests_pass"] = scoring.bootstrap_stats(mean.with_name("tests_pass"), pb, pf)
+        out["test_failures"] = {"base": [r["reason"] for r in results[:n] if not r["passed"]][:20],
+                                "finetuned": [r["reason"] for r in results[n:] if not r["passed"]][:20]}
+    out["metrics"] = metrics
+    return out
+
+
+def report_path(report: dict) -> Path:
+    return eval_dir(runs.get_run(report["run"]), report.get("baseline", "base").replace("run ", "")) / "report.json"
 
 
 def save(folder: Path, convs: list[list[dict]], outputs: dict, report: dict) -> None:
@@ -135,20 +272,30 @@ def save(folder: Path, convs: list[list[dict]], outputs: dict, report: dict) -> 
                              "prompt_tokens": a.prompt_tokens, "confidence": a.confidence}
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     os.replace(tmp, folder / "outputs.jsonl")
-    (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    part = folder / "report.json.part"
+    part.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    os.replace(part, folder / "report.json")
     if "routing" in report:
         (folder / "routing_rule.json").write_text(json.dumps(report["routing"]["rule"], indent=2) + "\n",
                                                   encoding="utf-8")
 
 
 def render(report: dict) -> str:
-    lines = [f"Run {report['run']} against its base model on {report['n_examples']} locked test examples "
-             "(fine-tuned - base, 95% bootstrap interval):"]
+    against = "its base model" if report.get("baseline", "base") == "base" else report["baseline_model"]
+    lines = [f"Run {report['run']} against {against} on {report['n_examples']} locked test examples "
+             "(fine-tuned - baseline, 95% bootstrap interval):"]
     for name, m in report["metrics"].items():
-        lines.append(f"  {name:<12} base {m['base']:9.4f}  fine-tuned {m['finetuned']:9.4f}  diff {m['diff']:+9.4f} "
+        lines.append(f"  {name:<17} base {m['base']:9.4f}  fine-tuned {m['finetuned']:9.4f}  diff {m['diff']:+9.4f} "
                      f"[{m['ci_low']:+.4f}, {m['ci_high']:+.4f}]  {m['verdict']}")
     for name, sig in report.get("signatures", {}).items():
         lines.append(f"  {name} signature: {sig}")
+    lines += [f"  note: {n}" for n in report.get("notes", [])]
+    gap = report.get("train_test_gap")
+    if gap:
+        f, b = gap["finetuned"], gap["base"]
+        lines.append(f"Train-test gap: fine-tuned perplexity test/train {f['ratio']:.2f}x [{f['ci_low']:.2f}, "
+                     f"{f['ci_high']:.2f}] (baseline {b['ratio']:.2f}x)." + (f" {gap['warning']}" if gap["warning"]
+                                                                               else ""))
     f = report.get("forgetting")
     if f:
         p, t = f["probe_chrf"], f["general_text_perplexity"]
@@ -167,20 +314,31 @@ def render(report: dict) -> str:
     return "\n".join(lines)
 
 
-def eval_dir(run: Run) -> Path:
-    return runs.run_path(run) / "eval"
+def eval_dir(run: Run, baseline: str | int = "base") -> Path:
+    """Where an evaluation's outputs and report live: eval/ against the base model, eval-vs-run-N/ against run N."""
+    baseline = str(baseline)
+    return runs.run_path(run) / ("eval" if baseline in ("", "base") else f"eval-vs-run-{int(baseline)}")
 
 
-def load_report(run: Run) -> dict | None:
-    path = eval_dir(run) / "report.json"
+def load_report(run: Run, baseline: str | int = "base") -> dict | None:
+    path = eval_dir(run, baseline) / "report.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def per_example(run: Run) -> list[dict]:
+def evaluated_baselines(run: Run) -> list[str]:
+    """The baselines this run has a report against: "base" and/or run ids."""
+    found = ["base"] if (eval_dir(run) / "report.json").is_file() else []
+    folder = runs.run_path(run)
+    found += sorted((p.name.removeprefix("eval-vs-run-") for p in folder.glob("eval-vs-run-*")
+                     if (p / "report.json").is_file()), key=int)
+    return found
+
+
+def per_example(run: Run, baseline: str | int = "base") -> list[dict]:
     """Each test example with both answers and its ROUGE-L change, largest regression first."""
     from rouge_score import rouge_scorer
 
-    path = eval_dir(run) / "outputs.jsonl"
+    path = eval_dir(run, baseline) / "outputs.jsonl"
     if not path.is_file():
         return []
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
@@ -196,70 +354,50 @@ def per_example(run: Run) -> list[dict]:
     return sorted(rows, key=lambda r: r["change"])
 
 
-def start_background(run_id: int, max_new_tokens: int = 128) -> None:
-    """Evaluate in its own process (the dashboard stays responsive); progress goes to eval/eval.log."""
-    import subprocess
-    import sys
+def queue(options, request_key: str | None = None) -> Run:
+    """Queue an evaluation job with the supervisor (one job per device, after any training run on it)."""
+    from engine.eval_job import EvalOptions
 
-    from engine import workspace
+    options = EvalOptions.model_validate(options.model_dump() if hasattr(options, "model_dump") else options)
+    run, _ = _check_run(options.run_id)
+    baseline_run(run, options.baseline)
+    if options.json_schema:
+        load_schema(options.json_schema)
+    if options.general:
+        general_set(options.general)
+    active = latest_job(run.id, options.baseline)
+    if active is not None and active.status in runs.ACTIVE:
+        return active  # a second click while it runs starts nothing
+    if options.task == "chat" and run.project_id:
+        from engine import projects
 
-    run = runs.get_run(run_id)
-    if run.status != "succeeded":
-        raise EvalError(f"Run {run_id} is {run.status}; only a succeeded run can be evaluated.")
-    folder = eval_dir(run)
-    folder.mkdir(parents=True, exist_ok=True)
-    if background_state(run)["state"] == "running":
-        return  # a second click while it runs starts nothing
-    ws = workspace.current()
-    env = {**os.environ, **ws.library_env(), "STUDIO_HOME": str(ws.root), "TMPDIR": str(ws.tmp)}
-    with (folder / "eval.log").open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "eval", str(run_id), "--max-new-tokens",
-                                 str(max_new_tokens)], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    (folder / "job.json").write_text(json.dumps({"pid": proc.pid, "started": time.time()}))
-
-
-def cancel_background(run: Run) -> None:
-    """Stop a running evaluation (its whole process group); nothing is written, the previous report stays."""
-    import signal
-
-    job = eval_dir(run) / "job.json"
-    if background_state(run)["state"] != "running":
-        return
-    info = json.loads(job.read_text())
-    info["cancelled"] = True
-    job.write_text(json.dumps(info))
-    try:
-        os.killpg(info["pid"], signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        pass
+        options.task = projects.get_project(run.project_id).task_type or "chat"
+    options.name = options.name or (f"eval of run {run.id}" + ("" if options.baseline == "base"
+                                                              else f" vs run {options.baseline}"))
+    return runs.launch(options, run.project_id, request_key=request_key, kind="eval", target_run_id=run.id,
+                       device=run.device)
 
 
-def background_state(run: Run) -> dict:
-    """{"state": none|running|done|failed, "progress", "label"} from the job file, the log and the report."""
-    import psutil
+def latest_job(run_id: int, baseline: str | int = "base") -> Run | None:
+    from sqlalchemy import select
 
-    folder = eval_dir(run)
-    job = folder / "job.json"
-    if not job.is_file():
+    from engine import db
+
+    with db.session() as s:
+        jobs = list(s.scalars(select(Run).where(Run.kind == "eval", Run.target_run_id == run_id)
+                              .order_by(Run.id.desc())))
+    return next((j for j in jobs if str(j.config.get("baseline", "base")) == str(baseline)), None)
+
+
+def job_state(job: Run | None) -> dict:
+    """{"state": none|queued|running|succeeded|failed|cancelled, "progress", "label"} of an evaluation job."""
+    from engine.eval_job import read_progress
+
+    if job is None:
         return {"state": "none", "progress": 0.0, "label": ""}
-    info = json.loads(job.read_text())
-    log = (folder / "eval.log").read_text(errors="replace") if (folder / "eval.log").is_file() else ""
-    steps = [line for line in log.splitlines() if line.startswith("[") and "%]" in line]
-    progress, label = 0.0, "starting"
-    if steps:
-        progress = float(steps[-1][1:steps[-1].index("%")]) / 100
-        label = steps[-1].split("]", 1)[1].strip()
-    report = folder / "report.json"
-    if report.is_file() and report.stat().st_mtime >= info["started"]:
-        return {"state": "done", "progress": 1.0, "label": "done"}
-    try:
-        alive = psutil.Process(info["pid"]).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        alive = False
-    if alive:
-        return {"state": "running", "progress": progress, "label": label}
-    if info.get("cancelled"):
-        return {"state": "cancelled", "progress": progress, "label": "cancelled"}
-    last = [line for line in log.splitlines() if line.startswith("studio:")]
-    return {"state": "failed", "progress": progress, "label": last[-1] if last else "the evaluation stopped"}
+    progress, label = read_progress(runs.run_path(job))
+    if job.status == "queued":
+        label = "waiting for the device (a training run or another evaluation is using it)"
+    elif job.status in ("failed", "cancelled"):
+        label = job.error_message or job.status
+    return {"state": job.status, "progress": progress, "label": label, "job": job.id}

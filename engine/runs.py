@@ -54,9 +54,13 @@ def run_path(run: Run) -> Path:
     return workspace.current().root / run.run_dir
 
 
-def launch(config: RunConfig, project_id: int | None = None, request_key: str | None = None,
-           run_dir: Path | None = None, device: str | None = None) -> Run:
-    """Register a run (queued) with its config.json, then schedule. The same request_key returns the same run."""
+def launch(config, project_id: int | None = None, request_key: str | None = None,
+           run_dir: Path | None = None, device: str | None = None, kind: str = "train",
+           target_run_id: int | None = None) -> Run:
+    """Register a job (queued) with its config.json, then schedule. The same request_key returns the same job.
+
+    kind "train": config is a RunConfig; kind "eval": an engine.eval_job.EvalOptions, target_run_id the run evaluated.
+    """
     key = request_key or uuid.uuid4().hex
     with db.session() as s:
         existing = s.scalar(select(Run).where(Run.request_key == key))
@@ -69,7 +73,8 @@ def launch(config: RunConfig, project_id: int | None = None, request_key: str | 
             raise RunError(f"The run folder {folder} is not empty.")
         rel = folder
     else:
-        rel = Path("runs") / f"{_now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
+        prefix = "eval-" if kind == "eval" else ""
+        rel = Path("runs") / f"{prefix}{_now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
         folder = ws.root / rel
     folder.mkdir(parents=True, exist_ok=True)
     config.save(folder / "config.json")
@@ -78,7 +83,8 @@ def launch(config: RunConfig, project_id: int | None = None, request_key: str | 
         with db.session() as s:
             run = Run(project_id=project_id, name=config.name, status="queued", run_dir=str(rel),
                       config=json.loads(config.model_dump_json()), request_key=key, device=device, resume=False,
-                      attempts=0, step=0, max_steps=max(config.max_steps, 0))
+                      attempts=0, step=0, max_steps=max(config.max_steps, 0), kind=kind,
+                      target_run_id=target_run_id)
             s.add(run)
             s.flush()
             run_id = run.id
@@ -89,7 +95,7 @@ def launch(config: RunConfig, project_id: int | None = None, request_key: str | 
     return get_run(run_id)
 
 
-def default_device(config: RunConfig) -> str:
+def default_device(config) -> str:
     """The device slot a run occupies: 'cpu', or 'cuda' (one run per GPU set at a time)."""
     if config.device == "cpu":
         return "cpu"
@@ -114,11 +120,14 @@ def get_run(run_id: int) -> Run:
         return run
 
 
-def list_runs(project_id: int | None = None) -> list[Run]:
+def list_runs(project_id: int | None = None, kind: str | None = "train") -> list[Run]:
+    """Newest first; kind "train" (the default), "eval", or None for every job."""
     with db.session() as s:
         q = select(Run).order_by(Run.id.desc())
         if project_id is not None:
             q = q.where(Run.project_id == project_id)
+        if kind is not None:
+            q = q.where(Run.kind == kind)
         return list(s.scalars(q))
 
 
@@ -161,18 +170,23 @@ def trainer_command(config: RunConfig, run_dir: Path, resume: bool) -> list[str]
     return [sys.executable, "-m", "engine.train", *tail]
 
 
+def job_command(run: Run, folder: Path) -> list[str]:
+    if run.kind == "eval":
+        return [sys.executable, "-m", "engine.eval_job", str(folder)]
+    return trainer_command(RunConfig.model_validate(run.config), folder, run.resume)
+
+
 def _start(run: Run) -> None:
     import psutil
 
     folder = run_path(run)
-    config = RunConfig.model_validate(run.config)
     ws = workspace.current()
     env = {**os.environ, **ws.library_env(), "STUDIO_HOME": str(ws.root), "TMPDIR": str(ws.tmp),
            "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
     root = Path(__file__).resolve().parent.parent
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p)
     with (folder / LOG_FILE).open("ab") as log:
-        proc = subprocess.Popen(trainer_command(config, folder, run.resume), cwd=folder, env=env, stdout=log,
+        proc = subprocess.Popen(job_command(run, folder), cwd=folder, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     _children[proc.pid] = proc
     try:
@@ -308,6 +322,8 @@ def resume(run_id: int) -> Run:
     from engine.train import complete_checkpoints
 
     run = get_run(run_id)
+    if run.kind != "train":
+        raise RunError(f"Job {run_id} is an evaluation; start the evaluation again instead of resuming it.")
     if run.status not in ("failed", "cancelled"):
         raise RunError(f"Run {run_id} is {run.status}; only a failed or cancelled run can be resumed.")
     if not complete_checkpoints(run_path(run)):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ast
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -25,7 +25,7 @@ METRICS_BY_TASK = {
     "summarization": ("rougeL", "chrf", "bleu", "length"),
     "classification": ("exact_match", "accuracy", "macro_f1"),
     "extraction": ("exact_match", "json_valid", "rougeL"),
-    "code": ("python_parses", "chrf", "length"),
+    "code": ("chrf", "length"),  # plus compiles and tests_pass (engine.evaluate.code_report)
 }
 
 
@@ -37,6 +37,9 @@ class Metric:
     score: Callable[[np.ndarray], float]                    # summed (k,) statistics -> score
     higher_is_better: bool = True
     per_sample: bool = False  # score() takes the rows themselves (macro-F1 needs the labels, not their sum)
+
+    def with_name(self, name: str, higher_is_better: bool | None = True) -> "Metric":
+        return replace(self, name=name, higher_is_better=higher_is_better)
 
 
 def _sacrebleu(kind: str) -> Metric:
@@ -177,6 +180,58 @@ def sacrebleu_signature(name: str) -> str:
     scorer = BLEU() if name == "bleu" else CHRF()
     scorer.corpus_score(["x"], [["x"]])  # the signature records the number of references once scored
     return str(scorer.get_signature())
+
+
+MEAN = Metric("mean", stats=lambda *_: np.empty((0, 2)),
+              score=lambda total: float(total[0] / total[1]) if total[1] else 0.0)
+# generated tokens / seconds over the examples: rows are (new tokens, latency)
+RATE = Metric("tokens_per_second", stats=lambda *_: np.empty((0, 2)),
+              score=lambda total: float(total[0] / total[1]) if total[1] else 0.0)
+
+
+def schema_metric(schema: dict) -> Metric:
+    """The share of answers that parse as JSON and match the schema."""
+    import jsonschema
+
+    validator = jsonschema.validators.validator_for(schema)(schema)
+
+    def matches(hyp: str, ref: str) -> float:
+        try:
+            return float(validator.is_valid(json.loads(hyp)))
+        except (ValueError, RecursionError):
+            return 0.0
+
+    return _mean_of("schema_valid", matches)
+
+
+def compare_speed(base: list, finetuned: list, n_resamples: int = N_RESAMPLES, seed: int = SEED) -> dict:
+    """Latency per example (seconds; lower is better) and generated tokens per second, paired like the others.
+
+    base/finetuned are engine.generation.Answer lists in the same example order."""
+    lat = MEAN.with_name("latency_s", higher_is_better=False)
+    out = {"latency_s": bootstrap_stats(lat, np.array([[a.latency_s, 1.0] for a in base]),
+                                        np.array([[a.latency_s, 1.0] for a in finetuned]), n_resamples, seed),
+           "tokens_per_second": bootstrap_stats(RATE, np.array([[a.new_tokens, a.latency_s] for a in base]),
+                                                np.array([[a.new_tokens, a.latency_s] for a in finetuned]),
+                                                n_resamples, seed)}
+    return out
+
+
+def perplexity_ratio(test: tuple[list[float], list[int]], train: tuple[list[float], list[int]],
+                     n_resamples: int = N_RESAMPLES, seed: int = SEED) -> dict:
+    """Perplexity on test examples / perplexity on training examples, with a 95% interval (the two samples are
+    different examples, so each is resampled on its own)."""
+    st, sr = np.column_stack(test).astype(float), np.column_stack(train).astype(float)
+    rng = np.random.default_rng(seed)
+    ratios = np.empty(n_resamples)
+    for i in range(n_resamples):
+        a = st[rng.integers(0, len(st), len(st))].sum(axis=0)
+        b = sr[rng.integers(0, len(sr), len(sr))].sum(axis=0)
+        ratios[i] = PERPLEXITY.score(a) / PERPLEXITY.score(b)
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    test_ppl, train_ppl = PERPLEXITY.score(st.sum(axis=0)), PERPLEXITY.score(sr.sum(axis=0))
+    return {"test_perplexity": test_ppl, "train_perplexity": train_ppl, "ratio": test_ppl / train_ppl,
+            "ci_low": float(low), "ci_high": float(high)}
 
 
 PERPLEXITY = Metric("perplexity", stats=lambda *_: np.empty((0, 2)),

@@ -68,9 +68,12 @@ class LockedRecord(Base):
 
 
 class Run(Base):
-    """A training run. Written before its process starts; the supervisor is the only writer of its state."""
+    """A job of the supervisor: a training run, or the evaluation of one (kind "eval", target_run_id the run
+    evaluated). Written before its process starts; the supervisor is the only writer of its state."""
     __tablename__ = "runs"
     id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), default="train", server_default="train", index=True)
+    target_run_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"), nullable=True, index=True)
     name: Mapped[str] = mapped_column(String(120))
     status: Mapped[str] = mapped_column(String(16), index=True)  # queued running succeeded failed cancelled

@@ -45,7 +45,7 @@ COMPLETE_MARKER = "studio_complete"
 HEARTBEAT_SECONDS = 1.0
 
 
-def _heartbeat(run_dir: Path) -> None:
+def heartbeat_loop(run_dir: Path) -> None:
     """Touch heartbeat.json every second with the process's memory, so the supervisor can tell OOM from a kill."""
     import psutil
 
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     from engine import workspace
 
     workspace.apply_library_env(workspace.current())
-    threading.Thread(target=_heartbeat, args=(run_dir,), daemon=True).start()
+    threading.Thread(target=heartbeat_loop, args=(run_dir,), daemon=True).start()
     writer = MetricsWriter(run_dir)
     writer.write("start", pid=os.getpid(), resume=resume)
     try:

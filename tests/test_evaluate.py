@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import pytest
 
@@ -51,6 +52,18 @@ def test_finetuned_beats_base_on_rouge_l_with_an_interval_above_zero(trained, mo
     assert rates == sorted(rates) and r["recommended"] in r["points"]
     rule = json.loads((runs.run_path(trained) / "eval" / "routing_rule.json").read_text())
     assert rule["threshold"] == r["recommended"]["threshold"]
+    for name in ("latency_s", "tokens_per_second"):  # speed, with intervals too
+        m = report["metrics"][name]
+        assert m["ci_low"] <= m["diff"] <= m["ci_high"] and m["base"] > 0 and m["finetuned"] > 0
+    gap = report["train_test_gap"]
+    for name in ("base", "finetuned"):
+        g = gap[name]
+        assert g["ci_low"] <= g["ratio"] <= g["ci_high"]
+        assert g["ratio"] == pytest.approx(g["test_perplexity"] / g["train_perplexity"])
+    assert gap["finetuned"]["test_perplexity"] == pytest.approx(report["metrics"]["perplexity"]["finetuned"])
+    listed = json.loads(run_studio("runs", "--json", env_home=module_ws.root).stdout)
+    job = next(r for r in listed if r["kind"] == "eval")  # it went through the supervisor's queue
+    assert job["status"] == "succeeded" and job["step"] == 100
     rows = [json.loads(line) for line in (runs.run_path(trained) / "eval" / "outputs.jsonl").read_text().splitlines()]
     assert 0 < rows[0]["finetuned"]["confidence"] <= 1
     assert len(rows) == 60 and {"prompt", "reference", "base", "finetuned"} <= set(rows[0])
@@ -82,13 +95,21 @@ def test_perplexity_matches_a_direct_computation(trained):
 
 
 def test_only_succeeded_runs_with_a_split_are_evaluated(module_ws):
+    from engine.eval_job import EvalOptions
+
     with pytest.raises(runs.RunError):
-        evaluate.evaluate_run(99)
+        evaluate.queue(EvalOptions(run_id=99))
+    proc = run_studio("eval", "99", env_home=module_ws.root)
+    assert proc.returncode != 0 and proc.stderr.strip() == "studio: There is no run 99."
+
+
+def _wait_job(job_id: int, timeout: float = 240):
+    job = runs.wait(job_id, timeout=timeout)
+    assert job.status not in runs.ACTIVE
+    return job
 
 
 def test_evaluate_page_runs_the_evaluation_in_the_background(trained, module_ws):
-    import time
-
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file("../app.py", default_timeout=90).run()
@@ -97,11 +118,9 @@ def test_evaluate_page_runs_the_evaluation_in_the_background(trained, module_ws)
     # "Evaluate again" when the CLI test of this module already wrote a report
     next(b for b in at.button if b.label in ("Run the evaluation", "Evaluate again")).click().run()
     assert not at.exception
-    deadline = time.monotonic() + 240
-    while evaluate.background_state(runs.get_run(trained.id))["state"] == "running":
-        assert time.monotonic() < deadline
-        time.sleep(1)
-    assert evaluate.background_state(runs.get_run(trained.id))["state"] == "done"
+    job = evaluate.latest_job(trained.id)
+    assert _wait_job(job.id).status == "succeeded"
+    assert evaluate.job_state(runs.get_run(job.id))["state"] == "succeeded"
     at.run()
     assert not at.exception
     metrics_table = at.dataframe[0].value
@@ -111,6 +130,7 @@ def test_evaluate_page_runs_the_evaluation_in_the_background(trained, module_ws)
     examples = at.dataframe[1].value
     assert list(examples["change"]) == sorted(examples["change"])  # largest regression first
     assert len(at.get("plotly_chart")) == 2  # the changes, and the routing curve
+    assert any("Train-test gap" in h.value for h in at.subheader)
 
 
 def test_forgetting_summary_warns_only_below_ninety_percent():
@@ -141,15 +161,110 @@ def test_routing_curve_recommends_the_best_threshold():
     assert curve["rule"]["fallback_when"] == f"confidence < {best['threshold']}"
 
 
-def test_a_background_evaluation_can_be_cancelled(trained, module_ws):
-    import time
+def test_an_evaluation_can_be_cancelled_and_the_previous_report_stays(trained, module_ws):
+    from engine.eval_job import EvalOptions
 
-    run = runs.get_run(trained.id)
-    evaluate.start_background(trained.id)
-    assert evaluate.background_state(run)["state"] == "running"
-    evaluate.cancel_background(run)
-    deadline = time.monotonic() + 15
-    while evaluate.background_state(run)["state"] == "running":
+    before = evaluate.load_report(trained)
+    job = evaluate.queue(EvalOptions(run_id=trained.id, max_new_tokens=64))
+    deadline = time.monotonic() + 60
+    while runs.get_run(job.id).status == "queued":
         assert time.monotonic() < deadline
+        runs.reconcile()
         time.sleep(0.2)
-    assert evaluate.background_state(run)["state"] == "cancelled"
+    runs.cancel(job.id)
+    job = _wait_job(job.id, timeout=30)
+    assert job.status == "cancelled"
+    assert evaluate.job_state(job)["state"] == "cancelled"
+    assert evaluate.load_report(trained) == before
+
+
+@pytest.fixture(scope="module")
+def second(trained):
+    """A second, shorter run on the same split: a baseline that is not the base model."""
+    config = launcher.config_for_split(
+        split.list_splits(datasets.list_versions(trained.project_id)[0].id)[0],
+        trained.config["base_model"], name="eval-short", max_steps=20, learning_rate=3e-3, lora_r=8,
+        target_modules=["all-linear"], eval_steps=10, save_steps=10, early_stopping=False, wandb_mode="disabled")
+    run = runs.wait(runs.launch(config, trained.project_id).id, timeout=300)
+    assert run.status == "succeeded"
+    return run
+
+
+def test_evaluations_queue_one_per_device_and_compare_with_another_run(trained, second, module_ws):
+    from engine.eval_job import EvalOptions
+
+    first = evaluate.queue(EvalOptions(run_id=trained.id, limit=6, max_new_tokens=16))
+    other = evaluate.queue(EvalOptions(run_id=trained.id, baseline=str(second.id), limit=6, max_new_tokens=16))
+    assert other.id != first.id and other.device == first.device
+    assert runs.get_run(first.id).status == "running" and runs.get_run(other.id).status == "queued"
+    assert evaluate.job_state(runs.get_run(other.id))["label"].startswith("waiting for the device")
+    # a second click while it is active returns the same job
+    assert evaluate.queue(EvalOptions(run_id=trained.id, baseline=str(second.id), limit=6)).id == other.id
+    first, other = _wait_job(first.id), _wait_job(other.id)
+    assert first.status == other.status == "succeeded"
+    assert other.started_at >= first.finished_at  # one job per device: the second started after the first ended
+    report = evaluate.load_report(trained, second.id)
+    assert report["baseline"] == f"run {second.id}" and report["n_examples"] == 6
+    assert "routing" not in report and "perplexity" in report["metrics"]  # same base model: comparable
+    assert evaluate.evaluated_baselines(runs.get_run(trained.id))[-1] == str(second.id)
+    rows = evaluate.per_example(trained, second.id)
+    assert len(rows) == 6
+
+
+def test_a_baseline_must_share_the_split_and_be_another_finished_run(trained, module_ws):
+    from engine.eval_job import EvalOptions
+
+    with pytest.raises(evaluate.EvalError, match="own baseline"):
+        evaluate.queue(EvalOptions(run_id=trained.id, baseline=str(trained.id)))
+    with pytest.raises(evaluate.EvalError, match='"base" or a run id'):
+        evaluate.queue(EvalOptions(run_id=trained.id, baseline="yesterday"))
+    with pytest.raises(evaluate.EvalError, match="no run 999"):
+        evaluate.queue(EvalOptions(run_id=trained.id, baseline="999"))
+
+
+def test_a_json_schema_is_checked_before_the_job_is_queued(trained, module_ws, tmp_path):
+    from engine.eval_job import EvalOptions
+
+    bad = tmp_path / "schema.json"
+    bad.write_text('{"type": "objekt"}')
+    with pytest.raises(evaluate.EvalError, match="JSON Schema is not valid"):
+        evaluate.queue(EvalOptions(run_id=trained.id, json_schema=str(bad)))
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"type": ')
+    proc = run_studio("eval", trained.id, "--schema", broken, env_home=module_ws.root)
+    assert proc.returncode != 0 and "line 1" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_playground_streams_both_answers_and_they_match_greedy_generation(trained, module_ws):
+    from engine import generation, playground
+
+    question = "How do I reset my password?"
+    system = playground.default_system(trained)
+    assert system  # the sample's conversations carry a system prompt
+    events = list(playground.stream(trained.id, question, system, max_new_tokens=40))
+    sides = [side for side, _, stats in events if not stats]
+    assert sides == sorted(sides, key=playground.SIDES.index)  # the base answer first, then the fine-tuned one
+    assert sides.count("base") > 1 and sides.count("finetuned") > 1  # streamed piece by piece, not at the end
+    finals = {side: (text, stats) for side, text, stats in events if stats}
+    assert set(finals) == {"base", "finetuned"} and all(s["new_tokens"] > 0 for _, s in finals.values())
+    prompt = [{"role": "system", "content": system}, {"role": "user", "content": question}]
+    for side, adapter in (("base", None), ("finetuned", runs.run_path(trained) / "final")):
+        model, tok = generation.load(trained.config["base_model"], adapter)
+        expected = generation.generate(model, tok, [prompt], max_new_tokens=40)[0].text
+        assert finals[side][0].strip() == expected
+    with pytest.raises(playground.PlaygroundError, match="prompt"):
+        next(playground.stream(trained.id, "   "))
+
+
+def test_playground_page_shows_both_answers_as_text(trained, module_ws):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file("../app.py", default_timeout=120).run()
+    at.switch_page("app_pages/playground.py").run()
+    assert not at.exception
+    at.text_area(key="playground_prompt").input("<script>alert(1)</script> What are your opening hours?")
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    texts = [t.value for t in at.main.text]  # the base answer, then the fine-tuned one
+    assert len(texts) == 2 and all(texts)
+    assert any("tokens/s" in c.value for c in at.caption)

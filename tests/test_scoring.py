@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 
@@ -93,3 +94,43 @@ def test_perplexity_is_total_nll_over_total_tokens():
 def test_mismatched_lengths_are_refused():
     with pytest.raises(ValueError):
         scoring.paired_bootstrap(scoring.get_metric("rougeL"), HYPS, HYPS[:-1], REFS)
+
+
+def test_schema_validity_agrees_with_jsonschema():
+    import jsonschema
+
+    schema = {"type": "object", "required": ["intent"], "properties": {"intent": {"enum": ["refund", "other"]}}}
+    answers = ['{"intent": "refund"}', '{"intent": "upgrade"}', "not json", '{"other": 1}', '{"intent": "other"}']
+    stats = scoring.schema_metric(schema).stats(answers, [""] * len(answers))
+    expected = []
+    for a in answers:
+        try:
+            jsonschema.validate(json.loads(a), schema)
+            expected.append(1.0)
+        except (ValueError, jsonschema.ValidationError):
+            expected.append(0.0)
+    assert list(stats[:, 0]) == expected == [1.0, 0.0, 0.0, 0.0, 1.0]
+
+
+def test_speed_comparison_is_paired_and_lower_latency_is_better():
+    from engine.generation import Answer
+
+    base = [Answer("a", 10, 20, 0.2) for _ in range(30)]
+    tuned = [Answer("a", 10, 20, 0.1) for _ in range(30)]
+    out = scoring.compare_speed(base, tuned, n_resamples=200)
+    assert out["latency_s"]["diff"] == pytest.approx(-0.1) and out["latency_s"]["verdict"] == "better"
+    assert out["tokens_per_second"]["base"] == pytest.approx(100.0)
+    assert out["tokens_per_second"]["finetuned"] == pytest.approx(200.0)
+    assert out["tokens_per_second"]["verdict"] == "better"
+
+
+def test_perplexity_ratio_interval_covers_a_known_gap():
+    rng = np.random.default_rng(3)
+    tokens = rng.integers(20, 60, 200)
+    # about 1.0 nats per token on training examples, 1.0 + ln 1.5 on test examples: a true ratio of 1.5
+    train = (list(tokens * (1.0 + rng.normal(0, 0.05, 200))), list(tokens))
+    test = (list(tokens * (1.0 + np.log(1.5) + rng.normal(0, 0.05, 200))), list(tokens))
+    out = scoring.perplexity_ratio(test, train, n_resamples=1000)
+    assert out["ci_low"] <= 1.5 <= out["ci_high"] and out["ci_high"] - out["ci_low"] < 0.1
+    same = scoring.perplexity_ratio(train, train, n_resamples=1000)
+    assert same["ratio"] == pytest.approx(1.0) and same["ci_low"] < 1.0 < same["ci_high"]

@@ -9,13 +9,17 @@ from contextlib import contextmanager
 import streamlit as st
 
 from engine import workspace
+from engine.evaluate import EvalError
 from engine.fixes import FixError
+from engine.playground import PlaygroundError
 from engine.projects import ProjectError
 from engine.readers import InputError
+from engine.runs import RunError
 from engine.split import LockedTestError, SplitError
 from engine.tokens import TokenizerError
 
-USER_ERRORS = (InputError, FixError, ProjectError, SplitError, LockedTestError, TokenizerError)
+USER_ERRORS = (InputError, FixError, ProjectError, SplitError, LockedTestError, TokenizerError, EvalError, RunError,
+               PlaygroundError)
 
 
 @contextmanager

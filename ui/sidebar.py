@@ -40,8 +40,8 @@ def render() -> None:
 def _active_runs() -> None:
     """The supervisor's timer while the dashboard is open: a dead trainer is marked failed within seconds, and the
     next queued run starts, whichever page is showing."""
-    active = [r for r in runs.list_runs() if r.status in runs.ACTIVE]
+    active = [r for r in runs.list_runs(kind=None) if r.status in runs.ACTIVE]
     if active:
         runs.reconcile()
-        active = [r for r in runs.list_runs() if r.status in runs.ACTIVE]
+        active = [r for r in runs.list_runs(kind=None) if r.status in runs.ACTIVE]
         st.caption(f"{len(active)} run{'s' if len(active) != 1 else ''} active")

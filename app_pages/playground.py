@@ -1,0 +1,50 @@
+"""Playground: one prompt, the base model's and the fine-tuned model's answers side by side, streamed as they come.
+The models run in their own process (engine.playground); this page only shows the text."""
+
+import streamlit as st
+
+from engine import playground, runs
+from ui import state
+from ui.errors import shown_as_message
+
+project = state.require_project()
+st.title("Playground")
+st.caption("Ask both models the same question. Greedy decoding, like the evaluation: the same prompt always gets the "
+           "same answer.")
+
+done = [r for r in runs.list_runs(project.id) if r.status == "succeeded" and r.config.get("split_id")]
+if not done:
+    st.info("No finished run yet: train one first.")
+    st.page_link("app_pages/train.py", label="Open Train", icon=":material/arrow_forward:")
+    st.stop()
+by_id = {r.id: r for r in done}
+run_id = st.selectbox("Run", list(by_id), key="playground_run",
+                      format_func=lambda i: f"run {i} · {by_id[i].name} · base {by_id[i].config['base_model']}")
+run = by_id[run_id]
+with st.form("playground_form", border=False):
+    system = st.text_area("System prompt", value=playground.default_system(run), height=80,
+                          key=f"playground_system_{run_id}", help="Prefilled with the one the run was trained with.")
+    prompt = st.text_area("Prompt", key="playground_prompt", height=120,
+                          placeholder="A question your users would ask")
+    max_new = st.slider("Max new tokens", 16, 1024, 200, step=16, key="playground_max_new")
+    asked = st.form_submit_button("Ask both models", type="primary")
+
+left, right = st.columns(2)
+left.caption(f"Base model · {run.config['base_model']}")
+right.caption(f"Fine-tuned · run {run_id}")
+boxes = {"base": left.empty(), "finetuned": right.empty()}
+notes = {"base": left.empty(), "finetuned": right.empty()}
+if asked:
+    with shown_as_message():
+        with st.spinner("Loading the models..."):
+            answers = playground.stream(run_id, prompt, system, max_new)
+            side, text, stats = next(answers)
+        while True:
+            boxes[side].text(text)  # model text: never rendered as Markdown or HTML
+            if stats:
+                rate = stats["new_tokens"] / stats["seconds"] if stats["seconds"] else 0.0
+                notes[side].caption(f"{stats['new_tokens']} tokens in {stats['seconds']:.2f} s ({rate:.0f} tokens/s)")
+            try:
+                side, text, stats = next(answers)
+            except StopIteration:
+                break

@@ -1,0 +1,111 @@
+"""An evaluation as a supervised job: queued and started by engine.runs like a training run (one job per device),
+so an evaluation never competes with a training run for the same GPU.
+
+    python -m engine.eval_job JOB_DIR
+
+JOB_DIR holds config.json (EvalOptions); the job writes metrics.jsonl events (start, progress with step = percent
+done, final with the outcome) and train.log, which the supervisor reads exactly as it reads a trainer's. SIGTERM
+(cancel) stops it at once: nothing is saved, the previous report of the run stays as it was.
+"""
+
+from __future__ import annotations
+
+import signal
+
+
+class Cancelled(BaseException):
+    """Raised by the SIGTERM handler (BaseException: no `except Exception` on the way swallows it)."""
+
+
+def _cancel(signum, frame) -> None:
+    raise Cancelled()
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _cancel)  # before the heavy imports: a cancel during start-up stops it too
+
+import os  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import traceback  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
+
+from engine.metrics import MetricsWriter  # noqa: E402
+
+STEPS = 100  # progress is reported in percent, as the "step" of a job of 100 steps
+
+
+class EvalOptions(BaseModel):
+    """What to evaluate and how; saved as the job's config.json."""
+    model_config = ConfigDict(extra="forbid")
+    run_id: int = Field(description="The fine-tuned run to evaluate.")
+    baseline: str = Field("base", description='"base" (the run\'s base model) or the id of another run on the same '
+                                              "split.")
+    limit: int | None = Field(None, ge=1, description="Evaluate only the first N test examples.")
+    max_new_tokens: int = Field(128, ge=1, le=4096)
+    batch_size: int = Field(16, ge=1, le=512)
+    general: str | None = Field(None, description="A chat JSONL of general questions for the forgetting check.")
+    json_schema: str | None = Field(None, description="A JSON Schema file the answers should match.")
+    task: str = "chat"
+    device: str = "auto"
+    name: str = ""
+    max_steps: int = STEPS
+
+    def save(self, path: Path) -> None:
+        path.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    signal.signal(signal.SIGTERM, _cancel)
+    folder = Path(argv[0]).resolve()
+    from engine import workspace
+    from engine.train import heartbeat_loop
+
+    workspace.apply_library_env(workspace.current())
+    threading.Thread(target=heartbeat_loop, args=(folder,), daemon=True).start()
+    writer = MetricsWriter(folder)
+    writer.write("start", pid=os.getpid(), resume=False)
+
+    def progress(fraction: float, label: str) -> None:
+        writer.write("progress", step=int(round(fraction * STEPS)), max_steps=STEPS, label=label)
+        print(f"[{fraction:4.0%}] {label}", flush=True)
+
+    try:
+        from engine import evaluate
+
+        options = EvalOptions.model_validate_json((folder / "config.json").read_text(encoding="utf-8"))
+        report = evaluate.evaluate_run(options, progress=progress)
+        writer.write("final", outcome="succeeded", step=STEPS, report=str(evaluate.report_path(report)))
+        return 0
+    except Cancelled:
+        writer.write("final", outcome="cancelled", message="Cancelled; the previous results are unchanged.")
+        return 0
+    except BaseException as err:  # noqa: BLE001 - every failure ends in a final event with one sentence
+        from engine.evaluate import EvalError
+        from engine.failures import classify_exception
+
+        if isinstance(err, EvalError):
+            kind, message = "data_error", str(err)
+        else:
+            kind, message = classify_exception(err)
+            message = message.replace("The trainer crashed", "The evaluation crashed")
+            traceback.print_exc()
+        writer.write("final", outcome="failed", error_kind=kind, message=message)
+        return 1
+    finally:
+        writer.close()
+
+
+def read_progress(folder: Path) -> tuple[float, str]:
+    """(fraction done, label) of a job from its events."""
+    from engine.metrics import read_events
+
+    events = [e for e in read_events(folder) if e["event"] == "progress"]
+    return (events[-1]["step"] / STEPS, events[-1].get("label", "")) if events else (0.0, "starting")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

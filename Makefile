@@ -27,6 +27,7 @@ bench: install
 	$(PY) bench/quality_scan.py
 	$(PY) bench/train_overhead.py
 	$(PY) bench/eval_generation.py
+	$(PY) bench/review_load.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

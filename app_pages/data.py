@@ -7,10 +7,11 @@ from engine import datasets, demo, uploads
 from engine.quality import report_for_version
 from engine.readers import max_file_bytes
 from engine.shapes import SHAPES
-from ui import state
+from ui import session, state
 from ui.errors import shown_as_message
 from ui.progress import progress_bar
 
+session.require("analyst", "admin")  # reviewers and visitors never run this page
 project = state.require_project()
 st.title("Data")
 st.caption("Upload examples in any common shape: OpenAI messages, ShareGPT, Alpaca, prompt/completion, input/output "

@@ -9,9 +9,10 @@ import streamlit as st
 
 from engine import evaluate, runs, uploads
 from engine.eval_job import EvalOptions
-from ui import state
+from ui import session, state
 from ui.errors import shown_as_message
 
+session.require("analyst", "admin")  # reviewers and visitors never run this page
 project = state.require_project()
 st.title("Evaluate")
 st.caption("Both models answer every example of the locked test split (never used in training). Each figure is the "

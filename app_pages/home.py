@@ -7,8 +7,9 @@ import plotly.graph_objects as go
 from engine import datasets, evaluate, runs, split
 from engine.quality import cached_report
 from engine.run_summary import summarize
-from ui import state
+from ui import session, state
 
+session.require("analyst", "admin")  # reviewers and visitors never run this page
 project = state.require_project()
 st.title(project.name)
 st.caption(f"Task: {project.task_type}. Each cell below is a step of the fine-tuning flow; open it to work on it.")

@@ -4,9 +4,10 @@ The models run in their own process (engine.playground); this page only shows th
 import streamlit as st
 
 from engine import playground, runs
-from ui import state
+from ui import session, state
 from ui.errors import shown_as_message
 
+session.require("analyst", "admin")  # reviewers and visitors never run this page
 project = state.require_project()
 st.title("Playground")
 st.caption("Ask both models the same question. Greedy decoding, like the evaluation: the same prompt always gets the "

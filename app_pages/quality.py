@@ -5,11 +5,12 @@ import streamlit as st
 
 from engine import datasets, split, uploads
 from engine.quality import DEFAULT_MAX_LENGTH, CheckOptions, report_for_version
-from ui import state
+from ui import session, state
 from ui.errors import shown_as_message
 from ui.findings import render_finding
 from ui.progress import progress_bar
 
+session.require("analyst", "admin")  # reviewers and visitors never run this page
 project = state.require_project()
 st.title("Quality")
 st.caption("Errors block training. Warnings explain a risk, show the records, and offer a fix that creates a new "

@@ -9,10 +9,11 @@ import streamlit as st
 
 from engine import runs
 from engine.run_summary import config_diff, summarize
-from ui import state
+from ui import session, state
 from ui.errors import shown_as_message
 from ui.text import md_escape
 
+session.require("analyst", "admin")  # reviewers and visitors never run this page
 project = state.require_project()
 st.title("Runs")
 st.caption("Runs live in their own processes and in the database: a refresh, a second browser or a restarted "

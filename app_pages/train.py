@@ -9,10 +9,11 @@ import streamlit as st
 
 from engine import datasets, launcher, recommend, split, workspace
 from engine.run_config import TECHNIQUES, RunConfig
-from ui import state
+from ui import session, state
 from ui.errors import shown_as_message
 from ui.text import md_escape
 
+session.require("analyst", "admin")  # reviewers and visitors never run this page
 project = state.require_project()
 st.title("Train")
 st.caption("Every field is pre-filled with a recommendation and its reason. The run starts in its own process: "

@@ -97,6 +97,32 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--schema", type=Path, help="a JSON Schema file the answers should match (structured output)")
     ev.add_argument("--batch-size", type=int, default=16)
 
+    users_p = sub.add_parser("users", help="local accounts: add or list users")
+    users_sub = users_p.add_subparsers(dest="users_command", required=True)
+    add = users_sub.add_parser("add", help="create a local account (the password is asked for)")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=["admin", "analyst", "reviewer"])
+    add.add_argument("--email", help="also match this email when Streamlit's OIDC sign-in is configured")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin (scripts)")
+    users_sub.add_parser("list", help="list active users and their roles")
+
+    review_p = sub.add_parser("review", help="human review campaigns")
+    review_sub = review_p.add_subparsers(dest="review_command", required=True)
+    exp = review_sub.add_parser("export", help="a campaign's ratings as CSV or JSON (model names included)")
+    exp.add_argument("campaign", type=int)
+    exp.add_argument("--format", choices=["csv", "json"], default="csv")
+    exp.add_argument("--out", type=Path, help="write to this file instead of stdout")
+
+    ab_p = sub.add_parser("ab", help="A/B results")
+    ab_sub = ab_p.add_subparsers(dest="ab_command", required=True)
+    analyze = ab_sub.add_parser("analyze", help="analyze a production traffic log (CSV or JSONL)")
+    analyze.add_argument("log", type=Path)
+    analyze.add_argument("--split", type=float, required=True,
+                         help="the planned share of traffic sent to the new model (e.g. 0.1)")
+    analyze.add_argument("--treatment", help="the new model's variant name (default: detected)")
+    analyze.add_argument("--primary", help="the metric to decide on (default: satisfaction, resolved, ...)")
+    analyze.add_argument("--json", action="store_true")
+
     runs_p = sub.add_parser("runs", help="list runs (state reconciled with their processes)")
     runs_p.add_argument("--json", action="store_true")
     runs_p.add_argument("--project", help="only this project's runs")
@@ -129,10 +155,13 @@ def _report_error(err: Exception) -> int:
     from engine.run_config import ConfigError
     from engine.runs import RunError
     from engine.split import LockedTestError, SplitError
+    from engine.ab_traffic import TrafficError
+    from engine.review import ReviewError
     from engine.tokens import TokenizerError
+    from engine.users import UserError
 
     if isinstance(err, (InputError, SplitError, TokenizerError, ProjectError, FixError, LockedTestError, UsageError,
-                        ConfigError, RunError, LaunchRefused, EvalError)):
+                        ConfigError, RunError, LaunchRefused, EvalError, UserError, ReviewError, TrafficError)):
         print(f"studio: {err}", file=sys.stderr)
         return EXIT_UNUSABLE
     if isinstance(err, OSError):
@@ -393,9 +422,62 @@ def cmd_resume(args) -> int:
     return EXIT_OK
 
 
+def cmd_users(args) -> int:
+    from engine import users
+
+    if args.users_command == "list":
+        for u in users.list_users():
+            print(f"{u.name:<24} {u.role:<9} {u.email or ''}")
+        return EXIT_OK
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        import getpass
+
+        password = getpass.getpass(f"Password for {args.name}: ")
+        if getpass.getpass("Again: ") != password:
+            raise UsageError("The two passwords differ.")
+    user = users.add_user(args.name, args.role, password, args.email)
+    print(f"Added {user.name} ({user.role}).")  # never the password
+    return EXIT_OK
+
+
+def cmd_review(args) -> int:
+    from engine import review, users
+
+    text = review.export(users.SYSTEM, args.campaign, args.format)
+    if args.out:
+        args.out.write_text(text, encoding="utf-8", newline="")
+        print(f"Wrote {args.out}.")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_ab(args) -> int:
+    from engine import ab_traffic
+
+    result = ab_traffic.analyze(args.log, args.split, args.treatment, args.primary)
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+        return EXIT_OK
+    n, s = result["n"], result["srm"]
+    print(f"Users: control {n['control']:,}, treatment {n['treatment']:,} (planned {s['expected_share']:.0%} "
+          f"treatment, observed {s['observed_share']:.2%}; sample-ratio p = {s['p_value']:.3g}"
+          f"{', MISMATCH' if s['alert'] else ''}).")
+    for name, m in result["metrics"].items():
+        lift = f"{m['relative_lift']:+.1%}" if m["relative_lift"] is not None else "n/a"
+        print(f"  {name:<14} control {m['control']:.4g}  treatment {m['treatment']:.4g}  diff {m['diff']:+.4g} "
+              f"[{m['ci_low']:+.4g}, {m['ci_high']:+.4g}]  lift {lift}  p {m['p_value']:.3g}")
+    print(f"Decision: {result['decision']}.")
+    for r in result["reasons"]:
+        print(f"  - {r}")
+    return EXIT_OK
+
+
 _COMMANDS = {"check": cmd_check, "split": cmd_split, "demo-model": cmd_demo_model, "sample": cmd_sample,
              "ui": cmd_ui, "train": cmd_train, "runs": cmd_runs, "cancel": cmd_cancel, "resume": cmd_resume,
-             "eval": cmd_eval}
+             "eval": cmd_eval, "users": cmd_users, "review": cmd_review, "ab": cmd_ab}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,6 +7,7 @@ database; later opens only compare the stored revision with HEAD, so short CLI c
 from __future__ import annotations
 
 import os
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -17,9 +18,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine import workspace
 
-HEAD = "0003"  # the newest migration; a test checks it matches engine/migrations/versions
+HEAD = "0004"  # the newest migration; a test checks it matches engine/migrations/versions
 BUSY_TIMEOUT_MS = 15000
 _engines: dict[str, Engine] = {}
+_write_locks: dict[str, threading.Lock] = {}
 
 
 def database_url() -> str:
@@ -71,10 +73,39 @@ def migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+_factories: dict[tuple, sessionmaker] = {}
+
+
+def _factory() -> sessionmaker:
+    # Keyed on the variables that choose the database, so the URL (and the workspace folders behind it) are worked
+    # out once per process and database, not on every short transaction.
+    key = (os.environ.get("STUDIO_DB_URL"), os.environ.get("STUDIO_HOME"), os.getcwd())
+    factory = _factories.get(key)
+    if factory is None:
+        factory = _factories[key] = sessionmaker(get_engine(), expire_on_commit=False)
+    return factory
+
+
 @contextmanager
 def session() -> Iterator[Session]:
     """A session that commits on success and rolls back on error."""
-    factory = sessionmaker(get_engine(), expire_on_commit=False)
-    with factory() as s:
+    with _factory()() as s:
         with s.begin():
+            yield s
+
+
+@contextmanager
+def write_session() -> Iterator[Session]:
+    """A session for a short write that many threads of one process make at once (reviewers' submits in the
+    dashboard's process). On SQLite the threads take turns on a lock first: waiting on SQLite's own busy handler
+    instead means sleeps that grow to 100 ms each, which is where the slow tail of concurrent submits came from.
+    Other processes still wait on the busy timeout; other databases need no lock."""
+    engine = _factory().kw["bind"]
+    lock = _write_locks.setdefault(str(engine.url), threading.Lock()) if engine.dialect.name == "sqlite" else None
+    if lock is None:
+        with session() as s:
+            yield s
+        return
+    with lock:
+        with session() as s:
             yield s

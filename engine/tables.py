@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -96,3 +96,76 @@ class Run(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class User(Base):
+    """A person who signs in: admin, analyst or reviewer. Local accounts keep an Argon2 hash, never the password;
+    OIDC accounts are matched by email and have no hash."""
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    email: Mapped[str | None] = mapped_column(String(200), nullable=True, unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
+class Campaign(Base):
+    """A human review of stored evaluation outputs: single-answer ratings or blind pairwise votes."""
+    __tablename__ = "campaigns"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"), nullable=True, index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    kind: Mapped[str] = mapped_column(String(16))  # rating | pairwise
+    run_id: Mapped[int] = mapped_column(Integer)
+    baseline: Mapped[str] = mapped_column(String(16), default="base")
+    overlap: Mapped[int] = mapped_column(Integer, default=1)
+    per_criterion: Mapped[bool] = mapped_column(Boolean, default=False)
+    seed: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
+class CampaignItem(Base):
+    """What reviewers judge: one answer (rating; `model` says whose, never shown) or both answers (pairwise).
+    The texts are copied here, so a later evaluation cannot change a campaign under its reviewers."""
+    __tablename__ = "campaign_items"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    example_index: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str | None] = mapped_column(String(16), nullable=True)  # rating: base | finetuned
+    prompt: Mapped[list] = mapped_column(JSON)
+    reference: Mapped[str] = mapped_column(Text, default="")
+    answers: Mapped[dict] = mapped_column(JSON)  # {"base": text, "finetuned": text} or {"answer": text}
+    gold: Mapped[str | None] = mapped_column(String(16), nullable=True)  # expected vote, or expected accuracy 1-5
+
+
+class Assignment(Base):
+    """One item in one reviewer's queue, with the order and the left/right sides drawn for that reviewer."""
+    __tablename__ = "assignments"
+    __table_args__ = (UniqueConstraint("item_id", "reviewer_id", name="uq_assignment_item_reviewer"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("campaign_items.id"), index=True)
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    order_key: Mapped[int] = mapped_column(Integer)
+    left_model: Mapped[str | None] = mapped_column(String(16), nullable=True)  # pairwise: whose answer is "A"
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
+class Rating(Base):
+    """A reviewer's answer to one item: at most one per reviewer and item (a resubmission updates it)."""
+    __tablename__ = "ratings"
+    __table_args__ = (UniqueConstraint("item_id", "reviewer_id", name="uq_rating_item_reviewer"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("campaign_items.id"), index=True)
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    scores: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # criterion -> 1..5
+    safety_flag: Mapped[bool] = mapped_column(Boolean, default=False)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    vote: Mapped[str | None] = mapped_column(String(16), nullable=True)  # base | finetuned | tie | both_bad
+    criterion_votes: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # criterion -> base|finetuned|tie
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)

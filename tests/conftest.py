@@ -92,3 +92,20 @@ def run_studio(*args, env_home: Path, timeout: int = 120, **env_vars: str) -> su
     env = {**os.environ, "STUDIO_HOME": str(env_home), **env_vars}
     return subprocess.run([*STUDIO, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout,
                           cwd=ROOT)
+
+
+def user_of(role: str = "admin", name: str | None = None):
+    """A local account of that role (created once per workspace)."""
+    from engine import users
+
+    name = name or f"test-{role}"
+    return next((u for u in users.list_users() if u.name == name), None) or users.add_user(name, role, "password123")
+
+
+def app_as(role: str = "admin", timeout: int = 90, name: str | None = None):
+    """The dashboard in AppTest, signed in with a local account of that role (not yet run)."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file("../app.py", default_timeout=timeout)
+    at.session_state["user_id"] = user_of(role, name).id
+    return at

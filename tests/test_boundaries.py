@@ -44,8 +44,14 @@ def test_quality_check_imports_no_heavy_ml(ws, tmp_path):
 def test_pages_load_without_heavy_ml(ws):
     code = ("import json, sys\nfrom streamlit.testing.v1 import AppTest\nfrom engine import demo\n"
             "demo.ensure_demo(build_model=False)\n"
-            "at = AppTest.from_file('app.py', default_timeout=60).run()\n"
-            "for p in ('app_pages/data.py', 'app_pages/quality.py'): at.switch_page(p).run()\n"
-            "assert not at.exception, at.exception\n"
+            "from engine import users\n"
+            "at = AppTest.from_file('app.py', default_timeout=60)\n"
+            "at.session_state['user_id'] = users.add_user('a', 'admin', 'password123').id\n"
+            "at.run()\n"
+            "for p in ('app_pages/data.py', 'app_pages/quality.py', 'app_pages/train.py', 'app_pages/runs.py',\n"
+            "          'app_pages/evaluate.py', 'app_pages/playground.py', 'app_pages/review.py', 'app_pages/ab.py',\n"
+            "          'app_pages/my_reviews.py', 'app_pages/users.py'):\n"
+            "    at.switch_page(p).run()\n"
+            "    assert not at.exception, (p, at.exception)\n"
             f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})))")
     assert _run(code, ws.root) == []

@@ -66,6 +66,10 @@ def test_upload_and_see_warnings(server, ws, tmp_path):
     from engine import projects
 
     projects.create_project("Browser test")
+    added = subprocess.run([sys.executable, "-m", "engine.cli", "users", "add", "ana", "--role", "analyst",
+                            "--password-stdin"], input="browser password\n", text=True, capture_output=True,
+                           cwd=ROOT, env={**os.environ, "STUDIO_HOME": str(ws.root)}, timeout=60)
+    assert added.returncode == 0, added.stderr
     rows = [chat(i) for i in range(15)] + [chat(2), chat(3), chat(40, answer="ok")]
     data = tmp_path / "upload.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
@@ -76,7 +80,14 @@ def test_upload_and_see_warnings(server, ws, tmp_path):
                                                        args=ARGS, headless=True,
                                                        viewport={"width": 1400, "height": 1000})
         page = browser.new_page()
-        page.goto(f"{server}/data", wait_until="domcontentloaded")
+        page.goto(server, wait_until="domcontentloaded")
+        # signed out, the studio shows only the sign-in form; the account was made by `studio users add`
+        expect(page.get_by_role("link", name="1 · Data")).to_have_count(0)
+        page.get_by_label("User name").fill("ana")
+        page.get_by_label("Password", exact=True).fill("browser password")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_text("ana (analyst)")).to_be_visible(timeout=60_000)
+        page.get_by_role("link", name="1 · Data").click()
         page.locator("input[type=file]").first.set_input_files(str(data))
         page.get_by_role("button", name="Import as a dataset version").click(timeout=60_000)
         expect(page.get_by_text("Imported 18 records as version v1")).to_be_visible(timeout=60_000)

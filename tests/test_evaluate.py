@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import run_studio
+from conftest import app_as, run_studio
 from engine import datasets, demo, evaluate, launcher, runs, split, workspace
 
 pytestmark = pytest.mark.xdist_group("evaluate")  # one worker trains the module's run once
@@ -110,9 +110,8 @@ def _wait_job(job_id: int, timeout: float = 240):
 
 
 def test_evaluate_page_runs_the_evaluation_in_the_background(trained, module_ws):
-    from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file("../app.py", default_timeout=90).run()
+    at = app_as("analyst", timeout=90).run()
     at.switch_page("app_pages/evaluate.py").run()
     assert not at.exception
     # "Evaluate again" when the CLI test of this module already wrote a report
@@ -257,9 +256,8 @@ def test_playground_streams_both_answers_and_they_match_greedy_generation(traine
 
 
 def test_playground_page_shows_both_answers_as_text(trained, module_ws):
-    from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file("../app.py", default_timeout=120).run()
+    at = app_as("analyst", timeout=120).run()
     at.switch_page("app_pages/playground.py").run()
     assert not at.exception
     at.text_area(key="playground_prompt").input("<script>alert(1)</script> What are your opening hours?")

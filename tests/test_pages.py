@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from conftest import chat
+from conftest import app_as, chat
 from engine import datasets, projects, split
 
 
 @pytest.fixture
 def app(ws):
     projects.create_project("Page tests", "chat", "You are helpful.")
-    at = AppTest.from_file("../app.py", default_timeout=90)
+    at = app_as("analyst")
     at.run()
     assert not at.exception
     return at

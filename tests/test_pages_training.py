@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from streamlit.testing.v1 import AppTest
-
+from conftest import app_as
 from engine import demo, runs, workspace
 
 
@@ -16,7 +15,7 @@ def number(at, label):
 def test_configure_launch_watch_and_succeed(ws, demo_model):
     shutil.copytree(demo_model, workspace.current().demo_model)
     demo.ensure_demo(build_model=False)
-    at = AppTest.from_file("../app.py", default_timeout=120).run()
+    at = app_as("analyst", timeout=120).run()
     at.switch_page("app_pages/train.py").run()
     assert not at.exception
     assert not any(b.label == "Make the default split" for b in at.button)  # the demo comes split

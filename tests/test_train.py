@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, run_studio
+from conftest import ROOT, app_as, run_studio
 from engine import datasets, launcher, metrics, projects, runs, sample_data, split
 from engine.run_config import RunConfig
 
@@ -244,9 +244,8 @@ def test_a_restarted_dashboard_sees_the_run_still_going(setup, ws):
     assert first.status == "running" and first.pid == pid
     later = wait_until(lambda: (r := runs.get_run(run_id)).step > first.step + 2 and r, 60)
     assert later.status == "running" and later.pid == pid
-    from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file("../app.py", default_timeout=60).run()
+    at = app_as("analyst", timeout=60).run()
     at.switch_page("app_pages/runs.py").run()
     row = at.dataframe[0].value.iloc[0]
     assert "running" in row["status"] and row["pid"] == pid

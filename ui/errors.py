@@ -9,17 +9,20 @@ from contextlib import contextmanager
 import streamlit as st
 
 from engine import workspace
+from engine.ab_traffic import TrafficError
 from engine.evaluate import EvalError
 from engine.fixes import FixError
 from engine.playground import PlaygroundError
 from engine.projects import ProjectError
 from engine.readers import InputError
+from engine.review import ReviewError
 from engine.runs import RunError
 from engine.split import LockedTestError, SplitError
 from engine.tokens import TokenizerError
+from engine.users import UserError
 
 USER_ERRORS = (InputError, FixError, ProjectError, SplitError, LockedTestError, TokenizerError, EvalError, RunError,
-               PlaygroundError)
+               PlaygroundError, UserError, ReviewError, TrafficError)
 
 
 @contextmanager

@@ -9,8 +9,18 @@ from ui import state
 from ui.errors import shown_as_message
 
 
-def render() -> None:
+def render(user=None) -> None:
+    from ui import session
+
     with st.sidebar:
+        if user is not None:
+            st.caption("Signed in as")
+            st.text(f"{user.name} ({user.role})")
+            if st.button("Sign out", key="sidebar_sign_out"):
+                session.sign_out()
+                st.rerun()
+        if user is None or user.role not in session.ANALYST_ROLES:
+            return  # reviewers and visitors see no workspace, project or run
         st.caption("Workspace")
         st.text(str(workspace.current().root))
         all_projects = projects.list_projects()
@@ -44,4 +54,4 @@ def _active_runs() -> None:
     if active:
         runs.reconcile()
         active = [r for r in runs.list_runs(kind=None) if r.status in runs.ACTIVE]
-        st.caption(f"{len(active)} run{'s' if len(active) != 1 else ''} active")
+        st.caption(f"{len(active)} job{'s' if len(active) != 1 else ''} active (training or evaluation)")

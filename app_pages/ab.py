@@ -1,0 +1,113 @@
+"""A/B: the blind pairwise votes of a review campaign (win rate with a Wilson interval, sign test, length bias,
+per-criterion tests), and a production traffic log (lift with intervals, sample-ratio check, guardrails, decision)."""
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from engine import ab_traffic, review, review_stats, uploads
+from ui import session, state
+from ui.errors import shown_as_message
+
+user = session.require("analyst", "admin")
+project = state.require_project()
+st.title("A/B")
+
+st.subheader("Pairwise votes")
+pairwise = [c for c in review.list_campaigns(project.id) if c.kind == "pairwise"]
+if not pairwise:
+    st.info("No pairwise campaign yet: create one on the Review page.")
+else:
+    by_id = {c.id: c for c in pairwise}
+    cid = st.selectbox("Campaign", list(by_id), key="ab_campaign", format_func=lambda i: f"{i} · {by_id[i].name}")
+    r = review_stats.campaign_results(user, cid)
+    if not r["n"]:
+        st.info("No votes yet.")
+    else:
+        (st.success if r["ci_low"] > 0.5 else st.warning if r["ci_high"] < 0.5 else st.info)(r["verdict"])
+        c1, c2, c3, c4 = st.columns(4)
+        c1.metric("Fine-tuned win rate", f"{r['win_rate']:.0%}", f"95% [{r['ci_low']:.0%}, {r['ci_high']:.0%}]",
+                  delta_color="off", help="(wins + ties/2) / votes; 'both bad' counts as a tie. Wilson interval.")
+        c2.metric("Sign test p", f"{r['sign_test_p']:.3g}" if r["sign_test_p"] is not None else "n/a",
+                  help="Two-sided exact binomial test on the decisive votes (ties left out).")
+        c3.metric("Ties", f"{r['tie_share']:.0%}")
+        c4.metric("Both bad", f"{r['both_bad_share']:.0%}")
+        st.write(f"{r['wins']} wins, {r['losses']} losses, {r['ties']} ties and {r['both_bad']} 'both bad' over "
+                 f"{r['n']} votes.")
+        rows = [{"what": "overall", "win": r["win_rate"], "low": r["ci_low"], "high": r["ci_high"]}]
+        for c, v in r["per_criterion"].items():
+            low, high = review_stats.wilson(v["wins"] + v["ties"] / 2, v["n"])
+            rows.append({"what": c, "win": v["win_rate"], "low": low, "high": high})
+        fig = go.Figure(go.Scatter(x=[x["win"] for x in rows], y=[x["what"] for x in rows], mode="markers",
+                                   marker=dict(size=11, color="#2563eb"),
+                                   error_x=dict(type="data", symmetric=False,
+                                                array=[x["high"] - x["win"] for x in rows],
+                                                arrayminus=[x["win"] - x["low"] for x in rows])))
+        fig.add_vline(x=0.5, line_dash="dash", line_color="#9ca3af")
+        fig.update_layout(xaxis=dict(range=[0, 1], title="fine-tuned win rate (95% Wilson interval)"),
+                          height=120 + 40 * len(rows), margin=dict(l=10, r=10, t=20, b=10))
+        st.plotly_chart(fig, key="ab_forest")
+        if r["per_criterion"]:
+            st.dataframe(pd.DataFrame([{"criterion": c, **v} for c, v in r["per_criterion"].items()]),
+                         hide_index=True, width="stretch")
+            st.caption("Per criterion: sign test on the decisive votes, Holm-corrected over the criteria (p_holm).")
+        lb = r["length_bias"]
+        if lb["warning"]:
+            st.warning(lb["warning"])
+        elif lb["share"] is not None:
+            st.caption(f"Length bias check: the longer answer won {lb['share']:.0%} of {lb['decisive_votes']} "
+                       f"decisive votes (p = {lb['p_value']:.3g}): no sign that length decides.")
+        need = r["votes_needed"]
+        st.caption(f"To detect a {need['target_win_rate']:.0%} win rate against 50% with 80% power (two-sided, "
+                   f"5%) takes about {need['votes']} votes"
+                   + (f"; at the observed rate, about {need['at_observed_win_rate']}."
+                      if need.get("at_observed_win_rate") else "."))
+        if r["gold"]:
+            st.caption("Gold items: how often each reviewer gave the known answer")
+            st.dataframe(pd.DataFrame(r["gold"]), hide_index=True, width="stretch")
+
+st.subheader("Production traffic")
+st.caption("A log of requests from the live A/B split (CSV or JSONL): a variant column, a user or session id, a "
+           "timestamp, and metrics such as satisfaction, resolved, latency and error. Users are the unit: metrics are "
+           "averaged per user before the variants are compared.")
+log = st.file_uploader("Traffic log", type=["csv", "jsonl"], key="ab_log")
+c1, c2 = st.columns(2)
+split = c1.number_input("Planned share of users sent to the new model", 0.01, 0.99, 0.1, step=0.01, key="ab_split")
+treatment = c2.text_input("The new model's variant name (blank: detect)", key="ab_treatment")
+if log is not None:
+    with shown_as_message():
+        result = ab_traffic.analyze(uploads.stage_upload(log.getvalue(), log.name), float(split),
+                                    treatment.strip() or None)
+        decision = result["decision"]
+        box = {"ship": st.success, "keep collecting": st.info, "do not ship": st.error}[decision]
+        box(f"Decision: {decision}. " + " ".join(result["reasons"]))
+        n, s = result["n"], result["srm"]
+        st.write(f"Users: control {n['control']:,}, treatment {n['treatment']:,}; observed treatment share "
+                 f"{s['observed_share']:.2%} against {s['expected_share']:.0%} planned (sample-ratio test "
+                 f"p = {s['p_value']:.3g}).")
+        if s["alert"]:
+            st.error("Sample ratio mismatch: the split is not what was planned, so the assignment is broken.")
+        st.dataframe(pd.DataFrame([{"metric": k, **{c: v[c] for c in ("control", "treatment", "diff", "ci_low",
+                                                                        "ci_high", "relative_lift", "p_value")}}
+                                   for k, v in result["metrics"].items()]), hide_index=True, width="stretch")
+        st.caption("diff = treatment - control on per-user means, with Welch's 95% interval; relative lift = "
+                   "treatment / control - 1 (delta-method interval in the JSON and CLI output).")
+        g = {k: v for k, v in result["guardrails"].items() if k != "breached"}
+        if g:
+            st.caption("Guardrails: " + ", ".join(f"{k} {v:.4g}" for k, v in g.items()))
+        points = result["cumulative"]
+        if points:
+            fig = go.Figure()
+            fig.add_trace(go.Scatter(x=[p["until"] for p in points], y=[100 * p["lift_ci_high"] for p in points],
+                                     line=dict(width=0), showlegend=False, hoverinfo="skip"))
+            fig.add_trace(go.Scatter(x=[p["until"] for p in points], y=[100 * p["lift_ci_low"] for p in points],
+                                     fill="tonexty", fillcolor="rgba(37,99,235,0.15)", line=dict(width=0),
+                                     name="95% interval"))
+            fig.add_trace(go.Scatter(x=[p["until"] for p in points], y=[100 * p["relative_lift"] for p in points],
+                                     mode="lines+markers", name=f"lift of {result['primary']}",
+                                     line=dict(color="#2563eb")))
+            fig.add_hline(y=0, line_dash="dash", line_color="#9ca3af")
+            fig.update_layout(title="Cumulative lift over time (%)", height=320, margin=dict(l=10, r=10, t=40, b=10))
+            st.plotly_chart(fig, key="ab_cumulative")
+        st.caption("Route users deterministically (the same user always gets the same model):")
+        st.code(result["routing_snippet"], language="python")

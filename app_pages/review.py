@@ -1,0 +1,129 @@
+"""Review: create human-review campaigns from stored evaluation outputs, follow the reviewers' progress, send
+disagreements to one more reviewer, export, and read the rating results with their agreement."""
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from engine import evaluate, review, review_stats, runs, users
+from ui import session, state
+from ui.errors import shown_as_message
+
+user = session.require("analyst", "admin")
+project = state.require_project()
+st.title("Review")
+st.caption("Reviewers rate answers blind (they never see which model wrote what), in their own random order. Each "
+           "item can go to several reviewers, so agreement can be measured.")
+
+evaluated = [(r, evaluate.evaluated_baselines(r)) for r in runs.list_runs(project.id) if r.status == "succeeded"]
+evaluated = [(r, b) for r, b in evaluated if b]
+reviewers = users.list_users()
+with st.expander("New campaign", expanded=not review.list_campaigns(project.id)):
+    if not evaluated:
+        st.info("Evaluate a run first: campaigns review its stored test-set answers.")
+    elif not [u for u in reviewers if u.role == "reviewer"]:
+        st.info("Add reviewers first (Users page, or `studio users add NAME --role reviewer`).")
+    else:
+        with st.form("review_new"):
+            by_key = {f"{r.id}:{b}": (r, b) for r, bs in evaluated for b in bs}
+            key = st.selectbox("Evaluation", list(by_key), key="review_source",
+                               format_func=lambda k: f"run {by_key[k][0].id} · {by_key[k][0].name} against "
+                               + ("its base model" if by_key[k][1] == "base" else f"run {by_key[k][1]}"))
+            kind = st.radio("Kind", ["rating", "pairwise"], horizontal=True, key="review_kind",
+                            format_func={"rating": "Rate single answers (1-5 on five criteria)",
+                                         "pairwise": "Blind pairwise votes (A better / B better / tie / both bad)"}.get)
+            c1, c2 = st.columns(2)
+            sample = c1.number_input("Examples to review", 1, 5000, 150, key="review_sample",
+                                     help="Rating campaigns show each example twice, once per model.")
+            overlap = c2.number_input("Reviewers per item", 1, 20, 2, key="review_overlap",
+                                      help="Two or more let the results measure agreement.")
+            chosen = st.multiselect("Reviewers", [u.id for u in reviewers], key="review_reviewers",
+                                    format_func=lambda i: next(f"{u.name} ({u.role})" for u in reviewers if u.id == i))
+            per_criterion = st.checkbox("Pairwise: also vote per criterion", key="review_per_criterion")
+            gold_text = st.text_input("Gold items (optional)", key="review_gold",
+                                      help="Example numbers with a known answer, to check reviewers: "
+                                           "pairwise '3:finetuned, 7:tie'; ratings '3:5' (expected accuracy).")
+            name = st.text_input("Name (analysts only see it)", key="review_name")
+            if st.form_submit_button("Create the campaign", type="primary"):
+                with shown_as_message():
+                    run, baseline = by_key[key]
+                    made = review.create_campaign(user, run.id, kind, chosen, int(sample), int(overlap), baseline,
+                                                  name or None, per_criterion, review.parse_gold(gold_text, kind),
+                                                  project_id=project.id)
+                    st.success(f"Campaign {made.id} created.")
+
+campaigns = review.list_campaigns(project.id)
+if not campaigns:
+    st.stop()
+by_id = {c.id: c for c in campaigns}
+cid = st.selectbox("Campaign", list(by_id), key="review_campaign",
+                   format_func=lambda i: f"{i} · {by_id[i].name} ({by_id[i].kind})")
+campaign = by_id[cid]
+progress = review.progress(user, cid)
+st.dataframe(pd.DataFrame(progress), hide_index=True, width="stretch")
+c1, c2, c3 = st.columns(3)
+if c1.button("Send disagreements to one more reviewer", key="review_escalate"):
+    with shown_as_message():
+        sent = review.escalate(user, cid)
+        st.success(f"{sent} item{'s' if sent != 1 else ''} sent to one more reviewer.")
+c2.download_button("Export CSV", review.export(user, cid, "csv"), file_name=f"campaign-{cid}.csv", mime="text/csv",
+                   key="review_csv")
+c3.download_button("Export JSON", review.export(user, cid, "json"), file_name=f"campaign-{cid}.json",
+                   mime="application/json", key="review_json")
+
+results = review_stats.campaign_results(user, cid)
+if campaign.kind == "pairwise":
+    st.info("Pairwise results (win rate, sign test, length bias) are on the A/B page.")
+    st.page_link("app_pages/ab.py", label="Open A/B", icon=":material/arrow_forward:")
+    st.stop()
+if not results["n_ratings"]:
+    st.info("No ratings yet.")
+    st.stop()
+
+st.subheader(f"Ratings ({results['n_ratings']} from {len(results['reviewers'])} reviewers)")
+
+
+def interval(x: dict) -> str:
+    return f"[{x['ci_low']:.2f}, {x['ci_high']:.2f}]" if x["mean"] is not None else ""
+
+
+rows = []
+for c, e in results["criteria"].items():
+    b, f = e["models"]["base"], e["models"]["finetuned"]
+    rows.append({"criterion": c, "base": b["mean"], "base 95%": interval(b), "fine-tuned": f["mean"],
+                 "fine-tuned 95%": interval(f), "paired diff": e["paired"]["mean_diff"],
+                 "p (Holm)": e["paired"].get("p_holm"), "alpha": e["alpha"],
+                 "agreement": e["band"] or "not enough overlap"})
+st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+             column_config={k: st.column_config.NumberColumn(format="%.3f")
+                            for k in ("base", "fine-tuned", "paired diff", "p (Holm)", "alpha")})
+st.caption("Means over items (each item's reviewers averaged first) with 95% t intervals. Paired diff: fine-tuned "
+           "minus base on the same examples; p from the Wilcoxon signed-rank test, Holm-corrected over the five "
+           "criteria. Agreement: Krippendorff's alpha (ordinal): >= 0.8 reliable, 0.667-0.8 tentative, lower "
+           "unreliable.")
+fig = go.Figure()
+for m, color in (("base", "#9ca3af"), ("finetuned", "#2563eb")):
+    means = [results["criteria"][c]["models"][m] for c in review.CRITERIA]
+    fig.add_trace(go.Bar(name="fine-tuned" if m == "finetuned" else "base", x=list(review.CRITERIA),
+                         y=[x["mean"] for x in means], marker_color=color,
+                         error_y=dict(type="data", symmetric=False,
+                                      array=[(x["ci_high"] or 0) - (x["mean"] or 0) for x in means],
+                                      arrayminus=[(x["mean"] or 0) - (x["ci_low"] or 0) for x in means])))
+fig.update_layout(barmode="group", yaxis=dict(range=[0, 5.2], title="mean score (1-5)"), height=320,
+                  margin=dict(l=10, r=10, t=30, b=10), title="Mean score per criterion with 95% intervals")
+st.plotly_chart(fig, key="review_means")
+flags = results["safety_flags"]
+st.write(f"Safety flags: base {flags['base']}, fine-tuned {flags['finetuned']}.")
+
+left, right = st.columns(2)
+left.caption("Reviewer bias (their mean minus the others' on the same items)")
+left.dataframe(pd.DataFrame(results["reviewer_bias"]), hide_index=True, width="stretch")
+kappas = [{"criterion": c, "reviewers": " & ".join(k["reviewers"]), "n": k["n"], "weighted kappa": k["kappa"]}
+          for c, e in results["criteria"].items() for k in e["weighted_kappa"]]
+right.caption("Quadratic-weighted Cohen's kappa per reviewer pair")
+right.dataframe(pd.DataFrame(kappas), hide_index=True, width="stretch")
+st.caption("Items with the most disagreement")
+st.dataframe(pd.DataFrame(results["most_disagreement"]), hide_index=True, width="stretch")
+if results["gold"]:
+    st.caption("Gold items: accuracy score within one point of the expected")
+    st.dataframe(pd.DataFrame(results["gold"]), hide_index=True, width="stretch")

@@ -1,0 +1,25 @@
+"""Users (administrators only): who can sign in, with which role; add local accounts."""
+
+import pandas as pd
+import streamlit as st
+
+from engine import users
+from ui import session
+from ui.errors import shown_as_message
+
+admin = session.require("admin")
+st.title("Users")
+st.caption("Admins manage users; analysts use every step; reviewers see only their review queue.")
+st.dataframe(pd.DataFrame([{"name": u.name, "role": u.role, "email": u.email or ""} for u in users.list_users()]),
+             hide_index=True, width="stretch")
+with st.form("users_add", clear_on_submit=True):
+    c1, c2 = st.columns(2)
+    name = c1.text_input("User name", key="users_name")
+    role = c2.selectbox("Role", users.ROLES, index=2, key="users_role")
+    password = st.text_input("Initial password", type="password", key="users_password",
+                             help=f"At least {users.MIN_PASSWORD} characters; share it with the person privately.")
+    if st.form_submit_button("Add the user", type="primary"):
+        with shown_as_message():
+            session.require("admin")
+            made = users.add_user(name, role, password)
+            st.success(f"Added {made.name} ({made.role}).")

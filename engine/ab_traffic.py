@@ -1,0 +1,247 @@
+"""A/B results from production traffic: a log of requests served by two variants (say 10% to the new model).
+
+    analyze(path, split=0.1) -> {"n", "srm", "metrics", "guardrails", "cumulative", "decision", "reasons"}
+
+The log (CSV or JSONL) has a variant column, a user (or session) id, a timestamp, and metric columns: any of
+satisfaction, resolved, latency (seconds or ms), error, or other numbers. Users are the unit of randomization, so
+every metric is first averaged per user; variants are compared on those per-user means: the difference with Welch's
+interval and p-value (scipy), and the relative lift with a delta-method interval. The sample-ratio-mismatch check is
+a chi-square test of the users per variant against the planned split (alert at p < 0.001: the assignment is broken
+and no result can be trusted). Guardrails: latency p50/p95 and the error rate must not be significantly worse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+import numpy as np
+
+CONTROL_NAMES = ("control", "a", "base", "baseline", "old", "current")
+TREATMENT_NAMES = ("treatment", "b", "new", "finetuned", "fine-tuned", "candidate")
+USER_COLUMNS = ("user_id", "user", "session_id", "session")
+TIME_COLUMNS = ("timestamp", "time", "ts", "date")
+LOWER_IS_BETTER = ("latency", "latency_ms", "latency_s", "error", "errors", "cost")
+PRIMARY_ORDER = ("satisfaction", "resolved", "csat", "thumbs_up", "conversion")
+SRM_ALPHA = 0.001
+
+
+class TrafficError(ValueError):
+    pass
+
+
+def read_log(path: Path | str):
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise TrafficError(f"There is no file {path}.")
+    try:
+        if path.suffix.lower() in (".jsonl", ".json"):
+            df = pd.read_json(path, lines=path.suffix.lower() == ".jsonl")
+        else:
+            df = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
+    except ValueError as err:
+        raise TrafficError(f"The traffic log cannot be read: {str(err).splitlines()[0]}") from None
+    df.columns = [str(c).strip().lower() for c in df.columns]
+    if "variant" not in df.columns:
+        raise TrafficError("The traffic log needs a 'variant' column (control/treatment, A/B, ...).")
+    user = next((c for c in USER_COLUMNS if c in df.columns), None)
+    if user is None:
+        raise TrafficError("The traffic log needs a user or session id column (user_id, session_id).")
+    when = next((c for c in TIME_COLUMNS if c in df.columns), None)
+    if when is None:
+        raise TrafficError("The traffic log needs a timestamp column.")
+    df = df.rename(columns={user: "user_id", when: "timestamp"})
+    df["variant"] = df["variant"].astype(str).str.strip()
+    df["timestamp"] = pd.to_datetime(df["timestamp"], errors="coerce", utc=True)
+    bad = df["timestamp"].isna()
+    if bad.any():
+        raise TrafficError(f"Row {int(np.flatnonzero(bad)[0]) + 1} has a timestamp that cannot be read.")
+    return df
+
+
+def _variants(df, treatment: str | None) -> tuple[str, str]:
+    names = sorted(df["variant"].unique())
+    if len(names) != 2:
+        raise TrafficError(f"The log must have exactly two variants; it has {len(names)}: {', '.join(names[:5])}.")
+    if treatment is not None:
+        if treatment not in names:
+            raise TrafficError(f"There is no variant {treatment!r} in the log ({', '.join(names)}).")
+        return next(n for n in names if n != treatment), treatment
+    lower = [n.lower() for n in names]
+    for t in TREATMENT_NAMES:
+        if t in lower:
+            return names[1 - lower.index(t)], names[lower.index(t)]
+    for c in CONTROL_NAMES:
+        if c in lower:
+            return names[lower.index(c)], names[1 - lower.index(c)]
+    raise TrafficError(f"Cannot tell control from treatment among {names}; name the new model's with --treatment.")
+
+
+def welch(control: np.ndarray, treatment: np.ndarray) -> dict:
+    """Difference of means (treatment - control) with Welch's 95% interval and p-value, and the relative lift with a
+    delta-method interval."""
+    from scipy import stats
+
+    mc, mt = float(np.mean(control)), float(np.mean(treatment))
+    vc, vt = float(np.var(control, ddof=1)), float(np.var(treatment, ddof=1))
+    nc, nt = len(control), len(treatment)
+    se = math.sqrt(vc / nc + vt / nt)
+    diff = mt - mc
+    if se == 0:
+        return {"control": mc, "treatment": mt, "diff": diff, "ci_low": diff, "ci_high": diff,
+                "relative_lift": diff / mc if mc else None, "lift_ci_low": None, "lift_ci_high": None,
+                "p_value": 1.0 if diff == 0 else 0.0}
+    dof = (vc / nc + vt / nt) ** 2 / ((vc / nc) ** 2 / (nc - 1) + (vt / nt) ** 2 / (nt - 1))
+    q = float(stats.t.ppf(0.975, dof))
+    p = float(stats.ttest_ind(treatment, control, equal_var=False).pvalue)
+    out = {"control": mc, "treatment": mt, "diff": diff, "ci_low": diff - q * se, "ci_high": diff + q * se,
+           "p_value": p, "relative_lift": None, "lift_ci_low": None, "lift_ci_high": None}
+    if mc != 0:
+        lift = mt / mc - 1
+        # Var(mt/mc) by the delta method (independent groups): (1/mc)^2 vt/nt + (mt/mc^2)^2 vc/nc
+        se_ratio = math.sqrt(vt / nt / mc ** 2 + (mt ** 2) * vc / nc / mc ** 4)
+        z = 1.959963984540054
+        out.update(relative_lift=lift, lift_ci_low=lift - z * se_ratio, lift_ci_high=lift + z * se_ratio)
+    return out
+
+
+def srm(n_control: int, n_treatment: int, planned_share: float) -> dict:
+    from scipy import stats
+
+    total = n_control + n_treatment
+    expected = [total * (1 - planned_share), total * planned_share]
+    p = float(stats.chisquare([n_control, n_treatment], expected).pvalue)
+    return {"expected_share": planned_share, "observed_share": n_treatment / total if total else None,
+            "p_value": p, "alert": p < SRM_ALPHA}
+
+
+def analyze(path: Path | str, split: float, treatment: str | None = None, primary: str | None = None) -> dict:
+    if not 0 < split < 1:
+        raise TrafficError("--split is the planned share of traffic sent to the new model, between 0 and 1.")
+    df = read_log(path)
+    control, treat = _variants(df, treatment)
+    metric_cols = [c for c in df.columns if c not in ("variant", "user_id", "timestamp")
+                   and _numeric(df[c]) is not None]
+    if not metric_cols:
+        raise TrafficError("The traffic log has no numeric metric columns (satisfaction, resolved, latency, error).")
+    for c in metric_cols:
+        df[c] = _numeric(df[c])
+    per_user = df.groupby(["variant", "user_id"])[metric_cols].mean().reset_index()
+    c_users, t_users = per_user[per_user.variant == control], per_user[per_user.variant == treat]
+    if len(c_users) < 2 or len(t_users) < 2:
+        raise TrafficError("Each variant needs at least two users.")
+    out: dict = {"variants": {"control": control, "treatment": treat},
+                 "n": {"control": int(len(c_users)), "treatment": int(len(t_users))},
+                 "requests": {"control": int((df.variant == control).sum()), "treatment": int((df.variant == treat)
+                                                                                            .sum())},
+                 "srm": srm(len(c_users), len(t_users), split), "metrics": {}}
+    for c in metric_cols:
+        a, b = c_users[c].dropna().to_numpy(float), t_users[c].dropna().to_numpy(float)
+        if len(a) >= 2 and len(b) >= 2:
+            out["metrics"][c] = {**welch(a, b), "lower_is_better": c in LOWER_IS_BETTER}
+    out["guardrails"] = _guardrails(df, control, treat, out["metrics"])
+    primary = primary or next((p for p in PRIMARY_ORDER if p in out["metrics"]),
+                              next((m for m in out["metrics"] if m not in LOWER_IS_BETTER), None))
+    out["primary"] = primary
+    out["cumulative"] = _cumulative(df, control, treat, primary) if primary else []
+    out["decision"], out["reasons"] = _decide(out)
+    out["routing_snippet"] = routing_snippet(split)
+    return out
+
+
+def _numeric(series):
+    import pandas as pd
+
+    if series.dtype == bool:
+        return series.astype(float)
+    values = pd.to_numeric(series.map(lambda v: {"true": 1, "false": 0, "yes": 1, "no": 0}.get(str(v).lower(), v)),
+                           errors="coerce")
+    return values if values.notna().mean() > 0.9 else None
+
+
+def _guardrails(df, control: str, treat: str, metrics: dict) -> dict:
+    g = {}
+    latency = next((c for c in ("latency", "latency_ms", "latency_s") if c in df.columns), None)
+    if latency:
+        for name, v in (("control", control), ("treatment", treat)):
+            x = df.loc[df.variant == v, latency].dropna()
+            g[f"{latency}_p50_{name}"] = float(x.quantile(0.5))
+            g[f"{latency}_p95_{name}"] = float(x.quantile(0.95))
+    breached = []
+    for c in ("latency", "latency_ms", "latency_s", "error", "errors"):
+        m = metrics.get(c)
+        if m and m["ci_low"] > 0:  # significantly higher latency or error rate for the new model
+            breached.append(c)
+    g["breached"] = breached
+    return g
+
+
+def _cumulative(df, control: str, treat: str, metric: str) -> list[dict]:
+    """The lift of the primary metric on the data up to the end of each day (or of each tenth of the period)."""
+    start, end = df.timestamp.min(), df.timestamp.max()
+    days = (end - start).days
+    cuts = (sorted(df.timestamp.dt.floor("D").unique())[1:] + [end + np.timedelta64(1, "s")] if days >= 2
+            else [start + (end - start) * k / 10 for k in range(1, 11)])
+    points = []
+    for cut in cuts:
+        part = df[df.timestamp <= cut] if cut == cuts[-1] else df[df.timestamp < cut]
+        users = part.groupby(["variant", "user_id"])[metric].mean().reset_index()
+        a = users.loc[users.variant == control, metric].dropna().to_numpy(float)
+        b = users.loc[users.variant == treat, metric].dropna().to_numpy(float)
+        if len(a) >= 2 and len(b) >= 2:
+            w = welch(a, b)
+            points.append({"until": str(min(cut, end)), "users": int(len(a) + len(b)),
+                           "relative_lift": w["relative_lift"], "lift_ci_low": w["lift_ci_low"],
+                           "lift_ci_high": w["lift_ci_high"]})
+    return points
+
+
+def _decide(r: dict) -> tuple[str, list[str]]:
+    reasons = []
+    if r["srm"]["alert"]:
+        s = r["srm"]
+        return "do not ship", [f"Sample ratio mismatch: {s['observed_share']:.2%} of users got the new model against "
+                               f"{s['expected_share']:.0%} planned (p = {s['p_value']:.2g}); the assignment is broken, "
+                               "so no result of this test can be trusted. Fix the routing and test again."]
+    for c in r["guardrails"]["breached"]:
+        m = r["metrics"][c]
+        reasons.append(f"Guardrail {c} is worse with the new model: {m['control']:.4g} -> {m['treatment']:.4g} "
+                       f"(95% interval of the difference {m['ci_low']:+.3g} to {m['ci_high']:+.3g}).")
+    if reasons:
+        return "do not ship", reasons
+    p = r["primary"]
+    if p is None:
+        return "keep collecting", ["No primary metric (satisfaction, resolved, ...) to decide on."]
+    m = r["metrics"][p]
+    worse_if_up = m["lower_is_better"]
+    better = m["ci_high"] < 0 if worse_if_up else m["ci_low"] > 0
+    worse = m["ci_low"] > 0 if worse_if_up else m["ci_high"] < 0
+    lift = f"{m['relative_lift']:+.1%}" if m["relative_lift"] is not None else f"{m['diff']:+.3g}"
+    interval = (f"[{m['lift_ci_low']:+.1%}, {m['lift_ci_high']:+.1%}]" if m["lift_ci_low"] is not None
+                else f"[{m['ci_low']:+.3g}, {m['ci_high']:+.3g}]")
+    if better:
+        return "ship", [f"{p} improved by {lift} (95% interval {interval}, p = {m['p_value']:.2g}) and no guardrail "
+                        "is worse."]
+    if worse:
+        return "do not ship", [f"{p} got worse by {lift} (95% interval {interval}, p = {m['p_value']:.2g})."]
+    return "keep collecting", [f"No detectable change in {p} yet: {lift} (95% interval {interval} includes zero, "
+                               f"p = {m['p_value']:.2g}); more users narrow the interval."]
+
+
+def assign_variant(user_id: str, share: float, salt: str = "studio-ab") -> str:
+    """Deterministic routing: the same user always gets the same variant; `share` of users get the treatment."""
+    digest = hashlib.sha256(f"{salt}:{user_id}".encode("utf-8")).digest()
+    return "treatment" if int.from_bytes(digest[:8], "big") / 2 ** 64 < share else "control"
+
+
+def routing_snippet(share: float, salt: str = "studio-ab") -> str:
+    return (f'''import hashlib
+
+def variant(user_id: str, share: float = {share!r}, salt: str = "{salt}") -> str:
+    """Same user, same variant; {share:.0%} of users get the fine-tuned model."""
+    digest = hashlib.sha256(f"{{salt}}:{{user_id}}".encode("utf-8")).digest()
+    return "treatment" if int.from_bytes(digest[:8], "big") / 2 ** 64 < share else "control"
+''')

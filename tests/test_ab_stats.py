@@ -1,0 +1,158 @@
+"""A/B and agreement statistics against published values and the reference libraries, and traffic logs with a known
+truth (a planted lift, a broken split)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from conftest import run_studio
+from engine import ab_traffic, review_stats
+
+# Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", the worked example: 4 coders x 12 units.
+KRIPP = [[1, 2, 3, 3, 2, 1, 4, 1, 2, np.nan, np.nan, np.nan],
+         [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, np.nan, 3],
+         [np.nan, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, np.nan],
+         [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, np.nan]]
+
+
+def test_ordinal_alpha_matches_the_published_example():
+    assert review_stats.krippendorff_alpha(KRIPP) == pytest.approx(0.815, abs=5e-4)
+    assert review_stats.band(0.815) == "reliable" and review_stats.band(0.7) == "tentative"
+    assert review_stats.band(0.5) == "unreliable"
+
+
+def test_wilson_interval_matches_its_formula():
+    s, n = 37.5, 60
+    p, z = s / n, 1.959963984540054
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    low, high = review_stats.wilson(s, n)
+    assert low == pytest.approx(centre - half, abs=1e-9) and high == pytest.approx(centre + half, abs=1e-9)
+
+
+def test_holm_sign_test_and_sample_size_on_known_values():
+    adjusted = review_stats.holm({"a": 0.01, "b": 0.04, "c": 0.03})
+    assert adjusted == pytest.approx({"a": 0.03, "b": 0.06, "c": 0.06})
+    rows = [{"vote": "finetuned", "base_words": 1, "finetuned_words": 1, "reviewer": "r"}] * 15 + \
+           [{"vote": "base", "base_words": 1, "finetuned_words": 1, "reviewer": "r"}] * 5 + \
+           [{"vote": "tie", "base_words": 1, "finetuned_words": 1, "reviewer": "r"}] * 4
+    r = review_stats.pairwise_results(rows)
+    assert r["sign_test_p"] == pytest.approx(0.041389, abs=1e-6)  # 2 * P(X <= 5), X ~ Binomial(20, 1/2)
+    assert r["win_rate"] == pytest.approx((15 + 2) / 24) and r["tie_share"] == pytest.approx(4 / 24)
+    # Cohen's h for 60% against 50% is 0.2014; n = ((1.95996 + 0.84162) / h)^2 = 193.5
+    assert review_stats.votes_needed(0.6) == 194
+
+
+def test_length_bias_is_flagged_when_the_longer_answer_keeps_winning():
+    rows = [{"vote": "finetuned" if k % 10 else "base", "base_words": 10 if k % 2 else 40,
+             "finetuned_words": 40 if k % 2 else 10, "reviewer": "r"} for k in range(60)]
+    for row in rows:  # the winner is always the longer one, whichever model wrote it
+        longer = "finetuned" if row["finetuned_words"] > row["base_words"] else "base"
+        row["vote"] = longer
+    r = review_stats.pairwise_results(rows)
+    assert r["length_bias"]["share"] == 1.0 and r["length_bias"]["warning"]
+    fair = [{**row, "vote": "finetuned"} for row in rows]  # the fine-tuned model wins whatever the length
+    assert review_stats.pairwise_results(fair)["length_bias"]["warning"] is None
+
+
+def test_welch_difference_matches_scipy():
+    from scipy import stats
+
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(3.0, 1.0, 400), rng.normal(3.2, 1.5, 300)
+    out = ab_traffic.welch(a, b)
+    ref = stats.ttest_ind(b, a, equal_var=False)
+    ci = ref.confidence_interval(0.95)
+    assert out["diff"] == pytest.approx(b.mean() - a.mean())
+    assert out["ci_low"] == pytest.approx(ci.low, rel=1e-9) and out["ci_high"] == pytest.approx(ci.high, rel=1e-9)
+    assert out["p_value"] == pytest.approx(ref.pvalue, rel=1e-9)
+
+
+def traffic(path, users: int, share: float, lift: float = 0.0, seed: int = 0, forced_share: float | None = None,
+            latency_shift: float = 0.0) -> None:
+    """A simulated request log: each user sees one variant (by the routing hash, or forced shares) and sends 1-4
+    requests; satisfaction is Bernoulli(0.60) for control and 0.60 * (1 + lift) for the treatment."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for u in range(users):
+        uid = f"user-{u}"
+        if forced_share is None:
+            variant = ab_traffic.assign_variant(uid, share)
+        else:
+            variant = "treatment" if rng.random() < forced_share else "control"
+        p = 0.60 * (1 + lift) if variant == "treatment" else 0.60
+        for k in range(int(rng.integers(1, 5))):
+            lines.append(json.dumps({
+                "variant": variant, "user_id": uid, "timestamp": f"2026-11-{1 + (u * 7 + k) % 14:02d}T12:00:00Z",
+                "satisfaction": int(rng.random() < p), "latency": float(rng.gamma(4, 0.2) + (
+                    latency_shift if variant == "treatment" else 0)), "error": int(rng.random() < 0.02)}))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_a_simulated_lift_is_covered_by_its_interval_and_shipped(tmp_path, ws):
+    log = tmp_path / "traffic.jsonl"
+    traffic(log, 20000, 0.5, lift=0.10, seed=4)
+    r = ab_traffic.analyze(log, 0.5)
+    m = r["metrics"]["satisfaction"]
+    assert m["ci_low"] <= 0.06 <= m["ci_high"]  # the planted difference: 0.66 - 0.60
+    assert m["lift_ci_low"] <= 0.10 <= m["lift_ci_high"] and m["ci_low"] > 0
+    assert not r["srm"]["alert"] and r["decision"] == "ship" and r["primary"] == "satisfaction"
+    assert r["cumulative"] and r["cumulative"][-1]["relative_lift"] == pytest.approx(m["relative_lift"])
+    proc = run_studio("ab", "analyze", log, "--split", "0.5", "--json", env_home=ws.root)
+    assert proc.returncode == 0
+    out = json.loads(proc.stdout)
+    assert set(out["n"]) == {"control", "treatment"} and out["decision"] == "ship"
+    assert set(out["srm"]) == {"expected_share", "observed_share", "p_value", "alert"}
+    assert {"control", "treatment", "diff", "ci_low", "ci_high", "relative_lift", "p_value"} <= set(
+        out["metrics"]["satisfaction"])
+
+
+def test_a_52_48_split_planned_as_50_50_raises_the_mismatch_alert(tmp_path):
+    log = tmp_path / "srm.jsonl"
+    traffic(log, 20000, 0.5, forced_share=0.48, seed=2)
+    r = ab_traffic.analyze(log, 0.5)
+    assert r["srm"]["alert"] and r["srm"]["p_value"] < 0.001
+    assert r["decision"] == "do not ship" and "mismatch" in r["reasons"][0]
+
+
+def test_a_slower_model_trips_the_latency_guardrail(tmp_path):
+    log = tmp_path / "slow.jsonl"
+    traffic(log, 4000, 0.5, lift=0.0, seed=3, latency_shift=0.3)
+    r = ab_traffic.analyze(log, 0.5)
+    assert "latency" in r["guardrails"]["breached"] and r["decision"] == "do not ship"
+    assert r["guardrails"]["latency_p95_treatment"] > r["guardrails"]["latency_p95_control"]
+
+
+def test_no_effect_means_keep_collecting(tmp_path):
+    log = tmp_path / "flat.jsonl"
+    traffic(log, 2000, 0.1, seed=5)
+    r = ab_traffic.analyze(log, 0.1)
+    assert r["decision"] == "keep collecting" and not r["srm"]["alert"]
+
+
+def test_routing_is_deterministic_and_close_to_the_share():
+    chosen = [ab_traffic.assign_variant(f"u{i}", 0.1) for i in range(20000)]
+    assert chosen == [ab_traffic.assign_variant(f"u{i}", 0.1) for i in range(20000)]
+    assert abs(chosen.count("treatment") / 20000 - 0.1) < 0.01
+    namespace: dict = {}
+    exec(ab_traffic.routing_snippet(0.1), namespace)  # the snippet given to users routes exactly the same way
+    assert [namespace["variant"](f"u{i}") for i in range(500)] == chosen[:500]
+
+
+def test_unusable_logs_get_one_sentence(tmp_path, ws):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("variant,user_id,timestamp,satisfaction\ncontrol,u1,2026-11-01,1\ntreatment,u2,not a date,0\n")
+    with pytest.raises(ab_traffic.TrafficError, match="Row 2 has a timestamp"):
+        ab_traffic.analyze(bad, 0.1)
+    proc = run_studio("ab", "analyze", bad, "--split", "0.1", env_home=ws.root)
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("studio: Row 2") and "Traceback" not in proc.stderr
+    three = tmp_path / "three.csv"
+    three.write_text("variant,user_id,timestamp,x\na,u1,2026-11-01,1\nb,u2,2026-11-01,1\nc,u3,2026-11-01,1\n")
+    with pytest.raises(ab_traffic.TrafficError, match="exactly two variants"):
+        ab_traffic.analyze(three, 0.1)
+    with pytest.raises(ab_traffic.TrafficError, match="between 0 and 1"):
+        ab_traffic.analyze(three, 10)

@@ -1,0 +1,326 @@
+"""Human review: campaigns, blind queues, idempotent submits under concurrency, roles, exports, and the pages."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+from sqlalchemy import func, select, text
+
+from conftest import ROOT, app_as, run_studio, user_of
+from engine import db, review, review_stats, users
+from engine.tables import Rating, Run
+
+HOSTILE = "<script>alert('x')</script> **bold** [link](http://evil)"
+
+
+def evaluated_run(ws, n: int = 20) -> int:
+    """A succeeded run with stored evaluation outputs (the file review campaigns read), some of it hostile text."""
+    folder = ws.root / "runs" / "reviewed" / "eval"
+    folder.mkdir(parents=True, exist_ok=True)
+    from engine import projects
+
+    project = projects.ensure_project("Reviews")
+    with db.session() as s:
+        run = Run(project_id=project.id, name="reviewed", status="succeeded", run_dir="runs/reviewed", config={}, request_key="reviewed",
+                  device="cpu", resume=False, attempts=1, step=1, max_steps=1)
+        s.add(run)
+        s.flush()
+        run_id = run.id
+    rows = [{"index": i, "prompt": [{"role": "user", "content": f"Question {i}: {HOSTILE}"}],
+             "reference": f"Reference {i}", "base": {"answer": f"base answer {i}"},
+             "finetuned": {"answer": f"fine-tuned answer {i} with more words " + HOSTILE}} for i in range(n)]
+    (folder / "outputs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return run_id
+
+
+def reviewers(k: int) -> list:
+    return [user_of("reviewer", f"rev{i:02d}") for i in range(k)]
+
+
+def test_assignment_is_balanced_overlapping_and_blind(ws):
+    run_id = evaluated_run(ws, 30)
+    admin, revs = user_of("admin"), reviewers(4)
+    campaign = review.create_campaign(admin, run_id, "pairwise", [r.id for r in revs], sample_size=10, overlap=2)
+    loads = [p["total"] for p in review.progress(admin, campaign.id)]
+    assert sum(loads) == 10 * 2 and max(loads) - min(loads) <= 1  # balanced queues, every item twice
+    sides = set()
+    for r in revs:
+        entries = review.queue(r, campaign.id)
+        assert [e.position for e in entries] == list(range(1, len(entries) + 1))
+        for e in entries:
+            view = review.task(r, e.assignment_id)
+            assert set(view["answers"]) == {"A", "B"} and "model" not in view
+            dumped = json.dumps(view)
+            assert "finetuned" not in dumped and "base" not in dumped.replace("base answer", "")
+            sides.add(view["answers"]["A"].startswith("fine-tuned"))
+    assert sides == {True, False}  # the fine-tuned answer is sometimes A, sometimes B
+    assert all("reviewed" not in c["name"] for c in review.my_campaigns(revs[0]))  # no analyst-typed names
+    rating = review.create_campaign(admin, run_id, "rating", [r.id for r in revs], sample_size=5, overlap=1)
+    assert sum(p["total"] for p in review.progress(admin, rating.id)) == 10  # each example once per model
+
+
+def test_a_double_submit_or_an_edit_keeps_one_row(ws):
+    run_id = evaluated_run(ws, 5)
+    admin, (rev,) = user_of("admin"), reviewers(1)
+    campaign = review.create_campaign(admin, run_id, "pairwise", [rev.id], sample_size=5, overlap=1)
+    entry = review.queue(rev, campaign.id)[0]
+    first = review.submit(rev, entry.assignment_id, vote="A")
+    assert review.submit(rev, entry.assignment_id, vote="A") == first
+    assert review.submit(rev, entry.assignment_id, vote="B", comment="changed my mind") == first
+    with db.session() as s:
+        assert s.scalar(select(func.count(Rating.id))) == 1
+    assert review.task(rev, entry.assignment_id)["previous"]["vote"] == "B"
+    assert review.queue(rev, campaign.id)[0].done
+
+
+def test_roles_are_checked_by_the_engine(ws):
+    run_id = evaluated_run(ws, 5)
+    admin, (a, b) = user_of("admin"), reviewers(2)
+    with pytest.raises(users.PermissionDenied):
+        review.create_campaign(a, run_id, "rating", [a.id, b.id])
+    with pytest.raises(users.PermissionDenied):
+        review.export(a, 1, "csv")
+    with pytest.raises(users.PermissionDenied):
+        review.create_campaign(None, run_id, "rating", [a.id])
+    campaign = review.create_campaign(admin, run_id, "rating", [a.id], sample_size=2, overlap=1)
+    theirs = review.queue(a, campaign.id)[0].assignment_id
+    with pytest.raises(users.PermissionDenied, match="not in your queue"):
+        review.task(b, theirs)
+    with pytest.raises(users.PermissionDenied, match="not in your queue"):
+        review.submit(b, theirs, scores=dict.fromkeys(review.CRITERIA, 3))
+    with pytest.raises(review.ReviewError, match="1 to 5"):
+        review.submit(a, theirs, scores={"accuracy": 7})
+    users.set_role(admin, a.id, "analyst")  # a role change applies at once
+    with pytest.raises(users.PermissionDenied):
+        users.require(b, "analyst")
+    assert users.require(a, "analyst").role == "analyst"
+
+
+def test_twenty_reviewers_submitting_fifty_ratings_each_make_exactly_a_thousand_rows(ws):
+    run_id = evaluated_run(ws, 50)
+    admin, revs = user_of("admin"), reviewers(20)
+    campaign = review.create_campaign(admin, run_id, "pairwise", [r.id for r in revs], sample_size=50, overlap=20)
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(revs))
+
+    def work(reviewer) -> None:
+        try:
+            entries = review.queue(reviewer, campaign.id)
+            start.wait()
+            for k, e in enumerate(entries):
+                review.submit(reviewer, e.assignment_id, vote=review.VOTES[k % 4])
+        except BaseException as err:  # noqa: BLE001 - collected and asserted below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(r,)) for r in revs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []  # in particular no "database is locked"
+    with db.session() as s:
+        assert s.scalar(select(func.count(Rating.id)).where(Rating.campaign_id == campaign.id)) == 1000
+    assert all(p["done"] == 50 for p in review.progress(admin, campaign.id))
+
+
+WRITER = """
+import os, sys, time
+from sqlalchemy import insert
+from engine import db, review, users
+from engine.tables import Rating, now
+campaign, reviewer = int(sys.argv[1]), users.get_user(int(sys.argv[2]))
+entries = review.queue(reviewer, campaign)
+for e in entries[:5]:
+    review.submit(reviewer, e.assignment_id, vote="A")
+print("committed", flush=True)
+engine = db.get_engine()
+with engine.connect() as conn:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    for e in entries[5:]:
+        a = conn.exec_driver_sql("SELECT item_id FROM assignments WHERE id = ?", (e.assignment_id,)).scalar()
+        conn.execute(insert(Rating).values(campaign_id=campaign, item_id=a, reviewer_id=reviewer.id, vote="B",
+                                           comment="", safety_flag=False, created_at=now(), updated_at=now()))
+    print("in flight", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_killing_a_writer_mid_transaction_keeps_every_committed_rating(ws):
+    run_id = evaluated_run(ws, 10)
+    admin, (rev,) = user_of("admin"), reviewers(1)
+    campaign = review.create_campaign(admin, run_id, "pairwise", [rev.id], sample_size=10, overlap=1)
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(campaign.id), str(rev.id)], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "committed"
+    assert proc.stdout.readline().strip() == "in flight"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with db.get_engine().connect() as conn:
+        assert conn.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+        votes = [r[0] for r in conn.execute(text("SELECT vote FROM ratings"))]
+    assert len(votes) == 5 and set(votes) <= {"base", "finetuned"}  # the 5 committed; none of the in-flight "B"s
+    entries = review.queue(rev, campaign.id)
+    assert sum(e.done for e in entries) == 5
+    review.submit(rev, next(e for e in entries if not e.done).assignment_id, vote="tie")  # the database still writes
+    assert sum(e.done for e in review.queue(rev, campaign.id)) == 6
+
+
+def test_disagreements_go_to_one_more_reviewer(ws):
+    run_id = evaluated_run(ws, 6)
+    admin, revs = user_of("admin"), reviewers(4)
+    campaign = review.create_campaign(admin, run_id, "pairwise", [r.id for r in revs], sample_size=6, overlap=2)
+    for k, r in enumerate(revs):
+        for e in review.queue(r, campaign.id):
+            review.submit(r, e.assignment_id, vote="A" if k == 0 else "tie")
+    before = sum(p["total"] for p in review.progress(admin, campaign.id))
+    disagreeing = len(review.queue(revs[0], campaign.id))  # reviewer 0 disagrees with whoever shares an item
+    sent = review.escalate(admin, campaign.id)
+    assert sent == disagreeing and sum(p["total"] for p in review.progress(admin, campaign.id)) == before + sent
+    assert review.escalate(admin, campaign.id) == 0  # already waiting for their extra reviewer
+
+
+def test_csv_export_neutralizes_formulas_and_quotes_per_rfc_4180(ws):
+    run_id = evaluated_run(ws, 4)
+    admin, (rev,) = user_of("admin"), reviewers(1)
+    campaign = review.create_campaign(admin, run_id, "pairwise", [rev.id], sample_size=4, overlap=1)
+    nasty = ['=HYPERLINK("http://evil","click")', "+1+2", "-3", "@SUM(A1)", "\tTAB", 'say "hi",\nthen go']
+    for e, comment in zip(review.queue(rev, campaign.id), nasty):
+        review.submit(rev, e.assignment_id, vote="A", comment=comment)
+    out = review.export(admin, campaign.id, "csv")
+    assert "\r\n" in out
+    rows = list(csv.DictReader(io.StringIO(out, newline="")))
+    comments = {r["comment"] for r in rows}
+    assert "'=HYPERLINK(\"http://evil\",\"click\")" in comments and "'+1+2" in comments and "'@SUM(A1)" in comments
+    assert "'-3" in comments and not any(c[:1] in "=+-@\t\r" for c in comments if c)
+    assert all(r["vote"] in ("base", "finetuned") for r in rows)  # analysts' export names the models
+    proc = run_studio("review", "export", campaign.id, "--format", "json", env_home=ws.root)
+    assert proc.returncode == 0 and len(json.loads(proc.stdout)["ratings"]) == 4
+
+
+def test_users_add_from_the_cli_stores_only_a_hash(ws):
+    proc = subprocess.run([sys.executable, "-m", "engine.cli", "users", "add", "bob", "--role", "reviewer",
+                           "--password-stdin"], input="correct horse battery\n", capture_output=True, text=True,
+                          cwd=ROOT, env={**__import__("os").environ, "STUDIO_HOME": str(ws.root)}, timeout=60)
+    assert proc.returncode == 0 and "correct horse" not in proc.stdout + proc.stderr
+    assert users.verify("bob", "correct horse battery").role == "reviewer"
+    assert users.verify("bob", "wrong") is None and users.verify("nobody", "x") is None
+    with db.get_engine().connect() as conn:
+        stored = conn.execute(text("SELECT password_hash FROM users WHERE name = 'bob'")).scalar()
+    assert stored.startswith("$argon2id$") and "correct horse" not in stored
+    raw = (ws.root / "studio.db").read_bytes() + b"".join(p.read_bytes() for p in ws.root.rglob("*.log"))
+    assert b"correct horse" not in raw
+    short = run_studio("users", "add", "eve", "--role", "reviewer", "--password-stdin", env_home=ws.root)
+    assert short.returncode == 2 and "too short" in short.stderr
+    dup = subprocess.run([sys.executable, "-m", "engine.cli", "users", "add", "bob", "--role", "admin",
+                          "--password-stdin"], input="another password\n", capture_output=True, text=True, cwd=ROOT,
+                         env={**__import__("os").environ, "STUDIO_HOME": str(ws.root)}, timeout=60)
+    assert dup.returncode == 2 and dup.stderr.strip() == "studio: There is already a user called 'bob'."
+
+
+def test_rating_results_and_agreement(ws):
+    run_id = evaluated_run(ws, 12)
+    admin, revs = user_of("admin"), reviewers(2)
+    campaign = review.create_campaign(admin, run_id, "rating", [r.id for r in revs], sample_size=12, overlap=2)
+    with db.session() as s:
+        from engine.tables import Assignment, CampaignItem
+        model_of = dict(s.execute(select(Assignment.id, CampaignItem.model)
+                                  .join(CampaignItem, CampaignItem.id == Assignment.item_id)).all())
+    for k, r in enumerate(revs):
+        for e in review.queue(r, campaign.id):
+            score = 5 if model_of[e.assignment_id] == "finetuned" else 2
+            if k == 1 and e.position % 4 == 0:
+                score -= 1  # a little disagreement
+            review.submit(r, e.assignment_id, scores=dict.fromkeys(review.CRITERIA, score))
+    res = review_stats.campaign_results(admin, campaign.id)
+    acc = res["criteria"]["accuracy"]
+    assert acc["models"]["finetuned"]["mean"] > acc["models"]["base"]["mean"]
+    assert acc["models"]["finetuned"]["ci_low"] > acc["models"]["base"]["ci_high"]
+    assert acc["paired"]["n"] == 12 and acc["paired"]["p_holm"] < 0.05
+    assert acc["alpha"] > 0.8 and acc["band"] == "reliable"
+    assert len(acc["weighted_kappa"]) == 1 and acc["weighted_kappa"][0]["kappa"] > 0.8
+    bias = {b["reviewer"]: b["bias"] for b in res["reviewer_bias"]}
+    assert bias["rev01"] < 0 < bias["rev00"]
+    assert res["most_disagreement"][0]["spread"] == 1.0
+
+
+def test_signed_out_visitors_see_only_sign_in_and_a_fresh_install_creates_the_admin(ws):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file("../app.py", default_timeout=60).run()
+    assert not at.exception
+    assert [t.value for t in at.title] == ["Finetune Studio"] and at.subheader[0].value == "Create the administrator"
+    assert not at.sidebar.text  # no workspace path, no project for a visitor
+    at.text_input(key="signin_admin_name").input("root")
+    at.text_input(key="signin_admin_password").input("a long password")
+    at.text_input(key="signin_admin_again").input("a long password")
+    at.button[0].click().run()
+    assert not at.exception
+    assert users.verify("root", "a long password").role == "admin"
+    assert "Notebook" in [t.value for t in at.title] or at.session_state["user_id"]
+    fresh = AppTest.from_file("../app.py", default_timeout=60).run()
+    assert fresh.subheader[0].value == "Sign in"  # no second admin form once one exists
+    fresh.text_input(key="signin_name").input("root")
+    fresh.text_input(key="signin_password").input("wrong password")
+    fresh.button[0].click().run()
+    assert [e.value for e in fresh.error] == ["Unknown user name or wrong password."]
+
+
+def test_a_reviewer_reviews_a_campaign_blind_and_the_results_page_updates(ws):
+    run_id = evaluated_run(ws, 3)
+    admin, (rev,) = user_of("admin"), reviewers(1)
+    campaign = review.create_campaign(admin, run_id, "rating", [rev.id], sample_size=3, overlap=1)
+    at = app_as("reviewer", name="rev00").run()
+    assert not at.exception
+    assert [t.value for t in at.title] == ["My reviews"]
+    for path in ("app_pages/train.py", "app_pages/evaluate.py", "app_pages/review.py"):
+        try:  # the page is not in a reviewer's navigation; if Streamlit runs anything, it is not that page
+            at.switch_page(path).run()
+        except Exception:  # noqa: BLE001 - refusing the switch is the other acceptable outcome
+            pass
+        assert [t.value for t in at.title] == ["My reviews"], path
+    at = app_as("reviewer", name="rev00").run()
+    shown = " ".join(str(e.value) for kind in ("text", "markdown", "caption", "subheader") for e in getattr(at, kind))
+    assert "finetuned" not in shown and "fine-tuned" not in shown.replace("fine-tuned answer", "")
+    assert HOSTILE in [t.value for t in at.text] or any(HOSTILE in t.value for t in at.text)  # plain text
+    assert not any("<script>" in m.value for m in at.markdown)
+    for _ in range(6):  # 3 examples x 2 models
+        for c in review.CRITERIA:
+            at.radio(key=next(r.key for r in at.radio if r.key.startswith(f"reviews_{c}_"))).set_value(4)
+        next(b for b in at.button if b.label == "Save and next").click().run()
+        assert not at.exception and not at.error
+    assert sum(e.done for e in review.queue(rev, campaign.id)) == 6, [p.value for p in at.get("progress")]
+    assert any("All done" in s.value for s in at.success)
+    page = app_as("analyst").run()
+    page.switch_page("app_pages/review.py").run()
+    assert not page.exception
+    assert any("Ratings (6 from 1 reviewers)" in h.value for h in page.subheader)
+
+
+def test_ab_page_shows_pairwise_results(ws):
+    run_id = evaluated_run(ws, 8)
+    admin, revs = user_of("admin"), reviewers(2)
+    campaign = review.create_campaign(admin, run_id, "pairwise", [r.id for r in revs], sample_size=8, overlap=2)
+    for r in revs:
+        for e in review.queue(r, campaign.id):
+            fine_side = "A" if review.task(r, e.assignment_id)["answers"]["A"].startswith("fine-tuned") else "B"
+            review.submit(r, e.assignment_id, vote=fine_side)
+    at = app_as("analyst").run()
+    at.switch_page("app_pages/ab.py").run()
+    assert not at.exception
+    assert any("The fine-tuned model is preferred" in s.value for s in at.success)
+    assert at.metric[0].value == "100%"
+
+
+def test_review_stats_wait_for_votes(ws):
+    run_id = evaluated_run(ws, 3)
+    admin, (rev,) = user_of("admin"), reviewers(1)
+    campaign = review.create_campaign(admin, run_id, "pairwise", [rev.id], sample_size=3, overlap=1)
+    res = review_stats.campaign_results(admin, campaign.id)
+    assert res["n"] == 0 and res["verdict"] == "No votes yet."

@@ -4,12 +4,12 @@ import streamlit as st
 
 import plotly.graph_objects as go
 
-from engine import datasets, evaluate, runs, split
+from engine import datasets, evaluate, review_stats, runs, split
 from engine.quality import cached_report
 from engine.run_summary import summarize
 from ui import session, state
 
-session.require("analyst", "admin")  # reviewers and visitors never run this page
+user = session.require("analyst", "admin")  # reviewers and visitors never run this page
 project = state.require_project()
 st.title(project.name)
 st.caption(f"Task: {project.task_type}. Each cell below is a step of the fine-tuning flow; open it to work on it.")
@@ -83,3 +83,22 @@ with st.container(border=True):
         st.metric(f"Run {r.id}: ROUGE-L against the base model", f"{main['finetuned']:.3f}",
                   f"{main['diff']:+.3f} [{main['ci_low']:+.3f}, {main['ci_high']:+.3f}] {main['verdict']}")
     st.page_link("app_pages/evaluate.py", label="Open Evaluate", icon=":material/arrow_forward:")
+
+with st.container(border=True):
+    st.subheader("6 · Review and 7 · A/B")
+    summary = review_stats.project_summary(user, project.id)
+    if not summary["campaigns"]:
+        st.write("No review yet: have people rate the evaluated answers, or vote blind between two models.")
+    else:
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Campaigns", summary["campaigns"])
+        c2.metric("Ratings and votes", summary["ratings"])
+        latest = summary["latest_pairwise"]
+        c3.metric("Fine-tuned win rate", f"{latest['win_rate']:.0%}" if latest else "-",
+                  f"95% [{latest['ci_low']:.0%}, {latest['ci_high']:.0%}] over {latest['n']} votes" if latest
+                  else None, delta_color="off")
+    c1, c2 = st.columns(2)
+    with c1:
+        st.page_link("app_pages/review.py", label="Open Review", icon=":material/arrow_forward:")
+    with c2:
+        st.page_link("app_pages/ab.py", label="Open A/B", icon=":material/arrow_forward:")

@@ -112,6 +112,16 @@ for m, color in (("base", "#9ca3af"), ("finetuned", "#2563eb")):
 fig.update_layout(barmode="group", yaxis=dict(range=[0, 5.2], title="mean score (1-5)"), height=320,
                   margin=dict(l=10, r=10, t=30, b=10), title="Mean score per criterion with 95% intervals")
 st.plotly_chart(fig, key="review_means")
+fig = go.Figure()
+for m, color in (("base", "#9ca3af"), ("finetuned", "#2563eb")):
+    for k, c in enumerate(review.CRITERIA):
+        dist = results["criteria"][c]["models"][m]["distribution"]
+        fig.add_trace(go.Bar(x=[f"{c} {s}" for s in dist], y=list(dist.values()), marker_color=color,
+                             name="fine-tuned" if m == "finetuned" else "base", showlegend=k == 0,
+                             legendgroup=m))
+fig.update_layout(barmode="group", height=300, margin=dict(l=10, r=10, t=30, b=10), yaxis_title="ratings",
+                  title="How often each score was given (per criterion, 1 to 5)")
+st.plotly_chart(fig, key="review_distributions")
 flags = results["safety_flags"]
 st.write(f"Safety flags: base {flags['base']}, fine-tuned {flags['finetuned']}.")
 

@@ -9,7 +9,8 @@ the same examples: Wilcoxon signed-rank (scipy) with Holm's correction across cr
 
 Pairwise votes: the fine-tuned model's win rate (wins + ties/2) / n with a Wilson interval, where "both bad" counts as
 a tie; the two-sided sign test on decisive votes (scipy's exact binomial test); the shares of ties and "both bad";
-a length-bias check (does the longer answer win more often than chance?); per-criterion sign tests with Holm; and
+a length-bias check (does the longer answer win more often than chance?); per-criterion paired differences (each
+vote +1, -1 or 0) by Wilcoxon's signed-rank test with Holm's correction; and
 the votes needed to detect a given win rate at 80% power (statsmodels).
 """
 
@@ -228,9 +229,11 @@ def pairwise_results(rows: list[dict], target_win_rate: float = 0.6) -> dict:
         if not cv:
             continue
         w, lo = cv.count("finetuned"), cv.count("base")
+        # the paired difference per item is +1 (fine-tuned better), -1 or 0 (tie, dropped by Wilcoxon's method)
+        diffs = [1 if v == "finetuned" else -1 if v == "base" else 0 for v in cv]
         per[c] = {"n": len(cv), "wins": w, "losses": lo, "ties": cv.count("tie"),
                   "win_rate": (w + cv.count("tie") / 2) / len(cv),
-                  "p_value": float(stats.binomtest(w, w + lo, 0.5).pvalue) if w + lo else None}
+                  "p_value": float(stats.wilcoxon(diffs, zero_method="wilcox").pvalue) if w + lo else None}
     for c, adj in holm({c: v["p_value"] for c, v in per.items()}).items():
         per[c]["p_holm"] = adj
     out["per_criterion"] = per
@@ -267,3 +270,20 @@ def campaign_results(actor, campaign_id: int) -> dict:
     rows = review.ratings_table(actor, campaign_id)
     result = rating_results(rows) if campaign.kind == "rating" else pairwise_results(rows)
     return {"campaign": campaign_id, "kind": campaign.kind, **result}
+
+
+def project_summary(actor, project_id: int) -> dict:
+    """For the notebook: campaigns, ratings, and the latest pairwise campaign's win rate with its interval."""
+    users.require(actor, *review.ANALYSTS)
+    campaigns = review.list_campaigns(project_id)
+    out = {"campaigns": len(campaigns), "ratings": 0, "latest_pairwise": None}
+    for c in campaigns:
+        out["ratings"] += sum(p["done"] for p in review.progress(actor, c.id))
+    for c in campaigns:
+        if c.kind == "pairwise":
+            r = pairwise_results(review.ratings_table(actor, c.id))
+            if r["n"]:
+                out["latest_pairwise"] = {"campaign": c.id, **{k: r[k] for k in ("n", "win_rate", "ci_low",
+                                                                                  "ci_high", "verdict")}}
+                break
+    return out

@@ -156,3 +156,17 @@ def test_unusable_logs_get_one_sentence(tmp_path, ws):
         ab_traffic.analyze(three, 0.1)
     with pytest.raises(ab_traffic.TrafficError, match="between 0 and 1"):
         ab_traffic.analyze(three, 10)
+
+
+def test_per_criterion_votes_use_wilcoxon_with_holm():
+    from scipy import stats
+
+    votes = ["finetuned"] * 14 + ["base"] * 4 + ["tie"] * 6
+    rows = [{"vote": v, "vote_accuracy": v, "vote_tone": "tie" if k % 2 else v, "base_words": 1,
+             "finetuned_words": 1, "reviewer": "r"} for k, v in enumerate(votes)]
+    per = review_stats.pairwise_results(rows)["per_criterion"]
+    diffs = [1 if v == "finetuned" else -1 if v == "base" else 0 for v in votes]
+    assert per["accuracy"]["p_value"] == pytest.approx(stats.wilcoxon(diffs).pvalue)
+    expected = review_stats.holm({c: per[c]["p_value"] for c in per})
+    assert all(per[c]["p_holm"] == pytest.approx(expected[c]) for c in per)
+    assert per["accuracy"]["p_holm"] >= per["accuracy"]["p_value"]

@@ -266,3 +266,27 @@ def test_playground_page_shows_both_answers_as_text(trained, module_ws):
     texts = [t.value for t in at.main.text]  # the base answer, then the fine-tuned one
     assert len(texts) == 2 and all(texts)
     assert any("tokens/s" in c.value for c in at.caption)
+
+
+def test_evaluate_page_sends_an_uploaded_general_set_and_schema_to_the_job(trained, module_ws):
+    general = "".join(json.dumps({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]})
+                      + "\n" for q, a in (("What is 2 + 2?", "4"), ("Capital of France?", "Paris"),
+                                          ("Opposite of hot?", "Cold")))
+    schema = json.dumps({"type": "object", "required": ["answer"]})
+    at = app_as("analyst", timeout=90).run()
+    at.switch_page("app_pages/evaluate.py").run()
+    at.selectbox(key="evaluate_run").set_value(trained.id).run()  # the newest run is selected first
+    at.file_uploader(key="evaluate_general").set_value(("general.jsonl", general.encode(), "application/jsonl"))
+    at.file_uploader(key="evaluate_schema").set_value(("schema.json", schema.encode(), "application/json"))
+    at.number_input(key="evaluate_limit").set_value(4)
+    at.run()
+    next(b for b in at.button if b.label in ("Run the evaluation", "Evaluate again")).click().run()
+    assert not at.exception and not at.error
+    job = evaluate.latest_job(trained.id)
+    uploads = module_ws.uploads.resolve()
+    assert job.config["limit"] == 4
+    assert str(uploads) in job.config["general"] and str(uploads) in job.config["json_schema"]
+    assert _wait_job(job.id).status == "succeeded"
+    report = evaluate.load_report(trained)
+    assert report["n_examples"] == 4 and report["forgetting"]["probes"] == 3
+    assert report["metrics"]["schema_valid"]["base"] == 0.0  # no answer of the demo model is a JSON object

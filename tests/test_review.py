@@ -324,3 +324,15 @@ def test_review_stats_wait_for_votes(ws):
     campaign = review.create_campaign(admin, run_id, "pairwise", [rev.id], sample_size=3, overlap=1)
     res = review_stats.campaign_results(admin, campaign.id)
     assert res["n"] == 0 and res["verdict"] == "No votes yet."
+
+
+def test_the_notebook_shows_the_latest_win_rate(ws):
+    run_id = evaluated_run(ws, 6)
+    admin, (rev,) = user_of("admin"), reviewers(1)
+    campaign = review.create_campaign(admin, run_id, "pairwise", [rev.id], sample_size=6, overlap=1)
+    for e in review.queue(rev, campaign.id):
+        review.submit(rev, e.assignment_id, vote="tie")
+    at = app_as("analyst").run()
+    assert not at.exception
+    win = next(m for m in at.metric if m.label == "Fine-tuned win rate")
+    assert win.value == "50%" and "over 6 votes" in win.delta

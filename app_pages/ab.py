@@ -27,7 +27,8 @@ else:
         (st.success if r["ci_low"] > 0.5 else st.warning if r["ci_high"] < 0.5 else st.info)(r["verdict"])
         c1, c2, c3, c4 = st.columns(4)
         c1.metric("Fine-tuned win rate", f"{r['win_rate']:.0%}", f"95% [{r['ci_low']:.0%}, {r['ci_high']:.0%}]",
-                  delta_color="off", help="(wins + ties/2) / votes; 'both bad' counts as a tie. Wilson interval.")
+                  delta_color="off", delta_arrow="off",
+                  help="(wins + ties/2) / votes; 'both bad' counts as a tie. Wilson interval.")
         c2.metric("Sign test p", f"{r['sign_test_p']:.3g}" if r["sign_test_p"] is not None else "n/a",
                   help="Two-sided exact binomial test on the decisive votes (ties left out).")
         c3.metric("Ties", f"{r['tie_share']:.0%}")
@@ -50,7 +51,8 @@ else:
         if r["per_criterion"]:
             st.dataframe(pd.DataFrame([{"criterion": c, **v} for c, v in r["per_criterion"].items()]),
                          hide_index=True, width="stretch")
-            st.caption("Per criterion: sign test on the decisive votes, Holm-corrected over the criteria (p_holm).")
+            st.caption("Per criterion: Wilcoxon signed-rank test of the paired votes (+1, -1, ties dropped), "
+                       "Holm-corrected over the criteria (p_holm).")
         lb = r["length_bias"]
         if lb["warning"]:
             st.warning(lb["warning"])

@@ -118,8 +118,9 @@ if gap:
     g1, g2 = st.columns(2)
     for col, key, title in ((g1, "base", f"Baseline ({base_label})"), (g2, "finetuned", "Fine-tuned")):
         r = gap[key]
-        col.metric(title, f"{r['ratio']:.2f}x", f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]  test {r['test_perplexity']:.2f}"
-                   f" / train {r['train_perplexity']:.2f}", delta_color="off")
+        col.metric(title, f"{r['ratio']:.2f}x", f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]  test "
+                   f"{r['test_perplexity']:.2f} / train {r['train_perplexity']:.2f}", delta_color="off",
+                   delta_arrow="off")
     if gap["warning"]:
         st.warning(gap["warning"])
 
@@ -147,7 +148,7 @@ if forgetting:
                             (c2, "general_text_perplexity", "General text (perplexity)")):
         r = forgetting[key]
         col.metric(title, f"{r['retention']:.0%} retained", f"[{r['ci_low']:.0%}, {r['ci_high']:.0%}]",
-                   delta_color="off")
+                   delta_color="off", delta_arrow="off")
     if forgetting["warning"]:
         st.warning(forgetting["warning"] + "\n\n" + "\n".join(f"- {r}" for r in forgetting["remedies"]))
     else:

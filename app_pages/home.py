@@ -96,7 +96,7 @@ with st.container(border=True):
         latest = summary["latest_pairwise"]
         c3.metric("Fine-tuned win rate", f"{latest['win_rate']:.0%}" if latest else "-",
                   f"95% [{latest['ci_low']:.0%}, {latest['ci_high']:.0%}] over {latest['n']} votes" if latest
-                  else None, delta_color="off")
+                  else None, delta_color="off", delta_arrow="off")
     c1, c2 = st.columns(2)
     with c1:
         st.page_link("app_pages/review.py", label="Open Review", icon=":material/arrow_forward:")

@@ -170,3 +170,22 @@ def test_per_criterion_votes_use_wilcoxon_with_holm():
     expected = review_stats.holm({c: per[c]["p_value"] for c in per})
     assert all(per[c]["p_holm"] == pytest.approx(expected[c]) for c in per)
     assert per["accuracy"]["p_holm"] >= per["accuracy"]["p_value"]
+
+
+def test_ab_page_analyzes_an_uploaded_traffic_log(tmp_path, ws):
+    from conftest import app_as
+    from engine import projects
+
+    projects.create_project("Traffic")
+    log = tmp_path / "traffic.jsonl"
+    traffic(log, 4000, 0.2, lift=0.15, seed=6)
+    at = app_as("analyst").run()
+    at.switch_page("app_pages/ab.py").run()
+    at.number_input(key="ab_split").set_value(0.2)
+    at.file_uploader(key="ab_log").set_value(("traffic.jsonl", log.read_bytes(), "application/jsonl")).run()
+    assert not at.exception and not at.error
+    expected = ab_traffic.analyze(log, 0.2)["decision"]
+    box = {"ship": at.success, "keep collecting": at.info, "do not ship": at.error}[expected]
+    assert any(b.value.startswith(f"Decision: {expected}.") for b in box)
+    assert at.dataframe[0].value["metric"].tolist()[0] == "satisfaction"
+    assert "def variant(user_id" in at.code[0].value

@@ -19,17 +19,10 @@ st.caption("Both models answer every example of the locked test split (never use
            "fine-tuned model minus the base model with a 95% bootstrap interval: only an interval that excludes zero "
            "is a difference.")
 
-done = [r for r in runs.list_runs(project.id) if r.status == "succeeded" and r.config.get("split_id")]
-if not done:
-    st.info("No finished run yet: train one first.")
-    st.page_link("app_pages/train.py", label="Open Train", icon=":material/arrow_forward:")
-    st.stop()
-by_id = {r.id: r for r in done}
 left, right = st.columns(2)
-run_id = left.selectbox("Run", list(by_id), key="evaluate_run",
-                        format_func=lambda i: f"run {i} · {by_id[i].name} · base {by_id[i].config['base_model']}")
-run = by_id[run_id]
-peers = [r.id for r in done if r.id != run_id and r.config.get("split_id") == run.config.get("split_id")]
+run, by_id = state.pick_finished_run(project.id, "evaluate_run", left)
+run_id = run.id
+peers = [r.id for r in by_id.values() if r.id != run_id and r.config.get("split_id") == run.config.get("split_id")]
 baseline = right.selectbox("Compared with", ["base", *[str(i) for i in peers]], key=f"evaluate_baseline_{run_id}",
                            format_func=lambda b: f"its base model ({run.config['base_model']})" if b == "base"
                            else f"run {b} · {by_id[int(b)].name}",

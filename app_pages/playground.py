@@ -3,7 +3,7 @@ The models run in their own process (engine.playground); this page only shows th
 
 import streamlit as st
 
-from engine import playground, runs
+from engine import playground
 from ui import session, state
 from ui.errors import shown_as_message
 
@@ -13,15 +13,8 @@ st.title("Playground")
 st.caption("Ask both models the same question. Greedy decoding, like the evaluation: the same prompt always gets the "
            "same answer.")
 
-done = [r for r in runs.list_runs(project.id) if r.status == "succeeded" and r.config.get("split_id")]
-if not done:
-    st.info("No finished run yet: train one first.")
-    st.page_link("app_pages/train.py", label="Open Train", icon=":material/arrow_forward:")
-    st.stop()
-by_id = {r.id: r for r in done}
-run_id = st.selectbox("Run", list(by_id), key="playground_run",
-                      format_func=lambda i: f"run {i} · {by_id[i].name} · base {by_id[i].config['base_model']}")
-run = by_id[run_id]
+run, _ = state.pick_finished_run(project.id, "playground_run")
+run_id = run.id
 with st.form("playground_form", border=False):
     system = st.text_area("System prompt", value=playground.default_system(run), height=80,
                           key=f"playground_system_{run_id}", help="Prefilled with the one the run was trained with.")

@@ -102,7 +102,7 @@ def baseline_run(run: Run, baseline: str) -> Run | None:
     return other
 
 
-def _check_run(run_id: int) -> tuple[Run, Path]:
+def check_run(run_id: int) -> tuple[Run, Path]:
     run = runs.get_run(run_id)
     if run.kind != "train":
         raise EvalError(f"Job {run_id} is an evaluation, not a training run.")
@@ -117,7 +117,7 @@ def _check_run(run_id: int) -> tuple[Run, Path]:
 def evaluate_run(options, progress: Progress | None = None) -> dict:
     """Evaluate a run (options: engine.eval_job.EvalOptions) against its baseline; saves and returns the report."""
     step = progress or (lambda fraction, label: None)
-    run, final = _check_run(options.run_id)
+    run, final = check_run(options.run_id)
     other = baseline_run(run, options.baseline)
     schema = load_schema(options.json_schema) if options.json_schema else None
     convs, extras = split_examples(run, "test", options.limit)
@@ -359,7 +359,7 @@ def queue(options, request_key: str | None = None) -> Run:
     from engine.eval_job import EvalOptions
 
     options = EvalOptions.model_validate(options.model_dump() if hasattr(options, "model_dump") else options)
-    run, _ = _check_run(options.run_id)
+    run, _ = check_run(options.run_id)
     baseline_run(run, options.baseline)
     if options.json_schema:
         load_schema(options.json_schema)

@@ -45,7 +45,7 @@ def stream(run_id: int, prompt: str, system: str | None = None, max_new_tokens: 
 
     if not prompt.strip():
         raise PlaygroundError("Write a prompt first.")
-    run, final = evaluate._check_run(run_id)
+    run, final = evaluate.check_run(run_id)
     messages = ([{"role": "system", "content": system}] if system and system.strip() else []) + \
         [{"role": "user", "content": prompt}]
     ws = workspace.current()

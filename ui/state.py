@@ -62,3 +62,18 @@ def pick_version(pid: int, key: str):
         set_version(chosen)
         st.rerun()
     return by_id[chosen]
+
+
+def pick_finished_run(project_id: int, key: str, container=st):
+    """Selectbox of the project's succeeded runs trained on a split (newest first), or a pointer to Train and a stop.
+    Returns (the chosen run, every such run by id)."""
+    from engine import runs
+
+    done = {r.id: r for r in runs.list_runs(project_id) if r.status == "succeeded" and r.config.get("split_id")}
+    if not done:
+        st.info("No finished run yet: train one first.")
+        st.page_link("app_pages/train.py", label="Open Train", icon=":material/arrow_forward:")
+        st.stop()
+    run_id = container.selectbox(
+        "Run", list(done), key=key, format_func=lambda i: f"run {i} · {done[i].name} · base {done[i].config['base_model']}")
+    return done[run_id], done

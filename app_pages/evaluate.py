@@ -122,7 +122,7 @@ if code:
     st.subheader("Code")
     st.write(f"Compile checks on {code['compile_checked']} examples (languages with a compiler here: "
              f"{', '.join(code['languages_checked'])}); tests run for {code['with_tests']} examples in a sandbox "
-             f"(network isolation: {code['network_isolation']}).")
+             f"(isolation: {code['isolation']}).")
     for name in ("base", "finetuned"):
         failures = code.get("test_failures", {}).get(name)
         if failures:

@@ -6,8 +6,9 @@ compiles(answer)   1.0 / 0.0, or None when no compiler for the answer's language
 run_tests(answer, tests)
                    the answer's Python code followed by the example's tests (plain asserts) in a separate process:
                    a throw-away folder inside the workspace, a wall-clock timeout, CPU/memory/file-size/open-file
-                   limits, no network (a network namespace through `unshare` where the kernel allows it, otherwise
-                   Python's socket module disabled), an empty environment. Passed = exit status 0.
+                   limits, an empty environment, and where the kernel allows user namespaces (`unshare`): no
+                   network and every mount but that folder read-only; otherwise Python's socket functions are
+                   disabled and nothing more. Passed = exit status 0.
 
 Model output is untrusted code: it never runs in the studio's own process.
 """
@@ -76,16 +77,43 @@ def compiles(answer: str, workdir: Path | None = None) -> float | None:
         return 1.0 if done.returncode == 0 else 0.0
 
 
+# Run inside new user, network and mount namespaces: the throw-away folder stays writable, every other mount is
+# remounted read-only (those that refuse, such as /proc, are left as they are), then the test runs.
+READ_ONLY_WRAPPER = (
+    'mount --bind "$0" "$0" && '
+    'while read -r _ target _; do [ "$target" = "$0" ] || mount -o remount,bind,ro "$target" 2>/dev/null; '
+    'done < /proc/self/mounts; cd "$0" && exec "$@"')  # cd again: the old working directory is the hidden one
+
+
+def _namespaced(folder: Path, cmd: list[str], read_only: bool) -> list[str]:
+    base = ["unshare", "--user", "--map-root-user", "--net"]
+    if read_only:
+        return [*base, "--mount", "sh", "-c", READ_ONLY_WRAPPER, str(folder), *cmd]
+    return [*base, *cmd]
+
+
 @lru_cache(maxsize=1)
-def network_namespace() -> bool:
-    """Whether `unshare` can give a process its own (empty) network namespace on this machine."""
+def isolation() -> str:
+    """What this machine allows: "namespace+read-only" (no network, nothing writable but the throw-away folder),
+    "namespace" (no network), or "python-level" (Python's socket functions disabled, nothing more)."""
     if not shutil.which("unshare"):
-        return False
-    try:
-        return subprocess.run(["unshare", "--net", "--map-root-user", "true"], capture_output=True,
-                              timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+        return "python-level"
+    with _scratch(None) as folder:
+        outside = folder.parent / f"{folder.name}-probe"
+        probe = f"open({str(folder / 'in')!r}, 'w').close()\ntry:\n    open({str(outside)!r}, 'w').close()\n" \
+                "except OSError:\n    raise SystemExit(0)\nraise SystemExit(3)\n"
+        for read_only in (True, False):
+            try:
+                done = subprocess.run(_namespaced(folder, [sys.executable, "-I", "-S", "-c", probe], read_only),
+                                      capture_output=True, timeout=20)
+            except (OSError, subprocess.TimeoutExpired):
+                continue
+            outside.unlink(missing_ok=True)
+            if read_only and done.returncode == 0:
+                return "namespace+read-only"
+            if not read_only and done.returncode in (0, 3):
+                return "namespace"
+    return "python-level"
 
 
 def _limits() -> None:  # runs in the child between fork and exec
@@ -105,12 +133,12 @@ def run_tests(answer: str, tests: str, workdir: Path | None = None, timeout: flo
     if language != "python":
         return {"passed": False, "reason": f"Only Python tests can be run; the answer is {language}."}
     with _scratch(workdir) as folder:
-        isolated = network_namespace()
-        script = ("" if isolated else NO_NETWORK) + code + "\n\n" + tests + "\n"
+        level = isolation()
+        script = ("" if level != "python-level" else NO_NETWORK) + code + "\n\n" + tests + "\n"
         (folder / "check.py").write_text(script, encoding="utf-8")
         cmd = [sys.executable, "-I", "-S", "check.py"]
-        if isolated:
-            cmd = ["unshare", "--net", "--map-root-user", *cmd]
+        if level != "python-level":
+            cmd = _namespaced(folder.resolve(), cmd, level == "namespace+read-only")
         proc = subprocess.Popen(cmd, cwd=folder, env={"PATH": "/usr/bin:/bin", "HOME": str(folder)},
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 preexec_fn=_limits)

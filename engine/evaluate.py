@@ -233,7 +233,7 @@ def code_report(base: list[str], tuned: list[str], extras: list[dict], step: Pro
     cf = [code_checks.compiles(a) for a in tuned]
     both = [i for i in range(len(base)) if cb[i] is not None and cf[i] is not None]
     metrics, out = {}, {"languages_checked": code_checks.checkable_languages(), "compile_checked": len(both),
-                        "network_isolation": "namespace" if code_checks.network_namespace() else "python-level"}
+                        "isolation": code_checks.isolation()}
     mean = scoring.MEAN
     if both:
         metrics["compiles"] = scoring.bootstrap_stats(mean.with_name("compiles"),

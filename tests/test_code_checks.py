@@ -45,8 +45,8 @@ def test_the_sandbox_stops_endless_loops_memory_hogs_and_network(tmp_path):
     assert not hog["passed"] and "MemoryError" in hog["reason"]
     net = code_checks.run_tests("import socket\nsocket.create_connection(('127.0.0.1', 9), timeout=2)", "", tmp_path)
     assert not net["passed"]
-    env = code_checks.run_tests("import os\nassert 'STUDIO_HOME' not in os.environ and len(os.environ) <= 3", "",
-                                tmp_path)
+    harmless = "{'PATH', 'HOME', 'PWD', 'OLDPWD', 'SHLVL', '_', 'LC_CTYPE'}"  # set by sh and Python themselves
+    env = code_checks.run_tests(f"import os\nassert set(os.environ) <= {harmless}", "", tmp_path)
     assert env["passed"], env  # the test process gets an empty environment (no keys, no tokens)
 
 
@@ -59,3 +59,17 @@ def test_code_report_compares_compile_and_test_pass_rates(ws):
     assert m["compiles"]["base"] == pytest.approx(2 / 3) and m["compiles"]["finetuned"] == 1.0
     assert m["tests_pass"]["base"] == 0.0 and m["tests_pass"]["finetuned"] == 1.0
     assert report["with_tests"] == 2 and len(report["test_failures"]["base"]) == 2
+
+
+def test_the_sandbox_writes_only_in_its_own_folder(tmp_path):
+    level = code_checks.isolation()
+    assert level in ("namespace+read-only", "namespace", "python-level")
+    work = tmp_path / "work"
+    inside = code_checks.run_tests("open('here.txt', 'w').write('x')\nassert open('here.txt').read() == 'x'", "",
+                                   work)
+    assert inside["passed"], inside
+    outside = tmp_path / "escaped.txt"
+    result = code_checks.run_tests(f"open({str(outside)!r}, 'w').write('x')", "", work)
+    if level == "namespace+read-only":  # the level this machine and CI have; the README documents the others
+        assert not result["passed"] and "Read-only file system" in result["reason"]
+        assert not outside.exists()

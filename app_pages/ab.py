@@ -59,11 +59,13 @@ else:
         elif lb["share"] is not None:
             st.caption(f"Length bias check: the longer answer won {lb['share']:.0%} of {lb['decisive_votes']} "
                        f"decisive votes (p = {lb['p_value']:.3g}): no sign that length decides.")
-        need = r["votes_needed"]
-        st.caption(f"To detect a {need['target_win_rate']:.0%} win rate against 50% with 80% power (two-sided, "
-                   f"5%) takes about {need['votes']} votes"
-                   + (f"; at the observed rate, about {need['at_observed_win_rate']}."
-                      if need.get("at_observed_win_rate") else "."))
+        target = st.slider("Win rate to detect", 0.51, 0.95, 0.60, step=0.01, key="ab_target",
+                           help="The smallest real win rate you want a campaign to be able to show.")
+        need = review_stats.votes_needed(target)
+        observed = r["votes_needed"].get("at_observed_win_rate")
+        st.caption(f"To detect a {target:.0%} win rate against 50% with 80% power (two-sided, 5% level) takes about "
+                   f"{need} votes; this campaign has {r['n']}"
+                   + (f" (at the observed rate, about {observed} would be needed)." if observed else "."))
         if r["gold"]:
             st.caption("Gold items: how often each reviewer gave the known answer")
             st.dataframe(pd.DataFrame(r["gold"]), hide_index=True, width="stretch")

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     writer.write("start", pid=os.getpid(), resume=False)
 
     def progress(fraction: float, label: str) -> None:
-        writer.write("progress", step=int(round(fraction * STEPS)), max_steps=STEPS, label=label)
+        writer.write("progress", step=int(round(fraction * STEPS)), max_steps=STEPS, fraction=fraction, label=label)
         print(f"[{fraction:4.0%}] {label}", flush=True)
 
     try:
@@ -100,11 +100,29 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def read_progress(folder: Path) -> tuple[float, str]:
-    """(fraction done, label) of a job from its events."""
+    """(fraction done, label with the time left) of a job from its events."""
     from engine.metrics import read_events
 
-    events = [e for e in read_events(folder) if e["event"] == "progress"]
-    return (events[-1]["step"] / STEPS, events[-1].get("label", "")) if events else (0.0, "starting")
+    events = read_events(folder)
+    starts = [e for e in events if e["event"] == "start"]
+    steps = [e for e in events if e["event"] == "progress"]
+    if not steps:
+        return 0.0, "starting"
+    last = steps[-1]
+    fraction = float(last.get("fraction", last["step"] / STEPS))
+    label = last.get("label", "")
+    if starts and 0.05 <= fraction < 1:  # the elapsed time scaled to what is left: rough, phases differ in speed
+        left = (last["time"] - starts[-1]["time"]) * (1 - fraction) / fraction
+        label += f" · about {_duration(left)} left"
+    return fraction, label
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    return f"{minutes} min {seconds:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 if __name__ == "__main__":

@@ -290,3 +290,15 @@ def test_evaluate_page_sends_an_uploaded_general_set_and_schema_to_the_job(train
     report = evaluate.load_report(trained)
     assert report["n_examples"] == 4 and report["forgetting"]["probes"] == 3
     assert report["metrics"]["schema_valid"]["base"] == 0.0  # no answer of the demo model is a JSON object
+
+
+def test_job_progress_reads_the_fraction_and_estimates_the_time_left(tmp_path):
+    from engine.eval_job import read_progress
+
+    assert read_progress(tmp_path) == (0.0, "starting")
+    (tmp_path / "metrics.jsonl").write_text(
+        json.dumps({"event": "start", "time": 100.0}) + "\n"
+        + json.dumps({"event": "progress", "time": 130.0, "step": 25, "fraction": 0.25, "label": "base: 8/32"})
+        + "\n")
+    fraction, label = read_progress(tmp_path)
+    assert fraction == 0.25 and label == "base: 8/32 · about 1 min 30 s left"  # 30 s for a quarter: 90 s to go

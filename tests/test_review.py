@@ -317,6 +317,9 @@ def test_ab_page_shows_pairwise_results(ws):
     assert not at.exception
     assert any("The fine-tuned model is preferred" in s.value for s in at.success)
     assert at.metric[0].value == "100%"
+    assert any("takes about 194 votes; this campaign has 16" in c.value for c in at.caption)
+    at.slider(key="ab_target").set_value(0.7).run()
+    assert any(f"takes about {review_stats.votes_needed(0.7)} votes" in c.value for c in at.caption)
 
 
 def test_review_stats_wait_for_votes(ws):

@@ -21,6 +21,10 @@ st.caption("Runs live in their own processes and in the database: a refresh, a s
 
 runs.reconcile()
 all_runs = runs.list_runs(project.id)
+evaluating = [j for j in runs.list_runs(project.id, kind="eval") if j.status in runs.ACTIVE]
+for job in evaluating:  # they share the device queue with the runs below
+    st.caption(f"Evaluation job {job.id} ({md_escape(job.name)}) is {job.status} at {job.step}% and shares the "
+               "device queue with training runs (one job per device).")
 if not all_runs:
     st.info("No runs yet: configure one on the Train page.")
     st.page_link("app_pages/train.py", label="Open Train", icon=":material/arrow_forward:")

@@ -39,16 +39,19 @@ with st.expander("Options"):
                                "built-in 100 probes)", type=["jsonl"], key="evaluate_general")
     schema = st.file_uploader("A JSON Schema the answers should match (structured output)", type=["json"],
                               key="evaluate_schema")
+    also = st.multiselect("Also evaluate these runs against the same baseline (queued one after another)",
+                          [i for i in by_id if i != run_id and str(i) != baseline], key="evaluate_also",
+                          format_func=lambda i: f"run {i} · {by_id[i].name}")
 
 label = "Evaluate again" if report else "Run the evaluation"
 if st.button(label, type="primary" if not report else "secondary", disabled=job["state"] in runs.ACTIVE,
              key=f"evaluate_start_{run_id}"):
     with shown_as_message():
-        options = EvalOptions(run_id=run_id, baseline=baseline, max_new_tokens=int(max_new), limit=int(limit) or None,
-                              general=str(uploads.stage_upload(general.getvalue(), general.name)) if general else None,
-                              json_schema=str(uploads.stage_upload(schema.getvalue(), schema.name)) if schema
-                              else None)
-        evaluate.queue(options)
+        common = dict(baseline=baseline, max_new_tokens=int(max_new), limit=int(limit) or None,
+                      general=str(uploads.stage_upload(general.getvalue(), general.name)) if general else None,
+                      json_schema=str(uploads.stage_upload(schema.getvalue(), schema.name)) if schema else None)
+        for rid in (run_id, *also):
+            evaluate.queue(EvalOptions(run_id=rid, **common))
         st.rerun()
 
 

@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--detach", action="store_true", help="start (or queue) the run and return")
 
     ev = sub.add_parser("eval", help="compare a run with its base model on its locked test split")
-    ev.add_argument("run", type=int)
+    ev.add_argument("run", type=int, nargs="+", help="one run, or several (queued one after another)")
     ev.add_argument("--json", action="store_true")
     ev.add_argument("--limit", type=int, help="evaluate only the first N test examples")
     ev.add_argument("--max-new-tokens", type=int, default=128)
@@ -341,42 +341,48 @@ def _follow(run_id: int) -> int:
 
 
 def cmd_eval(args) -> int:
-    """Queue the evaluation with the supervisor (it waits for a training run on the same device), follow it, print
-    the report. Ctrl-C cancels it."""
+    """Queue the evaluation of each run with the supervisor (it waits for a training run on the same device), follow
+    them, print the reports. Ctrl-C cancels them."""
     import time
 
     from engine import evaluate, runs
     from engine.eval_job import EvalOptions
 
-    options = EvalOptions(run_id=args.run, baseline=str(args.baseline), limit=args.limit,
-                          max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                          general=str(args.general.resolve()) if args.general else None,
-                          json_schema=str(args.schema.resolve()) if args.schema else None)
-    job = evaluate.queue(options)
-    shown = None
+    jobs = []
+    for run_id in args.run:
+        options = EvalOptions(run_id=run_id, baseline=str(args.baseline), limit=args.limit,
+                              max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                              general=str(args.general.resolve()) if args.general else None,
+                              json_schema=str(args.schema.resolve()) if args.schema else None)
+        jobs.append(evaluate.queue(options))
+    shown: dict[int, str] = {}
     try:
         while True:
             runs.reconcile()
-            job = runs.get_run(job.id)
-            state = evaluate.job_state(job)
-            line = f"[{state['progress']:4.0%}] {state['label']}"
-            if line != shown and not args.json:
-                print(line, file=sys.stderr, flush=True)
-                shown = line
-            if job.status not in runs.ACTIVE:
+            jobs = [runs.get_run(j.id) for j in jobs]
+            for job in jobs:
+                state = evaluate.job_state(job)
+                line = f"[{state['progress']:4.0%}] run {job.target_run_id}: {state['label']}"
+                if line != shown.get(job.id) and not args.json:
+                    print(line, file=sys.stderr, flush=True)
+                    shown[job.id] = line
+            if all(j.status not in runs.ACTIVE for j in jobs):
                 break
             time.sleep(0.5)
     except KeyboardInterrupt:
-        print("Cancelling the evaluation...", file=sys.stderr, flush=True)
-        runs.cancel(job.id)
-        job = runs.wait(job.id, timeout=runs.grace_seconds() + 5)
-    if job.status != "succeeded":
-        print(f"studio: the evaluation {job.status}" + (f": {job.error_message}" if job.error_message else "."),
-              file=sys.stderr)
-        return EXIT_BLOCKING
-    report = evaluate.load_report(runs.get_run(args.run), options.baseline)
-    print(json.dumps(report, indent=2) if args.json else evaluate.render(report))
-    return EXIT_OK
+        print("Cancelling the evaluations...", file=sys.stderr, flush=True)
+        jobs = [runs.wait(runs.cancel(j.id).id, timeout=runs.grace_seconds() + 5) for j in jobs]
+    failed = [j for j in jobs if j.status != "succeeded"]
+    for job in failed:
+        print(f"studio: the evaluation of run {job.target_run_id} {job.status}"
+              + (f": {job.error_message}" if job.error_message else "."), file=sys.stderr)
+    reports = [evaluate.load_report(runs.get_run(j.target_run_id), str(args.baseline)) for j in jobs
+               if j.status == "succeeded"]
+    if args.json:  # one run: its report; several: the list of reports
+        print(json.dumps(reports[0] if len(args.run) == 1 and reports else reports, indent=2))
+    else:
+        print("\n\n".join(evaluate.render(r) for r in reports))
+    return EXIT_BLOCKING if failed else EXIT_OK
 
 
 def cmd_runs(args) -> int:

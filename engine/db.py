@@ -40,14 +40,21 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+_engines_lock = threading.Lock()
+
+
 def get_engine(url: str | None = None) -> Engine:
     url = url or database_url()
-    if url not in _engines:
-        engine = create_engine(url, future=True)
-        if engine.dialect.name == "sqlite":
-            event.listen(engine, "connect", _sqlite_pragmas)
-        migrate(engine)
-        _engines[url] = engine
+    engine = _engines.get(url)
+    if engine is not None:
+        return engine
+    with _engines_lock:  # the first sessions of a fresh dashboard arrive together: one engine, one migration
+        if url not in _engines:
+            engine = create_engine(url, future=True)
+            if engine.dialect.name == "sqlite":
+                event.listen(engine, "connect", _sqlite_pragmas)
+            migrate(engine)
+            _engines[url] = engine
     return _engines[url]
 
 
@@ -65,12 +72,25 @@ def migrate(engine: Engine) -> None:
         return
     from alembic import command
     from alembic.config import Config
+    from filelock import FileLock
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    # Processes opening a fresh SQLite database together (the dashboard and a CLI command) migrate one at a time;
+    # the second finds the schema at HEAD and does nothing.
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    lock = FileLock(f"{database}.migrate.lock") if database and database != ":memory:" else _null()
+    with lock:
+        if current_revision(engine) == HEAD:
+            return
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+
+@contextmanager
+def _null() -> Iterator[None]:
+    yield
 
 
 _factories: dict[tuple, sessionmaker] = {}

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from engine import db
-from engine.tables import User
+from engine.tables import User, now
 
 ROLES = ("admin", "analyst", "reviewer")
 MIN_PASSWORD = 8
@@ -38,16 +38,7 @@ def _hasher():
 
 
 def add_user(name: str, role: str, password: str | None = None, email: str | None = None) -> User:
-    name = (name or "").strip()
-    if not NAME.match(name):
-        raise UserError("A user name is 1-80 letters, digits, dots, dashes, underscores or @, starting with a letter "
-                        "or digit.")
-    if role not in ROLES:
-        raise UserError(f"Unknown role {role!r}; choose one of {', '.join(ROLES)}.")
-    if password is None and not email:
-        raise UserError("A local account needs a password.")
-    if password is not None and len(password) < MIN_PASSWORD:
-        raise UserError(f"The password is too short: use at least {MIN_PASSWORD} characters.")
+    name = _validated(name, role, password, email)
     hashed = _hasher().hash(password) if password is not None else None
     try:
         with db.session() as s:
@@ -60,11 +51,37 @@ def add_user(name: str, role: str, password: str | None = None, email: str | Non
                                                                        else ".")) from None
 
 
+def _validated(name: str, role: str, password: str | None, email: str | None) -> str:
+    """The cleaned user name; UserError with one sentence for a bad name, role or password."""
+    name = (name or "").strip()
+    if not NAME.match(name):
+        raise UserError("A user name is 1-80 letters, digits, dots, dashes, underscores or @, starting with a letter "
+                        "or digit.")
+    if role not in ROLES:
+        raise UserError(f"Unknown role {role!r}; choose one of {', '.join(ROLES)}.")
+    if password is None and not email:
+        raise UserError("A local account needs a password.")
+    if password is not None and len(password) < MIN_PASSWORD:
+        raise UserError(f"The password is too short: use at least {MIN_PASSWORD} characters.")
+    return name
+
+
 def create_first_admin(name: str, password: str) -> User:
-    """The first account of a fresh install; refused once any user exists (no takeover of a running install)."""
+    """The first account of a fresh install; refused once any user exists (no takeover of a running install).
+    One INSERT ... SELECT ... WHERE NOT EXISTS, so two visitors racing on a fresh install cannot both win."""
+    from sqlalchemy import exists, insert, literal
+
+    name = _validated(name, "admin", password, None)
     if has_users():
         raise PermissionDenied("An administrator already exists; sign in instead.")
-    return add_user(name, "admin", password)
+    row = select(literal(name), literal("admin"), literal(_hasher().hash(password)), literal(True), literal(now())) \
+        .where(~exists(select(User.id)))
+    with db.write_session() as s:
+        done = s.execute(insert(User).from_select(["name", "role", "password_hash", "active", "created_at"], row))
+    if done.rowcount != 1:
+        raise PermissionDenied("An administrator already exists; sign in instead.")
+    with db.session() as s:
+        return s.scalar(select(User).where(User.name == name))
 
 
 def verify(name: str, password: str) -> User | None:

@@ -60,3 +60,18 @@ def test_project_rules(ws):
         projects.create_project("x", "poetry")
     with pytest.raises(projects.ProjectError):
         projects.create_project("   ")
+
+
+def test_processes_opening_a_fresh_database_together_migrate_it_once(ws):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {**__import__("os").environ, "STUDIO_HOME": str(ws.root)}
+    procs = [subprocess.Popen([sys.executable, "-m", "engine.cli", "runs", "--json"], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], [err for _, err in outs]
+    con = sqlite3.connect(ws.root / "studio.db")
+    assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [(db.HEAD,)]

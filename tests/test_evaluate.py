@@ -210,6 +210,17 @@ def test_evaluations_queue_one_per_device_and_compare_with_another_run(trained, 
     assert len(rows) == 6
 
 
+def test_the_cli_evaluates_several_runs_one_after_another(trained, second, module_ws):
+    proc = run_studio("eval", trained.id, second.id, "--limit", "2", "--max-new-tokens", "8", "--json",
+                      env_home=module_ws.root, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    reports = json.loads(proc.stdout)
+    assert [r["run"] for r in reports] == [trained.id, second.id] and all(r["n_examples"] == 2 for r in reports)
+    jobs = [j for j in runs.list_runs(trained.project_id, kind="eval") if j.config.get("limit") == 2]
+    first, later = sorted(jobs, key=lambda j: j.id)[-2:]
+    assert later.started_at >= first.finished_at
+
+
 def test_a_baseline_must_share_the_split_and_be_another_finished_run(trained, module_ws):
     from engine.eval_job import EvalOptions
 
@@ -268,7 +279,7 @@ def test_playground_page_shows_both_answers_as_text(trained, module_ws):
     assert any("tokens/s" in c.value for c in at.caption)
 
 
-def test_evaluate_page_sends_an_uploaded_general_set_and_schema_to_the_job(trained, module_ws):
+def test_evaluate_page_sends_an_uploaded_general_set_and_schema_to_the_job(trained, second, module_ws):
     general = "".join(json.dumps({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]})
                       + "\n" for q, a in (("What is 2 + 2?", "4"), ("Capital of France?", "Paris"),
                                           ("Opposite of hot?", "Cold")))
@@ -279,6 +290,7 @@ def test_evaluate_page_sends_an_uploaded_general_set_and_schema_to_the_job(train
     at.file_uploader(key="evaluate_general").set_value(("general.jsonl", general.encode(), "application/jsonl"))
     at.file_uploader(key="evaluate_schema").set_value(("schema.json", schema.encode(), "application/json"))
     at.number_input(key="evaluate_limit").set_value(4)
+    at.multiselect(key="evaluate_also").set_value([second.id])  # and a second run, queued after the first
     at.run()
     next(b for b in at.button if b.label in ("Run the evaluation", "Evaluate again")).click().run()
     assert not at.exception and not at.error
@@ -289,6 +301,9 @@ def test_evaluate_page_sends_an_uploaded_general_set_and_schema_to_the_job(train
     assert _wait_job(job.id).status == "succeeded"
     report = evaluate.load_report(trained)
     assert report["n_examples"] == 4 and report["forgetting"]["probes"] == 3
+    other = evaluate.latest_job(second.id)
+    assert other.config["limit"] == 4 and _wait_job(other.id).status == "succeeded"
+    assert evaluate.load_report(second)["forgetting"]["probes"] == 3
     assert report["metrics"]["schema_valid"]["base"] == 0.0  # no answer of the demo model is a JSON object
 
 

@@ -340,3 +340,23 @@ def test_the_notebook_shows_the_latest_win_rate(ws):
     assert not at.exception
     win = next(m for m in at.metric if m.label == "Fine-tuned win rate")
     assert win.value == "50%" and "over 6 votes" in win.delta
+
+
+def test_only_one_first_admin_even_when_two_visitors_race(ws):
+    results: list = []
+
+    def attempt(name: str) -> None:
+        try:
+            results.append(users.create_first_admin(name, "a long password"))
+        except users.PermissionDenied as err:
+            results.append(err)
+
+    threads = [threading.Thread(target=attempt, args=(f"first{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    admins = [r for r in results if not isinstance(r, Exception)]
+    assert len(admins) == 1 and len(users.list_users()) == 1 and admins[0].role == "admin"
+    with pytest.raises(users.UserError, match="too short"):
+        users.create_first_admin("x", "short")

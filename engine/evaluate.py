@@ -136,7 +136,7 @@ def evaluate_run(options, progress: Progress | None = None) -> dict:
     outputs, nll, train_nll, probe_answers, text_nll = {}, {}, {}, {}, {}
     for k, (name, model_id, adapter) in enumerate(models):
         step(0.05 + 0.45 * k, f"Loading the {name} model")
-        model, tokenizer = generation.load(model_id, adapter)
+        model, tokenizer = generation.load(model_id, adapter, merge=True)
 
         def report(done: int, total: int, k=k, name=name) -> None:
             step(0.05 + 0.45 * k + 0.3 * done / total, f"{name}: {done}/{total} answers")

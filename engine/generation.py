@@ -23,8 +23,11 @@ class Answer:
     confidence: float | None = None  # mean probability of the model's own answer tokens (when asked for)
 
 
-def load(base_model: str, adapter: Path | str | None = None, device: str | None = None):
-    """(model, tokenizer) ready for generation: eval mode, left padding, the adapter applied when given."""
+def load(base_model: str, adapter: Path | str | None = None, device: str | None = None, merge: bool = False):
+    """(model, tokenizer) ready for generation: eval mode, left padding, the adapter applied when given.
+
+    merge=True folds a LoRA adapter into the base weights, as a merged model would be served: the evaluation then
+    measures serving latency, not the adapter's extra matrix products. Other adapters stay as they are."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -39,6 +42,8 @@ def load(base_model: str, adapter: Path | str | None = None, device: str | None 
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(adapter))
+        if merge and str(getattr(model.peft_config.get("default"), "peft_type", "")).endswith("LORA"):
+            model = model.merge_and_unload()
     elif adapter is not None:  # a full fine-tune: the folder is the model
         model = AutoModelForCausalLM.from_pretrained(str(adapter), dtype=dtype)
     model.to(device).eval()

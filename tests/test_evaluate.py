@@ -317,3 +317,15 @@ def test_job_progress_reads_the_fraction_and_estimates_the_time_left(tmp_path):
         + "\n")
     fraction, label = read_progress(tmp_path)
     assert fraction == 0.25 and label == "base: 8/32 · about 1 min 30 s left"  # 30 s for a quarter: 90 s to go
+
+
+def test_a_merged_lora_answers_like_the_adapter(trained):
+    from engine import generation
+
+    final = runs.run_path(trained) / "final"
+    prompts = [generation.prompt_of(c) for c in evaluate.test_conversations(trained, limit=6)]
+    merged, tok = generation.load(trained.config["base_model"], final, merge=True)
+    adapter, _ = generation.load(trained.config["base_model"], final)
+    assert not hasattr(merged, "peft_config") and hasattr(adapter, "peft_config")  # the LoRA is folded in
+    assert [a.text for a in generation.generate(merged, tok, prompts, max_new_tokens=24)] == \
+        [a.text for a in generation.generate(adapter, tok, prompts, max_new_tokens=24)]

@@ -360,3 +360,17 @@ def test_only_one_first_admin_even_when_two_visitors_race(ws):
     assert len(admins) == 1 and len(users.list_users()) == 1 and admins[0].role == "admin"
     with pytest.raises(users.UserError, match="too short"):
         users.create_first_admin("x", "short")
+
+
+def test_with_oidc_configured_visitors_get_the_provider_sign_in(ws):
+    from streamlit.testing.v1 import AppTest
+
+    user_of("admin")  # local accounts exist, but OIDC replaces the password form
+    at = AppTest.from_file("../app.py", default_timeout=60)
+    at.secrets["auth"] = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32,
+                          "client_id": "studio", "client_secret": "s",
+                          "server_metadata_url": "https://idp.example/.well-known/openid-configuration"}
+    at.run()
+    assert not at.exception
+    assert [b.label for b in at.button] == ["Sign in"] and not at.text_input  # no local password form
+    assert any("organization's account" in m.value for m in at.markdown)

@@ -108,6 +108,20 @@ def _parser() -> argparse.ArgumentParser:
 
     review_p = sub.add_parser("review", help="human review campaigns")
     review_sub = review_p.add_subparsers(dest="review_command", required=True)
+    create = review_sub.add_parser("create", help="a review campaign over a run's stored evaluation outputs")
+    create.add_argument("run", type=int)
+    create.add_argument("--kind", choices=["rating", "pairwise"], default="rating")
+    create.add_argument("--reviewers", required=True, help="comma-separated user names")
+    create.add_argument("--sample", type=int, default=150, help="examples to review (default 150)")
+    create.add_argument("--overlap", type=int, default=2, help="reviewers per item (default 2)")
+    create.add_argument("--baseline", default="base", help='the evaluation to review: "base" or a run id')
+    create.add_argument("--per-criterion", action="store_true", help="pairwise: also vote per criterion")
+    create.add_argument("--gold", default="", help='known answers, e.g. "3:finetuned,7:tie" or "3:5"')
+    create.add_argument("--name")
+    create.add_argument("--seed", type=int, default=0)
+    results = review_sub.add_parser("results", help="a campaign's statistics (ratings or pairwise)")
+    results.add_argument("campaign", type=int)
+    results.add_argument("--json", action="store_true")
     exp = review_sub.add_parser("export", help="a campaign's ratings as CSV or JSON (model names included)")
     exp.add_argument("campaign", type=int)
     exp.add_argument("--format", choices=["csv", "json"], default="csv")
@@ -449,8 +463,39 @@ def cmd_users(args) -> int:
 
 
 def cmd_review(args) -> int:
-    from engine import review, users
+    from engine import review, review_stats, users
 
+    if args.review_command == "create":
+        names = [n.strip() for n in args.reviewers.split(",") if n.strip()]
+        known = {u.name: u.id for u in users.list_users()}
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise UsageError(f"No such user: {', '.join(missing)} (add them with `studio users add`).")
+        made = review.create_campaign(users.SYSTEM, args.run, args.kind, [known[n] for n in names], args.sample,
+                                      args.overlap, args.baseline, args.name, args.per_criterion,
+                                      review.parse_gold(args.gold, args.kind), args.seed)
+        total = sum(p["total"] for p in review.progress(users.SYSTEM, made.id))
+        print(f"Campaign {made.id} created: {total} items across {len(names)} reviewers.")
+        return EXIT_OK
+    if args.review_command == "results":
+        result = review_stats.campaign_results(users.SYSTEM, args.campaign)
+        if args.json:
+            print(json.dumps(result, indent=2, default=str))
+        elif result["kind"] == "pairwise":
+            print(result["verdict"])
+            if result["n"]:
+                print(f"  {result['wins']} wins, {result['losses']} losses, {result['ties']} ties, "
+                      f"{result['both_bad']} both bad; sign test p = {result['sign_test_p']}")
+        else:
+            print(f"{result['n_ratings']} ratings from {len(result['reviewers'])} reviewers.")
+            for c, e in result["criteria"].items():
+                b, f = e["models"]["base"], e["models"]["finetuned"]
+                if b["mean"] is None or f["mean"] is None:
+                    continue
+                print(f"  {c:<12} base {b['mean']:.2f} [{b['ci_low']:.2f}, {b['ci_high']:.2f}]  fine-tuned "
+                      f"{f['mean']:.2f} [{f['ci_low']:.2f}, {f['ci_high']:.2f}]  alpha "
+                      f"{'-' if e['alpha'] is None else format(e['alpha'], '.3f')} ({e['band'] or 'not enough overlap'})")
+        return EXIT_OK
     text = review.export(users.SYSTEM, args.campaign, args.format)
     if args.out:
         args.out.write_text(text, encoding="utf-8", newline="")

@@ -374,3 +374,20 @@ def test_with_oidc_configured_visitors_get_the_provider_sign_in(ws):
     assert not at.exception
     assert [b.label for b in at.button] == ["Sign in"] and not at.text_input  # no local password form
     assert any("organization's account" in m.value for m in at.markdown)
+
+
+def test_campaigns_from_the_cli(ws):
+    run_id = evaluated_run(ws, 10)
+    revs = reviewers(2)
+    proc = run_studio("review", "create", run_id, "--kind", "pairwise", "--reviewers", "rev00,rev01", "--sample",
+                      "5", "--overlap", "2", "--gold", "2:finetuned", env_home=ws.root)
+    assert proc.returncode == 0, proc.stderr
+    # seed 0 samples examples 1, 3, 5, 7 and 10; gold example 2 is added: 6 items, each for both reviewers
+    assert proc.stdout.strip() == "Campaign 1 created: 12 items across 2 reviewers."
+    for r in revs:
+        for e in review.queue(r, 1):
+            review.submit(r, e.assignment_id, vote="tie")
+    out = json.loads(run_studio("review", "results", "1", "--json", env_home=ws.root).stdout)
+    assert out["n"] == 12 and out["ties"] == 12 and out["win_rate"] == 0.5 and len(out["gold"]) == 2
+    bad = run_studio("review", "create", run_id, "--reviewers", "rev00,nobody", env_home=ws.root)
+    assert bad.returncode == 2 and "No such user: nobody" in bad.stderr

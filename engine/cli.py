@@ -492,9 +492,10 @@ def cmd_review(args) -> int:
                 b, f = e["models"]["base"], e["models"]["finetuned"]
                 if b["mean"] is None or f["mean"] is None:
                     continue
+                alpha = "-" if e["alpha"] is None else f"{e['alpha']:.3f}"
                 print(f"  {c:<12} base {b['mean']:.2f} [{b['ci_low']:.2f}, {b['ci_high']:.2f}]  fine-tuned "
-                      f"{f['mean']:.2f} [{f['ci_low']:.2f}, {f['ci_high']:.2f}]  alpha "
-                      f"{'-' if e['alpha'] is None else format(e['alpha'], '.3f')} ({e['band'] or 'not enough overlap'})")
+                      f"{f['mean']:.2f} [{f['ci_low']:.2f}, {f['ci_high']:.2f}]  alpha {alpha} "
+                      f"({e['band'] or 'not enough overlap'})")
         return EXIT_OK
     text = review.export(users.SYSTEM, args.campaign, args.format)
     if args.out:

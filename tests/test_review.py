@@ -391,3 +391,17 @@ def test_campaigns_from_the_cli(ws):
     assert out["n"] == 12 and out["ties"] == 12 and out["win_rate"] == 0.5 and len(out["gold"]) == 2
     bad = run_studio("review", "create", run_id, "--reviewers", "rev00,nobody", env_home=ws.root)
     assert bad.returncode == 2 and "No such user: nobody" in bad.stderr
+
+
+def test_rating_results_print_from_the_cli(ws):
+    run_id = evaluated_run(ws, 4)
+    admin, revs = user_of("admin"), reviewers(2)
+    campaign = review.create_campaign(admin, run_id, "rating", [r.id for r in revs], sample_size=4, overlap=2)
+    for k, r in enumerate(revs):
+        for e in review.queue(r, campaign.id):
+            review.submit(r, e.assignment_id, scores=dict.fromkeys(review.CRITERIA, 3 + (e.position + k) % 3))
+    proc = run_studio("review", "results", campaign.id, env_home=ws.root)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "16 ratings from 2 reviewers." and lines[1].startswith("  accuracy     base ")
+    assert "alpha" in lines[1] and len(lines) == 6

@@ -66,9 +66,10 @@ if c1.button("Send disagreements to one more reviewer", key="review_escalate"):
     with shown_as_message():
         sent = review.escalate(user, cid)
         st.success(f"{sent} item{'s' if sent != 1 else ''} sent to one more reviewer.")
-c2.download_button("Export CSV", review.export(user, cid, "csv"), file_name=f"campaign-{cid}.csv", mime="text/csv",
-                   key="review_csv")
-c3.download_button("Export JSON", review.export(user, cid, "json"), file_name=f"campaign-{cid}.json",
+# the export is built when the button is pressed, not on every page load
+c2.download_button("Export CSV", lambda: review.export(user, cid, "csv"), file_name=f"campaign-{cid}.csv",
+                   mime="text/csv", key="review_csv")
+c3.download_button("Export JSON", lambda: review.export(user, cid, "json"), file_name=f"campaign-{cid}.json",
                    mime="application/json", key="review_json")
 
 results = review_stats.campaign_results(user, cid)

@@ -97,6 +97,14 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--schema", type=Path, help="a JSON Schema file the answers should match (structured output)")
     ev.add_argument("--batch-size", type=int, default=16)
 
+    versions = sub.add_parser("versions", help="list dataset versions (the ids `studio export` takes)")
+    versions.add_argument("--project", help="only this project's versions")
+    versions.add_argument("--json", action="store_true")
+    export = sub.add_parser("export", help="write a dataset version as OpenAI JSONL or a `datasets` folder")
+    export.add_argument("version", type=int)
+    export.add_argument("--format", choices=["jsonl", "hf"], default="jsonl")
+    export.add_argument("--out", type=Path, required=True, help="the file (jsonl) or folder (hf) to write")
+
     users_p = sub.add_parser("users", help="local accounts: add or list users")
     users_sub = users_p.add_subparsers(dest="users_command", required=True)
     add = users_sub.add_parser("add", help="create a local account (the password is asked for)")
@@ -442,6 +450,37 @@ def cmd_resume(args) -> int:
     return EXIT_OK
 
 
+def cmd_versions(args) -> int:
+    from engine import datasets, projects
+
+    chosen = [projects.ensure_project(args.project)] if args.project else projects.list_projects()
+    rows = [{"id": v.id, "project": p.name, "version": v.version, "name": v.name, "records": v.records,
+             "parent_id": v.parent_id, "sha256": v.sha256} for p in chosen for v in datasets.list_versions(p.id)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("No dataset versions yet.")
+    else:
+        for r in rows:
+            print(f"{r['id']:>4}  {r['project']:<20} v{r['version']:<3} {r['records']:>8,} records  {r['name']}")
+    return EXIT_OK
+
+
+def cmd_export(args) -> int:
+    from engine import datasets
+
+    version = datasets.get_version(args.version)
+    out = args.out.resolve()
+    if out.exists() and (out.is_dir() and any(out.iterdir()) or out.is_file()):
+        raise UsageError(f"{out} already exists; choose a new path.")
+    if args.format == "jsonl":
+        datasets.export_jsonl(version, out)
+    else:
+        datasets.export_hf_dataset(version, out)
+    print(f"Wrote version {version.id} (v{version.version} of {version.name}) to {out}.")
+    return EXIT_OK
+
+
 def cmd_users(args) -> int:
     from engine import users
 
@@ -529,7 +568,7 @@ def cmd_ab(args) -> int:
 
 _COMMANDS = {"check": cmd_check, "split": cmd_split, "demo-model": cmd_demo_model, "sample": cmd_sample,
              "ui": cmd_ui, "train": cmd_train, "runs": cmd_runs, "cancel": cmd_cancel, "resume": cmd_resume,
-             "eval": cmd_eval, "users": cmd_users, "review": cmd_review, "ab": cmd_ab}
+             "eval": cmd_eval, "versions": cmd_versions, "export": cmd_export, "users": cmd_users, "review": cmd_review, "ab": cmd_ab}
 
 if __name__ == "__main__":
     sys.exit(main())

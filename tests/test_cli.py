@@ -104,3 +104,26 @@ def test_nothing_written_outside_the_workspace(ws, tmp_path):
     assert proc.returncode == 0
     assert set(tmp_path.iterdir()) - before <= {ws.root}
     assert list(home.iterdir()) == []
+
+
+def test_versions_and_export_from_the_cli(ws, tmp_path):
+    from engine import datasets, projects
+
+    project = projects.create_project("Exported")
+    src = write_jsonl(tmp_path / "src.jsonl", [chat(i) for i in range(5)])
+    version = datasets.import_file(project.id, src, "src.jsonl")
+    listed = json.loads(run_studio("versions", "--json", env_home=ws.root).stdout)
+    assert [(r["id"], r["project"], r["records"]) for r in listed] == [(version.id, "Exported", 5)]
+    out = tmp_path / "out.jsonl"
+    proc = run_studio("export", version.id, "--out", out, env_home=ws.root)
+    assert proc.returncode == 0, proc.stderr
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [chat(i) for i in range(5)]
+    again = run_studio("export", version.id, "--out", out, env_home=ws.root)
+    assert again.returncode == 2 and "already exists" in again.stderr  # never overwritten
+    folder = tmp_path / "hf"
+    assert run_studio("export", version.id, "--format", "hf", "--out", folder, env_home=ws.root).returncode == 0
+    from datasets import load_from_disk
+
+    assert len(load_from_disk(str(folder))) == 5
+    missing = run_studio("export", "99", "--out", tmp_path / "x.jsonl", env_home=ws.root)
+    assert missing.returncode == 2 and missing.stderr.strip() == "studio: There is no dataset version 99."

@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from engine import evaluate, runs, uploads
+from engine import code_checks, evaluate, runs, sandbox, uploads
 from engine.eval_job import EvalOptions
 from ui import session, state
 from ui.errors import shown_as_message
@@ -39,6 +39,16 @@ with st.expander("Options"):
                                "built-in 100 probes)", type=["jsonl"], key="evaluate_general")
     schema = st.file_uploader("A JSON Schema the answers should match (structured output)", type=["json"],
                               key="evaluate_schema")
+    weak = False
+    if project.task_type == "code":
+        level = sandbox.level()
+        if level == "python-level":
+            st.warning(code_checks.DISABLED)
+            weak = st.checkbox("Run code tests without a sandbox anyway (Python-level limits only; the code can read "
+                               "what the studio can read)", key="evaluate_allow_weak")
+        else:
+            st.caption(f"Code tests run in a sandbox ({level}): own PID, mount and network namespaces, a read-only "
+                       "Python, an unprivileged user, CPU and memory limits.")
     also = st.multiselect("Also evaluate these runs against the same baseline (queued one after another)",
                           [i for i in by_id if i != run_id and str(i) != baseline], key="evaluate_also",
                           format_func=lambda i: f"run {i} · {by_id[i].name}")
@@ -49,7 +59,8 @@ if st.button(label, type="primary" if not report else "secondary", disabled=job[
     with shown_as_message():
         common = dict(baseline=baseline, max_new_tokens=int(max_new), limit=int(limit) or None,
                       general=str(uploads.stage_upload(general.getvalue(), general.name)) if general else None,
-                      json_schema=str(uploads.stage_upload(schema.getvalue(), schema.name)) if schema else None)
+                      json_schema=str(uploads.stage_upload(schema.getvalue(), schema.name)) if schema else None,
+                      allow_weak_sandbox=weak)
         for rid in (run_id, *also):
             evaluate.queue(EvalOptions(run_id=rid, **common))
         st.rerun()
@@ -126,6 +137,8 @@ if code:
     st.write(f"Compile checks on {code['compile_checked']} examples (languages with a compiler here: "
              f"{', '.join(code['languages_checked'])}); tests run for {code['with_tests']} examples in a sandbox "
              f"(isolation: {code['isolation']}).")
+    if code.get("tests_disabled"):
+        st.warning(code["tests_disabled"])
     for name in ("base", "finetuned"):
         failures = code.get("test_failures", {}).get(name)
         if failures:

@@ -96,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
                          "trained on the same split")
     ev.add_argument("--schema", type=Path, help="a JSON Schema file the answers should match (structured output)")
     ev.add_argument("--batch-size", type=int, default=16)
+    ev.add_argument("--allow-weak-sandbox", action="store_true",
+                    help="run code tests even without a real sandbox (bubblewrap or unshare); unsafe on shared machines")
 
     versions = sub.add_parser("versions", help="list dataset versions (the ids `studio export` takes)")
     versions.add_argument("--project", help="only this project's versions")
@@ -375,7 +377,8 @@ def cmd_eval(args) -> int:
         options = EvalOptions(run_id=run_id, baseline=str(args.baseline), limit=args.limit,
                               max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                               general=str(args.general.resolve()) if args.general else None,
-                              json_schema=str(args.schema.resolve()) if args.schema else None)
+                              json_schema=str(args.schema.resolve()) if args.schema else None,
+                              allow_weak_sandbox=args.allow_weak_sandbox)
         jobs.append(evaluate.queue(options))
     shown: dict[int, str] = {}
     try:

@@ -48,6 +48,8 @@ class EvalOptions(BaseModel):
     batch_size: int = Field(16, ge=1, le=512)
     general: str | None = Field(None, description="A chat JSONL of general questions for the forgetting check.")
     json_schema: str | None = Field(None, description="A JSON Schema file the answers should match.")
+    allow_weak_sandbox: bool = Field(False, description="Run code tests even where no real sandbox exists (Python-level "
+                                                        "limits only: the code can read what the studio can read).")
     task: str = "chat"
     device: str = "auto"
     name: str = ""

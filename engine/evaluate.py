@@ -167,7 +167,7 @@ def evaluate_run(options, progress: Progress | None = None) -> dict:
         metrics["schema_valid"] = scoring.paired_bootstrap(scoring.schema_metric(schema), base_text, tuned_text, refs)
     code = None
     if task == "code":
-        code = code_report(base_text, tuned_text, extras, step)
+        code = code_report(base_text, tuned_text, extras, step, options.allow_weak_sandbox)
         metrics.update(code.pop("metrics"))
     metrics.update(scoring.compare_speed(outputs["base"], outputs["finetuned"]))
     forgetting_report = forgetting.summarize(probe_answers["base"], probe_answers["finetuned"],
@@ -219,21 +219,23 @@ def gap_report(train_nll: dict, test_nll: dict) -> dict:
 GAP_WARN = 1.25  # warn when the fine-tuned test/train perplexity ratio is surely 25% above the base model's
 
 
-def code_report(base: list[str], tuned: list[str], extras: list[dict], step: Progress) -> dict:
+def code_report(base: list[str], tuned: list[str], extras: list[dict], step: Progress,
+                allow_weak_sandbox: bool = False) -> dict:
     """Compile rate (paired over the answers a compiler can check) and, where examples carry "tests", the share of
-    answers whose code passes them in the sandbox."""
+    answers whose code passes them in the sandbox (not run at all when there is no real sandbox here, unless the
+    weak mode is allowed)."""
     from concurrent.futures import ThreadPoolExecutor
 
     import numpy as np
 
-    from engine import code_checks
+    from engine import code_checks, sandbox
 
     step(0.93, "Compiling the code answers")
     cb = [code_checks.compiles(a) for a in base]
     cf = [code_checks.compiles(a) for a in tuned]
     both = [i for i in range(len(base)) if cb[i] is not None and cf[i] is not None]
     metrics, out = {}, {"languages_checked": code_checks.checkable_languages(), "compile_checked": len(both),
-                        "isolation": code_checks.isolation()}
+                        "isolation": sandbox.level()}
     mean = scoring.MEAN
     if both:
         metrics["compiles"] = scoring.bootstrap_stats(mean.with_name("compiles"),
@@ -241,11 +243,13 @@ def code_report(base: list[str], tuned: list[str], extras: list[dict], step: Pro
                                                       np.array([[cf[i], 1.0] for i in both]))
     with_tests = [i for i, e in enumerate(extras) if isinstance(e.get("tests"), str) and e["tests"].strip()]
     out["with_tests"] = len(with_tests)
-    if with_tests:
+    if with_tests and not code_checks.tests_enabled(allow_weak_sandbox):
+        out["tests_disabled"] = code_checks.DISABLED
+    elif with_tests:
         step(0.95, f"Running the tests of {len(with_tests)} examples in the sandbox")
         jobs = [(a[i], extras[i]["tests"]) for a in (base, tuned) for i in with_tests]
         with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
-            results = list(pool.map(lambda job: code_checks.run_tests(*job), jobs))
+            results = list(pool.map(lambda job: code_checks.run_tests(*job, allow_weak=allow_weak_sandbox), jobs))
         n = len(with_tests)
         pb = np.array([[float(r["passed"]), 1.0] for r in results[:n]])
         pf = np.array([[float(r["passed"]), 1.0] for r in results[n:]])
@@ -290,6 +294,11 @@ def render(report: dict) -> str:
     for name, sig in report.get("signatures", {}).items():
         lines.append(f"  {name} signature: {sig}")
     lines += [f"  note: {n}" for n in report.get("notes", [])]
+    code = report.get("code") or {}
+    if code.get("tests_disabled"):
+        lines.append(f"  note: {code['tests_disabled']}")
+    elif code.get("with_tests"):
+        lines.append(f"  code tests ran in the sandbox at isolation level {code['isolation']}.")
     gap = report.get("train_test_gap")
     if gap:
         f, b = gap["finetuned"], gap["base"]

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import shutil
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
 
 import pytest
 
-from engine import code_checks, evaluate
+from engine import code_checks, evaluate, sandbox
 
 
 def test_python_compiles_through_its_own_parser(tmp_path):
@@ -30,24 +35,104 @@ def test_other_languages_compile_where_their_compiler_is_installed(language, goo
     assert code_checks.compiles(f"```{language}\n{bad}\n```", tmp_path) == 0.0
 
 
-def test_tests_pass_and_fail_in_a_separate_process(tmp_path):
+LEVELS = ["bubblewrap", "unshare"]
+
+
+@pytest.fixture(params=LEVELS)
+def level(request, monkeypatch):
+    """Each real sandbox in turn (bubblewrap, then the unshare fallback), skipped with the reason where it cannot
+    work on this machine."""
+    if not sandbox._probe(request.param):
+        pytest.skip(f"{request.param} cannot build a sandbox on this machine")
+    monkeypatch.setenv("STUDIO_SANDBOX", request.param)
+    return request.param
+
+
+def test_tests_pass_and_fail_in_the_sandbox(level, tmp_path):
     tests = "assert add(2, 3) == 5\nassert add(-1, 1) == 0"
     assert code_checks.run_tests("```python\ndef add(a, b):\n    return a + b\n```", tests, tmp_path)["passed"]
     failed = code_checks.run_tests("def add(a, b):\n    return a - b", tests, tmp_path)
-    assert not failed["passed"] and "AssertionError" in failed["reason"]
+    assert not failed["passed"]
+    assert failed["reason"] == "AssertionError on line 1 of the tests: assert add(2, 3) == 5"
     assert list(tmp_path.iterdir()) == []  # the throw-away folder is gone
 
 
-def test_the_sandbox_stops_endless_loops_memory_hogs_and_network(tmp_path):
+def test_the_sandbox_stops_endless_loops_memory_hogs_and_exits(level, tmp_path):
     looped = code_checks.run_tests("while True:\n    pass", "", tmp_path, timeout=2)
     assert not looped["passed"] and "Timed out" in looped["reason"]
     hog = code_checks.run_tests("x = bytearray(4 * 1024 ** 3)", "", tmp_path)
     assert not hog["passed"] and "MemoryError" in hog["reason"]
-    net = code_checks.run_tests("import socket\nsocket.create_connection(('127.0.0.1', 9), timeout=2)", "", tmp_path)
-    assert not net["passed"]
-    harmless = "{'PATH', 'HOME', 'PWD', 'OLDPWD', 'SHLVL', '_', 'LC_CTYPE'}"  # set by sh and Python themselves
-    env = code_checks.run_tests(f"import os\nassert set(os.environ) <= {harmless}", "", tmp_path)
-    assert env["passed"], env  # the test process gets an empty environment (no keys, no tokens)
+    early = code_checks.run_tests("import os\nos._exit(0)", "assert False", tmp_path)
+    assert not early["passed"], early  # leaving before the tests ran is not a pass
+    env = code_checks.run_tests("import os\nassert set(os.environ) <= {'PATH', 'HOME'}", "", tmp_path)
+    assert env["passed"], env  # no keys, no tokens, nothing of the studio's environment
+
+
+def test_hostile_code_is_refused_everything_and_leaks_nothing(level, ws, tmp_path):
+    """The attacks a model answer could make on the machine that evaluates it. Each answer succeeds only if the
+    attack works (its test asserts the stolen value), so a pass would be a hole."""
+    secret = f"studio-secret-{uuid.uuid4().hex}"
+    database = ws.root / "studio.db"
+    database.write_text(secret)
+    home_file = Path.home() / f".studio-sandbox-probe-{uuid.uuid4().hex[:8]}"
+    home_file.write_text(secret)
+    victim = subprocess.Popen(["sleep", "120"], start_new_session=True)  # stands for the dashboard
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(0.5)
+    port = listener.getsockname()[1]
+    outside = [ws.root / "escaped.txt", tmp_path / "escaped.txt", Path("/tmp") / f"escaped-{uuid.uuid4().hex[:8]}"]
+    steal = "data = open({!r}).read()"
+    attacks = {
+        "studio database": (steal.format(str(database)), f"assert {secret!r} in data"),
+        "/etc/shadow": (steal.format("/etc/shadow"), "assert data"),
+        "a file in $HOME": (steal.format(str(home_file)), f"assert {secret!r} in data"),
+        "other processes in /proc": ("import os\npids = [p for p in os.listdir('/proc') if p.isdigit()]",
+                                     f"assert {str(victim.pid)!r} in pids or len(pids) > 3"),
+        "kill the parent": (f"import os, signal\nos.kill({victim.pid}, signal.SIGKILL)", ""),
+        "kill every process": ("import os, signal\nos.kill(-1, signal.SIGKILL)", "assert False"),
+        "fork bomb": ("import os\nwhile True:\n    os.fork()", ""),
+        "a socket": (f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)", ""),
+        "write outside": ("\n".join(f"open({str(p)!r}, 'w').write('x')" for p in outside), ""),
+        "secrets in the error": (steal.format(str(database)) + "\nraise ValueError(data)", ""),
+        "printed secrets": (f"print({secret!r})\nraise SystemExit(1)", ""),
+    }
+    try:
+        for name, (code, tests) in attacks.items():
+            started = time.monotonic()
+            result = code_checks.run_tests(code, tests, tmp_path / "work", timeout=10)
+            assert not result["passed"], f"{name}: {result}"
+            assert secret not in result["reason"], name
+            assert time.monotonic() - started < 15, name
+            assert victim.poll() is None, f"{name} killed a process outside the sandbox"
+        with pytest.raises(OSError):
+            listener.accept()  # nothing ever connected
+        assert not any(p.exists() for p in outside)
+        assert "studio-secret" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        deadline = time.monotonic() + 5  # the kernel kills a PID namespace's processes when its first one ends
+        while (leftovers := subprocess.run(["pgrep", "-u", "65534"], capture_output=True, text=True).stdout.split()):
+            assert time.monotonic() < deadline, f"sandboxed processes outlived their check: {leftovers}"
+            time.sleep(0.1)
+    finally:
+        victim.kill()
+        listener.close()
+        home_file.unlink()
+
+
+def test_without_a_sandbox_code_tests_are_disabled_unless_allowed(ws, monkeypatch):
+    monkeypatch.setenv("STUDIO_SANDBOX", "python-level")
+    with pytest.raises(code_checks.SandboxUnavailable, match="bubblewrap"):
+        code_checks.run_tests("def f():\n    return 1", "assert f() == 1")
+    weak = code_checks.run_tests("def f():\n    return 1", "assert f() == 1", allow_weak=True)
+    assert weak["passed"]
+    report = evaluate.code_report(["def f(): return 2"], ["def f(): return 1"], [{"tests": "assert f() == 1"}],
+                                  lambda f, label: None)
+    assert report["tests_disabled"] == code_checks.DISABLED and "tests_pass" not in report["metrics"]
+    assert report["isolation"] == "python-level"
+    allowed = evaluate.code_report(["def f(): return 2"], ["def f(): return 1"], [{"tests": "assert f() == 1"}],
+                                   lambda f, label: None, allow_weak_sandbox=True)
+    assert allowed["metrics"]["tests_pass"]["finetuned"] == 1.0
 
 
 def test_code_report_compares_compile_and_test_pass_rates(ws):
@@ -59,17 +144,3 @@ def test_code_report_compares_compile_and_test_pass_rates(ws):
     assert m["compiles"]["base"] == pytest.approx(2 / 3) and m["compiles"]["finetuned"] == 1.0
     assert m["tests_pass"]["base"] == 0.0 and m["tests_pass"]["finetuned"] == 1.0
     assert report["with_tests"] == 2 and len(report["test_failures"]["base"]) == 2
-
-
-def test_the_sandbox_writes_only_in_its_own_folder(tmp_path):
-    level = code_checks.isolation()
-    assert level in ("namespace+read-only", "namespace", "python-level")
-    work = tmp_path / "work"
-    inside = code_checks.run_tests("open('here.txt', 'w').write('x')\nassert open('here.txt').read() == 'x'", "",
-                                   work)
-    assert inside["passed"], inside
-    outside = tmp_path / "escaped.txt"
-    result = code_checks.run_tests(f"open({str(outside)!r}, 'w').write('x')", "", work)
-    if level == "namespace+read-only":  # the level this machine and CI have; the README documents the others
-        assert not result["passed"] and "Read-only file system" in result["reason"]
-        assert not outside.exists()

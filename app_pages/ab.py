@@ -8,6 +8,7 @@ import streamlit as st
 from engine import ab_traffic, review, review_stats, uploads
 from ui import session, state
 from ui.errors import shown_as_message
+from ui.text import md_escape, plot_text
 
 user = session.require("analyst", "admin")
 project = state.require_project()
@@ -84,7 +85,7 @@ if log is not None:
                                     treatment.strip() or None)
         decision = result["decision"]
         box = {"ship": st.success, "keep collecting": st.info, "do not ship": st.error}[decision]
-        box(f"Decision: {decision}. " + " ".join(result["reasons"]))
+        box(md_escape(f"Decision: {decision}. " + " ".join(result["reasons"])))
         n, s = result["n"], result["srm"]
         st.write(f"Users: control {n['control']:,}, treatment {n['treatment']:,}; observed treatment share "
                  f"{s['observed_share']:.2%} against {s['expected_share']:.0%} planned (sample-ratio test "
@@ -98,7 +99,7 @@ if log is not None:
                    "treatment / control - 1 (delta-method interval in the JSON and CLI output).")
         g = {k: v for k, v in result["guardrails"].items() if k != "breached"}
         if g:
-            st.caption("Guardrails: " + ", ".join(f"{k} {v:.4g}" for k, v in g.items()))
+            st.caption(md_escape("Guardrails: " + ", ".join(f"{k} {v:.4g}" for k, v in g.items())))
         points = result["cumulative"]
         if points:
             fig = go.Figure()
@@ -108,7 +109,7 @@ if log is not None:
                                      fill="tonexty", fillcolor="rgba(37,99,235,0.15)", line=dict(width=0),
                                      name="95% interval"))
             fig.add_trace(go.Scatter(x=[p["until"] for p in points], y=[100 * p["relative_lift"] for p in points],
-                                     mode="lines+markers", name=f"lift of {result['primary']}",
+                                     mode="lines+markers", name=plot_text(f"lift of {result['primary']}"),
                                      line=dict(color="#2563eb")))
             fig.add_hline(y=0, line_dash="dash", line_color="#9ca3af")
             fig.update_layout(title="Cumulative lift over time (%)", height=320, margin=dict(l=10, r=10, t=40, b=10))

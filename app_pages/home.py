@@ -8,10 +8,11 @@ from engine import datasets, evaluate, review_stats, runs, split
 from engine.quality import cached_report
 from engine.run_summary import summarize
 from ui import session, state
+from ui.text import md_escape
 
 user = session.require("analyst", "admin")  # reviewers and visitors never run this page
 project = state.require_project()
-st.title(project.name)
+st.title(md_escape(project.name))
 st.caption(f"Task: {project.task_type}. Each cell below is a step of the fine-tuning flow; open it to work on it.")
 
 versions = datasets.list_versions(project.id)

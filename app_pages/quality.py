@@ -9,6 +9,7 @@ from ui import session, state
 from ui.errors import shown_as_message
 from ui.findings import render_finding
 from ui.progress import progress_bar
+from ui.text import md_escape
 
 session.require("analyst", "admin")  # reviewers and visitors never run this page
 project = state.require_project()
@@ -31,7 +32,7 @@ with st.expander("Check settings"):
 options = CheckOptions(max_length=int(max_length), tokenizer=tokenizer.strip() or None, task=project.task_type)
 
 if message := st.session_state.pop("quality_last_fix", None):
-    st.success(message)
+    st.success(md_escape(message))
 
 with shown_as_message():
     with progress_bar("Checking the data") as report_progress:

@@ -76,7 +76,7 @@ def render(run_id: int) -> None:
     eta = f" · about {timedelta(seconds=int(summary.eta_seconds))} left" if summary.eta_seconds else ""
     st.progress(summary.progress, text=f"{run.status} · step {run.step}/{run.max_steps or '?'}{eta}")
     if run.error_message:
-        (st.error if run.status == "failed" else st.info)(run.error_message)
+        (st.error if run.status == "failed" else st.info)(md_escape(run.error_message))
     if summary.alarm:
         st.warning(summary.alarm)
     for note in summary.notes:

@@ -79,7 +79,7 @@ else:
     f2.metric("Context", f"{facts.context:,}" if facts.context else "?")
     f3.metric("Commercial use", {True: "allowed", False: "not allowed", None: "see license"}[facts.commercial])
     if facts.license:
-        st.caption(f"License: {facts.license}")
+        st.caption(md_escape(f"License: {facts.license}"))
 
 # 3. Technique and hyper-parameters ---------------------------------------------------------------------------------
 st.subheader("3 · Technique and settings")

@@ -3,9 +3,10 @@
 import pandas as pd
 import streamlit as st
 
-from engine import users
+from engine import throttle, users
 from ui import session
 from ui.errors import shown_as_message
+from ui.text import md_escape
 
 admin = session.require("admin")
 st.title("Users")
@@ -22,4 +23,22 @@ with st.form("users_add", clear_on_submit=True):
         with shown_as_message():
             session.require("admin")
             made = users.add_user(name, role, password)
-            st.success(f"Added {made.name} ({made.role}).")
+            st.success(md_escape(f"Added {made.name} ({made.role})."))
+
+st.subheader("Sign-in attempts")
+st.caption("The latest attempts with their address (passwords are never stored). After 3 failures an account or an "
+           "address must wait longer between attempts; after 10 it is locked for 15 minutes.")
+attempts = throttle.recent()
+if attempts:
+    st.dataframe(pd.DataFrame([{"time": a.at, "user name": a.user_name, "address": a.address, "outcome": a.outcome}
+                               for a in attempts]), hide_index=True, width="stretch")
+    locked = sorted({a.user_name for a in attempts if a.outcome in ("wrong", "throttled", "locked")})
+    if locked:
+        with st.form("users_unlock"):
+            who = st.selectbox("Clear the failed attempts of", locked, key="users_unlock_name")
+            if st.form_submit_button("Unlock"):
+                with shown_as_message():
+                    session.require("admin")
+                    st.success(f"Cleared {throttle.unlock(who)} failed attempts.")
+else:
+    st.caption("No sign-in attempts yet.")

@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     ui = sub.add_parser("ui", help="start the dashboard")
     ui.add_argument("--demo", action="store_true", help="seed the demo project, sample data and demo model first")
     ui.add_argument("--port", type=int, default=8501)
+    ui.add_argument("--address", help="the interface to listen on (default 127.0.0.1: this machine only; 0.0.0.0 "
+                                      "opens it to the network, put a TLS reverse proxy in front)")
     ui.add_argument("--headless", action="store_true", help="do not open a browser")
 
     def data_args(sp):
@@ -115,6 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--email", help="also match this email when Streamlit's OIDC sign-in is configured")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin (scripts)")
     users_sub.add_parser("list", help="list active users and their roles")
+    unlock = users_sub.add_parser("unlock", help="clear an account's failed sign-ins (after a lockout)")
+    unlock.add_argument("name")
 
     review_p = sub.add_parser("review", help="human review campaigns")
     review_sub = review_p.add_subparsers(dest="review_command", required=True)
@@ -311,9 +315,17 @@ def cmd_ui(args) -> int:
         demo.ensure_demo()
     app = Path(__file__).resolve().parent.parent / "app.py"
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port)]
+    if args.address:
+        cmd += ["--server.address", args.address]  # else .streamlit/config.toml's 127.0.0.1
     if args.headless:
         cmd += ["--server.headless", "true"]
     print(f"Workspace: {current().root}", flush=True)
+    from engine import users
+
+    token = users.new_setup_token()
+    if token:
+        print("No administrator yet: open the dashboard in a browser on this machine to create one, or from another "
+              f"machine with this one-time setup token: {token}", flush=True)
     os.environ["STUDIO_HOME"] = str(current().root)  # absolute: the working directory changes below
     os.chdir(app.parent)  # .streamlit/config.toml is read from the working directory
     os.execv(sys.executable, cmd)
@@ -490,6 +502,12 @@ def cmd_users(args) -> int:
     if args.users_command == "list":
         for u in users.list_users():
             print(f"{u.name:<24} {u.role:<9} {u.email or ''}")
+        return EXIT_OK
+    if args.users_command == "unlock":
+        from engine import throttle
+
+        cleared = throttle.unlock(args.name)
+        print(f"Cleared {cleared} failed sign-in{'s' if cleared != 1 else ''} of {args.name}.")
         return EXIT_OK
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")

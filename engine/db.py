@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine import workspace
 
-HEAD = "0004"  # the newest migration; a test checks it matches engine/migrations/versions
+HEAD = "0005"  # the newest migration; a test checks it matches engine/migrations/versions
 BUSY_TIMEOUT_MS = 15000
 _engines: dict[str, Engine] = {}
 _write_locks: dict[str, threading.Lock] = {}
@@ -43,6 +43,13 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 _engines_lock = threading.Lock()
 
 
+def _create_private(path: str) -> None:
+    """Create the SQLite file readable by its owner only (it holds password hashes); SQLite gives its -wal and -shm
+    files the same permissions."""
+    if path and path != ":memory:" and not os.path.exists(path):
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
 def get_engine(url: str | None = None) -> Engine:
     url = url or database_url()
     engine = _engines.get(url)
@@ -52,6 +59,7 @@ def get_engine(url: str | None = None) -> Engine:
         if url not in _engines:
             engine = create_engine(url, future=True)
             if engine.dialect.name == "sqlite":
+                _create_private(engine.url.database)
                 event.listen(engine, "connect", _sqlite_pragmas)
             migrate(engine)
             _engines[url] = engine

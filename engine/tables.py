@@ -169,3 +169,23 @@ class Rating(Base):
     criterion_votes: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # criterion -> base|finetuned|tie
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
+class SigninAttempt(Base):
+    """One sign-in attempt: who was named, from which address, and what happened (never the password)."""
+    __tablename__ = "signin_attempts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, index=True)
+    user_name: Mapped[str] = mapped_column(String(80), index=True)
+    address: Mapped[str] = mapped_column(String(64), index=True)
+    outcome: Mapped[str] = mapped_column(String(16))  # ok | wrong | throttled | locked
+
+
+class SetupToken(Base):
+    """The one-time token `studio ui` prints on a fresh install: creating the first administrator from another
+    machine needs it. Only its SHA-256 is stored."""
+    __tablename__ = "setup_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -12,11 +12,11 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from engine import db
-from engine.tables import User, now
+from engine.tables import SetupToken, User, now
 
 ROLES = ("admin", "analyst", "reviewer")
 MIN_PASSWORD = 8
@@ -66,14 +66,62 @@ def _validated(name: str, role: str, password: str | None, email: str | None) ->
     return name
 
 
-def create_first_admin(name: str, password: str) -> User:
-    """The first account of a fresh install; refused once any user exists (no takeover of a running install).
-    One INSERT ... SELECT ... WHERE NOT EXISTS, so two visitors racing on a fresh install cannot both win."""
+SETUP_TOKEN_HOURS = 24
+
+
+def new_setup_token() -> str | None:
+    """A one-time token for creating the first administrator from another machine (printed by `studio ui`); None
+    once any user exists. Only its hash is stored; a new token replaces the old one."""
+    import secrets
+
+    if has_users():
+        return None
+    token = secrets.token_urlsafe(16)
+    with db.write_session() as s:
+        s.execute(delete(SetupToken))
+        s.add(SetupToken(token_sha256=_sha256(token), created_at=now()))
+    return token
+
+
+def _sha256(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _take_setup_token(token: str | None) -> bool:
+    """Use the token once: True when it is the current, unused, unexpired one."""
+    from datetime import timedelta
+
+    if not token:
+        return False
+    with db.write_session() as s:
+        row = s.scalar(select(SetupToken).where(SetupToken.token_sha256 == _sha256(token.strip()),
+                                                SetupToken.used_at.is_(None)))
+        if row is None or now() - _aware(row.created_at) > timedelta(hours=SETUP_TOKEN_HOURS):
+            return False
+        row.used_at = now()
+    return True
+
+
+def _aware(value):
+    from datetime import timezone
+
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def create_first_admin(name: str, password: str, local: bool = False, token: str | None = None) -> User:
+    """The first account of a fresh install; refused once any user exists (no takeover of a running install), and
+    from another machine unless it brings the setup token `studio ui` printed. One INSERT ... SELECT ... WHERE NOT
+    EXISTS, so two visitors racing on a fresh install cannot both win."""
     from sqlalchemy import exists, insert, literal
 
     name = _validated(name, "admin", password, None)
     if has_users():
         raise PermissionDenied("An administrator already exists; sign in instead.")
+    if not local and not _take_setup_token(token):
+        raise PermissionDenied("From another machine the administrator needs the setup token that `studio ui` "
+                               "printed (or run `studio users add NAME --role admin` on the server).")
     row = select(literal(name), literal("admin"), literal(_hasher().hash(password)), literal(True), literal(now())) \
         .where(~exists(select(User.id)))
     with db.write_session() as s:
@@ -82,6 +130,27 @@ def create_first_admin(name: str, password: str) -> User:
         raise PermissionDenied("An administrator already exists; sign in instead.")
     with db.session() as s:
         return s.scalar(select(User).where(User.name == name))
+
+
+class SignInRefused(UserError):
+    """Wrong name or password, or too many failed attempts (the sentence says when to try again)."""
+
+
+def sign_in(name: str, password: str, address: str | None) -> User:
+    """The user, after the throttle allowed the attempt and the password matched; SignInRefused otherwise. Every
+    attempt is recorded with its address (never the password)."""
+    from engine import throttle
+
+    name, address = (name or "").strip(), address or "local"
+    try:
+        throttle.check(name, address)
+    except throttle.Throttled as err:
+        raise SignInRefused(str(err)) from None
+    user = verify(name, password)
+    throttle.record(name, address, "ok" if user else "wrong")
+    if user is None:
+        raise SignInRefused("Unknown user name or wrong password.")
+    return user
 
 
 def verify(name: str, password: str) -> User | None:

@@ -52,8 +52,12 @@ class Workspace:
         return self.models / "demo"
 
     def ensure(self) -> "Workspace":
+        """Create the workspace (readable by its owner only: it holds data, models and the user database)."""
+        if not self.root.is_dir():
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(self.root, 0o700)  # mkdir's mode is masked by the umask
         for folder in (self.datasets, self.splits, self.reports, self.models, self.uploads, self.tmp, self.cache):
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         return self
 
     def library_env(self) -> dict[str, str]:

@@ -94,6 +94,13 @@ def run_studio(*args, env_home: Path, timeout: int = 120, **env_vars: str) -> su
                           cwd=ROOT)
 
 
+def shown(markdown: str) -> str:
+    """What a reader sees of Markdown that ui.text.md_escape escaped: the backslashes and word joiners removed."""
+    import re
+
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", str(markdown)).replace("\u2060", "")
+
+
 def user_of(role: str = "admin", name: str | None = None):
     """A local account of that role (created once per workspace)."""
     from engine import users

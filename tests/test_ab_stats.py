@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import run_studio
+from conftest import run_studio, shown
 from engine import ab_traffic, review_stats
 
 # Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", the worked example: 4 coders x 12 units.
@@ -186,6 +186,6 @@ def test_ab_page_analyzes_an_uploaded_traffic_log(tmp_path, ws):
     assert not at.exception and not at.error
     expected = ab_traffic.analyze(log, 0.2)["decision"]
     box = {"ship": at.success, "keep collecting": at.info, "do not ship": at.error}[expected]
-    assert any(b.value.startswith(f"Decision: {expected}.") for b in box)
+    assert any(shown(b.value).startswith(f"Decision: {expected}.") for b in box)
     assert at.dataframe[0].value["metric"].tolist()[0] == "satisfaction"
     assert "def variant(user_id" in at.code[0].value

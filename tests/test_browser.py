@@ -101,3 +101,69 @@ def test_upload_and_see_warnings(server, ws, tmp_path):
         expect(page.get_by_role("button", name="Drop the extra copies (keeps the first)")).to_be_visible()
         page.screenshot(path=str(ws.root / "quality.png"), full_page=True)
         browser.close()
+
+
+HOSTILE = ("[a](http://evil.example/a) ![i](http://evil.example/i.png) <a href=//evil.example>h</a>"
+           "<img src=//evil.example/h>:red[r]")  # within the 120 characters a name may have
+PAGES = ["Notebook", "1 · Data", "2 · Quality", "3 · Train", "4 · Runs", "5 · Evaluate", "6 · Review", "7 · A/B",
+         "Users"]
+
+
+def test_user_provided_names_are_plain_text_on_every_page(server, ws, tmp_path, demo_model):
+    """A project, dataset, run, user and review campaign named with Markdown links, images and HTML: no page (titles,
+    select boxes, tables and messages included) turns them into a link or an image."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from engine import datasets, launcher, projects, review, runs, split, users
+    from conftest import write_jsonl
+
+    project = projects.create_project(HOSTILE, system_prompt=HOSTILE)
+    data = write_jsonl(tmp_path / "d.jsonl", [chat(i) for i in range(40)])
+    version = datasets.import_file(project.id, data, HOSTILE)
+    made = split.create_split(version)
+    run = launcher.launch_checked(launcher.config_for_split(made, str(demo_model), name=HOSTILE, max_steps=2),
+                                  project.id)
+    users.add_user("www.evil.example", "analyst", "browser password")
+    admin = users.add_user("x@evil.example", "admin", "browser password")
+    reviewer = users.add_user("http.evil.example", "reviewer", "browser password")
+    assert runs.wait(run.id, timeout=120).status == "succeeded"
+    # the evaluation's stored answers (what campaigns sample from), model text hostile too
+    outputs = runs.run_path(runs.get_run(run.id)) / "eval" / "outputs.jsonl"
+    outputs.parent.mkdir()
+    outputs.write_text("".join(json.dumps({"index": i, "prompt": [{"role": "user", "content": HOSTILE}],
+                                           "reference": HOSTILE, "base": {"answer": f"base {i} {HOSTILE}"},
+                                           "finetuned": {"answer": f"tuned {i} {HOSTILE}"}}) + "\n"
+                               for i in range(6)))
+    for kind in ("rating", "pairwise"):
+        made = review.create_campaign(admin, run.id, kind, [reviewer.id], sample_size=6, overlap=1, name=HOSTILE,
+                                      project_id=project.id)
+        for entry in review.queue(reviewer, made.id):
+            review.submit(reviewer, entry.assignment_id, comment=HOSTILE, vote="A" if kind == "pairwise" else None,
+                          scores=None if kind == "pairwise" else {c: 3 for c in review.CRITERIA})
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM,
+                                                       args=ARGS, headless=True,
+                                                       viewport={"width": 1400, "height": 1000})
+        page = browser.new_page()
+        page.goto(server, wait_until="domcontentloaded")
+        page.get_by_label("User name").fill("x@evil.example")
+        page.get_by_label("Password", exact=True).fill("browser password")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("link", name="Users")).to_be_visible(timeout=60_000)
+        for name in PAGES:
+            page.get_by_role("link", name=name, exact=True).click()
+            page.wait_for_timeout(2500)  # let the page and its lazy widgets render
+            for select in page.locator("[data-baseweb=select]").all()[:3]:  # open the drop-downs: options render too
+                select.click()
+                page.wait_for_timeout(200)
+                page.keyboard.press("Escape")
+            links = page.locator("a[href*='evil.example']").count()
+            images = page.locator("img[src*='evil.example']").count()
+            if links or images:
+                page.screenshot(path=str(tmp_path / "leak.png"), full_page=True)
+                print([a.evaluate("e => e.outerHTML + ' IN ' + e.parentElement.outerHTML.slice(0, 300)")
+                       for a in page.locator("a[href*='evil.example']").all()])
+            assert (links, images) == (0, 0), f"{name}: {links} links, {images} images from a user-provided name"
+            assert page.get_by_text("evil.example").count() > 0 or name in ("7 · A/B",), name  # shown, as text
+        browser.close()

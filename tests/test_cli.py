@@ -127,3 +127,38 @@ def test_versions_and_export_from_the_cli(ws, tmp_path):
     assert len(load_from_disk(str(folder))) == 5
     missing = run_studio("export", "99", "--out", tmp_path / "x.jsonl", env_home=ws.root)
     assert missing.returncode == 2 and missing.stderr.strip() == "studio: There is no dataset version 99."
+
+
+def test_the_dashboard_listens_on_this_machine_only_and_prints_a_setup_token(ws):
+    """`studio ui` binds 127.0.0.1 unless told otherwise, and on a fresh install prints the one-time token that
+    another machine needs to create the administrator."""
+    import os
+    import socket
+    import subprocess
+    import time
+
+    import psutil
+
+    from conftest import ROOT, STUDIO
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = ws.root / "ui.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([*STUDIO, "ui", "--headless", "--port", str(port)], cwd=ROOT, stdout=out,
+                                stderr=subprocess.STDOUT, env={**os.environ, "STUDIO_HOME": str(ws.root)},
+                                start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        listening = []
+        while time.time() < deadline and not listening:
+            time.sleep(0.5)
+            listening = [c.laddr for c in psutil.net_connections("inet")
+                         if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
+        assert listening, log.read_text()
+        assert {a.ip for a in listening} == {"127.0.0.1"}
+        assert "one-time setup token: " in log.read_text()
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=20)

@@ -75,3 +75,10 @@ def test_processes_opening_a_fresh_database_together_migrate_it_once(ws):
     assert [p.returncode for p in procs] == [0, 0, 0, 0], [err for _, err in outs]
     con = sqlite3.connect(ws.root / "studio.db")
     assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [(db.HEAD,)]
+
+
+def test_the_workspace_and_the_database_are_private_to_their_owner(ws):
+    projects.create_project("private")
+    assert ws.root.stat().st_mode & 0o777 == 0o700
+    for path in (ws.root / "studio.db", ws.root / "studio.db-wal"):
+        assert path.stat().st_mode & 0o777 == 0o600, path

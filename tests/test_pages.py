@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import app_as, chat
+from conftest import app_as, chat, shown
 from engine import datasets, projects, split
 
 
@@ -30,7 +30,7 @@ def jsonl(rows) -> bytes:
 
 
 def texts(at) -> str:
-    return " ".join(str(e.value) for kind in ("markdown", "text", "caption", "success", "error", "warning", "info")
+    return " ".join(shown(e.value) for kind in ("markdown", "text", "caption", "success", "error", "warning", "info")
                     for e in getattr(at, kind))
 
 
@@ -76,7 +76,7 @@ def test_bad_upload_is_one_sentence_and_the_app_keeps_working(app):
     at = page(app, "app_pages/data.py")
     at.file_uploader[0].set_value(("old.jsonl", '{"messages": "caf\xe9"}\n'.encode("latin-1"), "text/plain")).run()
     assert not at.exception
-    errors = [e.value for e in at.error]
+    errors = [shown(e.value) for e in at.error]
     assert len(errors) == 1 and "Line 1 is not valid UTF-8 (byte offset" in errors[0]
     next(b for b in at.button if b.label == "Try the sample").click().run()
     assert not at.exception

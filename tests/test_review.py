@@ -13,7 +13,7 @@ import threading
 import pytest
 from sqlalchemy import func, select, text
 
-from conftest import ROOT, app_as, run_studio, user_of
+from conftest import ROOT, app_as, run_studio, shown, user_of
 from engine import db, review, review_stats, users
 from engine.tables import Rating, Run
 
@@ -260,6 +260,10 @@ def test_signed_out_visitors_see_only_sign_in_and_a_fresh_install_creates_the_ad
     at.text_input(key="signin_admin_name").input("root")
     at.text_input(key="signin_admin_password").input("a long password")
     at.text_input(key="signin_admin_again").input("a long password")
+    at.button[0].click().run()  # not a browser on the server itself, and no setup token: refused
+    assert "setup token" in at.error[0].value and not users.has_users()
+    token = users.new_setup_token()  # what `studio ui` prints in the server's terminal
+    at.text_input(key="signin_admin_token").input(token)
     at.button[0].click().run()
     assert not at.exception
     admin = users.verify("root", "a long password")
@@ -270,7 +274,7 @@ def test_signed_out_visitors_see_only_sign_in_and_a_fresh_install_creates_the_ad
     fresh.text_input(key="signin_name").input("root")
     fresh.text_input(key="signin_password").input("wrong password")
     fresh.button[0].click().run()
-    assert [e.value for e in fresh.error] == ["Unknown user name or wrong password."]
+    assert [shown(e.value) for e in fresh.error] == ["Unknown user name or wrong password."]
 
 
 def test_a_reviewer_reviews_a_campaign_blind_and_the_results_page_updates(ws):
@@ -342,12 +346,50 @@ def test_the_notebook_shows_the_latest_win_rate(ws):
     assert win.value == "50%" and "over 6 votes" in win.delta
 
 
+def test_the_setup_token_works_once_and_only_for_the_first_admin(ws):
+    token = users.new_setup_token()
+    with pytest.raises(users.PermissionDenied, match="setup token"):
+        users.create_first_admin("root", "a long password", token="guess")
+    admin = users.create_first_admin("root", "a long password", token=token)
+    assert admin.role == "admin"
+    assert users.new_setup_token() is None  # an install with users has no setup token
+    with pytest.raises(users.PermissionDenied, match="already exists"):
+        users.create_first_admin("second", "a long password", token=token)
+
+
+def test_thirty_wrong_passwords_are_slowed_then_locked_out(ws):
+    """The default policy against guessing: after 3 failures each attempt must wait (1 s, doubling), an attempt
+    that does not wait counts as a failure, and 10 failures lock the account for 15 minutes."""
+    from engine import throttle
+
+    users.add_user("alice", "analyst", "the right password")
+    outcomes = []
+    for i in range(30):
+        try:
+            users.sign_in("alice", f"guess number {i}", "203.0.113.7")
+        except users.SignInRefused as err:
+            outcomes.append(str(err))
+    checked = [o for o in outcomes if o == "Unknown user name or wrong password."]
+    assert len(checked) == 3  # only the first three guesses reached the password check
+    assert any(o.startswith("Too many failed sign-ins: wait") for o in outcomes)
+    assert "is locked after 10 failed sign-ins" in outcomes[-1]
+    with pytest.raises(users.SignInRefused, match=r"locked .* try again after \d\d:\d\d UTC \(in 15 min\)"):
+        users.sign_in("alice", "the right password", "198.51.100.9")  # the right password, from elsewhere too
+    with pytest.raises(users.SignInRefused, match="This address is locked"):
+        users.sign_in("bob", "anything at all", "203.0.113.7")  # the guessing address, on another account
+    attempts = throttle.recent()
+    assert len(attempts) == 32 and {a.outcome for a in attempts} == {"wrong", "throttled", "locked"}
+    assert all("guess" not in (a.user_name + a.address) for a in attempts)  # never a password
+    assert throttle.unlock("alice") > 0  # an admin's decision
+    assert users.sign_in("alice", "the right password", "198.51.100.9").name == "alice"
+
+
 def test_only_one_first_admin_even_when_two_visitors_race(ws):
     results: list = []
 
     def attempt(name: str) -> None:
         try:
-            results.append(users.create_first_admin(name, "a long password"))
+            results.append(users.create_first_admin(name, "a long password", local=True))
         except users.PermissionDenied as err:
             results.append(err)
 
@@ -359,7 +401,7 @@ def test_only_one_first_admin_even_when_two_visitors_race(ws):
     admins = [r for r in results if not isinstance(r, Exception)]
     assert len(admins) == 1 and len(users.list_users()) == 1 and admins[0].role == "admin"
     with pytest.raises(users.UserError, match="too short"):
-        users.create_first_admin("x", "short")
+        users.create_first_admin("x", "short", local=True)
 
 
 def test_with_oidc_configured_visitors_get_the_provider_sign_in(ws):

@@ -20,6 +20,7 @@ from engine.runs import RunError
 from engine.split import LockedTestError, SplitError
 from engine.tokens import TokenizerError
 from engine.users import UserError
+from ui.text import md_escape
 
 USER_ERRORS = (InputError, FixError, ProjectError, SplitError, LockedTestError, TokenizerError, EvalError, RunError,
                PlaygroundError, UserError, ReviewError, TrafficError)
@@ -31,7 +32,7 @@ def shown_as_message():
     try:
         yield
     except USER_ERRORS as err:
-        st.error(str(err))
+        st.error(md_escape(err))
     except Exception as err:  # noqa: BLE001 - last line of defence: no traceback reaches the user
         log = workspace.current().root / "logs" / "ui-errors.log"
         log.parent.mkdir(parents=True, exist_ok=True)

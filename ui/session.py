@@ -12,6 +12,7 @@ import streamlit as st
 
 from engine import users
 from engine.tables import User
+from ui.text import md_escape
 
 ANALYST_ROLES = ("admin", "analyst")
 
@@ -31,6 +32,36 @@ def current_user() -> User | None:
     return users.get_user(st.session_state.get("user_id"))
 
 
+PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-Ip")
+
+
+def client_address() -> str:
+    """The address sign-in throttling is keyed on: the connection's IP, or the proxy's forwarded one, or "local"."""
+    headers = _headers()
+    forwarded = headers.get("X-Forwarded-For") or headers.get("X-Real-Ip")
+    if forwarded:
+        return forwarded.split(",")[0].strip()[:64]
+    ip = st.context.ip_address
+    return ip[:64] if isinstance(ip, str) and ip else "local"
+
+
+def request_is_local() -> bool:
+    """True only for a browser on this machine talking to the dashboard directly (no proxy in between): the one
+    place where the first administrator may be created without the setup token."""
+    headers = _headers()
+    if not headers or any(h in headers for h in PROXY_HEADERS):
+        return False  # no real connection (tests), or a proxy that hides who is behind it
+    return st.context.ip_address is None  # Streamlit reports loopback connections as None
+
+
+def _headers() -> dict:
+    try:
+        headers = st.context.headers
+        return {str(k): str(v) for k, v in headers.items()} if hasattr(headers, "items") else {}
+    except Exception:  # noqa: BLE001 - no request context (AppTest): no headers
+        return {}
+
+
 def sign_in(user: User) -> None:
     st.session_state["user_id"] = user.id
 
@@ -47,5 +78,5 @@ def require(*roles: str) -> User:
     try:
         return users.require(current_user(), *roles)
     except users.PermissionDenied as err:
-        st.error(str(err))
+        st.error(md_escape(err))
         st.stop()

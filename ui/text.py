@@ -1,12 +1,31 @@
-"""Safe text: anything that may carry user or model text is escaped before it reaches st.markdown."""
+"""Safe text: anything that may carry user or model text is escaped before it reaches Markdown or a chart.
+
+Streamlit renders Markdown (links and images included) in titles, messages, captions and widget labels, and Plotly
+renders a little HTML (links too) in legends, ticks and hover text. User-provided names, file names and model output
+go through these helpers, or through elements that never render (st.text, st.code, st.dataframe, st.json).
+"""
 
 from __future__ import annotations
 
+import html
 import re
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+# Every ASCII punctuation character may be backslash-escaped in CommonMark; escaping them all also breaks the GFM
+# autolinks (www., http:, e-mail) and Streamlit's :color[...] and :icon: directives.
+_MD_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
+# GFM finds bare links (http://, www., e-mail) in the text *after* escapes are decoded, so escaping alone does not stop
+# them: an invisible word joiner after each colon, before each @ and inside www. breaks the pattern, not the reading.
+_AUTOLINK = re.compile(r"(\\:)|(\\@)|((?i:www)(?=\\\.))")
+_JOINER = "\u2060"
 
 
-def md_escape(text: str) -> str:
-    """Backslash-escape Markdown syntax so text shows literally (no links, images, HTML or formatting)."""
-    return _MD_SPECIAL.sub(r"\\\1", str(text))
+def md_escape(text: object) -> str:
+    """Text that Markdown shows literally: no links (written or bare), images, HTML, formatting or directives."""
+    escaped = _MD_SPECIAL.sub(r"\\\1", str(text))
+    return _AUTOLINK.sub(lambda m: m.group(1) + _JOINER if m.group(1) else _JOINER + m.group(2) if m.group(2)
+                         else m.group(3) + _JOINER, escaped)
+
+
+def plot_text(text: object) -> str:
+    """Text for a Plotly label, legend or tick: its pseudo-HTML (links included) shown as characters."""
+    return html.escape(str(text), quote=True)

@@ -13,6 +13,7 @@ Errors are one sentence on stderr, never a traceback (unexpected ones are logged
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -151,6 +152,12 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--primary", help="the metric to decide on (default: satisfaction, resolved, ...)")
     analyze.add_argument("--json", action="store_true")
 
+    db_p = sub.add_parser("db", help="back up or restore the workspace's SQLite database")
+    db_sub = db_p.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("backup", help="a consistent copy in <workspace>/backups (the last 5 are kept)")
+    restore = db_sub.add_parser("restore", help="put back the newest backup (or FILE); the current file is kept")
+    restore.add_argument("file", nargs="?", type=Path)
+
     runs_p = sub.add_parser("runs", help="list runs (state reconciled with their processes)")
     runs_p.add_argument("--json", action="store_true")
     runs_p.add_argument("--project", help="only this project's runs")
@@ -161,12 +168,23 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+# Commands that only read: they never create a workspace, a database or a project.
+READ_ONLY = {("runs",), ("versions",), ("review", "results"), ("review", "export"), ("users", "list")}
+
+
+def _reads_only(args) -> bool:
+    sub = getattr(args, f"{args.command}_command", None)
+    return (args.command,) in READ_ONLY or (args.command, sub) in READ_ONLY
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from engine.workspace import apply_library_env, current
+    from engine import workspace
 
-    apply_library_env(current())
     try:
+        if _reads_only(args):
+            workspace.existing()
+        workspace.apply_library_env(workspace.Workspace(workspace.root()))  # variables only: nothing is created
         return _COMMANDS[args.command](args)
     except KeyboardInterrupt:
         return 130
@@ -175,6 +193,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report_error(err: Exception) -> int:
+    """One sentence on stderr and exit 2, whatever went wrong; unexpected errors go to the workspace's error log
+    (when even that cannot be written, the sentence says so)."""
+    try:
+        return _explain(err)
+    except Exception as inner:  # noqa: BLE001 - explaining must never end in a traceback
+        print(f"studio: unexpected error ({type(err).__name__}; {type(inner).__name__} while reporting it).",
+              file=sys.stderr)
+        return EXIT_UNUSABLE
+
+
+def _explain(err: Exception) -> int:
     from engine.evaluate import EvalError
     from engine.fixes import FixError
     from engine.launcher import LaunchRefused
@@ -188,19 +217,39 @@ def _report_error(err: Exception) -> int:
     from engine.tokens import TokenizerError
     from engine.users import UserError
 
+    from engine import db
+    from engine.code_checks import SandboxUnavailable
+    from engine.db_backup import BackupError
+    from engine.workspace import WorkspaceMissing
+
+    problem = db.explain(err)
+    if problem is not None:
+        err = problem
     if isinstance(err, (InputError, SplitError, TokenizerError, ProjectError, FixError, LockedTestError, UsageError,
-                        ConfigError, RunError, LaunchRefused, EvalError, UserError, ReviewError, TrafficError)):
+                        ConfigError, RunError, LaunchRefused, EvalError, UserError, ReviewError, TrafficError,
+                        db.DatabaseProblem, WorkspaceMissing, BackupError, SandboxUnavailable)):
         print(f"studio: {err}", file=sys.stderr)
         return EXIT_UNUSABLE
     if isinstance(err, OSError):
-        print(f"studio: {err.strerror or err} ({err.filename or 'file'}).", file=sys.stderr)
+        if err.errno == errno.ENOSPC:
+            print(f"studio: the disk is full ({err.filename or 'the workspace'}); free some space and try again.",
+                  file=sys.stderr)
+        else:
+            print(f"studio: {err.strerror or err} ({err.filename or 'file'}).", file=sys.stderr)
         return EXIT_UNUSABLE
-    from engine.workspace import current
+    from engine import workspace
 
-    log = current().root / "logs" / "cli-errors.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a", encoding="utf-8") as f:
-        f.write("".join(traceback.format_exception(err)) + "\n")
+    log = workspace.root() / "logs" / "cli-errors.log"
+    try:
+        if not workspace.root().is_dir():
+            raise FileNotFoundError(workspace.root())
+        log.parent.mkdir(mode=0o700, exist_ok=True)
+        with log.open("a", encoding="utf-8") as f:
+            f.write("".join(traceback.format_exception(err)) + "\n")
+    except OSError as io:
+        print(f"studio: unexpected error ({type(err).__name__}); the error log could not be written either "
+              f"({io.strerror or type(io).__name__}).", file=sys.stderr)
+        return EXIT_UNUSABLE
     print(f"studio: unexpected error ({type(err).__name__}); details were written to {log}.", file=sys.stderr)
     return EXIT_UNUSABLE
 
@@ -320,8 +369,9 @@ def cmd_ui(args) -> int:
     if args.headless:
         cmd += ["--server.headless", "true"]
     print(f"Workspace: {current().root}", flush=True)
-    from engine import users
+    from engine import db_backup, users
 
+    db_backup.backup_if_stale()
     token = users.new_setup_token()
     if token:
         print("No administrator yet: open the dashboard in a browser on this machine to create one, or from another "
@@ -428,9 +478,9 @@ def cmd_runs(args) -> int:
     runs.reconcile()
     project_id = None
     if args.project:
-        from engine.projects import ensure_project
+        from engine.projects import find_project
 
-        project_id = ensure_project(args.project).id
+        project_id = find_project(args.project).id
     rows = [{"id": r.id, "kind": r.kind, "name": r.name, "status": r.status, "step": r.step,
              "max_steps": r.max_steps, "error_kind": r.error_kind, "pid": r.pid}
             for r in runs.list_runs(project_id, kind=None)]
@@ -468,7 +518,7 @@ def cmd_resume(args) -> int:
 def cmd_versions(args) -> int:
     from engine import datasets, projects
 
-    chosen = [projects.ensure_project(args.project)] if args.project else projects.list_projects()
+    chosen = [projects.find_project(args.project)] if args.project else projects.list_projects()
     rows = [{"id": v.id, "project": p.name, "version": v.version, "name": v.name, "records": v.records,
              "parent_id": v.parent_id, "sha256": v.sha256} for p in chosen for v in datasets.list_versions(p.id)]
     if args.json:
@@ -587,9 +637,21 @@ def cmd_ab(args) -> int:
     return EXIT_OK
 
 
+def cmd_db(args) -> int:
+    from engine import db_backup
+
+    if args.db_command == "backup":
+        print(f"Backed up the database to {db_backup.backup()}.")
+        return EXIT_OK
+    used, kept = db_backup.restore(args.file)
+    print(f"Restored the database from {used}." + (f" The previous file is kept as {kept}." if kept else ""))
+    return EXIT_OK
+
+
 _COMMANDS = {"check": cmd_check, "split": cmd_split, "demo-model": cmd_demo_model, "sample": cmd_sample,
              "ui": cmd_ui, "train": cmd_train, "runs": cmd_runs, "cancel": cmd_cancel, "resume": cmd_resume,
-             "eval": cmd_eval, "versions": cmd_versions, "export": cmd_export, "users": cmd_users, "review": cmd_review, "ab": cmd_ab}
+             "eval": cmd_eval, "versions": cmd_versions, "export": cmd_export, "users": cmd_users, "review": cmd_review, "ab": cmd_ab,
+             "db": cmd_db}
 
 if __name__ == "__main__":
     sys.exit(main())

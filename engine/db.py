@@ -1,7 +1,11 @@
-"""Database access: SQLite in the workspace (WAL, busy timeout) by default, any SQLAlchemy URL via STUDIO_DB_URL.
+"""Database access: SQLite in the workspace (WAL, busy timeout) by default, PostgreSQL (or any SQLAlchemy URL) via
+STUDIO_DB_URL.
 
 The schema is created and upgraded by Alembic migrations (engine/migrations) the first time a process opens the
-database; later opens only compare the stored revision with HEAD, so short CLI commands stay fast.
+database; later opens only compare the stored revision with HEAD, so short CLI commands stay fast. Migrations hold
+a database-wide lock (a file lock beside a SQLite file, pg_advisory_xact_lock on PostgreSQL), so processes opening a
+fresh database together migrate it once. A database that cannot be used (no driver, no server, damaged, full)
+becomes one sentence (`DatabaseProblem`) saying what is wrong and what to run.
 """
 
 from __future__ import annotations
@@ -12,16 +16,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine import workspace
 
 HEAD = "0005"  # the newest migration; a test checks it matches engine/migrations/versions
 BUSY_TIMEOUT_MS = 15000
+MIGRATION_LOCK_KEY = 0x57D10  # pg_advisory_xact_lock key of the studio's migrations
 _engines: dict[str, Engine] = {}
 _write_locks: dict[str, threading.Lock] = {}
+
+
+class DatabaseProblem(Exception):
+    """The database cannot be used; the message says what is wrong and what to do, in one sentence."""
 
 
 def database_url() -> str:
@@ -57,25 +66,90 @@ def get_engine(url: str | None = None) -> Engine:
         return engine
     with _engines_lock:  # the first sessions of a fresh dashboard arrive together: one engine, one migration
         if url not in _engines:
-            engine = create_engine(url, future=True)
-            if engine.dialect.name == "sqlite":
-                _create_private(engine.url.database)
-                event.listen(engine, "connect", _sqlite_pragmas)
-            migrate(engine)
+            engine = _create(url)
+            try:
+                migrate(engine)
+            except DBAPIError as err:
+                raise explain(err, engine) or err from None
             _engines[url] = engine
     return _engines[url]
+
+
+def _create(url: str) -> Engine:
+    try:
+        engine = create_engine(url, future=True, pool_pre_ping=not url.startswith("sqlite"))
+    except ModuleNotFoundError as err:
+        raise DatabaseProblem(f"STUDIO_DB_URL asks for a database whose driver is not installed ({err.name}); for "
+                              "PostgreSQL run `pip install -e '.[postgres]'` and use a postgresql+psycopg:// URL.") \
+            from None
+    if engine.dialect.name == "sqlite":
+        _create_private(engine.url.database)
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def explain(err: BaseException, engine: Engine | None = None) -> DatabaseProblem | None:
+    """The one sentence for a database error a user can act on (no server, damaged file, full disk, busy), or None
+    for anything else."""
+    if isinstance(err, DatabaseProblem):
+        return err
+    if not isinstance(err, DBAPIError):
+        return None
+    engine = engine or _engines.get(database_url())
+    detail = str(getattr(err, "orig", err)).strip().splitlines()[0] if str(getattr(err, "orig", err)).strip() else ""
+    lower = detail.lower()
+    url = engine.url if engine is not None else None
+    if url is not None and url.get_backend_name() == "postgresql" and err.connection_invalidated or \
+            "connection" in lower and ("refused" in lower or "failed" in lower or "timeout" in lower):
+        where = f"{url.host or 'localhost'}:{url.port or 5432}" if url is not None else "the configured server"
+        return DatabaseProblem(f"Cannot connect to the database at {where} ({detail[:160]}); check that PostgreSQL "
+                               "is running there and that STUDIO_DB_URL is right.")
+    if "database or disk is full" in lower or "no space left" in lower:
+        return DatabaseProblem("The disk holding the database is full; free some space, then try again (nothing "
+                               "was written).")
+    if "file is not a database" in lower or "malformed" in lower or "disk i/o error" in lower:
+        from engine import db_backup
+
+        return DatabaseProblem(db_backup.damaged_sentence(url.database if url is not None else "?", detail))
+    if "database is locked" in lower:
+        return DatabaseProblem("The database stayed busy for 15 s (another process holds a long write); try again.")
+    return None
+
+
+def disk_full(err: BaseException) -> bool:
+    text_ = str(getattr(err, "orig", err)).lower()
+    return isinstance(err, DBAPIError) and ("database or disk is full" in text_ or "no space left" in text_)
+
+
+def write_with_reserve(write):
+    """Run a short database write; when the disk is full, free the workspace's reserve and try once more (so the
+    end of the job that filled the disk is still recorded)."""
+    try:
+        return write()
+    except DBAPIError as err:
+        if not disk_full(err) or not workspace.Workspace(workspace.root()).release_reserve():
+            raise
+    return write()
 
 
 def current_revision(engine: Engine) -> str | None:
     try:
         with engine.connect() as conn:
-            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    except (OperationalError, ProgrammingError):
+            return _revision(conn)
+    except (OperationalError, ProgrammingError) as err:
+        if explain(err, engine) is not None:
+            raise
         return None
 
 
+def _revision(conn) -> str | None:
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to HEAD with Alembic (a no-op when it is already there)."""
+    """Bring the schema to HEAD with Alembic (a no-op when it is already there), holding the database-wide lock."""
     if current_revision(engine) == HEAD:
         return
     from alembic import command
@@ -84,16 +158,21 @@ def migrate(engine: Engine) -> None:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    # Processes opening a fresh SQLite database together (the dashboard and a CLI command) migrate one at a time;
-    # the second finds the schema at HEAD and does nothing.
     database = engine.url.database if engine.dialect.name == "sqlite" else None
     lock = FileLock(f"{database}.migrate.lock") if database and database != ":memory:" else _null()
-    with lock:
-        if current_revision(engine) == HEAD:
+    with lock, engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # held until this transaction ends: the other processes wait here, then find the schema at HEAD
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        revision = _revision(conn)
+        if revision == HEAD:
             return
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        if revision is not None and database:
+            from engine import db_backup
+
+            db_backup.backup(f"before-migration-{revision}")
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
 
 
 @contextmanager

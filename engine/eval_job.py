@@ -26,7 +26,6 @@ if __name__ == "__main__":
 
 import os  # noqa: E402
 import sys  # noqa: E402
-import threading  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -63,12 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     signal.signal(signal.SIGTERM, _cancel)
     folder = Path(argv[0]).resolve()
-    from engine import workspace
-    from engine.train import heartbeat_loop
+    from engine import heartbeat, workspace
 
     workspace.apply_library_env(workspace.current())
-    threading.Thread(target=heartbeat_loop, args=(folder,), daemon=True).start()
     writer = MetricsWriter(folder)
+    heartbeat.start(folder, writer)
     writer.write("start", pid=os.getpid(), resume=False)
 
     def progress(fraction: float, label: str) -> None:
@@ -95,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
             kind, message = classify_exception(err)
             message = message.replace("The trainer crashed", "The evaluation crashed")
             traceback.print_exc()
-        writer.write("final", outcome="failed", error_kind=kind, message=message)
-        return 1
+        from engine.failures import write_failure
+
+        return write_failure(writer, kind, message)
     finally:
         writer.close()
 

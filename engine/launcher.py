@@ -48,6 +48,13 @@ def checkpoint_bytes(config: RunConfig) -> float:
     return per_checkpoint * (config.save_total_limit + 1)
 
 
+def size_text(n_bytes: float) -> str:
+    """Bytes for a sentence: MB under 1 GB (so a small need never reads "0.0 GB"), GB above."""
+    if n_bytes < 1e9:
+        return f"{max(n_bytes, 0) / 1e6:.0f} MB" if n_bytes >= 1e6 else f"{max(n_bytes, 0) / 1e6:.1f} MB"
+    return f"{n_bytes / 1e9:.1f} GB"
+
+
 def preflight(config: RunConfig, dataset_version_id: int | None = None) -> list[str]:
     """Every reason this run cannot start (empty when it can)."""
     from engine import datasets, split
@@ -86,7 +93,7 @@ def preflight(config: RunConfig, dataset_version_id: int | None = None) -> list[
     free = shutil.disk_usage(workspace.current().root).free
     need = checkpoint_bytes(config) if not why else 0
     if need > free:
-        problems.append(f"The disk has {free / 1e9:.1f} GB free; the checkpoints need about {need / 1e9:.1f} GB. "
+        problems.append(f"The disk has {size_text(free)} free; the checkpoints need about {size_text(need)}. "
                         "Free space or lower save_total_limit.")
     return problems
 

@@ -30,7 +30,10 @@ class MetricsWriter:
         os.fsync(self._f.fileno())
 
     def close(self) -> None:
-        self._f.close()
+        try:
+            self._f.close()
+        except OSError:  # a full disk fails the last flush; the job's exit status still says why
+            pass
 
 
 def _plain(value):

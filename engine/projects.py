@@ -45,6 +45,15 @@ def create_project(name: str, task_type: str = "chat", system_prompt: str = "") 
         return project
 
 
+def find_project(name: str) -> Project:
+    """The project with this name; ProjectError if there is none (for commands that must not create one)."""
+    with db.session() as s:
+        found = s.scalar(select(Project).where(Project.name == name))
+    if found is None:
+        raise ProjectError(f"There is no project named {name!r}.")
+    return found
+
+
 def ensure_project(name: str, task_type: str = "chat", system_prompt: str = "") -> Project:
     with db.session() as s:
         found = s.scalar(select(Project).where(Project.name == name))

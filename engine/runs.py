@@ -2,13 +2,15 @@
 
     launch(config)   write the run (queued) and its config.json, then schedule
     schedule()       start queued runs, first in first out, one at a time per device (one on a CPU-only machine)
-    reconcile()      mark runs whose process is gone (or whose pid was reused) as failed/cancelled/succeeded, with
-                     the reason; escalate a cancel to SIGKILL after the grace period; then schedule
+    reconcile()      refresh the progress of running jobs; finish a job whose process and monitor are both gone (a
+                     machine restart); escalate a cancel to SIGKILL after the grace period; then schedule
+    record_exit()    called by a job's monitor (engine.job_monitor) when the job ends: its outcome, then schedule
     cancel(id)       SIGTERM to the group (the trainer stops at the next step and saves); SIGKILL after the grace
     resume(id)       queue it again; the trainer continues from its last complete checkpoint
 
-Every caller (the dashboard's timer, each CLI command, a trainer that just finished) runs `reconcile`, so the state is
-right whoever is watching, and a restarted dashboard simply reads it: nothing lives in a process's memory.
+Each job runs under a small monitor process that records its end (with the real exit status) and starts the next
+queued job, so nothing depends on anyone watching; every reader also runs `reconcile`, and a restarted dashboard
+simply reads the state: nothing lives in a process's memory.
 """
 
 from __future__ import annotations
@@ -27,15 +29,15 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from engine import db, workspace
+from engine import db, heartbeat, workspace
 from engine.failures import classify_exit
+from engine.job_monitor import LOG_FILE
 from engine.metrics import final_event, latest_step, read_events
 from engine.run_config import RunConfig
 from engine.tables import Run
 
 ACTIVE = ("queued", "running")
-LOG_FILE = "train.log"
-_children: dict[int, subprocess.Popen] = {}  # processes this process started (to collect their exit codes)
+_monitors: list[subprocess.Popen] = []  # job monitors this process started (reaped when they end)
 
 
 class RunError(ValueError):
@@ -177,6 +179,7 @@ def job_command(run: Run, folder: Path) -> list[str]:
 
 
 def _start(run: Run) -> None:
+    """Start the job under its monitor (engine.job_monitor), which records its end and starts the next one."""
     import psutil
 
     folder = run_path(run)
@@ -186,46 +189,58 @@ def _start(run: Run) -> None:
     root = Path(__file__).resolve().parent.parent
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p)
     with (folder / LOG_FILE).open("ab") as log:
-        proc = subprocess.Popen(job_command(run, folder), cwd=folder, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    _children[proc.pid] = proc
-    try:
-        created = psutil.Process(proc.pid).create_time()
-    except psutil.Error:
-        created = None
+        monitor = subprocess.Popen([sys.executable, "-m", "engine.job_monitor", str(run.id), str(folder), "--",
+                                    *job_command(run, folder)], cwd=folder, env=env, stdout=subprocess.PIPE,
+                                   stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    _monitors.append(monitor)
+    line = monitor.stdout.readline()
+    monitor.stdout.close()
+    values = {"attempts": Run.attempts + 1, "exit_code": None, "error_kind": None, "error_message": None,
+              "finished_at": None, "started_at": _now(), "heartbeat": _now(), "monitor_pid": monitor.pid,
+              "monitor_start": _create_time(psutil, monitor.pid)}
+    if line.strip().isdigit():
+        pid = int(line)
+        values.update(status="running", pid=pid, proc_start=_create_time(psutil, pid))
+    else:  # the monitor could not start the job: its error is in the log
+        monitor.wait()
+        values.update(status="failed", pid=None, error_kind="crashed", finished_at=_now(), log_tail=log_tail(folder),
+                      error_message="The job could not be started; see its log.")
     with db.session() as s:
-        s.execute(update(Run).where(Run.id == run.id).values(
-            status="running", pid=proc.pid, proc_start=created, started_at=_now(), heartbeat=_now(),
-            attempts=Run.attempts + 1, exit_code=None, error_kind=None, error_message=None, finished_at=None))
+        s.execute(update(Run).where(Run.id == run.id).values(**values))
+
+
+def _create_time(psutil, pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def _reap_monitors() -> None:
+    """Collect the exit status of monitors this process started, so none lingers as a zombie."""
+    _monitors[:] = [m for m in _monitors if m.poll() is None]
 
 
 def _alive(run: Run) -> bool:
+    return _process_alive(run.pid, run.proc_start)
+
+
+def _monitor_alive(run: Run) -> bool:
+    return _process_alive(run.monitor_pid, run.monitor_start)
+
+
+def _process_alive(pid: int | None, started: float | None) -> bool:
     import psutil
 
-    if not run.pid:
+    if not pid:
         return False
     try:
-        proc = psutil.Process(run.pid)
-        if run.proc_start is not None and abs(proc.create_time() - run.proc_start) > 0.01:
+        proc = psutil.Process(pid)
+        if started is not None and abs(proc.create_time() - started) > 0.01:
             return False  # the pid now belongs to another process
         return proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
-
-
-def _exit_code(pid: int) -> int | None:
-    """The exit status when this process started the trainer (reaping it); None otherwise."""
-    proc = _children.pop(pid, None)
-    if proc is not None:
-        try:
-            return proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            return None
-    try:
-        done, status = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return None
-    return os.waitstatus_to_exitcode(status) if done else None
 
 
 def _attempt_events(folder: Path) -> list[dict]:
@@ -245,48 +260,85 @@ def log_tail(folder: Path, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _heartbeat(folder: Path) -> dict:
-    try:
-        return json.loads((folder / "heartbeat.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
 def reconcile() -> None:
-    """Bring every running run's state in line with its process, then start what can start."""
+    """Bring every running job's state in line with its process, then start what can start. A job whose process
+    has ended is left to its monitor, which knows the exit status; only a job whose monitor is gone too (killed, or
+    the machine restarted) is finished here."""
+    _reap_monitors()
     with db.session() as s:
         running = list(s.scalars(select(Run).where(Run.status == "running")))
     for run in running:
         folder = run_path(run)
-        events = read_events(folder)
-        beat = _heartbeat(folder)
-        values = {"step": latest_step(events)}
-        steps = [e.get("max_steps") for e in events if e.get("max_steps")]
-        if steps:
-            values["max_steps"] = int(steps[-1])
-        if beat.get("time"):
-            values["heartbeat"] = datetime.fromtimestamp(beat["time"], timezone.utc)
         if _alive(run):
             if run.cancel_requested_at and (_now() - _aware(run.cancel_requested_at)).total_seconds() > grace_seconds():
                 _signal_group(run.pid, signal.SIGKILL)
             else:
                 with db.session() as s:
-                    s.execute(update(Run).where(Run.id == run.id).values(**values))
-                continue
-        code = _exit_code(run.pid) if run.pid else None
-        final = final_event(_attempt_events(folder))
-        if final is not None:
-            status = {"succeeded": "succeeded", "cancelled": "cancelled"}.get(final.get("outcome"), "failed")
-            kind, message = final.get("error_kind"), final.get("message")
-        elif run.cancel_requested_at:
-            status, kind, message = "cancelled", None, "Cancelled; the trainer did not stop in time and was killed."
-        else:
-            status = "failed"
-            kind, message = classify_exit(code, beat.get("rss_fraction"))
+                    s.execute(update(Run).where(Run.id == run.id).values(**_progress(folder)))
+            continue
+        if not _monitor_alive(run):
+            _finish(run, None)
+    schedule()
+
+
+def _progress(folder: Path) -> dict:
+    events = read_events(folder)
+    values = {"step": latest_step(events)}
+    steps = [e.get("max_steps") for e in events if e.get("max_steps")]
+    if steps:
+        values["max_steps"] = int(steps[-1])
+    beat = heartbeat.read(folder)
+    if beat.get("time"):
+        values["heartbeat"] = datetime.fromtimestamp(beat["time"], timezone.utc)
+    return values
+
+
+def _finish(run: Run, code: int | None) -> None:
+    """Record how a job whose process has ended finished: its final event, or else its exit status."""
+    folder = run_path(run)
+    final = final_event(_attempt_events(folder))
+    if final is not None:
+        status = {"succeeded": "succeeded", "cancelled": "cancelled"}.get(final.get("outcome"), "failed")
+        kind, message = final.get("error_kind"), final.get("message")
+    elif run.cancel_requested_at and (code is None or code < 0):
+        status, kind, message = "cancelled", None, "Cancelled; the job did not stop in time and was killed."
+    else:
+        status = "failed"
+        kind, message = classify_exit(code, heartbeat.read(folder).get("rss_fraction"))
+    values = dict(_progress(folder), status=status, exit_code=code, error_kind=kind, error_message=message,
+                  log_tail=log_tail(folder), finished_at=_now())
+
+    def write() -> None:
         with db.session() as s:
-            s.execute(update(Run).where(Run.id == run.id, Run.status == "running").values(
-                **values, status=status, exit_code=code, error_kind=kind, error_message=message,
-                log_tail=log_tail(folder), finished_at=_now()))
+            s.execute(update(Run).where(Run.id == run.id, Run.status == "running").values(**values))
+
+    db.write_with_reserve(write)
+
+
+def record_progress(run_id: int, pid: int) -> None:
+    """The monitor's periodic update of a running job's step and heartbeat; a failure is left for the next one."""
+    try:
+        if not workspace.exists():
+            return
+        with db.session() as s:
+            run = s.get(Run, run_id)
+            if run is not None and run.status == "running" and run.pid == pid:
+                for key, value in _progress(run_path(run)).items():
+                    setattr(run, key, value)
+    except Exception:  # noqa: BLE001 - a busy or full database must not end the monitor (record_exit retries)
+        pass
+
+
+def record_exit(run_id: int, pid: int, code: int) -> None:
+    """Called by a job's monitor when the job has exited: record its end, then start the next queued job. Does
+    nothing when the workspace (or its database) is gone: nothing may be recreated behind the user's back."""
+    if not workspace.exists():
+        return
+    with _scheduler_lock():  # the supervisor that started this job has finished writing its pid
+        pass
+    run = get_run(run_id)
+    if run.status == "running" and run.pid == pid:
+        _finish(run, code)
     schedule()
 
 

@@ -85,6 +85,8 @@ class Run(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
     proc_start: Mapped[float | None] = mapped_column(nullable=True)  # process create time: tells a reused pid
+    monitor_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)  # engine.job_monitor, the job's parent
+    monitor_start: Mapped[float | None] = mapped_column(nullable=True)
     heartbeat: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     step: Mapped[int] = mapped_column(Integer, default=0)
     max_steps: Mapped[int] = mapped_column(Integer, default=0)

@@ -33,32 +33,15 @@ import time  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from engine.failures import DataError, ModelLoadError, RunConfigError, classify_exception  # noqa: E402
+from engine import heartbeat  # noqa: E402
+from engine.failures import DataError, ModelLoadError, RunConfigError, classify_exception, write_failure  # noqa: E402
 from engine.metrics import MetricsWriter, perplexity  # noqa: E402
 from engine.run_config import RunConfig  # noqa: E402
 
 # Fault injection for the fault tests (tests/test_train.py) only: "ignore_sigterm", or "raise:<kind>:<step>" with
 # kind gpu_oom, disk_full or crash. Unset in normal use.
 FAULT = os.environ.get("STUDIO_FAULT", "")
-HEARTBEAT_FILE = "heartbeat.json"
 COMPLETE_MARKER = "studio_complete"
-HEARTBEAT_SECONDS = 1.0
-
-
-def heartbeat_loop(run_dir: Path) -> None:
-    """Touch heartbeat.json every second with the process's memory, so the supervisor can tell OOM from a kill."""
-    import psutil
-
-    proc = psutil.Process()
-    path = run_dir / HEARTBEAT_FILE
-    while True:
-        vm = psutil.virtual_memory()
-        rss = proc.memory_info().rss
-        tmp = path.with_suffix(".part")
-        tmp.write_text(json.dumps({"time": time.time(), "pid": os.getpid(), "rss_mb": rss / 2**20,
-                                   "rss_fraction": rss / vm.total}))
-        tmp.replace(path)
-        time.sleep(HEARTBEAT_SECONDS)
 
 
 def complete_checkpoints(run_dir: Path) -> list[Path]:
@@ -81,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     from engine import workspace
 
     workspace.apply_library_env(workspace.current())
-    threading.Thread(target=heartbeat_loop, args=(run_dir,), daemon=True).start()
     writer = MetricsWriter(run_dir)
+    heartbeat.start(run_dir, writer)
     writer.write("start", pid=os.getpid(), resume=resume)
     try:
         config = RunConfig.load(run_dir / "config.json")
@@ -91,9 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except BaseException as err:  # noqa: BLE001 - every failure ends in a final event with its kind
         kind, message = classify_exception(err)
-        traceback.print_exc()
-        writer.write("final", outcome="failed", error_kind=kind, message=message)
-        return 1
+        try:
+            traceback.print_exc()
+        except OSError:  # the log is on the same full disk
+            pass
+        return write_failure(writer, kind, message)
     finally:
         writer.close()
 
@@ -246,6 +231,8 @@ def fit(config: RunConfig, run_dir: Path, writer: MetricsWriter, resume: bool) -
         writer.write("resume", checkpoint=Path(checkpoint).name if checkpoint else None)
     try:
         trainer.train(resume_from_checkpoint=checkpoint)
+        while heartbeat.GONE.is_set():  # the heartbeat ends the process in a moment; save nothing meanwhile
+            time.sleep(0.05)
         state = trainer.state
         cancelled = STOP.is_set()
         if not cancelled:
@@ -305,6 +292,10 @@ def studio_callback(writer: MetricsWriter):
         def on_step_end(self, args, state, control, **kwargs):
             if FAULT.startswith("raise:"):
                 _inject(FAULT, state.global_step)
+            if heartbeat.folder_gone():  # the run folder was deleted: save nothing (it would recreate the path)
+                control.should_save = False
+                control.should_training_stop = True
+                return control
             if STOP.is_set():
                 control.should_training_stop = True
                 control.should_save = True

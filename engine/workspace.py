@@ -13,6 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_HOME = "workspace"
+# A few MB kept in reserve (CockroachDB calls its own an emergency ballast): on a full disk the supervisor deletes
+# it to record how the job that filled the disk ended. Made again once 16 MB are free.
+RESERVE_FILE = ".reserve"
+RESERVE_BYTES = 4 << 20
+RESERVE_WHEN_FREE = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,34 @@ class Workspace:
             os.chmod(self.root, 0o700)  # mkdir's mode is masked by the umask
         for folder in (self.datasets, self.splits, self.reports, self.models, self.uploads, self.tmp, self.cache):
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._keep_reserve()
         return self
+
+    def _keep_reserve(self) -> None:
+        import shutil
+
+        path = self.root / RESERVE_FILE
+        if path.exists():
+            return
+        try:
+            if shutil.disk_usage(self.root).free < RESERVE_WHEN_FREE:
+                return
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, b"\0" * RESERVE_BYTES)  # written, not sparse: the blocks must really be held
+            finally:
+                os.close(fd)
+        except OSError:
+            path.unlink(missing_ok=True)
+
+    def release_reserve(self) -> bool:
+        """Free the reserve (on a full disk); True when there was one to free."""
+        path = self.root / RESERVE_FILE
+        try:
+            path.unlink()
+            return True
+        except OSError:
+            return False
 
     def library_env(self) -> dict[str, str]:
         """Environment that keeps every library cache inside the workspace (HF, W&B, temp files)."""
@@ -77,10 +109,38 @@ class Workspace:
         }
 
 
+def root() -> Path:
+    """The folder STUDIO_HOME names (default ./workspace), whether it exists or not."""
+    return Path(os.environ.get("STUDIO_HOME", DEFAULT_HOME)).expanduser().resolve()
+
+
 def current() -> Workspace:
     """The workspace named by STUDIO_HOME (default ./workspace), created if missing."""
-    root = Path(os.environ.get("STUDIO_HOME", DEFAULT_HOME)).expanduser().resolve()
-    return Workspace(root).ensure()
+    return Workspace(root()).ensure()
+
+
+class WorkspaceMissing(Exception):
+    """A command that only reads found no workspace (or no database in it); nothing was created."""
+
+
+def exists() -> bool:
+    """The workspace folder is there and, with the default SQLite database, so is its database file."""
+    folder = root()
+    if not folder.is_dir():
+        return False
+    return bool(os.environ.get("STUDIO_DB_URL")) or (folder / "studio.db").is_file()
+
+
+def existing() -> Workspace:
+    """The workspace for a command that only reads: never created here; WorkspaceMissing with one sentence if absent."""
+    folder = root()
+    if not folder.is_dir():
+        raise WorkspaceMissing(f"There is no workspace at {folder} (STUDIO_HOME); nothing was created. Point "
+                               "STUDIO_HOME at your workspace, or start one with `studio ui` or `studio split`.")
+    if not exists():
+        raise WorkspaceMissing(f"The workspace {folder} has no database (studio.db); nothing was created. Point "
+                               "STUDIO_HOME at your workspace, or restore its database with `studio db restore`.")
+    return Workspace(folder)
 
 
 def apply_library_env(ws: Workspace) -> None:

@@ -69,12 +69,14 @@ def test_processes_opening_a_fresh_database_together_migrate_it_once(ws):
     from conftest import ROOT
 
     env = {**__import__("os").environ, "STUDIO_HOME": str(ws.root)}
-    procs = [subprocess.Popen([sys.executable, "-m", "engine.cli", "runs", "--json"], cwd=ROOT, env=env,
+    opener = "from engine import projects; print(len(projects.list_projects()))"
+    procs = [subprocess.Popen([sys.executable, "-c", opener], cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
     outs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], [err for _, err in outs]
-    con = sqlite3.connect(ws.root / "studio.db")
-    assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [(db.HEAD,)]
+    assert [out.strip() for out, _ in outs] == ["0"] * 4
+    with db.get_engine().connect() as conn:
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").fetchall() == [(db.HEAD,)]
 
 
 def test_the_workspace_and_the_database_are_private_to_their_owner(ws):

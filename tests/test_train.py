@@ -196,8 +196,9 @@ def test_short_disk_is_refused(setup, monkeypatch):
 
     usage = real_shutil.disk_usage("/")
     monkeypatch.setattr(launcher.shutil, "disk_usage", lambda path: usage._replace(free=1000))
-    with pytest.raises(launcher.LaunchRefused, match="the checkpoints need about"):
+    with pytest.raises(launcher.LaunchRefused, match=r"The disk has 0\.0 MB free; the checkpoints need about \d+ MB\."):
         launcher.launch_checked(config(), project.id)
+    assert launcher.size_text(3.2e9) == "3.2 GB" and launcher.size_text(250e6) == "250 MB"
 
 
 def test_mix_in_adds_the_requested_share(setup, ws):

@@ -1,4 +1,5 @@
-"""Sign-in attempts (for throttling and the admins' view) and the first-admin setup token.
+"""Sign-in attempts (for throttling and the admins' view), the first-admin setup token, and each job's monitor
+process (it records the job's end with nobody watching).
 
 Revision ID: 0005
 Revises: 0004
@@ -14,6 +15,9 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("runs") as batch:
+        batch.add_column(sa.Column("monitor_pid", sa.Integer, nullable=True))
+        batch.add_column(sa.Column("monitor_start", sa.Float, nullable=True))
     op.create_table(
         "signin_attempts",
         sa.Column("id", sa.Integer, primary_key=True),
@@ -32,5 +36,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("runs") as batch:
+        batch.drop_column("monitor_start")
+        batch.drop_column("monitor_pid")
     op.drop_table("setup_tokens")
     op.drop_table("signin_attempts")

@@ -1,0 +1,208 @@
+"""The supervisor with nobody watching, and the faults an unlucky operator meets: killed jobs, a full disk, a deleted
+workspace, read-only commands on a missing workspace, a damaged database. Real processes, real signals, no watcher:
+the test reads the database directly and never reconciles."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import ROOT, run_studio
+from engine import datasets, db, launcher, metrics, projects, runs, sample_data, split
+from engine.tables import Run
+
+pytestmark = pytest.mark.xdist_group("jobs")
+
+
+def stored(run_id: int) -> Run:
+    """The run as the database has it, without reconciling anything."""
+    with db.session() as s:
+        return s.get(Run, run_id)
+
+
+def eventually(predicate, timeout: float, poll: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"not within {timeout} s")
+
+
+@pytest.fixture
+def made_split(ws, demo_model, tmp_path):
+    project = projects.create_project("Jobs")
+    rows = sample_data.generate(600, seed=3)[300:420]
+    data = tmp_path / "support.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    version = datasets.import_file(project.id, data, "support.jsonl")
+    return project, split.create_split(version), demo_model
+
+
+def logged_steps(run_id: int) -> int:
+    """The trainer's own progress, from its metrics file."""
+    return max([e.get("step", 0) for e in metrics.read_events(runs.run_path(stored(run_id)))], default=0)
+
+
+def detached(ws, config, tmp_path, name: str, **env) -> int:
+    """Launch through `studio train CONFIG --detach`: the launching process exits at once."""
+    path = tmp_path / f"{name}.json"
+    config.save(path)
+    proc = run_studio("train", path, "--detach", env_home=ws.root, timeout=120, **env)
+    assert proc.returncode == 0, proc.stderr
+    return int(proc.stdout.split()[1])
+
+
+def test_jobs_end_fail_and_hand_over_with_nobody_watching(made_split, ws, tmp_path):
+    """A run killed with kill -9, one that fails and one that succeeds, all launched by commands that exited at
+    once: each end is recorded within 10 s and the next queued run starts within 10 s, with no dashboard and no
+    command running."""
+    project, made, model = made_split
+    killed = detached(ws, launcher.config_for_split(made, str(model), name="killed", max_steps=400), tmp_path, "a")
+    doomed_data = tmp_path / "doomed.jsonl"
+    shutil.copyfile(split.split_path(made, "train"), doomed_data)
+    doomed_cfg = launcher.config_for_split(made, str(model), name="doomed", max_steps=10)
+    doomed = detached(ws, doomed_cfg.model_copy(update={"train_file": str(doomed_data)}), tmp_path, "b")
+    finished = detached(ws, launcher.config_for_split(made, str(model), name="finished", max_steps=6), tmp_path, "c")
+    assert [stored(r).status for r in (killed, doomed, finished)] == ["running", "queued", "queued"]
+    doomed_data.unlink()  # it fails when it starts: its data is gone
+
+    eventually(lambda: logged_steps(killed) > 0, 60)
+    os.kill(stored(killed).pid, signal.SIGKILL)
+    t0 = time.monotonic()
+    run = eventually(lambda: (r := stored(killed)).status != "running" and r, 10)
+    assert (run.status, run.error_kind) == ("failed", "killed") and run.exit_code == -signal.SIGKILL
+    eventually(lambda: stored(doomed).status == "running" or stored(doomed).status == "failed", 10 - (time.monotonic() - t0))
+    run = eventually(lambda: (r := stored(doomed)).status == "failed" and r, 60)
+    assert run.error_kind == "data_error" and "doomed.jsonl" in run.error_message
+    pid = eventually(lambda: stored(finished).status == "running" and stored(finished).pid, 10)
+    eventually(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 120)
+    t1 = time.monotonic()
+    run = eventually(lambda: (r := stored(finished)).status != "running" and r, 10)
+    assert run.status == "succeeded" and run.step == 6, run.error_message
+    assert time.monotonic() - t1 < 10
+    monitors = [stored(r).monitor_pid for r in (killed, doomed, finished)]
+    eventually(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                               for p in monitors), 10)  # the monitors end with their jobs
+
+
+def test_a_deleted_workspace_stops_its_job_and_is_not_recreated(made_split, ws, tmp_path):
+    project, made, model = made_split
+    run_id = detached(ws, launcher.config_for_split(made, str(model), name="orphan", max_steps=2000), tmp_path, "o")
+    eventually(lambda: logged_steps(run_id) > 0, 60)
+    run = stored(run_id)
+    job = psutil.Process(run.pid)
+    db._engines.pop(db.database_url()).dispose()  # this test process lets go of the file too
+    shutil.rmtree(ws.root)
+    eventually(lambda: not job.is_running() or job.status() == psutil.STATUS_ZOMBIE, 10)
+    time.sleep(2)  # the monitor has recorded what it could by now
+    assert not ws.root.exists()  # nobody recreated it
+    for args in (["runs"], ["versions"], ["review", "results", "1"], ["users", "list"], ["runs", "--json"]):
+        proc = run_studio(*args, env_home=ws.root)
+        assert proc.returncode == 2 and "There is no workspace at" in proc.stderr, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+    assert not ws.root.exists()
+
+
+def test_read_only_commands_never_create_anything(tmp_path):
+    home = tmp_path / "nothing-here"
+    for args in (["runs"], ["versions", "--json"], ["review", "export", "1"], ["users", "list"]):
+        proc = run_studio(*args, env_home=home)
+        assert proc.returncode == 2 and proc.stderr.startswith("studio: There is no workspace at"), proc.stderr
+    assert not home.exists()
+    home.mkdir()
+    proc = run_studio("runs", env_home=home)
+    assert proc.returncode == 2 and "has no database" in proc.stderr
+    assert list(home.iterdir()) == []
+
+
+def test_unknown_project_is_a_sentence_and_is_not_created(ws):
+    projects.create_project("real")
+    proc = run_studio("runs", "--project", "imaginary", env_home=ws.root)
+    assert proc.returncode == 2 and "There is no project named 'imaginary'" in proc.stderr
+    assert [p.name for p in projects.list_projects()] == ["real"]
+
+
+@pytest.mark.skipif(bool(os.environ.get("STUDIO_DB_URL")), reason="the SQLite file's own damage and backups")
+def test_a_damaged_database_is_one_actionable_sentence(ws):
+    projects.create_project("before the damage")
+    made = run_studio("db", "backup", env_home=ws.root)
+    assert made.returncode == 0, made.stderr
+    backup = Path(made.stdout.split(" to ")[1].strip().rstrip("."))
+    db._engines.pop(db.database_url()).dispose()
+    database = ws.root / "studio.db"
+    database.write_bytes(b"this is not a database at all " * 200)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    proc = run_studio("runs", env_home=ws.root)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    sentence = proc.stderr.strip()
+    assert sentence.count("\n") == 0 and f"The database {database} is damaged" in sentence
+    assert str(backup) in sentence and "`studio db restore`" in sentence
+    restored = run_studio("db", "restore", env_home=ws.root)
+    assert restored.returncode == 0 and "is kept as" in restored.stdout
+    listing = run_studio("runs", env_home=ws.root)
+    assert listing.returncode == 0, listing.stderr
+    assert any(p.name.startswith("studio.db.damaged-") for p in ws.root.iterdir())
+
+
+def test_the_cli_never_prints_a_traceback_even_when_its_error_log_cannot_be_written(ws, capsys):
+    from engine import cli
+
+    (ws.root / "logs").write_text("a file where the log folder should be")
+    assert cli._report_error(RuntimeError("something unforeseen")) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == ("studio: unexpected error (RuntimeError); the error log could not be written either "
+                           "(File exists).")
+
+
+def _mount_tmpfs(path: Path, size: str) -> bool:
+    path.mkdir(parents=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+                          capture_output=True)
+    return done.returncode == 0
+
+
+@pytest.mark.skipif(bool(os.environ.get("STUDIO_DB_URL")), reason="the database must live on the full disk")
+def test_a_full_disk_is_disk_full_and_nothing_prints_a_traceback(demo_model, tmp_path, monkeypatch):
+    """The workspace on a small tmpfs (as root in CI), filled while a run trains: the run is disk_full with its
+    sentence, recorded by its monitor, and `studio runs` answers without a traceback."""
+    home = tmp_path / "small"
+    if os.geteuid() != 0 or not _mount_tmpfs(home, "48m"):
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    try:
+        monkeypatch.setenv("STUDIO_HOME", str(home))
+        monkeypatch.delenv("STUDIO_DB_URL", raising=False)
+        project = projects.create_project("Full disk")
+        rows = sample_data.generate(600, seed=3)[300:420]
+        data = tmp_path / "support.jsonl"
+        data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        made = split.create_split(datasets.import_file(project.id, data, "support.jsonl"))
+        run_id = detached(type("W", (), {"root": home}), launcher.config_for_split(
+            made, str(demo_model), name="filling", max_steps=2000), tmp_path, "f")
+        eventually(lambda: logged_steps(run_id) > 0, 60)
+        free = shutil.disk_usage(home).free
+        with (home / "filler.bin").open("wb") as f:  # leave almost nothing: the next checkpoint cannot be written
+            try:
+                f.write(b"\0" * max(free - 64 * 1024, 0))
+            except OSError:
+                pass
+        run = eventually(lambda: (r := stored(run_id)).status != "running" and r, 120)
+        assert (run.status, run.error_kind) == ("failed", "disk_full"), (run.error_message, run.log_tail)
+        assert run.error_message.startswith("The disk is full")
+        proc = run_studio("runs", env_home=home)
+        assert "Traceback" not in proc.stdout + proc.stderr
+        assert proc.returncode == 0 and "disk_full" in proc.stdout, proc.stderr
+    finally:
+        db._engines.pop(f"sqlite:///{home / 'studio.db'}", None)
+        subprocess.run(["umount", "-l", str(home)], capture_output=True)

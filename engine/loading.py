@@ -7,12 +7,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Callable
 
-from engine.readers import InputError, Item, check_size, check_text, column_names, detect_container, read_items
+from engine.readers import (InputError, Item, check_size, check_text, column_names, detect_container, read_items,
+                            transcode_to_utf8, utf16_encoding)
 from engine.shapes import MAPPABLE, SHAPES, Record, detect_shape, normalize
 
 _SNIFF = 200
@@ -25,6 +27,7 @@ class Loaded:
     container: str
     shape: str
     size_bytes: int
+    encoding: str = "utf-8"
 
 
 def parse_mapping(text: str | None) -> dict[str, str] | None:
@@ -55,11 +58,34 @@ def _check_mapping(mapping: dict[str, str], columns: list[str]) -> None:
 def load_records(path: Path, *, shape: str | None = None, mapping: dict[str, str] | None = None,
                  container: str | None = None, max_bytes: int | None = None,
                  progress: Callable[[float], None] | None = None) -> Loaded:
-    """Read and normalize every record of `path`. Raises InputError when the file as a whole cannot be used."""
+    """Read and normalize every record of `path`. Raises InputError when the file as a whole cannot be used.
+    A UTF-16 file (with or without a byte-order mark) is read through a UTF-8 copy in the workspace."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"There is no file at {path}.")
     size = check_size(path, max_bytes)
+    encoding = utf16_encoding(path) if container != "parquet" else None
+    if encoding:
+        import tempfile
+
+        from engine import workspace
+
+        tmp = workspace.current().tmp
+        fd, name = tempfile.mkstemp(prefix="utf8-", suffix=path.suffix, dir=tmp)
+        os.close(fd)
+        copy = Path(name)
+        try:
+            transcode_to_utf8(path, encoding, copy)
+            loaded = _load(copy, shape, mapping, container, size, progress)
+        finally:
+            copy.unlink(missing_ok=True)
+        loaded.encoding = "utf-16-be" if encoding == "utf-16-be" else "utf-16-le" if encoding == "utf-16-le" \
+            else "utf-16"
+        return loaded
+    return _load(path, shape, mapping, container, size, progress)
+
+
+def _load(path: Path, shape, mapping, container, size: int, progress) -> Loaded:
     container = container or detect_container(path)
     if container != "parquet":
         check_text(path)

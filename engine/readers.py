@@ -92,6 +92,44 @@ def _is_json(line: bytes) -> bool:
         return False
 
 
+def utf16_encoding(path: Path) -> str | None:
+    """"utf-16" (with a byte-order mark), "utf-16-le" or "utf-16-be" (without one, told by where the zero bytes of
+    mostly-ASCII text fall), or None."""
+    with path.open("rb") as f:
+        head = f.read(4096)
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    pairs = len(head) // 2
+    if pairs < 8:
+        return None
+    even_zeros = sum(1 for i in range(0, 2 * pairs, 2) if head[i] == 0)
+    odd_zeros = sum(1 for i in range(1, 2 * pairs, 2) if head[i] == 0)
+    if odd_zeros >= 0.6 * pairs and even_zeros <= 0.05 * pairs:
+        return "utf-16-le"
+    if even_zeros >= 0.6 * pairs and odd_zeros <= 0.05 * pairs:
+        return "utf-16-be"
+    return None
+
+
+def transcode_to_utf8(path: Path, encoding: str, target: Path) -> None:
+    """Stream a UTF-16 file into a UTF-8 copy (same lines, same records); InputError naming the line of a bad
+    character."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    lines = 0
+    with path.open("rb") as src, target.open("w", encoding="utf-8", newline="") as out:
+        while True:
+            chunk = src.read(_CHUNK)
+            try:
+                text = decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError:
+                raise InputError(f"Line {lines + 1} is not valid {encoding.upper()} (the file looks like UTF-16 but "
+                                 "holds a broken character); save it as UTF-8.") from None
+            lines += text.count("\n")
+            out.write(text)
+            if not chunk:
+                return
+
+
 def check_text(path: Path) -> None:
     """Refuse binary files and non-UTF-8 text, naming the line and byte offset of the first bad byte."""
     base = 0          # file offset of data[0]
@@ -169,6 +207,8 @@ def _jsonl_item(line_no: int, raw: bytes, is_last: bool) -> Item:
         return Item(line_no, json.loads(text))
     except (json.JSONDecodeError, RecursionError) as err:
         return Item(line_no, problem=_parse_problem(err, line_no, is_last))
+    except ValueError:  # Python refuses integers of more than 4,300 digits (a denial-of-service guard)
+        return Item(line_no, problem=f"Line {line_no} holds a number too long to read (over 4,300 digits).")
 
 
 def _read_json(path: Path) -> Iterator[Item]:
@@ -194,6 +234,8 @@ def _read_json(path: Path) -> Iterator[Item]:
             yield Item(count + 1, problem=problem)
         except RecursionError:
             yield Item(count + 1, problem=f"Record {count + 1} is nested too deeply to read.")
+        except ValueError:
+            yield Item(count + 1, problem=f"Record {count + 1} holds a number too long to read (over 4,300 digits).")
 
 
 def _read_json_object(path: Path) -> Iterator[Item]:
@@ -204,6 +246,8 @@ def _read_json_object(path: Path) -> Iterator[Item]:
         raise InputError(f"The file is not valid JSON (line {err.lineno}: {err.msg}).") from None
     except RecursionError:
         raise InputError("The JSON file is nested too deeply to read.") from None
+    except ValueError:
+        raise InputError("The JSON file holds a number too long to read (over 4,300 digits).") from None
     from engine.shapes import shape_of
 
     lists = [v for v in value.values() if isinstance(v, list)] if isinstance(value, dict) else []

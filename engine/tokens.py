@@ -13,6 +13,28 @@ from pathlib import Path
 from engine import workspace
 
 FALLBACK_OVERHEAD = 4  # tokens per message when a template cannot be rendered (OpenAI's own estimate is 3-4)
+PIECE_CHARS = 32768
+BATCH_TEXTS = 4096
+BATCH_CHARS = 1 << 20
+
+
+def pieces(text: str, size: int = PIECE_CHARS) -> list[str]:
+    """A long text cut where whitespace follows a non-space, which byte-level BPE never merges across, so the
+    pieces' token counts add up to the whole's; a run of more than `size` characters without whitespace is cut
+    anyway (its count may then differ by a token or two at each cut)."""
+    if len(text) <= size:
+        return [text]
+    out, start = [], 0
+    while len(text) - start > size:
+        cut = start + size
+        back = cut
+        while back > start + size // 2 and not (text[back].isspace() and not text[back - 1].isspace()):
+            back -= 1
+        cut = back if back > start + size // 2 else cut
+        out.append(text[start:cut])
+        start = cut
+    out.append(text[start:])
+    return out
 
 
 class TokenizerError(Exception):
@@ -40,14 +62,32 @@ class TokenCounter:
         return cls(tok, _chat_template(file.parent), file.parent.name)
 
     def count(self, texts: list[str]) -> list[int]:
-        """Token count of each text. Identical texts (a shared system prompt) are encoded once."""
+        """Token count of each text. Identical texts (a shared system prompt) are encoded once. Long texts are
+        encoded in pieces (see `pieces`), and batches are bounded in characters: an Encoding holds tens of bytes
+        per token, so one 10 MB message encoded whole would take gigabytes."""
         unique = list(dict.fromkeys(texts))
-        lengths: dict[str, int] = {}
-        # In chunks: an Encoding object per text is large, and only its length is kept.
-        for i in range(0, len(unique), 4096):
-            chunk = unique[i:i + 4096]
-            for text, enc in zip(chunk, self.tokenizer.encode_batch_fast(chunk, add_special_tokens=False)):
-                lengths[text] = len(enc)
+        totals = [0] * len(unique)
+        batch: list[str] = []
+        owners: list[int] = []
+        chars = 0
+
+        def flush() -> None:
+            for owner, enc in zip(owners, self.tokenizer.encode_batch_fast(batch, add_special_tokens=False)):
+                totals[owner] += len(enc)
+            batch.clear()
+            owners.clear()
+
+        for i, text in enumerate(unique):
+            for piece in pieces(text):
+                batch.append(piece)
+                owners.append(i)
+                chars += len(piece)
+                if len(batch) >= BATCH_TEXTS or chars >= BATCH_CHARS:
+                    flush()
+                    chars = 0
+        if batch:
+            flush()
+        lengths = dict(zip(unique, totals))
         return [lengths[t] for t in texts]
 
     def _overhead(self, template: str | None, role: str) -> int:

@@ -204,3 +204,30 @@ def test_openai_keeps_tool_calls_weight_and_flags_bad_roles(tmp_path):
     assert rec.messages[1]["tool_calls"] == [{"id": "1"}] and rec.messages[3]["weight"] == 0
     assert [c for c, _ in rec.problems] == ["bad_role", "missing_content"]
     assert "message 5 has the unknown role 'robot'" in rec.problems[0][1]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_utf16_with_or_without_a_byte_order_mark_is_read(ws, tmp_path, encoding):
+    rows = [chat(i, answer=f"Antwort {i}: schön, danke – ça va.") for i in range(12)]
+    text = "\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n"
+    path = tmp_path / "windows-export.jsonl"
+    path.write_bytes(text.encode(encoding))
+    loaded = load_records(path)
+    assert loaded.container == "jsonl" and loaded.shape == "openai" and len(loaded.records) == 12
+    assert loaded.encoding == encoding and loaded.records[3].messages[-1]["content"].startswith("Antwort 3: schön")
+    csv_path = tmp_path / "faq.csv"
+    csv_path.write_bytes("question,answer\nWie geht's?,Gut – danke.\n".encode(encoding))
+    faq = load_records(csv_path, mapping={"prompt": "question", "completion": "answer"})
+    assert faq.records[0].messages[-1]["content"] == "Gut – danke." and faq.encoding == encoding
+    assert list(ws.tmp.iterdir()) == []  # the UTF-8 copy is gone
+
+
+def test_a_5000_digit_number_is_one_line_error(tmp_path):
+    path = write_jsonl(tmp_path / "big.jsonl", [chat(i) for i in range(12)],
+                       raw_lines={5: '{"messages": [], "id": ' + "9" * 5000 + "}"})
+    loaded = load_records(path)
+    assert len(loaded.records) == 13 and codes(loaded) == {(6, "unparseable_line")}
+    assert "over 4,300 digits" in loaded.records[5].problems[0][1]
+    array = tmp_path / "big.json"
+    array.write_text("[" + json.dumps(chat(1)) + ', {"n": ' + "9" * 5000 + "}]")
+    assert (2, "unparseable_line") in codes(load_records(array))

@@ -8,10 +8,14 @@ from contextlib import contextmanager
 
 import streamlit as st
 
-from engine import workspace
+from engine import db, workspace
 from engine.ab_traffic import TrafficError
 from engine.evaluate import EvalError
+from engine.code_checks import SandboxUnavailable
 from engine.fixes import FixError
+from engine.launcher import LaunchRefused
+from engine.run_config import ConfigError
+from engine.workspace import WorkspaceMissing
 from engine.playground import PlaygroundError
 from engine.projects import ProjectError
 from engine.readers import InputError
@@ -23,7 +27,8 @@ from engine.users import UserError
 from ui.text import md_escape
 
 USER_ERRORS = (InputError, FixError, ProjectError, SplitError, LockedTestError, TokenizerError, EvalError, RunError,
-               PlaygroundError, UserError, ReviewError, TrafficError)
+               PlaygroundError, UserError, ReviewError, TrafficError, LaunchRefused, ConfigError, SandboxUnavailable,
+               WorkspaceMissing)
 
 
 @contextmanager
@@ -34,8 +39,24 @@ def shown_as_message():
     except USER_ERRORS as err:
         st.error(md_escape(err))
     except Exception as err:  # noqa: BLE001 - last line of defence: no traceback reaches the user
-        log = workspace.current().root / "logs" / "ui-errors.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
+        problem = db.explain(err)
+        if problem is not None:
+            st.error(md_escape(problem))
+            return
+        st.error(f"Something went wrong (error {log_unexpected(err)}); an administrator finds the details under "
+                 "that id in the workspace's logs/ui-errors.log.")
+
+
+def log_unexpected(err: BaseException) -> str:
+    """Write the traceback under a short id (the page shows the id, never a path or a traceback)."""
+    import secrets
+
+    error_id = secrets.token_hex(4)
+    try:
+        log = workspace.root() / "logs" / "ui-errors.log"
+        log.parent.mkdir(mode=0o700, exist_ok=True)
         with log.open("a", encoding="utf-8") as f:
-            f.write("".join(traceback.format_exception(err)) + "\n")
-        st.error(f"Something went wrong ({type(err).__name__}); the details are in {log}.")
+            f.write(f"--- error {error_id}\n" + "".join(traceback.format_exception(err)) + "\n")
+    except OSError:
+        pass
+    return error_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from engine.checks import windows
 from engine.report import Finding, drop_fix
 from engine.shapes import Record
 
@@ -48,7 +49,7 @@ def check_short(records: list[Record]) -> Finding | None:
         if answer is None:
             continue
         text = answer.strip()
-        if len(text) < SHORT_CHARS or _norm(text) in _VAGUE:
+        if len(text) < SHORT_CHARS or len(text) <= 40 and _norm(text) in _VAGUE:
             details[rec.location] = f"answer is {text[:20]!r}"
     if not details:
         return None
@@ -83,7 +84,7 @@ def check_copies_input(records: list[Record]) -> Finding | None:
 
 def repetition_ratio(text: str) -> float | None:
     """Distinct word 3-grams / all 3-grams for texts of 30+ words (None for shorter ones); low means degenerate."""
-    words = _WORD.findall(text.lower())
+    words = _WORD.findall(windows.sample(text).lower())
     if len(words) < REPEAT_MIN_WORDS:
         return None
     if len(set(words)) / len(words) > 0.5:

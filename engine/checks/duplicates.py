@@ -12,6 +12,7 @@ from collections import defaultdict
 
 import xxhash
 
+from engine.checks import windows
 from engine.report import Finding, Fix, drop_fix
 from engine.shapes import Record
 
@@ -65,8 +66,9 @@ def shingles(text: str) -> list[str]:
 
 
 def _conversation_text(rec: Record) -> str:
-    # The system prompt is left out: a shared prompt would make every pair of records look alike.
-    return "\n".join(m["content"] for m in rec.messages if m["role"] != "system")
+    # The system prompt is left out: a shared prompt would make every pair of records look alike. A very long
+    # message is represented by its first and last 50,000 characters (engine.checks.windows.sample).
+    return "\n".join(windows.sample(m["content"]) for m in rec.messages if m["role"] != "system")
 
 
 class DisjointSets:
@@ -165,9 +167,12 @@ def check_near(records: list[Record], threshold: float = NEAR_THRESHOLD,
         details={a: f"near copy of {b}" for a, b in pairs}, pairs=pairs)
 
 
+_SPACES = re.compile(r"\s+")
+
+
 def normalized_prompt(rec: Record) -> str:
     parts = [m["content"] for m in rec.messages[:-1] if m["role"] in ("system", "user")]
-    return " ".join(_PUNCT.sub(" ", " ".join(parts).lower()).split())
+    return _SPACES.sub(" ", _PUNCT.sub(" ", " ".join(parts).lower())).strip()  # no list of every word
 
 
 def check_contradictions(records: list[Record]) -> Finding | None:
@@ -183,9 +188,9 @@ def check_contradictions(records: list[Record]) -> Finding | None:
         if len(members) < 2 or not prompt:
             continue
         first = members[0]
-        base = records[first].messages[-1]["content"]
+        base = windows.sample(records[first].messages[-1]["content"])
         for i in members[1:]:
-            answer = records[i].messages[-1]["content"]
+            answer = windows.sample(records[i].messages[-1]["content"])
             if fuzz.token_set_ratio(base, answer) < 50:
                 pairs.append((records[i].location, records[first].location))
     if not pairs:

@@ -53,8 +53,10 @@ def _confident(text: str, lang: str) -> bool:
 
 
 def check_language(records: list[Record]) -> Finding | None:
-    prompts = [_prepare(" ".join(m["content"] for m in r.messages if m["role"] == "user")) for r in records]
-    answers = [_prepare(" ".join(m["content"] for m in r.messages if m["role"] == "assistant")) for r in records]
+    # only the first 600 characters are looked at: never join whole messages (a record can be megabytes)
+    prompts = [_prepare(" ".join(m["content"][:600] for m in r.messages if m["role"] == "user")) for r in records]
+    answers = [_prepare(" ".join(m["content"][:600] for m in r.messages if m["role"] == "assistant"))
+               for r in records]
     p_langs, a_langs = _labels(prompts), _labels(answers)
     counts = Counter(lang for lang in p_langs + a_langs if lang)
     if not counts:

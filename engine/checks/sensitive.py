@@ -4,6 +4,10 @@ PII: e-mail addresses, phone numbers, payment card numbers (Luhn-valid, through 
 through python-stdnum) and IP addresses (validated by `ipaddress`). Secrets: detect-secrets' pattern plugins (its
 entropy plugins flag ordinary words in free text, so they are left out) plus the API-key formats it does not know.
 A secret is reported by record and kind only: its value is never echoed, in the report or in logs.
+
+Every scan is linear in the text: the patterns have bounded repetitions (or start only where a run starts), and
+long text is scanned in bounded, overlapping windows (engine.checks.windows), so one record of tens of megabytes
+on a single line costs what the same bytes cost in ordinary records.
 """
 
 from __future__ import annotations
@@ -11,12 +15,16 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from engine.checks import windows
 from engine.report import Finding, Fix
 from engine.shapes import Record
 
 # One pattern per kind, each behind a cheap test, so ordinary text costs one or two fast scans.
 _PII = {
-    "email": (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"), lambda t: "@" in t),
+    # The local part starts where a run of its characters starts (no backtracking along a long run) and every part
+    # is bounded by the limits of RFC 5321 (64-character local part, 63-character labels).
+    "email": (re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}"
+                         r"\.[A-Za-z]{2,24}(?![A-Za-z0-9-])"), lambda t: "@" in t),
     "iban": (re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b"), None),
     "card": (re.compile(r"(?<![\w.])(?:\d[ -]?){12,18}\d(?![\w.])"), None),
     "ipv4": (re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])"), None),
@@ -26,17 +34,25 @@ _PII = {
 }
 _PII_NAMES = {"email": "e-mail address", "iban": "IBAN", "card": "card number", "ipv4": "IP address",
               "ipv6": "IP address", "phone": "phone number"}
-_DIGIT_RUN = re.compile(r"\d[\d .()+-]{7,}\d")  # 9+ characters of a number: card, phone, IBAN tail
+_DIGIT_RUN = re.compile(r"\d[\d .()+-]{7,40}\d")  # 9+ characters of a number: card, phone, IBAN tail
 _DOTTED = re.compile(r"\d\.\d{1,3}\.\d")
 
 # Keys that detect-secrets 1.5 does not know; kept short on purpose.
 _EXTRA_SECRETS = re.compile(
     r"(?P<openai>\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{32,})|(?P<huggingface>\bhf_[A-Za-z0-9]{30,})"
     r"|(?P<google>\bAIza[0-9A-Za-z_-]{35})")
-# Worth a detect-secrets scan: a 16+ character run mixing letters and digits, a PEM header, or a keyword that is
-# being assigned ("password: ...", "token=...").
-_SECRET_HINT = re.compile(r"(?=[A-Za-z0-9_\-/+=]{16,})(?=[A-Za-z_\-/+=]*\d)[0-9_\-/+=]*[A-Za-z]|-----BEGIN"
-                          r"|(?i:pass(?:word|wd)?|secret|token|api[_-]?key|credential)s?[\"']?\s*[:=]")
+# Worth a detect-secrets scan: a 16+ character run mixing letters and digits (each run is matched once, from its
+# start), a PEM header, or a keyword that is being assigned ("password: ...", "token=...").
+_TOKEN_RUN = re.compile(r"(?<![A-Za-z0-9_\-/+=])[A-Za-z0-9_\-/+=]{16,}")
+_SECRET_WORD = re.compile(r"-----BEGIN|(?i:pass(?:word|wd)?|secret|token|api[_-]?key|credential)s?[\"']?\s{0,8}[:=]")
+_DIGIT = re.compile(r"\d")
+_LETTER = re.compile(r"[A-Za-z]")
+
+
+def _secret_hint(text: str) -> bool:
+    if _SECRET_WORD.search(text):
+        return True
+    return any(_DIGIT.search(m.group(0)) and _LETTER.search(m.group(0)) for m in _TOKEN_RUN.finditer(text))
 _ENTROPY_PLUGINS = {"Base64HighEntropyString", "HexHighEntropyString"}
 
 
@@ -60,7 +76,19 @@ def _valid(kind: str, value: str) -> bool:
 
 
 def find_pii(text: str) -> list[tuple[str, int, int]]:
-    """(kind, start, end) of every validated PII span."""
+    """(kind, start, end) of every validated PII span (scanned window by window: linear in the text)."""
+    found = windows.spans(text, _find_pii_in) if len(text) > windows.WINDOW else _find_pii_in(text)
+    # a card number also matches the phone pattern, and an overlap can cut a match: keep the first, longest span
+    found.sort(key=lambda s: (s[1], -s[2]))
+    kept, end = [], -1
+    for span in found:
+        if span[1] >= end:
+            kept.append(span)
+            end = span[2]
+    return kept
+
+
+def _find_pii_in(text: str) -> list[tuple[str, int, int]]:
     long_number = _DIGIT_RUN.search(text) is not None
     spans = []
     for kind, (pattern, cheap) in _PII.items():
@@ -73,14 +101,7 @@ def find_pii(text: str) -> list[tuple[str, int, int]]:
         for m in pattern.finditer(text):
             if _valid(kind, m.group(0)):
                 spans.append((kind, m.start(), m.end()))
-    # a card number also matches the phone pattern: keep the first kind found for a span
-    spans.sort(key=lambda s: (s[1], -s[2]))
-    kept, end = [], -1
-    for span in spans:
-        if span[1] >= end:
-            kept.append(span)
-            end = span[2]
-    return kept
+    return spans
 
 
 def check_pii(records: list[Record]) -> Finding | None:
@@ -120,14 +141,28 @@ class SecretScanner:
 
     def kinds(self, text: str) -> list[tuple[str, str]]:
         """(kind, secret value) pairs found in text. Values are for redaction only, never for display."""
-        if not _SECRET_HINT.search(text):
+        return [(kind, text[start:end]) for kind, start, end in self.spans(text)]
+
+    def spans(self, text: str) -> list[tuple[str, int, int]]:
+        """(kind, start, end) of every secret, window by window (linear in the text)."""
+        if len(text) <= windows.WINDOW:
+            return self._spans_in(text)
+        return windows.spans(text, self._spans_in)
+
+    def _spans_in(self, text: str) -> list[tuple[str, int, int]]:
+        if not _secret_hint(text):
             return []
         from detect_secrets.core.scan import scan_line
 
-        found = [(m.lastgroup, m.group(0)) for m in _EXTRA_SECRETS.finditer(text)]
-        for line in text.splitlines():
-            if _SECRET_HINT.search(line):
-                found += [(s.type, s.secret_value) for s in scan_line(line) if s.secret_value]
+        found = [(m.lastgroup, m.start(), m.end()) for m in _EXTRA_SECRETS.finditer(text)]
+        start = 0
+        for line in text.split("\n"):
+            if _secret_hint(line):
+                for s in scan_line(line):
+                    at = line.find(s.secret_value) if s.secret_value else -1
+                    if at >= 0:
+                        found.append((s.type, start + at, start + at + len(s.secret_value)))
+            start += len(line) + 1
         return found
 
 
@@ -148,15 +183,29 @@ def check_secrets(records: list[Record]) -> Finding | None:
 
 
 def redact_pii(text: str) -> str:
-    for kind, start, end in sorted(find_pii(text), key=lambda s: -s[1]):
-        text = text[:start] + f"[{kind.upper().rstrip('46')}]" + text[end:]
-    return text
+    """Every PII span replaced by its kind in brackets, in one pass."""
+    pieces, cursor = [], 0
+    for kind, start, end in find_pii(text):  # sorted and without overlaps
+        pieces += [text[cursor:start], f"[{kind.upper().rstrip('46')}]"]
+        cursor = end
+    pieces.append(text[cursor:])
+    return "".join(pieces)
 
 
 def redact_secrets(text: str, scanner: SecretScanner) -> str:
-    for _, value in scanner.kinds(text):
-        text = text.replace(value, "[SECRET]")
-    return text
+    """Every secret span replaced by [SECRET], in one pass (a str.replace per value would be quadratic)."""
+    found = sorted((start, end) for _, start, end in scanner.spans(text))
+    if not found:
+        return text
+    pieces, cursor = [], 0
+    for start, end in found:
+        if end <= cursor:
+            continue
+        pieces.append(text[cursor:max(start, cursor)])
+        pieces.append("[SECRET]")
+        cursor = end
+    pieces.append(text[cursor:])
+    return "".join(pieces)
 
 
 
@@ -166,7 +215,7 @@ _scanner: SecretScanner | None = None
 def mask_secrets(text: str) -> str:
     """Replace secrets by [SECRET] for display (one scanner per process)."""
     global _scanner
-    if not _SECRET_HINT.search(text):
+    if not _secret_hint(text):
         return text
     if _scanner is None:
         _scanner = SecretScanner()

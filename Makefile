@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # Two workers: the project's machines have 2 cores. loadgroup keeps a module's shared setup on one worker.
 PYTEST_ARGS ?= -n 2 --dist loadgroup
 
-.PHONY: install run test bench clean
+.PHONY: install run test test-postgres bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,13 @@ run: install
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The database, jobs, review and CLI tests again on a throw-away PostgreSQL cluster (Debian's postgresql).
+PG_MODULES := tests/test_db.py tests/test_jobs.py tests/test_review.py tests/test_cli.py
+test-postgres: install
+	$(PY) -m pip install --quiet -e '.[test,postgres]'
+	url=$$(.ci/postgres.sh start) && trap '.ci/postgres.sh stop' EXIT && \
+	  STUDIO_DB_URL=$$url $(PY) -m pytest $(PYTEST_ARGS) $(PG_MODULES)
 
 bench: install
 	$(PY) bench/quality_scan.py

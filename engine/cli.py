@@ -184,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if _reads_only(args):
             workspace.existing()
+            from engine import db
+
+            db.read_only()
         workspace.apply_library_env(workspace.Workspace(workspace.root()))  # variables only: nothing is created
         return _COMMANDS[args.command](args)
     except KeyboardInterrupt:

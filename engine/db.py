@@ -29,8 +29,17 @@ _engines: dict[str, Engine] = {}
 _write_locks: dict[str, threading.Lock] = {}
 
 
+_read_only = False
+
+
 class DatabaseProblem(Exception):
     """The database cannot be used; the message says what is wrong and what to do, in one sentence."""
+
+
+def read_only() -> None:
+    """For a command that only reads: a database without the studio's tables is refused, never set up."""
+    global _read_only
+    _read_only = True
 
 
 def database_url() -> str:
@@ -68,6 +77,10 @@ def get_engine(url: str | None = None) -> Engine:
         if url not in _engines:
             engine = _create(url)
             try:
+                if _read_only and current_revision(engine) is None:
+                    where = engine.url.render_as_string(hide_password=True)
+                    raise DatabaseProblem(f"The database {where} has no studio tables; nothing was created. Point "
+                                          "STUDIO_DB_URL at the studio's database, or set it up with `studio ui`.")
                 migrate(engine)
             except DBAPIError as err:
                 raise explain(err, engine) or err from None

@@ -233,8 +233,10 @@ def _upsert(values: dict) -> int:
     engine = db.get_engine()
     if engine.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
-    else:
+    elif engine.dialect.name == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
+    else:  # each dialect spells the upsert its own way; a guess could make two rows for one vote
+        raise ReviewError(f"Ratings need SQLite or PostgreSQL; the configured database is {engine.dialect.name}.")
     stmt = insert(Rating).values(**values, created_at=values["updated_at"])
     stmt = stmt.on_conflict_do_update(index_elements=["item_id", "reviewer_id"],
                                       set_={k: stmt.excluded[k] for k in ("scores", "safety_flag", "comment", "vote",

@@ -124,9 +124,10 @@ def create_first_admin(name: str, password: str, local: bool = False, token: str
                                "printed (or run `studio users add NAME --role admin` on the server).")
     row = select(literal(name), literal("admin"), literal(_hasher().hash(password)), literal(True), literal(now())) \
         .where(~exists(select(User.id)))
-    with db.write_session() as s:
-        done = s.execute(insert(User).from_select(["name", "role", "password_hash", "active", "created_at"], row))
-    if done.rowcount != 1:
+    with db.write_session() as s:  # RETURNING, not rowcount: psycopg reports -1 for INSERT ... SELECT
+        made = s.execute(insert(User).from_select(["name", "role", "password_hash", "active", "created_at"], row)
+                         .returning(User.id)).scalar()
+    if made is None:
         raise PermissionDenied("An administrator already exists; sign in instead.")
     with db.session() as s:
         return s.scalar(select(User).where(User.name == name))

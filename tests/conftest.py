@@ -10,6 +10,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import json  # noqa: E402
 import subprocess  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -18,26 +19,69 @@ import pytest  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 REALDATA = ROOT.parent / "shared" / "realdata"
 STUDIO = [sys.executable, "-m", "engine.cli"]
+# With STUDIO_DB_URL set (CI's PostgreSQL pass), each test gets a fresh database on that server; without it, the
+# workspace's own SQLite file.
+SERVER_DB_URL = os.environ.get("STUDIO_DB_URL")
+sqlite_only = pytest.mark.skipif(bool(SERVER_DB_URL), reason="checks the SQLite file itself (this pass uses "
+                                                              "the STUDIO_DB_URL server)")
+
+
+@contextmanager
+def _database():
+    """None (SQLite in the workspace), or the URL of a fresh database on the STUDIO_DB_URL server, dropped after."""
+    if not SERVER_DB_URL:
+        yield None
+        return
+    import uuid
+
+    from sqlalchemy import create_engine, make_url, text
+
+    from engine import db
+
+    server = make_url(SERVER_DB_URL)
+    name = f"studio_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = server.set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        engine = db._engines.pop(url, None)
+        if engine is not None:
+            engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _use_database(mp, url: str | None) -> None:
+    if url:
+        mp.setenv("STUDIO_DB_URL", url)
+    else:
+        mp.delenv("STUDIO_DB_URL", raising=False)
 
 
 @pytest.fixture
 def ws(tmp_path, monkeypatch):
-    """A private STUDIO_HOME for the test; the database and every cache live in it."""
+    """A private STUDIO_HOME for the test; every cache lives in it, and the database too (or, on CI's PostgreSQL
+    pass, a fresh database of its own)."""
     home = tmp_path / "workspace"
     monkeypatch.setenv("STUDIO_HOME", str(home))
-    monkeypatch.delenv("STUDIO_DB_URL", raising=False)
-    from engine import workspace
+    with _database() as url:
+        _use_database(monkeypatch, url)
+        from engine import workspace
 
-    return workspace.current()
+        yield workspace.current()
 
 
 @pytest.fixture(scope="module")
 def module_ws(tmp_path_factory):
     """A STUDIO_HOME shared by the tests of one module (for an expensive setup such as a trained run)."""
     home = tmp_path_factory.mktemp("module") / "workspace"
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp, _database() as url:
         mp.setenv("STUDIO_HOME", str(home))
-        mp.delenv("STUDIO_DB_URL", raising=False)
+        _use_database(mp, url)
         from engine import workspace
 
         yield workspace.current()

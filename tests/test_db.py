@@ -8,9 +8,11 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, inspect
 
+from conftest import sqlite_only
 from engine import db, projects
 
 
+@sqlite_only
 def test_schema_comes_from_migrations_in_wal_mode(ws):
     projects.create_project("first")
     path = ws.root / "studio.db"
@@ -68,8 +70,13 @@ def test_processes_opening_a_fresh_database_together_migrate_it_once(ws):
 
     from conftest import ROOT
 
+    import time
+
     env = {**__import__("os").environ, "STUDIO_HOME": str(ws.root)}
-    opener = "from engine import projects; print(len(projects.list_projects()))"
+    # Every process imports first and then waits for the same instant, so the four migrations really overlap.
+    start = time.time() + 5
+    opener = ("import time, alembic.command, sqlalchemy\nfrom engine import projects\n"
+              f"time.sleep(max(0, {start} - time.time()))\nprint(len(projects.list_projects()))")
     procs = [subprocess.Popen([sys.executable, "-c", opener], cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
     outs = [p.communicate(timeout=60) for p in procs]
@@ -79,8 +86,44 @@ def test_processes_opening_a_fresh_database_together_migrate_it_once(ws):
         assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").fetchall() == [(db.HEAD,)]
 
 
+@sqlite_only
 def test_the_workspace_and_the_database_are_private_to_their_owner(ws):
     projects.create_project("private")
     assert ws.root.stat().st_mode & 0o777 == 0o700
     for path in (ws.root / "studio.db", ws.root / "studio.db-wal"):
         assert path.stat().st_mode & 0o777 == 0o600, path
+
+
+def test_a_postgresql_url_without_its_driver_names_the_extra(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    (tmp_path / "ws").mkdir()
+    code = ("import sys; sys.modules['psycopg'] = None; sys.modules['psycopg2'] = None\n"  # as if not installed
+            "from engine import cli; sys.exit(cli.main(['versions']))")
+    env = {**__import__("os").environ, "STUDIO_HOME": str(tmp_path / "ws"),
+           "STUDIO_DB_URL": "postgresql+psycopg://studio@127.0.0.1:1/studio"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "pip install -e '.[postgres]'" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_a_database_server_that_is_down_is_one_sentence_with_host_and_port(tmp_path):
+    import subprocess
+    import sys
+
+    import pytest
+
+    from conftest import ROOT
+
+    pytest.importorskip("psycopg", reason="the postgres extra is not installed")
+    (tmp_path / "ws").mkdir()
+    env = {**__import__("os").environ, "STUDIO_HOME": str(tmp_path / "ws"),
+           "STUDIO_DB_URL": "postgresql+psycopg://studio@127.0.0.1:1/studio"}
+    for args in (["versions"], ["split", "nothing.jsonl", "--out", str(tmp_path / "o")]):
+        proc = subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.startswith("studio: Cannot connect to the database at 127.0.0.1:1 ("), proc.stderr

@@ -383,6 +383,10 @@ def test_thirty_wrong_passwords_are_slowed_then_locked_out(ws):
     attempts = throttle.recent()
     assert len(attempts) == 32 and {a.outcome for a in attempts} == {"wrong", "throttled", "locked"}
     assert all("guess" not in (a.user_name + a.address) for a in attempts)  # never a password
+    at = app_as("admin").run()
+    at.switch_page("app_pages/users.py").run()
+    shown_attempts = at.dataframe[1].value
+    assert len(shown_attempts) == 32 and set(shown_attempts["address"]) == {"203.0.113.7", "198.51.100.9"}
     assert throttle.unlock("alice") > 0  # an admin's decision
     assert users.sign_in("alice", "the right password", "198.51.100.9").name == "alice"
 

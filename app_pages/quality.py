@@ -83,6 +83,10 @@ with st.form("quality_split_form"):
                 made = split.create_split(version, (train_r, val_r, test_r), int(seed), progress=split_progress)
             st.success(f"Split into train {made.counts['train']:,}, validation {made.counts['validation']:,}, "
                        f"test {made.counts['test']:,}.")
+            if made.overlap.get("kept_in_test"):
+                st.info(f"{made.overlap['kept_in_test']:,} records stayed on the test side: they are copies or near "
+                        "copies of this project's locked test records (from the versions this one derives from), so "
+                        "the locked test set stays locked.")
 
 splits = split.list_splits(version.id)
 if splits:

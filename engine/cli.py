@@ -334,6 +334,10 @@ def cmd_split(args) -> int:
               f"(seed {args.seed}) in {args.out}.")
         print(f"Overlap with train: test {o['exact']} exact / {o['near']} near, validation "
               f"{o['validation_exact']} exact / {o['validation_near']} near. The test split is locked.")
+        if o.get("kept_in_test"):
+            print(f"Kept {o['kept_in_test']} records on the test side: they are copies or near copies of this "
+                  "project's locked test records (from the versions this one derives from), so the locked test set "
+                  "stays locked.")
         if args.test:
             ct = result["contamination"]
             print(f"Your test file ({ct['test_records']} records): {len(ct['exact'])} exact copies, "

@@ -70,15 +70,19 @@ def preflight(config: RunConfig, dataset_version_id: int | None = None) -> list[
             codes = ", ".join(f.code for f in report.errors)
             problems.append(f"Dataset v{version.version} has blocking errors ({codes}); fix them on the Quality "
                             "page first.")
-    for label, path in (("training", config.train_file), ("validation", config.eval_file)):
+    from engine.test_lock import project_of
+
+    project_id = project_of(dataset_version_id)
+    for label, path, purpose in (("training", config.train_file, "training"),
+                                 ("validation", config.eval_file, "early stopping and model selection"),
+                                 ("mix-in", config.mix_file if config.mix_share > 0 else None, "training")):
         if path is None:
             continue
         if not Path(path).is_file():
             problems.append(f"The {label} file {path} does not exist.")
             continue
         try:
-            records = load_records(Path(path)).records
-            split.refuse_locked(records, "training" if label == "training" else "early stopping and model selection")
+            split.refuse_locked(load_records(Path(path)).records, purpose, project_id)
         except split.LockedTestError as err:
             problems.append(f"The {label} data is refused: {err}")
         except InputError as err:

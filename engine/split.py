@@ -4,8 +4,10 @@ Records are grouped before splitting: exact copies, near-duplicates (the same Mi
 report) and records that share a normalized prompt always land on the same side, so no test example has a copy or a
 near copy in train. The overlap is measured again after the split and reported (0 by construction).
 
-The test split is locked: its record hashes are stored, and `refuse_locked` rejects any training, early-stopping or
-model-selection data that contains one of them.
+The test split is locked (engine.test_lock): its records' content keys are stored, and `refuse_locked` rejects any
+training, early-stopping or model-selection data that holds a copy or near copy of one. A new split keeps every
+record that is a copy or near copy of the project's locked test records (those of the versions it derives from
+included) on the test side, so a fixed or edited dataset keeps its locked test set.
 
     studio split data.jsonl --out splits/ --ratios 0.8,0.1,0.1 --seed 0
 """
@@ -22,10 +24,12 @@ from pathlib import Path
 from sqlalchemy import select
 
 from engine import datasets, db, workspace
-from engine.checks.duplicates import NEAR_THRESHOLD, DisjointSets, near_clusters, normalized_prompt, record_hash
+from engine.checks.duplicates import (NEAR_THRESHOLD, DisjointSets, char_shingles, near_clusters, normalized_prompt,
+                                     record_hash, shingles)
 from engine.quality import usable
 from engine.shapes import Record
-from engine.tables import DatasetVersion, LockedRecord, Split
+from engine.tables import DatasetVersion, Split
+from engine.test_lock import LockedTestError, refuse_locked  # noqa: F401 - the split's public API
 
 PARTS = ("train", "validation", "test")
 NGRAM = 13
@@ -34,10 +38,6 @@ _WORD = re.compile(r"\w+")
 
 class SplitError(ValueError):
     pass
-
-
-class LockedTestError(ValueError):
-    """Data meant for training or model selection contains records of a locked test split."""
 
 
 def parse_ratios(text: str) -> tuple[float, float, float]:
@@ -62,6 +62,7 @@ class SplitResult:
     groups: int
     overlap: dict[str, int]
     left_out: int
+    kept_in_test: int = 0  # records kept on the test side because they are (near) copies of locked test records
 
     @property
     def counts(self) -> dict[str, int]:
@@ -69,10 +70,12 @@ class SplitResult:
 
 
 def leakage_groups(records: list[Record], threshold: float = NEAR_THRESHOLD) -> list[list[int]]:
-    """Indexes of records that must stay together: near-duplicate clusters joined with same-prompt groups."""
+    """Indexes of records that must stay together: near-duplicate clusters (word 3-grams, and character 5-grams as
+    the test lock also looks) joined with same-prompt groups."""
     sets = DisjointSets(len(records))
-    for cluster in near_clusters(records, threshold):
-        sets.union(cluster)
+    for shingler in (shingles, char_shingles):
+        for cluster in near_clusters(records, threshold, shingler):
+            sets.union(cluster)
     by_prompt: dict[str, list[int]] = defaultdict(list)
     for i, rec in enumerate(records):
         key = normalized_prompt(rec)
@@ -84,7 +87,12 @@ def leakage_groups(records: list[Record], threshold: float = NEAR_THRESHOLD) -> 
 
 
 def split_records(records: list[Record], ratios=(0.8, 0.1, 0.1), seed: int = 0,
-                  threshold: float = NEAR_THRESHOLD, progress=None) -> SplitResult:
+                  threshold: float = NEAR_THRESHOLD, progress=None,
+                  locked_tests: list[Record] | None = None) -> SplitResult:
+    """locked_tests: records already in a locked test split; their copies and near copies (and whatever is grouped
+    with them) go to the test side, whatever the ratios say."""
+    from engine.test_lock import near_copies
+
     step = progress or (lambda fraction, label: None)
     ratios = check_ratios(ratios)
     good = usable(records)
@@ -92,6 +100,7 @@ def split_records(records: list[Record], ratios=(0.8, 0.1, 0.1), seed: int = 0,
         raise SplitError(f"Only {len(good)} usable records: a split needs at least 3.")
     step(0.05, "Grouping near-duplicates and shared prompts")
     groups = leakage_groups(good, threshold)
+    forced = near_copies(good, locked_tests or [], threshold)
     step(0.4, "Assigning groups to train, validation and test")
     rng = random.Random(seed)
     rng.shuffle(groups)
@@ -100,7 +109,10 @@ def split_records(records: list[Record], ratios=(0.8, 0.1, 0.1), seed: int = 0,
     targets = [r * len(good) for r in ratios]
     sizes = [0, 0, 0]
     assigned: list[list[int]] = [[], [], []]
-    for group in groups:
+    for group in [g for g in groups if forced.intersection(g)]:
+        assigned[2] += group
+        sizes[2] += len(group)
+    for group in [g for g in groups if not forced.intersection(g)]:
         k = max(range(3), key=lambda p: (targets[p] - sizes[p]) / max(targets[p], 1e-9) if targets[p] else -1e9)
         assigned[k] += group
         sizes[k] += len(group)
@@ -108,7 +120,7 @@ def split_records(records: list[Record], ratios=(0.8, 0.1, 0.1), seed: int = 0,
     step(0.5, "Measuring the overlap between the parts")
     overlap = measure_overlap(parts["train"], parts["test"], threshold) | {
         f"validation_{k}": v for k, v in measure_overlap(parts["train"], parts["validation"], threshold).items()}
-    return SplitResult(parts, len(groups), overlap, len(records) - len(good))
+    return SplitResult(parts, len(groups), overlap, len(records) - len(good), len(forced))
 
 
 def measure_overlap(train: list[Record], other: list[Record], threshold: float = NEAR_THRESHOLD) -> dict[str, int]:
@@ -167,22 +179,26 @@ def write_parts(result: SplitResult, folder: Path, manifest: dict) -> dict[str, 
 def create_split(version: DatasetVersion, ratios=(0.8, 0.1, 0.1), seed: int = 0,
                  threshold: float = NEAR_THRESHOLD, copy_to: Path | None = None, progress=None) -> Split:
     """Split a dataset version, store the parts in the workspace, and lock its test records."""
+    from engine.test_lock import lock, locked_records
+
     records = datasets.load_version(version).records
-    result = split_records(records, ratios, seed, threshold, progress)
+    result = split_records(records, ratios, seed, threshold, progress,
+                           locked_tests=locked_records(version.project_id))
     if progress:
         progress(0.9, "Writing the parts and locking the test split")
     rel = Path("splits") / f"{version.sha256[:16]}-seed{seed}-{'-'.join(f'{r:g}' for r in ratios)}"
     manifest = {"dataset_version": version.id, "dataset_sha256": version.sha256, "ratios": list(ratios),
-                "seed": seed, "near_threshold": threshold}
+                "seed": seed, "near_threshold": threshold, "kept_in_test": result.kept_in_test}
     hashes = write_parts(result, workspace.current().root / rel, manifest)
     if copy_to is not None:
         write_parts(result, Path(copy_to), manifest)
     with db.session() as s:
         split = Split(dataset_version_id=version.id, seed=seed, ratios=list(ratios), folder=str(rel),
-                      counts=result.counts, overlap=result.overlap, test_sha256=hashes["test"], locked=True)
+                      counts=result.counts, overlap=result.overlap | {"kept_in_test": result.kept_in_test},
+                      test_sha256=hashes["test"], locked=True)
         s.add(split)
         s.flush()
-        s.add_all(LockedRecord(split_id=split.id, record_hash=record_hash(r)) for r in result.parts["test"])
+        s.add_all(lock(split.id, result.parts["test"]))
         return split
 
 
@@ -210,20 +226,3 @@ def check_test_file(made: Split, path: Path, shape: str | None = None, mapping: 
     if not test:
         raise SplitError("The test file has no usable records.")
     return contamination(train, test)
-
-
-def refuse_locked(records: list[Record], purpose: str = "training") -> None:
-    """Raise LockedTestError if any record belongs to a locked test split (by content, wherever it came from)."""
-    hashes = {record_hash(r): r.location for r in records if r.messages}
-    if not hashes:
-        return
-    with db.session() as s:
-        found = set()
-        keys = list(hashes)
-        for i in range(0, len(keys), 500):
-            found |= set(s.scalars(select(LockedRecord.record_hash).where(
-                LockedRecord.record_hash.in_(keys[i:i + 500]))))
-    if found:
-        locs = sorted(hashes[h] for h in found)
-        raise LockedTestError(f"{len(locs)} records (first: {locs[0]}) belong to a locked test split and cannot be "
-                              f"used for {purpose}; the test split may only be used for the final evaluation.")

@@ -65,6 +65,8 @@ class LockedRecord(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     split_id: Mapped[int] = mapped_column(ForeignKey("splits.id"), index=True)
     record_hash: Mapped[str] = mapped_column(String(32), index=True)
+    # user and assistant turns, case and whitespace folded, no system prompt (engine.test_lock.content_key)
+    content_key: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
 
 
 class Run(Base):

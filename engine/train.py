@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         writer.close()
 
 
-def load_examples(path: str, purpose: str) -> list[dict]:
+def load_examples(path: str, purpose: str, project_id: int | None = None) -> list[dict]:
     """OpenAI-style records ready for TRL, refusing any record of a locked test split."""
     from engine import split
     from engine.loading import load_records
@@ -97,16 +97,19 @@ def load_examples(path: str, purpose: str) -> list[dict]:
     if not records:
         raise DataError(f"{path} has no usable examples.")
     try:
-        split.refuse_locked(records, purpose)
+        split.refuse_locked(records, purpose, project_id)
     except split.LockedTestError as err:
         raise DataError(str(err)) from None
     return [{"messages": [{"role": m["role"], "content": m["content"]} for m in r.messages]} for r in records]
 
 
 def training_examples(config: RunConfig) -> list[dict]:
-    rows = load_examples(config.train_file, "training")
+    from engine.test_lock import project_of
+
+    project_id = project_of(config.dataset_version_id)
+    rows = load_examples(config.train_file, "training", project_id)
     if config.mix_file and config.mix_share > 0:
-        general = load_examples(config.mix_file, "training")
+        general = load_examples(config.mix_file, "training", project_id)
         want = round(len(rows) * config.mix_share / (1 - config.mix_share))
         rng = random.Random(config.seed)
         rows += rng.sample(general, min(want, len(general)))
@@ -191,13 +194,16 @@ def load_model(config: RunConfig, device: str, precision: str, batching: str = "
 
 def fit(config: RunConfig, run_dir: Path, writer: MetricsWriter, resume: bool) -> dict:
     from datasets import Dataset
+
+    from engine.test_lock import project_of
     from transformers import EarlyStoppingCallback
     from trl import SFTConfig, SFTTrainer
 
     device, precision = resolve_device(config)
     batching = resolve_batching(config, device)
     train_rows = training_examples(config)
-    eval_rows = load_examples(config.eval_file, "early stopping and model selection") if config.eval_file else None
+    eval_rows = (load_examples(config.eval_file, "early stopping and model selection",
+                               project_of(config.dataset_version_id)) if config.eval_file else None)
     model, tokenizer = load_model(config, device, precision, batching)
     report_to = start_wandb(config, run_dir, writer)
     args = SFTConfig(

@@ -33,6 +33,7 @@ def test_near_duplicate_families_stay_on_one_side(ws, tmp_path):
             side.setdefault(r.messages[1]["content"], set()).add(name)
     assert all(len(s) == 1 for s in side.values())
     assert result.overlap == {"exact": 0, "near": 0, "validation_exact": 0, "validation_near": 0}
+    assert result.kept_in_test == 0
     assert sum(result.counts.values()) == 160
     assert 8 <= result.counts["test"] <= 24 and result.counts["train"] >= 110
 
@@ -100,3 +101,68 @@ def test_cli_split_writes_parts_and_locks(ws, tmp_path):
     contaminated = write_jsonl(tmp_path / "mine.jsonl", [in_train, chat(999)])
     proc = run_studio("split", data, "--out", tmp_path / "o2", "--test", contaminated, env_home=ws.root)
     assert proc.returncode == 1 and "Contaminated" in proc.stdout
+
+
+def _keys(path) -> set[str]:
+    from engine.test_lock import content_key
+
+    return {content_key(r) for r in load_records(path).records}
+
+
+def test_the_locked_test_set_survives_a_system_prompt_fix_and_a_one_character_edit(ws, tmp_path, demo_model):
+    """split -> set one system prompt -> split the new version -> launch: every old test record stays on the test
+    side (or the launch is refused); never is an old test record in the run's training file. Same after a
+    one-character edit of a test record, uploaded as a new file."""
+    from engine import fixes, launcher
+    from engine.quality import report_for_version
+
+    project = projects.create_project("lock")
+    rows = [chat(i, system=None if i % 3 else "Old prompt.") for i in range(60)]
+    version = datasets.import_file(project.id, write_jsonl(tmp_path / "d.jsonl", rows), "d.jsonl")
+    first = split.create_split(version)
+    old_test = _keys(split.split_path(first, "test"))
+    assert first.overlap["kept_in_test"] == 0 and len(old_test) == 6
+
+    fixed = fixes.apply_fix(version, report_for_version(version), "set_system_prompt", prompt="You are the bot.")
+    assert fixed.parent_id == version.id
+    second = split.create_split(fixed)  # default ratios and seed, as the page's one click
+    assert old_test <= _keys(split.split_path(second, "test"))
+    assert second.overlap["kept_in_test"] == 6
+    run_config = launcher.config_for_split(second, str(demo_model), name="after-fix")
+    assert launcher.preflight(run_config, fixed.id) == []
+    assert old_test.isdisjoint(_keys(run_config.train_file)) and old_test.isdisjoint(_keys(run_config.eval_file))
+
+    # the old records, with the new system prompt, smuggled into a training file: refused at launch
+    smuggled = write_jsonl(tmp_path / "smuggled.jsonl", [json.loads(line) for line in
+                                                          split.split_path(second, "test").read_text().splitlines()]
+                           + [chat(100 + i) for i in range(20)])
+    problems = launcher.preflight(run_config.model_copy(update={"train_file": str(smuggled)}), fixed.id)
+    assert len(problems) == 1 and "copies or near copies of a locked test split" in problems[0]
+
+    # a one-character edit of every old test record, uploaded as a new file of the project
+    edited = []
+    for line in split.split_path(first, "test").read_text().splitlines():
+        rec = json.loads(line)
+        rec["messages"][-1]["content"] = rec["messages"][-1]["content"].replace("are", "ar", 1)
+        edited.append(rec)
+    upload = write_jsonl(tmp_path / "edited.jsonl", edited + [chat(200 + i) for i in range(40)])
+    third = split.create_split(datasets.import_file(project.id, upload, "edited.jsonl"))
+    assert third.overlap["kept_in_test"] == 6
+    edited_keys = _keys(write_jsonl(tmp_path / "e.jsonl", edited))
+    assert edited_keys <= _keys(split.split_path(third, "test"))
+    with pytest.raises(split.LockedTestError, match="near copies"):
+        split.refuse_locked(load_records(write_jsonl(tmp_path / "t.jsonl", edited[:1] + [chat(300)])).records,
+                            "training", project.id)
+
+
+def test_a_mix_in_file_holding_test_records_is_refused_at_launch(ws, tmp_path, demo_model):
+    from engine import launcher
+
+    project = projects.create_project("mix")
+    version = datasets.import_file(project.id, write_jsonl(tmp_path / "d.jsonl", [chat(i) for i in range(40)]), "d")
+    made = split.create_split(version)
+    general = write_jsonl(tmp_path / "general.jsonl", [json.loads(line) for line in
+                                                       split.split_path(made, "test").read_text().splitlines()])
+    config = launcher.config_for_split(made, str(demo_model), mix_file=str(general), mix_share=0.2)
+    problems = launcher.preflight(config, version.id)
+    assert len(problems) == 1 and problems[0].startswith("The mix-in data is refused:")

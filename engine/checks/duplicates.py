@@ -65,6 +65,13 @@ def shingles(text: str) -> list[str]:
     return words or [text.strip().lower()]
 
 
+def char_shingles(text: str) -> list[str]:
+    """Character 5-grams of the case- and space-folded text: a one-character edit changes at most 5 of them, so a
+    short record edited by one character still reads as a near copy (word 3-grams lose 3 of some 25)."""
+    folded = " ".join(text.casefold().split())
+    return [folded[i:i + 5] for i in range(max(len(folded) - 4, 1))]
+
+
 def _conversation_text(rec: Record) -> str:
     # The system prompt is left out: a shared prompt would make every pair of records look alike. A very long
     # message is represented by its first and last 50,000 characters (engine.checks.windows.sample).
@@ -96,10 +103,11 @@ class DisjointSets:
         return list(out.values())
 
 
-def near_clusters(records: list[Record], threshold: float = NEAR_THRESHOLD) -> list[list[int]]:
+def near_clusters(records: list[Record], threshold: float = NEAR_THRESHOLD, shingler=shingles) -> list[list[int]]:
     """Clusters (indexes into records) of conversations whose shingle sets have Jaccard >= threshold.
 
-    Exact duplicates fall in the same cluster as their original.
+    Exact duplicates fall in the same cluster as their original. `shingler` is word 3-grams (the report and the
+    split) or `char_shingles` (the test lock's second look).
     """
     from rensa import RMinHash, RMinHashLSH
 
@@ -107,7 +115,7 @@ def near_clusters(records: list[Record], threshold: float = NEAR_THRESHOLD) -> l
         return []
     # Shingles are streamed into the digest matrix and recomputed only for LSH candidates: keeping them all would
     # cost more memory than the records themselves.
-    matrix = RMinHash.digest_matrix_from_token_sets((shingles(_conversation_text(r)) for r in records), NUM_PERM,
+    matrix = RMinHash.digest_matrix_from_token_sets((shingler(_conversation_text(r)) for r in records), NUM_PERM,
                                                     SEED)
     lsh = RMinHashLSH(threshold, NUM_PERM, _bands(threshold))
     # One pass flags the rows that share a band with any other row; only those are queried one by one.
@@ -117,7 +125,7 @@ def near_clusters(records: list[Record], threshold: float = NEAR_THRESHOLD) -> l
 
     def shingle_set(i: int) -> frozenset:
         if i not in frozen:
-            frozen[i] = frozenset(shingles(_conversation_text(records[i])))
+            frozen[i] = frozenset(shingler(_conversation_text(records[i])))
         return frozen[i]
 
     def exact_jaccard(i: int, j: int) -> float:

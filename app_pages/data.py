@@ -6,10 +6,12 @@ import streamlit as st
 from engine import datasets, demo, uploads
 from engine.quality import report_for_version
 from engine.readers import max_file_bytes
-from engine.shapes import SHAPES
+from engine.shapes import SHAPES, suggest_column
 from ui import session, state
 from ui.errors import shown_as_message
 from ui.progress import progress_bar
+
+MAPPING_LABELS = {"prompt": "prompt", "completion": "answer", "system": "system prompt"}
 
 session.require("analyst", "admin")  # reviewers and visitors never run this page
 project = state.require_project()
@@ -38,11 +40,16 @@ if uploaded is not None:
         preview = uploads.inspect_file(staged)
         with st.container(border=True):
             st.text(f"File: {datasets.display_name(uploaded.name)} ({uploaded.size:,} bytes, {preview.container})")
-            detected = SHAPES[preview.detected_shape] if preview.detected_shape else "not recognized"
+            proposed = preview.proposed_mapping
+            detected = (SHAPES[preview.detected_shape] if preview.detected_shape else
+                        "columns recognized by name" if proposed else "not recognized")
             st.write(f"Detected format: **{detected}**")
+            if proposed:
+                st.text("Columns: " + ", ".join(f"{MAPPING_LABELS[k]} = {v}" for k, v in proposed.items())
+                        + " (choose “Map columns myself” to change them)")
             options = ["auto", *[s for s in SHAPES if s != "columns"], "columns"]
             labels = {"auto": "Use the detected format", "columns": "Map columns myself", **SHAPES}
-            needs_mapping = preview.detected_shape is None
+            needs_mapping = preview.detected_shape is None and not proposed
             choice = st.selectbox("Format", options, index=options.index("columns") if needs_mapping else 0,
                                   format_func=labels.get, key="data_format")
             mapping = None
@@ -53,14 +60,22 @@ if uploaded is not None:
                     st.stop()
                 st.caption("Which column holds what:")
                 c1, c2, c3 = st.columns(3)
-                prompt = c1.selectbox("Prompt (user)", cols, key="data_map_prompt")
-                completion = c2.selectbox("Answer (assistant)", cols, index=min(1, len(cols) - 1),
-                                          key="data_map_completion")
-                system = c3.selectbox("System prompt (optional)", ["(none)", *cols], key="data_map_system")
+                guess = {k: suggest_column(cols, k) for k in ("prompt", "completion", "system")}
+                prompt = c1.selectbox("Prompt (user)", cols, index=cols.index(guess["prompt"]) if guess["prompt"]
+                                      else None, key="data_map_prompt", placeholder="Choose the column")
+                completion = c2.selectbox("Answer (assistant)", cols, index=cols.index(guess["completion"])
+                                          if guess["completion"] else None, key="data_map_completion",
+                                          placeholder="Choose the column")
+                system = c3.selectbox("System prompt (optional)", ["(none)", *cols],
+                                      index=1 + cols.index(guess["system"]) if guess["system"] else 0,
+                                      key="data_map_system")
                 mapping = {"prompt": prompt, "completion": completion}
                 if system != "(none)":
                     mapping["system"] = system
-            if st.button("Import as a dataset version", type="primary"):
+            incomplete = choice == "columns" and None in (mapping or {}).values()
+            if incomplete:
+                st.info("Choose the prompt and the answer columns to import.")
+            if st.button("Import as a dataset version", type="primary", disabled=incomplete):
                 shape = None if choice in ("auto", "columns") else choice
                 version = datasets.import_file(project.id, staged, uploaded.name, shape=shape, mapping=mapping)
                 state.set_version(version.id)

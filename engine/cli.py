@@ -192,31 +192,33 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as err:  # noqa: BLE001 - the boundary where every error becomes one sentence
-        return _report_error(err)
+        return _report_error(err, bool(getattr(args, "json", False)))
 
 
-def _report_error(err: Exception) -> int:
-    """One sentence on stderr and exit 2, whatever went wrong; unexpected errors go to the workspace's error log
-    (when even that cannot be written, the sentence says so)."""
+def _report_error(err: Exception, as_json: bool = False) -> int:
+    """One sentence on stderr (and, for --json, {"error": sentence} on stdout) and exit 2, whatever went wrong;
+    unexpected errors go to the workspace's error log (when even that cannot be written, the sentence says so)."""
     try:
-        return _explain(err)
+        sentence = _explain(err)
     except Exception as inner:  # noqa: BLE001 - explaining must never end in a traceback
-        print(f"studio: unexpected error ({type(err).__name__}; {type(inner).__name__} while reporting it).",
-              file=sys.stderr)
-        return EXIT_UNUSABLE
+        sentence = f"unexpected error ({type(err).__name__}; {type(inner).__name__} while reporting it)."
+    print(f"studio: {sentence}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"error": sentence}))
+    return EXIT_UNUSABLE
 
 
-def _explain(err: Exception) -> int:
+def _explain(err: Exception) -> str:
+    from engine.ab_traffic import TrafficError
     from engine.evaluate import EvalError
     from engine.fixes import FixError
     from engine.launcher import LaunchRefused
     from engine.projects import ProjectError
     from engine.readers import InputError
+    from engine.review import ReviewError
     from engine.run_config import ConfigError
     from engine.runs import RunError
     from engine.split import LockedTestError, SplitError
-    from engine.ab_traffic import TrafficError
-    from engine.review import ReviewError
     from engine.tokens import TokenizerError
     from engine.users import UserError
 
@@ -231,15 +233,11 @@ def _explain(err: Exception) -> int:
     if isinstance(err, (InputError, SplitError, TokenizerError, ProjectError, FixError, LockedTestError, UsageError,
                         ConfigError, RunError, LaunchRefused, EvalError, UserError, ReviewError, TrafficError,
                         db.DatabaseProblem, WorkspaceMissing, BackupError, SandboxUnavailable)):
-        print(f"studio: {err}", file=sys.stderr)
-        return EXIT_UNUSABLE
+        return str(err)
     if isinstance(err, OSError):
         if err.errno == errno.ENOSPC:
-            print(f"studio: the disk is full ({err.filename or 'the workspace'}); free some space and try again.",
-                  file=sys.stderr)
-        else:
-            print(f"studio: {err.strerror or err} ({err.filename or 'file'}).", file=sys.stderr)
-        return EXIT_UNUSABLE
+            return f"the disk is full ({err.filename or 'the workspace'}); free some space and try again."
+        return f"{err.strerror or err} ({err.filename or 'file'})."
     from engine import workspace
 
     log = workspace.root() / "logs" / "cli-errors.log"
@@ -250,11 +248,9 @@ def _explain(err: Exception) -> int:
         with log.open("a", encoding="utf-8") as f:
             f.write("".join(traceback.format_exception(err)) + "\n")
     except OSError as io:
-        print(f"studio: unexpected error ({type(err).__name__}); the error log could not be written either "
-              f"({io.strerror or type(io).__name__}).", file=sys.stderr)
-        return EXIT_UNUSABLE
-    print(f"studio: unexpected error ({type(err).__name__}); details were written to {log}.", file=sys.stderr)
-    return EXIT_UNUSABLE
+        return (f"unexpected error ({type(err).__name__}); the error log could not be written either "
+                f"({io.strerror or type(io).__name__}).")
+    return f"unexpected error ({type(err).__name__}); details were written to {log}."
 
 
 def _check_options(args):
@@ -283,8 +279,15 @@ def render_report(report) -> str:
     from engine.quality import describe_format
 
     where = LOCATION_WORD.get(report.container, "record")
-    out = [f"{report.file}: {report.records:,} records, {describe_format(report.format)} ({report.container})",
-           f"Verdict: {report.readiness['label']}"]
+    out = [f"{report.file}: {report.records:,} records, {describe_format(report.format)} ({report.container})"]
+    mapping = report.stats.get("mapping")
+    if mapping:
+        cols = mapping["columns"]
+        how = "detected from the column names; --map overrides" if mapping["detected"] else "as given"
+        out.append("Columns: " + ", ".join(f"{k} = {v}" for k, v in cols.items()) + f" ({how})")
+    if report.stats.get("encoding"):
+        out.append(f"Encoding: {report.stats['encoding']} (read as such)")
+    out.append(f"Verdict: {report.readiness['label']}")
     out += [f"  - {r}" for r in report.readiness["reasons"]]
     for title, findings in (("Errors (block training)", report.errors), ("Warnings", report.warnings)):
         out.append(f"\n{title}: {len(findings) or 'none'}")

@@ -69,6 +69,7 @@ def import_file(project_id: int, src: Path, name: str, *, shape: str | None = No
     """Register a file as version 1 of a dataset (or return the identical version already there)."""
     src = Path(src)
     loaded = load_records(src, shape=shape, mapping=mapping)  # refuses unreadable files with InputError
+    mapping = mapping or loaded.mapping  # a mapping detected from the column names is stored like a given one
     sha = sha256_file(src)
     label = display_name(name)
     with db.session() as s:

@@ -15,7 +15,7 @@ from typing import Callable
 
 from engine.readers import (InputError, Item, check_size, check_text, column_names, detect_container, read_items,
                             transcode_to_utf8, utf16_encoding)
-from engine.shapes import MAPPABLE, SHAPES, Record, detect_shape, normalize
+from engine.shapes import MAPPABLE, SHAPES, Record, detect_shape, normalize, propose_mapping
 
 _SNIFF = 200
 WHERE = {"jsonl": "Line", "json": "Record", "csv": "Row", "tsv": "Row", "parquet": "Row"}
@@ -28,6 +28,8 @@ class Loaded:
     shape: str
     size_bytes: int
     encoding: str = "utf-8"
+    mapping: dict[str, str] | None = None  # the column mapping used (given, or detected from the column names)
+    mapping_detected: bool = False
 
 
 def parse_mapping(text: str | None) -> dict[str, str] | None:
@@ -86,6 +88,7 @@ def load_records(path: Path, *, shape: str | None = None, mapping: dict[str, str
 
 
 def _load(path: Path, shape, mapping, container, size: int, progress) -> Loaded:
+    detected = False  # the mapping was proposed from the column names, not given
     container = container or detect_container(path)
     if container != "parquet":
         check_text(path)
@@ -106,11 +109,15 @@ def _load(path: Path, shape, mapping, container, size: int, progress) -> Loaded:
                 if head:
                     raise InputError(head[0].problem)
                 raise InputError("The file holds no records.")
-            cols = sorted({k for it in parsed if isinstance(it.value, dict) for k in it.value})
+            cols = (column_names(path, container) if container in ("csv", "tsv", "parquet")
+                    else list(dict.fromkeys(k for it in parsed if isinstance(it.value, dict) for k in it.value)))
             if not cols:
                 raise InputError(_not_objects(parsed[0]))
-            raise InputError(f"Cannot tell the shape of the records (fields: {', '.join(cols[:10])}); choose a "
-                             "format or map the columns (prompt=COLUMN,completion=COLUMN).")
+            mapping = propose_mapping(cols)
+            if mapping is None:
+                raise InputError(f"Cannot tell the shape of the records (fields: {', '.join(cols[:10])}); choose a "
+                                 "format or map the columns (prompt=COLUMN,completion=COLUMN).")
+            shape, detected = "columns", True
     elif shape not in SHAPES or shape == "columns":
         raise InputError(f"Unknown format {shape!r}; choose one of {', '.join(s for s in SHAPES if s != 'columns')}.")
     where = WHERE[container]
@@ -121,7 +128,8 @@ def _load(path: Path, shape, mapping, container, size: int, progress) -> Loaded:
             progress(len(records))
     if not records:
         raise InputError("The file holds no records.")
-    return Loaded(records, container, shape, size)
+    return Loaded(records, container, shape, size, mapping=mapping if shape == "columns" else None,
+                  mapping_detected=detected)
 
 
 def _chain(head: list[Item], rest):

@@ -55,6 +55,7 @@ def check_loaded(loaded: Loaded, name: str, options: CheckOptions, progress: Pro
     try:
         records = loaded.records
         findings: list[Finding] = structure.check_errors(records)
+        findings += structure.check_mapped_columns(records, loaded.mapping)
         good = usable(records)
         step(0.05, "Counting tokens")
         counter = load_counter(options.tokenizer)
@@ -81,6 +82,10 @@ def check_loaded(loaded: Loaded, name: str, options: CheckOptions, progress: Pro
             findings.append(structure.too_few(n_good))
         findings += [w for w in warnings if w is not None]
         stats["usable_examples"] = n_good
+        if loaded.mapping:
+            stats["mapping"] = {"columns": loaded.mapping, "detected": loaded.mapping_detected}
+        if loaded.encoding != "utf-8":
+            stats["encoding"] = loaded.encoding
         step(1.0, "Done")
         return Report(file=name, container=loaded.container, format=loaded.shape, records=len(records),
                       findings=findings, stats=stats, readiness=readiness(n_good, options.task))

@@ -12,12 +12,28 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 ERROR_CODES = ("unparseable_line", "not_an_object", "no_messages", "bad_role", "missing_content", "no_assistant_turn",
-               "too_few_examples")
+               "not_text", "too_few_examples")
 WARNING_CODES = ("missing_system", "missing_user", "last_turn_not_assistant", "exact_duplicate", "near_duplicate",
                  "contradiction", "short_output", "output_copies_input", "repetitive", "too_long", "length_outlier",
                  "template_placeholder", "ai_boilerplate", "pii", "secret", "inconsistent_system_prompt",
                  "language_mix")
 MIN_EXAMPLES = 10
+# What the page calls each finding (the code stays in the JSON and the CLI).
+TITLES = {
+    "unparseable_line": "Records that cannot be read", "not_an_object": "Records that are not objects",
+    "no_messages": "Records without a conversation", "bad_role": "Messages with an unknown role",
+    "missing_content": "Messages without text", "no_assistant_turn": "Conversations without an answer",
+    "not_text": "A mapped column that is not text", "too_few_examples": "Too few examples to train on",
+    "missing_system": "No system prompt", "missing_user": "No user message",
+    "last_turn_not_assistant": "Conversations that do not end with an answer", "exact_duplicate": "Exact duplicates",
+    "near_duplicate": "Near duplicates", "contradiction": "Same question, different answers",
+    "conversation_branches": "Branches of one conversation", "short_output": "Very short or vague answers",
+    "output_copies_input": "Answers that repeat the question", "repetitive": "Repetitive answers",
+    "too_long": "Too long for the max length", "length_outlier": "Unusually long or short",
+    "template_placeholder": "Unfilled template slots", "ai_boilerplate": "AI boilerplate in answers",
+    "pii": "Personal data", "secret": "Secrets and API keys", "inconsistent_system_prompt": "Different system prompts",
+    "language_mix": "Mixed languages",
+}
 
 
 @dataclass
@@ -43,9 +59,14 @@ class Finding:
     def count(self) -> int:
         return len(self.locations)
 
+    @property
+    def title(self) -> str:
+        return TITLES.get(self.code, self.code.replace("_", " ").capitalize())
+
     def to_json(self) -> dict:
         return {
-            "code": self.code, "severity": self.severity, "count": self.count, "message": self.message,
+            "code": self.code, "title": self.title, "severity": self.severity, "count": self.count,
+            "message": self.message,
             "locations": self.locations, "fix": asdict(self.fix) if self.fix else None,
             "details": {str(k): v for k, v in self.details.items()}, "pairs": [list(p) for p in self.pairs],
         }

@@ -24,6 +24,12 @@ SHAPES = {
     "columns": "mapped columns",
 }
 MAPPABLE = ("prompt", "completion", "system")
+# Column names people use, in the order they are preferred (case and separators ignored).
+COLUMN_NAMES = {
+    "prompt": ("question", "instruction", "input", "prompt", "query", "text"),
+    "completion": ("answer", "output", "response", "completion", "target"),
+    "system": ("system", "context"),
+}
 
 _OPENAI_ROLE_ALIASES = {"developer": "system", "function": "tool"}
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
@@ -58,6 +64,32 @@ def shape_of(value: Any) -> str | None:
     if "input" in keys and "output" in keys:
         return "input_output"
     return None
+
+
+def _folded(name: str) -> str:
+    return "".join(c for c in str(name).casefold() if c.isalnum())
+
+
+def propose_mapping(columns: list[str]) -> dict[str, str] | None:
+    """A mapping chosen by the columns' names (question/answer, instruction/response, query/target, ...), or None
+    when no prompt and answer pair can be told by name. Never a guess by position."""
+    by_name = {_folded(c): c for c in reversed(columns)}  # the first column of a folded name wins
+    mapping: dict[str, str] = {}
+    for key in ("completion", "prompt", "system"):
+        for name in COLUMN_NAMES[key]:
+            column = by_name.get(name)
+            if column is not None and column not in mapping.values():
+                mapping[key] = column
+                break
+    if "prompt" not in mapping or "completion" not in mapping:
+        return None
+    return {key: mapping[key] for key in MAPPABLE if key in mapping}
+
+
+def suggest_column(columns: list[str], key: str) -> str | None:
+    """The column a widget should preselect for one part of the mapping (by name), or None."""
+    by_name = {_folded(c): c for c in reversed(columns)}
+    return next((by_name[n] for n in COLUMN_NAMES[key] if n in by_name), None)
 
 
 def detect_shape(sample: list[Any]) -> str | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from engine import workspace
 from engine.readers import InputError, check_text, column_names, detect_container, max_file_bytes, read_items
-from engine.shapes import detect_shape
+from engine.shapes import detect_shape, propose_mapping
 
 ALLOWED_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 
@@ -41,6 +41,7 @@ class FilePreview:
     container: str
     detected_shape: str | None
     columns: list[str] = field(default_factory=list)
+    proposed_mapping: dict[str, str] | None = None  # by column name, when no shape is recognized
 
 
 def inspect_file(path: Path) -> FilePreview:
@@ -53,5 +54,6 @@ def inspect_file(path: Path) -> FilePreview:
     if container in ("csv", "tsv", "parquet"):
         columns = column_names(path, container)
     else:
-        columns = sorted({k for it in head if isinstance(it.value, dict) for k in it.value})
-    return FilePreview(container, detect_shape([it.value for it in head]), columns)
+        columns = list(dict.fromkeys(k for it in head if isinstance(it.value, dict) for k in it.value))
+    shape = detect_shape([it.value for it in head])
+    return FilePreview(container, shape, columns, None if shape else propose_mapping(columns))

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import chat, write_jsonl
 from engine.loading import load_records, parse_mapping
+from engine.quality import CheckOptions
 from engine.readers import InputError
 from engine.uploads import stage_upload
 
@@ -231,3 +232,54 @@ def test_a_5000_digit_number_is_one_line_error(tmp_path):
     array = tmp_path / "big.json"
     array.write_text("[" + json.dumps(chat(1)) + ', {"n": ' + "9" * 5000 + "}]")
     assert (2, "unparseable_line") in codes(load_records(array))
+
+
+def test_columns_are_mapped_by_name_not_by_position(tmp_path):
+    from engine.shapes import propose_mapping, suggest_column
+
+    assert propose_mapping(["id", "answer", "question"]) == {"prompt": "question", "completion": "answer"}
+    assert propose_mapping(["Instruction", "Response", "Context"]) == {"prompt": "Instruction",
+                                                                       "completion": "Response", "system": "Context"}
+    assert propose_mapping(["query", "target", "system_prompt"]) == {"prompt": "query", "completion": "target"}
+    assert propose_mapping(["a", "b"]) is None and propose_mapping(["text"]) is None
+    assert suggest_column(["zzz", "Output"], "completion") == "Output" and suggest_column(["a"], "prompt") is None
+    csv_path = tmp_path / "faq.csv"
+    csv_path.write_text("id,answer,question\n1,Thirty days.,How long is the return window?\n"
+                        "2,Use the link in the e-mail.,How do I track my parcel?\n")
+    loaded = load_records(csv_path)  # no --map: the pair is recognized by name
+    assert loaded.mapping == {"prompt": "question", "completion": "answer"} and loaded.mapping_detected
+    assert loaded.records[0].messages == [{"role": "user", "content": "How long is the return window?"},
+                                          {"role": "assistant", "content": "Thirty days."}]
+    mapped = load_records(csv_path, mapping={"prompt": "answer", "completion": "question"})  # --map still wins
+    assert mapped.records[0].messages[0]["content"] == "Thirty days." and not mapped.mapping_detected
+    jsonl = write_jsonl(tmp_path / "qa.jsonl", [{"question": f"Q{i} about returns?", "answer": f"A{i}."}
+                                               for i in range(3)])
+    assert load_records(jsonl).mapping == {"prompt": "question", "completion": "answer"}
+
+
+def test_a_mapped_column_of_ids_or_timestamps_is_not_text(ws, tmp_path):
+    from engine.quality import check_file
+
+    log = tmp_path / "traffic.csv"
+    log.write_text("timestamp,user_id,variant,latency_ms\n" + "".join(
+        f"2026-11-0{1 + i % 9}T10:{i % 60:02d}:00Z,u_{1000 + i},control,{700 + i}\n" for i in range(40)))
+    report = check_file(log, CheckOptions(mapping={"prompt": "user_id", "completion": "timestamp"}))
+    errors = {f.code: f for f in report.errors}
+    assert "not_text" in errors and report.blocking
+    assert "'user_id', mapped as the prompt" in errors["not_text"].message
+    assert errors["not_text"].count == 40
+    # numbers are fine as answers (arithmetic, ratings, labels), never as prompts
+    math = write_jsonl(tmp_path / "math.jsonl", [{"question": f"What is {i} + {i}?", "answer": str(2 * i)}
+                                                 for i in range(12)])
+    assert "not_text" not in {f.code for f in check_file(math).errors}
+
+
+def test_json_failures_are_a_json_object_on_stdout_too(ws, tmp_path):
+    from conftest import run_studio
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    proc = run_studio("check", bad, "--json", env_home=ws.root)
+    assert proc.returncode == 2
+    sentence = proc.stderr.strip().removeprefix("studio: ")
+    assert json.loads(proc.stdout) == {"error": sentence} and sentence.startswith("Cannot tell the shape")

@@ -17,7 +17,8 @@ MAX_ROWS = 1000
 def render_finding(finding: Finding, version: DatasetVersion, report: Report, default_prompt: str) -> None:
     icon = ":material/error:" if finding.severity == "error" else ":material/warning:"
     count = f"{finding.count:,} record{'s' if finding.count != 1 else ''}" if finding.count else ""
-    with st.expander(f"{finding.code} · {count}", icon=icon):
+    with st.expander(f"{finding.title} · {count}", icon=icon):
+        st.caption(f"Code in the JSON report and the CLI: {finding.code}")
         st.markdown(md_escape(finding.message))
         _fix_buttons(finding, version, report, default_prompt)
         if finding.locations:

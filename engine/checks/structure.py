@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 from engine.report import Finding, Fix, drop_fix
@@ -40,6 +41,60 @@ def check_errors(records: list[Record]) -> list[Finding]:
             findings.append(Finding(code, _summary(code, locations, details), locations,
                                     drop_fix(code), details=details))
     return findings
+
+
+_NUMBER = re.compile(r"[-+]?(?:\d[\d,_]*)?\.?\d+(?:[eE][-+]?\d+)?%?")
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?"
+                        r"|\d{1,2}[/.]\d{1,2}[/.]\d{2,4}(?: \d{1,2}:\d{2}(?::\d{2})?)?")
+_ID = re.compile(r"[\w.:-]{1,64}")  # one token with no spaces (u_1234, 9f8e-77, req:88)
+_GENERATED_ID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+                           r"|[0-9a-fA-F]{16,}")  # UUIDs and long hex digests
+_DIGIT = re.compile(r"\d")
+NOT_TEXT_SHARE = 0.5  # "most rows"
+
+
+def looks_like_text(value: str, role: str = "user") -> bool:
+    """False for what fills id, timestamp and number columns. A prompt is never a number, a date or an id token
+    holding digits; an answer may be a number (arithmetic, a rating, a label) or a code the task extracts, so for
+    answers only dates, times, UUIDs, hex digests and booleans count as not text."""
+    v = value.strip()
+    if not v:
+        return True  # empty is missing_content's business
+    if len(v) > 64:
+        return True
+    if _TIMESTAMP.fullmatch(v) or _GENERATED_ID.fullmatch(v) or v.lower() in ("true", "false", "null", "none"):
+        return False
+    if role == "user" and (_NUMBER.fullmatch(v) or (_ID.fullmatch(v) and _DIGIT.search(v))):
+        return False
+    return True
+
+
+def check_mapped_columns(records: list[Record], mapping: dict[str, str] | None) -> list[Finding]:
+    """not_text: a mapped prompt or answer column that holds ids, timestamps or numbers in most rows (the wrong
+    column was mapped: a traffic log, say) blocks training, naming the column."""
+    if not mapping:
+        return []
+    sentences, details = [], {}
+    for key, role in (("prompt", "user"), ("completion", "assistant")):
+        column = mapping.get(key)
+        bad = {}
+        total = 0
+        for rec in records:
+            message = next((m for m in rec.messages or [] if m["role"] == role), None)
+            if message is None or not message["content"].strip():
+                continue
+            total += 1
+            if not looks_like_text(message["content"], role):
+                bad[rec.location] = f"{column} = {message['content'].strip()[:40]!r}"
+        if total and len(bad) > NOT_TEXT_SHARE * total:
+            what = "prompt" if key == "prompt" else "answer"
+            sentences.append(f"The column {column!r}, mapped as the {what}, does not hold text in {len(bad):,} of "
+                             f"{total:,} rows (ids, timestamps or numbers): map the column that holds the {what}s.")
+            for loc, note in bad.items():
+                details[loc] = f"{details[loc]}; {note}" if loc in details else note
+    if not sentences:
+        return []
+    return [Finding("not_text", " ".join(sentences), sorted(details), None, details=details)]
 
 
 def check_turns(records: list[Record]) -> list[Finding]:

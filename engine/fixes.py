@@ -2,6 +2,7 @@
 
     drop_exact_duplicates   keep the first of each group of identical records
     drop_near_duplicates    keep the first of each near-duplicate cluster
+    keep_one_branch         keep the best-ranked (or first) branch of each conversation tree
     drop:<code>             drop the records listed under any finding
     set_system_prompt       one system prompt for every record (replaces or inserts)
     truncate_too_long       cut the last answer so the conversation fits max_length tokens
@@ -44,8 +45,8 @@ def _locations(report: Report, code: str) -> set[int]:
 
 
 def _drop(records: list[Record], report: Report, fix_id: str, params: dict) -> tuple[int, list[Record]]:
-    code = {"drop_exact_duplicates": "exact_duplicate", "drop_near_duplicates": "near_duplicate"}.get(
-        fix_id, fix_id.removeprefix("drop:"))
+    code = {"drop_exact_duplicates": "exact_duplicate", "drop_near_duplicates": "near_duplicate",
+            "keep_one_branch": "conversation_branches"}.get(fix_id, fix_id.removeprefix("drop:"))
     gone = _locations(report, code)
     kept = [r for r in records if r.location not in gone]
     return len(records) - len(kept), kept
@@ -105,7 +106,7 @@ def _redact(records: list[Record], report: Report, fix_id: str, params: dict) ->
 
 
 def _fix_function(fix_id: str):
-    if fix_id.startswith("drop:") or fix_id in ("drop_exact_duplicates", "drop_near_duplicates"):
+    if fix_id.startswith("drop:") or fix_id in ("drop_exact_duplicates", "drop_near_duplicates", "keep_one_branch"):
         return _drop
     table = {"set_system_prompt": _set_system_prompt, "truncate_too_long": _truncate,
              "redact_pii": _redact, "redact_secrets": _redact}

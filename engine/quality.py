@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from engine.checks import content, duplicates, language, length, sensitive, structure
+from engine.checks import branches, content, duplicates, language, length, sensitive, structure
 from engine.loading import Loaded, load_records
 from engine.report import MIN_EXAMPLES, Finding, Report, readiness
 from engine.shapes import SHAPES, Record
 from engine.tokens import load_counter
 
 DEFAULT_MAX_LENGTH = 2048
-CHECKS_VERSION = 1  # part of the report cache key: bump it when a check changes, so stored reports are recomputed
+CHECKS_VERSION = 2  # part of the report cache key: bump it when a check changes, so stored reports are recomputed
 Progress = Callable[[float, str], None]
 
 
@@ -64,11 +64,13 @@ def check_loaded(loaded: Loaded, name: str, options: CheckOptions, progress: Pro
         step(0.35, "Looking for duplicates")
         clusters = duplicates.near_clusters(good, options.near_threshold)
         exact = duplicates.check_exact(good)
+        tree_groups = branches.trees(good)
+        tree_of = branches.same_tree(tree_groups, len(good))
         step(0.55, "Checking content")
         warnings = [
-            *structure.check_turns(good), exact,
-            duplicates.check_near(good, options.near_threshold, clusters),
-            duplicates.check_contradictions(good),
+            *structure.check_turns(good), exact, branches.check_branches(good, tree_groups),
+            duplicates.check_near(good, options.near_threshold, clusters, tree_of),
+            duplicates.check_contradictions(good, tree_of),
             content.check_short(good), content.check_copies_input(good), content.check_repetitive(good),
             length.check_too_long(good, totals, options.max_length), length.check_outliers(good, totals),
             content.check_placeholders(good), content.check_boilerplate(good),

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 ERROR_CODES = ("unparseable_line", "not_an_object", "no_messages", "bad_role", "missing_content", "no_assistant_turn",
                "not_text", "too_few_examples")
 WARNING_CODES = ("missing_system", "missing_user", "last_turn_not_assistant", "exact_duplicate", "near_duplicate",
-                 "contradiction", "short_output", "output_copies_input", "repetitive", "too_long", "length_outlier",
+                 "conversation_branches", "contradiction", "short_output", "output_copies_input", "repetitive", "too_long", "length_outlier",
                  "template_placeholder", "ai_boilerplate", "pii", "secret", "inconsistent_system_prompt",
                  "language_mix")
 MIN_EXAMPLES = 10

@@ -83,6 +83,10 @@ def leakage_groups(records: list[Record], threshold: float = NEAR_THRESHOLD) -> 
             by_prompt[key].append(i)
     for members in by_prompt.values():
         sets.union(members)
+    from engine.checks.branches import trees
+
+    for tree in trees(records):  # branches of one conversation share their opening turns: one side
+        sets.union(tree)
     return sets.groups()
 
 

@@ -157,3 +157,53 @@ def test_readiness_thresholds():
     assert readiness(800, "chat")["verdict"] == "fine_tune_simple"
     assert readiness(5000, "chat")["verdict"] == "fine_tune"
     assert "10,000+" in " ".join(readiness(20000)["reasons"])
+
+
+def test_phone_numbers_are_found_by_libphonenumber_not_by_a_pattern():
+    """Precision and recall on the labelled fixture (210 real numbers, 220 look-alikes); bench/pii_precision.py
+    prints the figures and the old pattern's (0.67 / 0.53)."""
+    from pii_cases import cases
+
+    from engine.checks.sensitive import find_pii
+
+    labelled = cases()
+    found = [(any(k == "phone" for k, _, _ in find_pii(text)), truth) for text, truth in labelled]
+    tp = sum(1 for got, truth in found if got and truth)
+    precision = tp / max(sum(1 for got, _ in found if got), 1)
+    recall = tp / sum(1 for _, truth in found if truth)
+    assert precision >= 0.97 and recall >= 0.95, (precision, recall)
+    for text in ("2400-1100-700=600", "1000-450-300=250", "on 2024-03-15", "v2.14.1", "pages 120-135",
+                 "ORD-2024-118877", "1998-2004", "10:30-11:45", "978-3-16-148410-0"):
+        assert not any(k == "phone" for k, _, _ in find_pii(f"See {text} here.")), text
+
+
+def test_branches_of_a_conversation_tree_are_one_tree_not_duplicates_or_contradictions(ws, tmp_path):
+    """An OpenAssistant-style tree flattened to one record per path: reported as branches, not as near duplicates
+    or contradictions; the fix keeps the best-ranked branch and lists the rows it drops before it drops them."""
+    from engine import datasets, fixes, projects
+    from engine.quality import report_for_version
+
+    def path(*turns, rank=None):
+        msgs = [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(turns)]
+        return {"messages": msgs, **({"rank": rank} if rank is not None else {})}
+
+    opening = "How should I store fresh basil so it keeps for a week?"
+    long_a = ("Trim the stems, stand them in a glass of water like flowers, cover loosely with a bag and keep it on "
+              "the counter away from direct sun; change the water every other day.")
+    rows = [chat(i) for i in range(14)]
+    rows[2] = path(opening, "Keep it in the fridge in a sealed box.", rank=2)
+    rows[5] = path(opening, long_a, rank=0)
+    rows[8] = path(opening, long_a, "And if the leaves turn black?", "That is cold damage: keep it out of the "
+                   "fridge and pick off the dark leaves.", rank=0)
+    rows[11] = path(opening, "Freeze it chopped in olive oil in an ice-cube tray.", rank=1)
+    report = report_of(tmp_path, rows)
+    tree = report.finding("conversation_branches")
+    assert tree is not None and tree.locations == [3, 9, 12] and tree.title == "Branches of one conversation"
+    assert "starts (that one, the best-ranked, is kept)" in tree.details[3] and "6" in tree.details[3]
+    assert "(drops the 3 records listed)" in tree.fix.label
+    assert report.finding("contradiction") is None and report.finding("near_duplicate") is None
+    project = projects.create_project("trees")
+    version = datasets.import_file(project.id, write_jsonl(tmp_path / "tree.jsonl", rows), "tree.jsonl")
+    child = fixes.apply_fix(version, report_for_version(version), "keep_one_branch")
+    kept = datasets.load_version(child).records
+    assert len(kept) == 11 and sum(r.messages[0]["content"] == opening for r in kept) == 1

@@ -30,7 +30,7 @@ def _fix_buttons(finding: Finding, version: DatasetVersion, report: Report, defa
     choices = []
     if finding.fix:
         choices.append((finding.fix.id, finding.fix.label))
-    if finding.locations and not (finding.fix and finding.fix.id.startswith("drop")):
+    if finding.locations and not (finding.fix and (finding.fix.id.startswith("drop") or finding.fix.id == "keep_one_branch")):
         choices.append((f"drop:{finding.code}", "Drop these records"))
     if not choices:
         return

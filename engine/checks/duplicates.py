@@ -150,7 +150,9 @@ def _bands(threshold: float) -> int:
 
 
 def check_near(records: list[Record], threshold: float = NEAR_THRESHOLD,
-               clusters: list[list[int]] | None = None) -> Finding | None:
+               clusters: list[list[int]] | None = None, tree_of: list[int] | None = None) -> Finding | None:
+    """tree_of: each record's conversation tree (engine.checks.branches), -1 for none; branches of one tree are
+    reported as such, not as near copies."""
     clusters = near_clusters(records, threshold) if clusters is None else clusters
     hashes = {}
     pairs = []
@@ -158,6 +160,8 @@ def check_near(records: list[Record], threshold: float = NEAR_THRESHOLD,
         first = cluster[0]
         seen = {record_hash(records[first])}
         for i in cluster[1:]:
+            if tree_of is not None and tree_of[i] != -1 and tree_of[i] == tree_of[first]:
+                continue
             h = hashes.setdefault(i, record_hash(records[i]))
             if h in seen:
                 continue  # an exact copy: reported as exact_duplicate
@@ -183,8 +187,9 @@ def normalized_prompt(rec: Record) -> str:
     return _SPACES.sub(" ", _PUNCT.sub(" ", " ".join(parts).lower())).strip()  # no list of every word
 
 
-def check_contradictions(records: list[Record]) -> Finding | None:
-    """Same normalized prompt, materially different final answers (token-set similarity under 50%)."""
+def check_contradictions(records: list[Record], tree_of: list[int] | None = None) -> Finding | None:
+    """Same normalized prompt, materially different final answers (token-set similarity under 50%); branches of one
+    conversation tree excepted (tree_of as for check_near)."""
     from rapidfuzz import fuzz
 
     groups: dict[str, list[int]] = defaultdict(list)
@@ -198,6 +203,8 @@ def check_contradictions(records: list[Record]) -> Finding | None:
         first = members[0]
         base = windows.sample(records[first].messages[-1]["content"])
         for i in members[1:]:
+            if tree_of is not None and tree_of[i] != -1 and tree_of[i] == tree_of[first]:
+                continue
             answer = windows.sample(records[i].messages[-1]["content"])
             if fuzz.token_set_ratio(base, answer) < 50:
                 pairs.append((records[i].location, records[first].location))

@@ -1,7 +1,10 @@
 """Personal data and secrets in the text.
 
-PII: e-mail addresses, phone numbers, payment card numbers (Luhn-valid, through python-stdnum), IBANs (checksum
-through python-stdnum) and IP addresses (validated by `ipaddress`). Secrets: detect-secrets' pattern plugins (its
+PII: e-mail addresses, phone numbers (Google's libphonenumber through `phonenumbers`: its matcher with strict
+grouping finds numbers written as people write them and rejects dates, arithmetic, versions, ranges and ids; numbers
+in international format from anywhere, national formats of the regions in STUDIO_PHONE_REGIONS), payment card
+numbers (Luhn-valid, through python-stdnum), IBANs (checksum through python-stdnum) and IP addresses (validated by
+`ipaddress`). Secrets: detect-secrets' pattern plugins (its
 entropy plugins flag ordinary words in free text, so they are left out) plus the API-key formats it does not know.
 A secret is reported by record and kind only: its value is never echoed, in the report or in logs.
 
@@ -29,8 +32,6 @@ _PII = {
     "card": (re.compile(r"(?<![\w.])(?:\d[ -]?){12,18}\d(?![\w.])"), None),
     "ipv4": (re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])"), None),
     "ipv6": (re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){2,7}(?::|[0-9A-Fa-f]{1,4})(?![\w:])"), lambda t: ":" in t),
-    "phone": (re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}[ .-]\d{3,4}[ .-]?\d{3,4}(?!\w)"),
-              None),
 }
 _PII_NAMES = {"email": "e-mail address", "iban": "IBAN", "card": "card number", "ipv4": "IP address",
               "ipv6": "IP address", "phone": "phone number"}
@@ -70,9 +71,42 @@ def _valid(kind: str, value: str) -> bool:
         except ValueError:
             return False
         return not (ip.is_loopback or ip.is_unspecified)
-    if kind == "phone":
-        return 9 <= len(digits) <= 15 and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value)
     return True
+
+
+DEFAULT_PHONE_REGIONS = "US,GB,DE,FR,IN"
+
+
+def phone_regions() -> list[str]:
+    """Regions whose national formats count (international +NN numbers count from everywhere)."""
+    import os
+
+    return [r.strip().upper() for r in os.environ.get("STUDIO_PHONE_REGIONS", DEFAULT_PHONE_REGIONS).split(",")
+            if r.strip()]
+
+
+def _phones(text: str) -> list[tuple[str, int, int]]:
+    import phonenumbers
+    from phonenumbers import Leniency
+
+    found = {}
+    # "+CC ..." states its country: valid in that country's plan is enough. National formats must also be grouped
+    # as that country groups them (strict grouping), which is what tells a phone number from a date or an id.
+    passes = [("ZZ", Leniency.VALID)] + [(region, Leniency.STRICT_GROUPING) for region in phone_regions()]
+    for region, leniency in passes:
+        for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=leniency):
+            if not _in_arithmetic(text, match.start, match.end):
+                found[(match.start, match.end)] = ("phone", match.start, match.end)
+    return list(found.values())
+
+
+_OPERATOR_AFTER = re.compile(r"\s*[=*/×÷]")
+_OPERATOR_BEFORE = re.compile(r"[=*/×÷]\s*$")
+
+
+def _in_arithmetic(text: str, start: int, end: int) -> bool:
+    """2400-1100-700=600: dashes between numbers followed (or preceded) by an equals sign are a sum."""
+    return bool(_OPERATOR_AFTER.match(text, end) or _OPERATOR_BEFORE.search(text[max(0, start - 3):start]))
 
 
 def find_pii(text: str) -> list[tuple[str, int, int]]:
@@ -90,9 +124,9 @@ def find_pii(text: str) -> list[tuple[str, int, int]]:
 
 def _find_pii_in(text: str) -> list[tuple[str, int, int]]:
     long_number = _DIGIT_RUN.search(text) is not None
-    spans = []
+    spans = _phones(text) if long_number else []
     for kind, (pattern, cheap) in _PII.items():
-        if kind in ("card", "phone", "iban") and not long_number:
+        if kind in ("card", "iban") and not long_number:
             continue
         if kind == "ipv4" and not _DOTTED.search(text):
             continue

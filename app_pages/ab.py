@@ -2,13 +2,12 @@
 per-criterion tests), and a production traffic log (lift with intervals, sample-ratio check, guardrails, decision)."""
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from engine import ab_traffic, review, review_stats, uploads
-from ui import session, state
+from ui import charts, session, state
 from ui.errors import shown_as_message
-from ui.text import md_escape, plot_text
+from ui.text import md_escape
 
 user = session.require("analyst", "admin")
 project = state.require_project()
@@ -40,15 +39,7 @@ else:
         for c, v in r["per_criterion"].items():
             low, high = review_stats.wilson(v["wins"] + v["ties"] / 2, v["n"])
             rows.append({"what": c, "win": v["win_rate"], "low": low, "high": high})
-        fig = go.Figure(go.Scatter(x=[x["win"] for x in rows], y=[x["what"] for x in rows], mode="markers",
-                                   marker=dict(size=11, color="#2563eb"),
-                                   error_x=dict(type="data", symmetric=False,
-                                                array=[x["high"] - x["win"] for x in rows],
-                                                arrayminus=[x["win"] - x["low"] for x in rows])))
-        fig.add_vline(x=0.5, line_dash="dash", line_color="#9ca3af")
-        fig.update_layout(xaxis=dict(range=[0, 1], title="fine-tuned win rate (95% Wilson interval)"),
-                          height=120 + 40 * len(rows), margin=dict(l=10, r=10, t=20, b=10))
-        st.plotly_chart(fig, key="ab_forest")
+        st.plotly_chart(charts.forest(rows), key="ab_forest")
         if r["per_criterion"]:
             st.dataframe(pd.DataFrame([{"criterion": c, **v} for c, v in r["per_criterion"].items()]),
                          hide_index=True, width="stretch")
@@ -81,8 +72,20 @@ split = c1.number_input("Planned share of users sent to the new model", 0.01, 0.
 treatment = c2.text_input("The new model's variant name (blank: detect)", key="ab_treatment")
 if log is not None:
     with shown_as_message():
-        result = ab_traffic.analyze(uploads.stage_upload(log.getvalue(), log.name), float(split),
-                                    treatment.strip() or None)
+        staged = uploads.stage_upload(log.getvalue(), log.name)
+        columns, found = ab_traffic.detected_columns(staged)
+        st.caption("Columns (found by their usual names; choose others if the log names them differently):")
+        m1, m2, m3 = st.columns(3)
+        mapping = {}
+        for box, key, label in ((m1, "variant", "Variant"), (m2, "user", "User or session"), (m3, "time", "Time")):
+            chosen = box.selectbox(label, columns, index=columns.index(found[key]) if found[key] else None,
+                                   key=f"ab_map_{key}", placeholder="Choose the column")
+            if chosen is not None:
+                mapping[key] = chosen
+        if len(mapping) < 3:
+            st.info("Choose the variant, user and time columns to analyze the log.")
+            st.stop()
+        result = ab_traffic.analyze(staged, float(split), treatment.strip() or None, mapping=mapping)
         decision = result["decision"]
         box = {"ship": st.success, "keep collecting": st.info, "do not ship": st.error}[decision]
         box(md_escape(f"Decision: {decision}. " + " ".join(result["reasons"])))
@@ -92,6 +95,13 @@ if log is not None:
                  f"p = {s['p_value']:.3g}).")
         if s["alert"]:
             st.error("Sample ratio mismatch: the split is not what was planned, so the assignment is broken.")
+        issues = result["data_issues"]
+        d1, d2 = st.columns(2)
+        d1.metric("Exact duplicate rows dropped", f"{issues['duplicate_rows_dropped']:,}",
+                  help="Rows identical in every column, counted once.")
+        d2.metric("Users in both variants, left out", f"{issues['users_in_both_variants']:,}",
+                  f"{issues['rows_of_those_users_excluded']:,} rows", delta_color="off", delta_arrow="off",
+                  help="Their outcome mixes both models, so they count for neither.")
         st.dataframe(pd.DataFrame([{"metric": k, **{c: v[c] for c in ("control", "treatment", "diff", "ci_low",
                                                                         "ci_high", "relative_lift", "p_value")}}
                                    for k, v in result["metrics"].items()]), hide_index=True, width="stretch")
@@ -100,19 +110,7 @@ if log is not None:
         g = {k: v for k, v in result["guardrails"].items() if k != "breached"}
         if g:
             st.caption(md_escape("Guardrails: " + ", ".join(f"{k} {v:.4g}" for k, v in g.items())))
-        points = result["cumulative"]
-        if points:
-            fig = go.Figure()
-            fig.add_trace(go.Scatter(x=[p["until"] for p in points], y=[100 * p["lift_ci_high"] for p in points],
-                                     line=dict(width=0), showlegend=False, hoverinfo="skip"))
-            fig.add_trace(go.Scatter(x=[p["until"] for p in points], y=[100 * p["lift_ci_low"] for p in points],
-                                     fill="tonexty", fillcolor="rgba(37,99,235,0.15)", line=dict(width=0),
-                                     name="95% interval"))
-            fig.add_trace(go.Scatter(x=[p["until"] for p in points], y=[100 * p["relative_lift"] for p in points],
-                                     mode="lines+markers", name=plot_text(f"lift of {result['primary']}"),
-                                     line=dict(color="#2563eb")))
-            fig.add_hline(y=0, line_dash="dash", line_color="#9ca3af")
-            fig.update_layout(title="Cumulative lift over time (%)", height=320, margin=dict(l=10, r=10, t=40, b=10))
-            st.plotly_chart(fig, key="ab_cumulative")
+        if result["primary"]:
+            st.plotly_chart(charts.cumulative_lift(result["cumulative"], result["primary"]), key="ab_cumulative")
         st.caption("Route users deterministically (the same user always gets the same model):")
         st.code(result["routing_snippet"], language="python")

@@ -1,13 +1,12 @@
 """Data: upload (or try the sample), detected format and override, column mapping, paged preview, plots, verdict."""
 
-import plotly.graph_objects as go
 import streamlit as st
 
 from engine import datasets, demo, uploads
 from engine.quality import report_for_version
 from engine.readers import max_file_bytes
 from engine.shapes import SHAPES, suggest_column
-from ui import session, state
+from ui import charts, session, state
 from ui.errors import shown_as_message
 from ui.progress import progress_bar
 
@@ -117,15 +116,9 @@ with shown_as_message():
         p1, p2 = st.columns(2)
         for col, key, title, unit in ((p1, "tokens_per_example", "Tokens per example", "tokens"),
                                       (p2, "messages_per_example", "Messages per example", "messages")):
-            h = hist[key]
-            mids = [(a + b) / 2 for a, b in zip(h["edges"], h["edges"][1:])]
-            fig = go.Figure(go.Bar(x=mids, y=h["counts"], marker_color="#2563eb"))
-            fig.update_layout(title=title, xaxis_title=unit, yaxis_title="examples", height=300,
-                              margin=dict(l=10, r=10, t=40, b=10))
-            if key == "tokens_per_example":
-                fig.add_vline(x=stats["max_length"], line_dash="dash", line_color="#dc2626",
-                              annotation_text="max length")
-            col.plotly_chart(fig, key=f"data_plot_{key}")
+            marker = stats["max_length"] if key == "tokens_per_example" else None
+            col.plotly_chart(charts.histogram(hist.get(key), title, unit, marker, "max length"),
+                             key=f"data_plot_{key}")
         t = stats["tokens_per_example"]
         st.caption(f"Tokens ({stats['tokenizer']} tokenizer): median {t['median']:g}, p95 {t['p95']:g}, max {t['max']:,}"
                    f"; {stats['training_tokens_per_epoch']:,} training tokens per epoch at max length "

@@ -4,12 +4,11 @@ and every example side by side, largest regression first."""
 import json
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from engine import code_checks, evaluate, runs, sandbox, uploads
 from engine.eval_job import EvalOptions
-from ui import session, state
+from ui import charts, session, state
 from ui.errors import shown_as_message
 
 session.require("analyst", "admin")  # reviewers and visitors never run this page
@@ -102,19 +101,8 @@ st.caption("ROUGE-L, chrF and BLEU: higher is better. Perplexity of the referenc
            + " ".join(report.get("notes", [])) + " "
            + " ".join(f"{n} signature: {s}." for n, s in report.get("signatures", {}).items()))
 
-names = [n for n in report["metrics"] if n not in ("length", "latency_s", "tokens_per_second")]
-fig = go.Figure()
-for name in names:
-    m = report["metrics"][name]
-    scale = abs(m["base"]) or 1.0  # relative change, so metrics of different scales share one chart
-    color = {"better": "#16a34a", "worse": "#dc2626"}.get(m["verdict"], "#9ca3af")
-    fig.add_trace(go.Bar(x=[name], y=[100 * m["diff"] / scale], name=name, marker_color=color,
-                         error_y=dict(type="data", symmetric=False, array=[100 * (m["ci_high"] - m["diff"]) / scale],
-                                      arrayminus=[100 * (m["diff"] - m["ci_low"]) / scale])))
-fig.update_layout(title=f"Change against {base_label} (% of its value, 95% interval; green better, red worse, "
-                        "grey no detectable difference; perplexity: lower is better)", showlegend=False,
-                  height=320, margin=dict(l=10, r=10, t=40, b=10), yaxis_title="%")
-st.plotly_chart(fig, key="evaluate_chart")
+charted = {n: m for n, m in report["metrics"].items() if n not in ("length", "latency_s", "tokens_per_second")}
+st.plotly_chart(charts.metric_changes(charted, base_label), key="evaluate_chart")
 
 gap = report.get("train_test_gap")
 if gap:
@@ -171,14 +159,7 @@ if routing:
                "Quality is the mean ROUGE-L of the routed answers on the test split.")
     pts = routing["points"]
     best = routing["recommended"]
-    fig = go.Figure(go.Scatter(x=[100 * p["fallback_rate"] for p in pts], y=[p["quality"] for p in pts],
-                               mode="lines+markers", text=[f"threshold {p['threshold']}" for p in pts],
-                               name="thresholds 0 to 1"))
-    fig.add_trace(go.Scatter(x=[100 * best["fallback_rate"]], y=[best["quality"]], mode="markers",
-                             marker=dict(size=14, color="#16a34a"), name=f"recommended: {best['threshold']}"))
-    fig.update_layout(xaxis_title="fallback rate (%)", yaxis_title="quality (ROUGE-L)", height=320,
-                      margin=dict(l=10, r=10, t=30, b=10))
-    st.plotly_chart(fig, key="evaluate_routing")
+    st.plotly_chart(charts.routing_curve(pts, best), key="evaluate_routing")
     st.write(f"Recommended threshold **{best['threshold']}**: {best['fallback_rate']:.0%} of the questions go to the "
              f"fallback, quality {best['quality']:.3f} (fine-tuned only {routing['only_finetuned']:.3f}, few-shot "
              f"base only {routing['only_fallback']:.3f}).")

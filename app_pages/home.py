@@ -2,12 +2,11 @@
 
 import streamlit as st
 
-import plotly.graph_objects as go
 
 from engine import datasets, evaluate, review_stats, runs, split
 from engine.quality import cached_report
 from engine.run_summary import summarize
-from ui import session, state
+from ui import charts, session, state
 from ui.text import md_escape
 
 user = session.require("analyst", "admin")  # reviewers and visitors never run this page
@@ -61,11 +60,9 @@ with st.container(border=True):
         c2.metric("Active", len(active))
         c3.metric("Best validation loss", f"{min(p['eval_loss'] for p in best.curves['eval']):.3f}" if best else "-")
         if best:
-            fig = go.Figure(go.Scatter(x=[p["step"] for p in best.curves["eval"]],
-                                       y=[p["eval_loss"] for p in best.curves["eval"]], mode="lines+markers"))
-            fig.update_layout(height=200, margin=dict(l=10, r=10, t=30, b=10),
-                              title=f"Best run {best.run.id}: validation loss")
-            st.plotly_chart(fig, key="home_best_run")
+            st.plotly_chart(charts.curves([("validation", best.curves["eval"], "eval_loss", True)],
+                                          f"Best run {best.run.id}: validation loss", height=200),
+                            key="home_best_run")
     c1, c2 = st.columns(2)
     with c1:
         st.page_link("app_pages/train.py", label="Open Train", icon=":material/arrow_forward:")

@@ -2,11 +2,10 @@
 disagreements to one more reviewer, export, and read the rating results with their agreement."""
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from engine import evaluate, review, review_stats, runs, users
-from ui import session, state
+from ui import charts, session, state
 from ui.errors import shown_as_message
 
 user = session.require("analyst", "admin")
@@ -102,27 +101,8 @@ st.caption("Means over items (each item's reviewers averaged first) with 95% t i
            "minus base on the same examples; p from the Wilcoxon signed-rank test, Holm-corrected over the five "
            "criteria. Agreement: Krippendorff's alpha (ordinal): >= 0.8 reliable, 0.667-0.8 tentative, lower "
            "unreliable.")
-fig = go.Figure()
-for m, color in (("base", "#9ca3af"), ("finetuned", "#2563eb")):
-    means = [results["criteria"][c]["models"][m] for c in review.CRITERIA]
-    fig.add_trace(go.Bar(name="fine-tuned" if m == "finetuned" else "base", x=list(review.CRITERIA),
-                         y=[x["mean"] for x in means], marker_color=color,
-                         error_y=dict(type="data", symmetric=False,
-                                      array=[(x["ci_high"] or 0) - (x["mean"] or 0) for x in means],
-                                      arrayminus=[(x["mean"] or 0) - (x["ci_low"] or 0) for x in means])))
-fig.update_layout(barmode="group", yaxis=dict(range=[0, 5.2], title="mean score (1-5)"), height=320,
-                  margin=dict(l=10, r=10, t=30, b=10), title="Mean score per criterion with 95% intervals")
-st.plotly_chart(fig, key="review_means")
-fig = go.Figure()
-for m, color in (("base", "#9ca3af"), ("finetuned", "#2563eb")):
-    for k, c in enumerate(review.CRITERIA):
-        dist = results["criteria"][c]["models"][m]["distribution"]
-        fig.add_trace(go.Bar(x=[f"{c} {s}" for s in dist], y=list(dist.values()), marker_color=color,
-                             name="fine-tuned" if m == "finetuned" else "base", showlegend=k == 0,
-                             legendgroup=m))
-fig.update_layout(barmode="group", height=300, margin=dict(l=10, r=10, t=30, b=10), yaxis_title="ratings",
-                  title="How often each score was given (per criterion, 1 to 5)")
-st.plotly_chart(fig, key="review_distributions")
+st.plotly_chart(charts.score_means(results["criteria"], review.CRITERIA), key="review_means")
+st.plotly_chart(charts.score_distributions(results["criteria"], review.CRITERIA), key="review_distributions")
 flags = results["safety_flags"]
 st.write(f"Safety flags: base {flags['base']}, fine-tuned {flags['finetuned']}.")
 

@@ -4,12 +4,11 @@ comparison of several runs."""
 from datetime import timedelta
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from engine import runs
 from engine.run_summary import config_diff, summarize
-from ui import session, state
+from ui import charts, session, state
 from ui.errors import shown_as_message
 from ui.text import md_escape
 
@@ -53,20 +52,8 @@ selected = st.selectbox("Run", ids, key="runs_selected",
 
 
 def curve_chart(summary, title: str, series: list[tuple[str, str, str]], y_log: bool = False):
-    fig = go.Figure()
-    for kind, key, label in series:
-        pts = [p for p in summary.curves[kind] if p.get(key) is not None]
-        if pts:
-            fig.add_trace(go.Scatter(x=[p["step"] for p in pts], y=[p[key] for p in pts], name=label,
-                                     mode="lines+markers" if kind == "eval" else "lines"))
-    if summary.stopped_early and summary.best_step:
-        fig.add_vline(x=summary.best_step, line_dash="dash", line_color="#16a34a",
-                      annotation_text="early stop: best checkpoint")
-    fig.update_layout(title=title, xaxis_title="step", height=300, margin=dict(l=10, r=10, t=40, b=10),
-                      legend=dict(orientation="h"))
-    if y_log:
-        fig.update_yaxes(type="log")
-    return fig
+    return charts.curves([(label, summary.curves[kind], key, kind == "eval") for kind, key, label in series], title,
+                         summary.best_step if summary.stopped_early else None, y_log)
 
 
 def render(run_id: int) -> None:
@@ -138,15 +125,9 @@ st.subheader("Compare runs")
 chosen = st.multiselect("Runs to compare", ids, default=ids[:2] if len(ids) > 1 else ids, key="runs_compare")
 if len(chosen) >= 2:
     picked = [r for r in all_runs if r.id in chosen]
-    fig = go.Figure()
-    for r in picked:
-        s = summarize(r)
-        for kind, key, label in (("log", "loss", "train"), ("eval", "eval_loss", "validation")):
-            pts = [p for p in s.curves[kind] if p.get(key) is not None]
-            fig.add_trace(go.Scatter(x=[p["step"] for p in pts], y=[p[key] for p in pts],
-                                     name=f"run {r.id} {label}", line=dict(dash="dot" if kind == "eval" else None)))
-    fig.update_layout(title="Loss", xaxis_title="step", height=350, margin=dict(l=10, r=10, t=40, b=10))
-    st.plotly_chart(fig, key="runs_compare_chart")
+    series = [(f"run {r.id} {label}", summarize(r).curves[kind], key, kind == "eval") for r in picked
+              for kind, key, label in (("log", "loss", "train"), ("eval", "eval_loss", "validation"))]
+    st.plotly_chart(charts.curves(series, "Loss", height=350), key="runs_compare_chart")
     diff = config_diff(picked)
     st.dataframe(pd.DataFrame(diff) if diff else pd.DataFrame([{"setting": "(identical configs)"}]),
                  hide_index=True, width="stretch")

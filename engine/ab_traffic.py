@@ -2,12 +2,16 @@
 
     analyze(path, split=0.1) -> {"n", "srm", "metrics", "guardrails", "cumulative", "decision", "reasons"}
 
-The log (CSV or JSONL) has a variant column, a user (or session) id, a timestamp, and metric columns: any of
+The log (CSV or JSONL) has a variant column, a user (or session) id, a timestamp (found by the names A/B tools use:
+group, arm, bucket, variation, experiment_group; user, session, visitor; time, date, or given by a mapping), and
+metric columns: any of
 satisfaction, resolved, latency (seconds or ms), error, or other numbers. Users are the unit of randomization, so
 every metric is first averaged per user; variants are compared on those per-user means: the difference with Welch's
 interval and p-value (scipy), and the relative lift with a delta-method interval. The sample-ratio-mismatch check is
 a chi-square test of the users per variant against the planned split (alert at p < 0.001: the assignment is broken
 and no result can be trusted). Guardrails: latency p50/p95 and the error rate must not be significantly worse.
+Exact duplicate rows are counted and dropped, and users who appear in both variants are counted and left out (their
+outcome mixes both models); both figures are in "data_issues" and among the reasons.
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ import numpy as np
 
 CONTROL_NAMES = ("control", "a", "base", "baseline", "old", "current")
 TREATMENT_NAMES = ("treatment", "b", "new", "finetuned", "fine-tuned", "candidate")
-USER_COLUMNS = ("user_id", "user", "session_id", "session")
-TIME_COLUMNS = ("timestamp", "time", "ts", "date")
+# The column names A/B tools export (first match wins); a mapping overrides them.
+VARIANT_COLUMNS = ("variant", "group", "arm", "bucket", "variation", "experiment_group", "treatment_group", "cohort")
+USER_COLUMNS = ("user_id", "user", "userid", "uid", "visitor_id", "visitor", "session_id", "session", "anonymous_id")
+TIME_COLUMNS = ("timestamp", "time", "ts", "datetime", "date", "event_time", "created_at")
+MAPPABLE = ("variant", "user", "time")
 LOWER_IS_BETTER = ("latency", "latency_ms", "latency_s", "error", "errors", "cost")
 PRIMARY_ORDER = ("satisfaction", "resolved", "csat", "thumbs_up", "conversion")
 SRM_ALPHA = 0.001
@@ -31,9 +38,58 @@ class TrafficError(ValueError):
     pass
 
 
-def read_log(path: Path | str):
+def parse_mapping(text: str | None) -> dict[str, str]:
+    """`variant=COL,user=COL,time=COL` (any subset) -> dict; TrafficError for a bad part."""
+    mapping: dict[str, str] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        key, sep, column = part.partition("=")
+        if not sep or key.strip() not in MAPPABLE or not column.strip():
+            raise TrafficError(f"Cannot read the column mapping {part.strip()!r}: use variant=COLUMN,user=COLUMN,"
+                               "time=COLUMN.")
+        mapping[key.strip()] = column.strip().lower()
+    return mapping
+
+
+def _column(df, mapping: dict, key: str, names: tuple[str, ...], what: str) -> str:
+    if key in mapping:
+        if mapping[key] not in df.columns:
+            raise TrafficError(f"The mapped {key} column {mapping[key]!r} is not in the log (its columns are: "
+                               f"{', '.join(list(df.columns)[:12])}).")
+        return mapping[key]
+    found = next((c for c in names if c in df.columns), None)
+    if found is None:
+        raise TrafficError(f"The traffic log needs {what} ({', '.join(names[:5])}, ...); name yours with "
+                           f"--map {key}=COLUMN.")
+    return found
+
+
+def detected_columns(path: Path | str) -> tuple[list[str], dict[str, str | None]]:
+    """(the log's columns, the variant/user/time column each would be read from by name) for the page's boxes."""
     import pandas as pd
 
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".jsonl", ".json"):
+            head = pd.read_json(path, lines=path.suffix.lower() == ".jsonl", nrows=50) \
+                if path.suffix.lower() == ".jsonl" else pd.read_json(path)
+        else:
+            head = pd.read_csv(path, nrows=50, sep="\t" if path.suffix.lower() == ".tsv" else ",")
+    except ValueError as err:
+        raise TrafficError(f"The traffic log cannot be read: {str(err).splitlines()[0]}") from None
+    columns = [str(c).strip().lower() for c in head.columns]
+    found = {key: next((c for c in names if c in columns), None)
+             for key, names in (("variant", VARIANT_COLUMNS), ("user", USER_COLUMNS), ("time", TIME_COLUMNS))}
+    return columns, found
+
+
+def read_log(path: Path | str, mapping: dict[str, str] | None = None):
+    """The log as a DataFrame with variant, user_id and timestamp columns, and its data issues: exact duplicate rows
+    (dropped) and users seen in both variants (excluded: their outcome mixes both models)."""
+    import pandas as pd
+
+    mapping = mapping or {}
     path = Path(path)
     if not path.is_file():
         raise TrafficError(f"There is no file {path}.")
@@ -45,21 +101,30 @@ def read_log(path: Path | str):
     except ValueError as err:
         raise TrafficError(f"The traffic log cannot be read: {str(err).splitlines()[0]}") from None
     df.columns = [str(c).strip().lower() for c in df.columns]
-    if "variant" not in df.columns:
-        raise TrafficError("The traffic log needs a 'variant' column (control/treatment, A/B, ...).")
-    user = next((c for c in USER_COLUMNS if c in df.columns), None)
-    if user is None:
-        raise TrafficError("The traffic log needs a user or session id column (user_id, session_id).")
-    when = next((c for c in TIME_COLUMNS if c in df.columns), None)
-    if when is None:
-        raise TrafficError("The traffic log needs a timestamp column.")
-    df = df.rename(columns={user: "user_id", when: "timestamp"})
+    variant = _column(df, mapping, "variant", VARIANT_COLUMNS, "a variant column (control/treatment, A/B)")
+    user = _column(df, mapping, "user", USER_COLUMNS, "a user or session id column")
+    when = _column(df, mapping, "time", TIME_COLUMNS, "a timestamp column")
+    if len({variant, user, when}) < 3:
+        raise TrafficError("The variant, user and time columns must be three different columns.")
+    df = df[[c for c in df.columns if c not in ("variant", "user_id", "timestamp") or c in (variant, user, when)]]
+    df = df.rename(columns={variant: "variant", user: "user_id", when: "timestamp"})
+    rows = len(df)
+    duplicated = int(df.duplicated().sum())
+    df = df.drop_duplicates().reset_index(drop=True)
     df["variant"] = df["variant"].astype(str).str.strip()
-    df["timestamp"] = pd.to_datetime(df["timestamp"], errors="coerce", utc=True)
+    df["user_id"] = df["user_id"].astype(str).str.strip()
+    df["timestamp"] = pd.to_datetime(df["timestamp"], errors="coerce", utc=True, format="mixed")
     bad = df["timestamp"].isna()
     if bad.any():
         raise TrafficError(f"Row {int(np.flatnonzero(bad)[0]) + 1} has a timestamp that cannot be read.")
-    return df
+    both = df.groupby("user_id")["variant"].nunique()
+    mixed = set(both[both > 1].index)
+    excluded = int(df["user_id"].isin(mixed).sum())
+    df = df[~df["user_id"].isin(mixed)].reset_index(drop=True)
+    issues = {"rows": rows, "duplicate_rows_dropped": duplicated, "users_in_both_variants": len(mixed),
+              "rows_of_those_users_excluded": excluded,
+              "columns": {"variant": variant, "user": user, "time": when}}
+    return df, issues
 
 
 def _variants(df, treatment: str | None) -> tuple[str, str]:
@@ -118,10 +183,11 @@ def srm(n_control: int, n_treatment: int, planned_share: float) -> dict:
             "p_value": p, "alert": p < SRM_ALPHA}
 
 
-def analyze(path: Path | str, split: float, treatment: str | None = None, primary: str | None = None) -> dict:
+def analyze(path: Path | str, split: float, treatment: str | None = None, primary: str | None = None,
+            mapping: dict[str, str] | None = None) -> dict:
     if not 0 < split < 1:
         raise TrafficError("--split is the planned share of traffic sent to the new model, between 0 and 1.")
-    df = read_log(path)
+    df, issues = read_log(path, mapping)
     control, treat = _variants(df, treatment)
     metric_cols = [c for c in df.columns if c not in ("variant", "user_id", "timestamp")
                    and _numeric(df[c]) is not None]
@@ -137,7 +203,7 @@ def analyze(path: Path | str, split: float, treatment: str | None = None, primar
                  "n": {"control": int(len(c_users)), "treatment": int(len(t_users))},
                  "requests": {"control": int((df.variant == control).sum()), "treatment": int((df.variant == treat)
                                                                                             .sum())},
-                 "srm": srm(len(c_users), len(t_users), split), "metrics": {}}
+                 "srm": srm(len(c_users), len(t_users), split), "metrics": {}, "data_issues": issues}
     for c in metric_cols:
         a, b = c_users[c].dropna().to_numpy(float), t_users[c].dropna().to_numpy(float)
         if len(a) >= 2 and len(b) >= 2:
@@ -148,6 +214,11 @@ def analyze(path: Path | str, split: float, treatment: str | None = None, primar
     out["primary"] = primary
     out["cumulative"] = _cumulative(df, control, treat, primary) if primary else []
     out["decision"], out["reasons"] = _decide(out)
+    if issues["duplicate_rows_dropped"] or issues["users_in_both_variants"]:
+        out["reasons"].append(
+            f"Data issues: {issues['duplicate_rows_dropped']:,} exact duplicate rows were dropped and "
+            f"{issues['users_in_both_variants']:,} users seen in both variants were left out "
+            f"({issues['rows_of_those_users_excluded']:,} rows).")
     out["routing_snippet"] = routing_snippet(split)
     return out
 

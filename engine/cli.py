@@ -150,6 +150,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="the planned share of traffic sent to the new model (e.g. 0.1)")
     analyze.add_argument("--treatment", help="the new model's variant name (default: detected)")
     analyze.add_argument("--primary", help="the metric to decide on (default: satisfaction, resolved, ...)")
+    analyze.add_argument("--map", dest="mapping", metavar="variant=COL,user=COL,time=COL",
+                         help="name the variant, user and time columns when their names are not the usual ones")
     analyze.add_argument("--json", action="store_true")
 
     db_p = sub.add_parser("db", help="back up or restore the workspace's SQLite database")
@@ -629,7 +631,8 @@ def cmd_review(args) -> int:
 def cmd_ab(args) -> int:
     from engine import ab_traffic
 
-    result = ab_traffic.analyze(args.log, args.split, args.treatment, args.primary)
+    result = ab_traffic.analyze(args.log, args.split, args.treatment, args.primary,
+                                ab_traffic.parse_mapping(args.mapping))
     if args.json:
         print(json.dumps(result, indent=2, default=str))
         return EXIT_OK
@@ -641,6 +644,11 @@ def cmd_ab(args) -> int:
         lift = f"{m['relative_lift']:+.1%}" if m["relative_lift"] is not None else "n/a"
         print(f"  {name:<14} control {m['control']:.4g}  treatment {m['treatment']:.4g}  diff {m['diff']:+.4g} "
               f"[{m['ci_low']:+.4g}, {m['ci_high']:+.4g}]  lift {lift}  p {m['p_value']:.3g}")
+    issues = result["data_issues"]
+    if issues["duplicate_rows_dropped"] or issues["users_in_both_variants"]:
+        print(f"Data issues: {issues['duplicate_rows_dropped']:,} exact duplicate rows dropped; "
+              f"{issues['users_in_both_variants']:,} users in both variants left out "
+              f"({issues['rows_of_those_users_excluded']:,} rows).")
     print(f"Decision: {result['decision']}.")
     for r in result["reasons"]:
         print(f"  - {r}")

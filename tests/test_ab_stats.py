@@ -189,3 +189,53 @@ def test_ab_page_analyzes_an_uploaded_traffic_log(tmp_path, ws):
     assert any(shown(b.value).startswith(f"Decision: {expected}.") for b in box)
     assert at.dataframe[0].value["metric"].tolist()[0] == "satisfaction"
     assert "def variant(user_id" in at.code[0].value
+
+
+def test_logs_as_tools_export_them_with_duplicates_and_users_in_both_variants(tmp_path, ws):
+    """The usual column names (arm, visitor_id, date), a mapping for unusual ones, exact duplicate rows and users
+    seen in both variants: counted, reported, dropped or left out."""
+    import pandas as pd
+
+    rng = np.random.default_rng(11)
+    rows = []
+    for u in range(400):
+        arm = "B" if u % 2 else "A"
+        rows.append({"arm": arm, "visitor_id": f"v{u}", "date": f"2026-11-{1 + u % 10:02d}",
+                     "resolved": int(rng.random() < (0.7 if arm == "B" else 0.6))})
+    rows += rows[:25]  # a re-sent batch: exact duplicates
+    rows += [{"arm": "B", "visitor_id": f"v{u}", "date": "2026-11-11", "resolved": 1} for u in range(0, 40, 2)]
+    log = tmp_path / "export.csv"
+    pd.DataFrame(rows).to_csv(log, index=False)
+    r = ab_traffic.analyze(log, 0.5)
+    issues = r["data_issues"]
+    assert issues["columns"] == {"variant": "arm", "user": "visitor_id", "time": "date"}
+    assert issues["duplicate_rows_dropped"] == 25 and issues["users_in_both_variants"] == 20
+    assert issues["rows_of_those_users_excluded"] == 20 * 2  # counted after the duplicates were dropped
+    assert r["n"]["control"] == 200 - 20 and r["n"]["treatment"] == 200
+    assert any(reason.startswith("Data issues: 25 exact duplicate rows") for reason in r["reasons"])
+    renamed = tmp_path / "renamed.csv"
+    pd.DataFrame(rows).rename(columns={"arm": "which_model", "visitor_id": "who", "date": "when"}).to_csv(
+        renamed, index=False)
+    with pytest.raises(ab_traffic.TrafficError, match="--map variant=COLUMN"):
+        ab_traffic.analyze(renamed, 0.5)
+    proc = run_studio("ab", "analyze", renamed, "--split", "0.5", "--map", "variant=which_model,user=who,time=when",
+                      "--json", env_home=ws.root)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["data_issues"]["users_in_both_variants"] == 20
+
+
+def test_the_ab_page_maps_columns_and_survives_a_first_day_without_an_interval(tmp_path, ws):
+    from conftest import app_as
+    from engine import projects
+
+    projects.create_project("A/B")
+    lines = ["group,user,time,satisfaction", "control,u1,2026-11-01T10:00:00Z,1", "treatment,u2,2026-11-01T10:05:00Z,0",
+             "control,u3,2026-11-02T10:00:00Z,1", "treatment,u4,2026-11-02T11:00:00Z,1",
+             "control,u5,2026-11-03T10:00:00Z,0", "treatment,u6,2026-11-03T12:00:00Z,1"]
+    at = app_as("analyst").run()
+    at.switch_page("app_pages/ab.py").run()
+    at.number_input(key="ab_split").set_value(0.5)
+    at.file_uploader(key="ab_log").set_value(("log.csv", "\n".join(lines).encode(), "text/csv")).run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="ab_map_variant").value == "group" and at.selectbox(key="ab_map_time").value == "time"
+    assert any(m.label == "Users in both variants, left out" for m in at.metric)

@@ -146,10 +146,14 @@ if forgetting:
         r = forgetting[key]
         col.metric(title, f"{r['retention']:.0%} retained", f"[{r['ci_low']:.0%}, {r['ci_high']:.0%}]",
                    delta_color="off", delta_arrow="off")
-    if forgetting["warning"]:
+    verdict = forgetting.get("verdict", "forgetting" if forgetting["warning"] else "retained")
+    if verdict == "forgetting":
         st.warning(forgetting["warning"] + "\n\n" + "\n".join(f"- {r}" for r in forgetting["remedies"]))
+    elif verdict == "possible_forgetting":
+        st.info(forgetting["warning"])
     else:
-        st.success("No sign of forgetting: the fine-tuned model keeps at least 90% of the base model's general skills.")
+        st.success("Retained: the fine-tuned model keeps the base model's general skills (no retention interval lies "
+                   "under 90%).")
 
 routing = report.get("routing")
 if routing:
@@ -160,9 +164,11 @@ if routing:
     pts = routing["points"]
     best = routing["recommended"]
     st.plotly_chart(charts.routing_curve(pts, best), key="evaluate_routing")
-    st.write(f"Recommended threshold **{best['threshold']}**: {best['fallback_rate']:.0%} of the questions go to the "
-             f"fallback, quality {best['quality']:.3f} (fine-tuned only {routing['only_finetuned']:.3f}, few-shot "
-             f"base only {routing['only_fallback']:.3f}).")
+    if "gain" in routing:
+        st.write("Recommendation: " + evaluate.routing_sentence(routing))
+    else:  # a report from before the recommendation followed its interval
+        st.write(f"Best threshold {best['threshold']}: {best['fallback_rate']:.0%} fallback, quality "
+                 f"{best['quality']:.3f}.")
     st.download_button("Download the routing rule (JSON)", json.dumps(routing["rule"], indent=2),
                        file_name=f"routing-rule-run-{run_id}.json", mime="application/json", key="evaluate_rule")
 

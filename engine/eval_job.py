@@ -100,8 +100,12 @@ def main(argv: list[str] | None = None) -> int:
         writer.close()
 
 
-def read_progress(folder: Path) -> tuple[float, str]:
-    """(fraction done, label with the time left) of a job from its events."""
+def read_progress(folder: Path, now: float | None = None) -> tuple[float, str]:
+    """(fraction done, label with the time left) of a job from its events. The time left counts down between
+    progress events (it is estimated at the last event, then the time since is taken off), and when a step runs
+    longer than that estimate it is estimated again from the time spent so far, so it never sits still."""
+    import time
+
     from engine.metrics import read_events
 
     events = read_events(folder)
@@ -112,10 +116,20 @@ def read_progress(folder: Path) -> tuple[float, str]:
     last = steps[-1]
     fraction = float(last.get("fraction", last["step"] / STEPS))
     label = last.get("label", "")
-    if starts and 0.05 <= fraction < 1:  # the elapsed time scaled to what is left: rough, phases differ in speed
-        left = (last["time"] - starts[-1]["time"]) * (1 - fraction) / fraction
+    if starts and 0.05 <= fraction < 1:
+        left = time_left(starts[-1]["time"], last["time"], fraction, time.time() if now is None else now)
         label += f" · about {_duration(left)} left"
     return fraction, label
+
+
+def time_left(started: float, last_event: float, fraction: float, now: float) -> float:
+    """Seconds left: the estimate at the last event minus the time since; past that, the time spent so far scaled
+    to what is left (rough: phases differ in speed)."""
+    at_event = (last_event - started) * (1 - fraction) / fraction
+    counted_down = at_event - (now - last_event)
+    if counted_down >= 5:
+        return counted_down
+    return max((now - started) * (1 - fraction) / fraction, 5.0)
 
 
 def _duration(seconds: float) -> str:

@@ -316,11 +316,21 @@ def render(report: dict) -> str:
             lines += [f"  - {r}" for r in f["remedies"]]
     r = report.get("routing")
     if r:
-        best = r["recommended"]
-        lines.append(f"Hybrid routing: fall back to the {routing.K_SHOT}-shot base model below confidence "
-                     f"{best['threshold']}: {best['fallback_rate']:.0%} fallback, ROUGE-L {best['quality']:.3f} "
-                     f"(fine-tuned only {r['only_finetuned']:.3f}, few-shot base only {r['only_fallback']:.3f}).")
+        lines.append("Hybrid routing: " + routing_sentence(r))
     return "\n".join(lines)
+
+
+def routing_sentence(r: dict) -> str:
+    """The routing recommendation in words, following its interval."""
+    best, gain = r["recommended"], r["gain"]
+    interval = f"gain {gain['diff']:+.3f} ROUGE-L, 95% interval {gain['ci_low']:+.3f} to {gain['ci_high']:+.3f}"
+    if best["threshold"] == 0:
+        return (f"no fallback: routing low-confidence answers to the {routing.K_SHOT}-shot base model is not surely "
+                f"better than the fine-tuned model alone (best threshold's {interval}; fine-tuned only "
+                f"{r['only_finetuned']:.3f}, few-shot base only {r['only_fallback']:.3f}).")
+    return (f"fall back to the {routing.K_SHOT}-shot base model below confidence {best['threshold']}: "
+            f"{best['fallback_rate']:.0%} fallback, ROUGE-L {best['quality']:.3f} against {r['only_finetuned']:.3f} "
+            f"for the fine-tuned model alone ({interval}).")
 
 
 def eval_dir(run: Run, baseline: str | int = "base") -> Path:

@@ -92,13 +92,34 @@ def summarize(base_answers: list[str], tuned_answers: list[str], references: lis
     sf = np.column_stack(tuned_text_nll).astype(float)
     text = ratio(scoring.PERPLEXITY, sf, sb, n_resamples, seed)
     text["base"], text["finetuned"] = text["finetuned"], text["base"]  # ratio() was given them swapped
+    for measure in (probes, text):
+        measure["verdict"] = verdict(measure)
+    overall = ("forgetting" if "forgetting" in (probes["verdict"], text["verdict"]) else
+               "possible_forgetting" if "possible_forgetting" in (probes["verdict"], text["verdict"]) else
+               "retained")
+    worst = min((probes, text), key=lambda m: m["retention"])
     warning = None
-    if probes["retention"] < RETENTION_WARNING or text["retention"] < RETENTION_WARNING:
-        worst = min(probes["retention"], text["retention"])
-        warning = (f"The fine-tuned model keeps only {worst:.0%} of the base model's general skills (under "
+    if overall == "forgetting":
+        surely = min((m for m in (probes, text) if m["verdict"] == "forgetting"), key=lambda m: m["retention"])
+        warning = (f"The fine-tuned model keeps only {surely['retention']:.0%} of the base model's general skills "
+                   f"(95% interval {surely['ci_low']:.0%} to {surely['ci_high']:.0%}, all under "
                    f"{RETENTION_WARNING:.0%}): it is forgetting.")
-    return {"probe_chrf": probes, "general_text_perplexity": text, "warning": warning,
-            "remedies": REMEDIES if warning else [], "probes": len(references)}
+    elif overall == "possible_forgetting":
+        warning = (f"Possible forgetting: the fine-tuned model keeps {worst['retention']:.0%} of the base model's "
+                   f"general skills, but the 95% interval ({worst['ci_low']:.0%} to {worst['ci_high']:.0%}) reaches "
+                   f"{RETENTION_WARNING:.0%}: collect more probes (your own general set) to tell.")
+    return {"probe_chrf": probes, "general_text_perplexity": text, "verdict": overall, "warning": warning,
+            "remedies": REMEDIES if overall == "forgetting" else [], "probes": len(references)}
+
+
+def verdict(measure: dict) -> str:
+    """"forgetting" only when the whole interval lies under the line; "possible_forgetting" when the point does but
+    the interval reaches it; "retained" otherwise (a verdict in words follows its interval)."""
+    if measure["ci_high"] < RETENTION_WARNING:
+        return "forgetting"
+    if measure["retention"] < RETENTION_WARNING:
+        return "possible_forgetting"
+    return "retained"
 
 
 def ratio(metric: scoring.Metric, sb: np.ndarray, sf: np.ndarray, n_resamples: int, seed: int) -> dict:

@@ -44,8 +44,11 @@ def test_finetuned_beats_base_on_rouge_l_with_an_interval_above_zero(trained, mo
     assert f["probes"] >= 100
     for key in ("probe_chrf", "general_text_perplexity"):
         assert f[key]["ci_low"] <= f[key]["retention"] <= f[key]["ci_high"]
-    assert (f["warning"] is None) == (min(f["probe_chrf"]["retention"], f["general_text_perplexity"]["retention"])
-                                      >= 0.9)
+    for key in ("probe_chrf", "general_text_perplexity"):  # the verdict in words follows the interval
+        m = f[key]
+        assert m["verdict"] == ("forgetting" if m["ci_high"] < 0.9 else "possible_forgetting" if m["retention"] < 0.9
+                                else "retained")
+    assert (f["verdict"] == "retained") == (f["warning"] is None)
     r = report["routing"]
     assert [p["threshold"] for p in r["points"]][0] == 0.0 and r["points"][-1]["fallback_rate"] == 1.0
     rates = [p["fallback_rate"] for p in r["points"]]
@@ -139,25 +142,59 @@ def test_forgetting_summary_warns_only_below_ninety_percent():
     refs = [c[-1]["content"] for c in probes]
     same = forgetting.summarize(refs, refs, refs, ([10.0] * 8, [20] * 8), ([10.0] * 8, [20] * 8), n_resamples=200)
     assert same["probe_chrf"]["retention"] == pytest.approx(1.0) and same["warning"] is None
+    assert same["verdict"] == "retained"
     worse = forgetting.summarize(refs, ["I do not know."] * len(refs), refs, ([10.0] * 8, [20] * 8),
                                  ([10.0] * 8, [20] * 8), n_resamples=200)
     assert worse["probe_chrf"]["retention"] < 0.5 and "forgetting" in worse["warning"] and worse["remedies"]
     text = forgetting.summarize(refs, refs, refs, ([10.0] * 8, [20] * 8), ([20.0] * 8, [20] * 8), n_resamples=200)
-    assert text["general_text_perplexity"]["retention"] < 0.9 and text["warning"]
+    assert text["general_text_perplexity"]["retention"] < 0.9 and text["warning"] and text["verdict"] == "forgetting"
+    # a point under 90% whose interval still reaches it: "possible forgetting, collect more probes", no remedies
+    noisy_base = ([10.0, 30.0, 12.0, 28.0, 11.0, 29.0, 10.5, 30.5], [20] * 8)
+    noisy_tuned = ([10.0, 40.0, 10.0, 38.0, 11.0, 35.0, 10.0, 33.0], [20] * 8)
+    maybe = forgetting.summarize(refs, refs, refs, noisy_base, noisy_tuned, n_resamples=400)
+    t = maybe["general_text_perplexity"]
+    assert t["retention"] < 0.9 <= t["ci_high"], t
+    assert maybe["verdict"] == "possible_forgetting" and maybe["warning"].startswith("Possible forgetting")
+    assert "collect more probes" in maybe["warning"] and maybe["remedies"] == []
 
 
 def test_routing_curve_recommends_the_best_threshold():
     from engine import routing
 
-    confidence = [0.95, 0.9, 0.5, 0.3, 0.85, 0.2]
-    tuned = [0.9, 0.8, 0.1, 0.0, 0.7, 0.1]       # low-confidence answers are the bad ones
-    fallback = [0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
+    confidence = [0.95, 0.9, 0.5, 0.3, 0.85, 0.2] * 10
+    tuned = [0.9, 0.8, 0.1, 0.0, 0.7, 0.1] * 10       # low-confidence answers are the bad ones
+    fallback = [0.5, 0.5, 0.5, 0.5, 0.5, 0.5] * 10
     curve = routing.routing_curve(confidence, tuned, fallback)
     best = curve["recommended"]
     assert best["threshold"] in (0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85)  # routes exactly the three weak answers
     assert best["fallback_rate"] == 0.5
     assert best["quality"] == pytest.approx((0.9 + 0.8 + 0.7 + 1.5) / 6)
     assert curve["rule"]["fallback_when"] == f"confidence < {best['threshold']}"
+    assert curve["gain"]["ci_low"] > 0 and curve["recommendation"].startswith("fall back below confidence")
+
+
+def test_routing_recommends_no_fallback_unless_surely_better():
+    from engine import evaluate, routing
+
+    # on six examples the best threshold looks better, but the interval of its gain reaches zero
+    few = routing.routing_curve([0.95, 0.9, 0.5, 0.8, 0.85, 0.9], [0.9, 0.8, 0.1, 0.7, 0.7, 0.8], [0.5] * 6)
+    assert few["gain"]["ci_low"] <= 0 < few["gain"]["diff"]
+    assert few["recommended"]["threshold"] == 0 and few["recommendation"] == "no fallback"
+    assert few["rule"]["fallback_when"] == "never"
+    assert evaluate.routing_sentence(few).startswith("no fallback: routing low-confidence answers")
+    # a fallback that is worse everywhere is never recommended either
+    worse = routing.routing_curve([0.1, 0.2, 0.3] * 20, [0.6, 0.7, 0.8] * 20, [0.1, 0.1, 0.1] * 20)
+    assert worse["recommendation"] == "no fallback"
+
+
+def test_the_time_left_counts_down_between_progress_events():
+    from engine.eval_job import time_left
+
+    # 25% done after 60 s: 180 s left at that event; 30 s later, 150 s; it never sits still
+    assert time_left(0, 60, 0.25, 60) == 180 and time_left(0, 60, 0.25, 90) == 150
+    assert time_left(0, 60, 0.25, 230) == 10
+    assert time_left(0, 60, 0.25, 250) == pytest.approx(250 * 3)  # past the estimate: estimated again, not 0
+    assert time_left(0, 60, 0.25, 300) > time_left(0, 60, 0.25, 250)
 
 
 def test_an_evaluation_can_be_cancelled_and_the_previous_report_stays(trained, module_ws):
@@ -315,8 +352,9 @@ def test_job_progress_reads_the_fraction_and_estimates_the_time_left(tmp_path):
         json.dumps({"event": "start", "time": 100.0}) + "\n"
         + json.dumps({"event": "progress", "time": 130.0, "step": 25, "fraction": 0.25, "label": "base: 8/32"})
         + "\n")
-    fraction, label = read_progress(tmp_path)
+    fraction, label = read_progress(tmp_path, now=130.0)
     assert fraction == 0.25 and label == "base: 8/32 · about 1 min 30 s left"  # 30 s for a quarter: 90 s to go
+    assert read_progress(tmp_path, now=160.0)[1] == "base: 8/32 · about 1 min 00 s left"  # counting down
 
 
 def test_a_merged_lora_answers_like_the_adapter(trained):

@@ -83,10 +83,14 @@ else:
 
 # 3. Technique and hyper-parameters ---------------------------------------------------------------------------------
 st.subheader("3 · Technique and settings")
-technique = st.selectbox("Technique", TECHNIQUES, key="train_technique", help=HELP["technique"],
-                         format_func={"lora": "LoRA (recommended)", "qlora": "QLoRA (4-bit, CUDA)",
-                                      "full": "Full fine-tuning", "prompt_tuning": "Prompt tuning",
-                                      "prefix_tuning": "Prefix tuning"}.get)
+best_technique, technique_reason = recommend.recommend_technique(facts)
+technique_labels = {"lora": "LoRA", "qlora": "QLoRA (4-bit, CUDA)", "full": "Full fine-tuning",
+                    "prompt_tuning": "Prompt tuning", "prefix_tuning": "Prefix tuning"}
+technique_labels[best_technique] += " (recommended)"
+technique = st.selectbox("Technique", TECHNIQUES, index=TECHNIQUES.index(best_technique),
+                         key=f"train_technique_{base_model}", help=HELP["technique"], format_func=technique_labels.get)
+st.caption(md_escape(f"Recommended: {technique_labels[best_technique].removesuffix(' (recommended)')}, because "
+                     f"{technique_reason}."))
 gpu_label = st.selectbox("Target GPU", list(recommend.GPU_CHOICES), key="train_gpu",
                          help="For the memory estimate and the batch size recommendation.")
 gpu_gb = recommend.GPU_CHOICES[gpu_label]
@@ -170,9 +174,12 @@ estimate = recommend.memory_estimate(facts, technique, int(values["per_device_tr
                                      int(values["max_length"]), "fp32" if not gpu_gb else "bf16",
                                      int(values.get("lora_r", 8)), values.get("target_modules"))
 st.subheader("Memory estimate")
-m = st.columns(5)
-for col, key in zip(m, ("weights", "adapters", "optimizer", "activations", "total")):
-    col.metric(key, f"{estimate[key]:.1f} GB" if estimate[key] >= 1 else f"{estimate[key] * 1024:.0f} MB")
+m = st.columns(6)
+for col, key, label in zip(m, ("weights", "adapters", "optimizer", "activations", "overhead", "total"),
+                           ("weights", "adapters", "optimizer", "activations", "framework overhead", "total")):
+    col.metric(label, f"{estimate[key]:.1f} GB" if estimate[key] >= 1 else f"{estimate[key] * 1024:.0f} MB",
+               help="10% of the other parts plus 0.5 GB: allocator slack, temporary buffers, the CUDA context"
+               if key == "overhead" else None)
 st.write(recommend.memory_verdict(estimate, gpu_gb, technique, int(values["per_device_train_batch_size"])))
 
 if launched:

@@ -80,8 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("config", nargs="?", type=Path, help="a run config JSON (or a folder holding config.json)")
     train.add_argument("--model", help="quick form: base model folder or hub id")
     train.add_argument("--data", type=Path, help="quick form: a data file (registered and split like the wizard)")
-    train.add_argument("--technique", default="lora", help="quick form: lora, qlora, full, prompt_tuning, "
-                                                           "prefix_tuning")
+    train.add_argument("--technique", help="quick form: lora, qlora, full, prompt_tuning, prefix_tuning (default: "
+                                           "the recommendation for the model: full under 50M parameters, else lora)")
     train.add_argument("--max-steps", type=int, default=-1, help="quick form: stop after N steps")
     train.add_argument("--out", type=Path, help="quick form: the run folder (default: inside the workspace)")
     train.add_argument("--project", default="default")

@@ -49,6 +49,12 @@ _TOPICS = {
 }
 _QUESTIONS = ["What do you know about {t}?", "Tell me about {t}.", "Explain {t} in one or two sentences.",
               "Can you describe {t}?"]
+# Varied system prompts: with a single one, the tiny model learned it as its most likely line and answered every
+# question with "You are a helpful assistant." (the system prompt, echoed), before and after fine-tuning.
+_SYSTEMS = ["You are a helpful assistant.", "You answer questions briefly and clearly.", "Be friendly and precise.",
+            "You are a patient teacher.", "Answer in one or two sentences.", "You explain things simply.",
+            "You are a science tutor for adults.", "Keep your answers short.", "You are a careful assistant.",
+            "Reply politely and to the point."]
 _REPLIES = ["Thank you, that helps.", "Great, thanks!", "I see. Thank you for the clear answer."]
 
 
@@ -60,7 +66,7 @@ def corpus(seed: int = SEED, n: int = 400) -> list[str]:
     for _ in range(n):
         topic = rng.choice(topics)
         question = rng.choice(_QUESTIONS).format(t=topic)
-        turns = [("system", "You are a helpful assistant."), ("user", question), ("assistant", _TOPICS[topic])]
+        turns = [("system", rng.choice(_SYSTEMS)), ("user", question), ("assistant", _TOPICS[topic])]
         if rng.random() < 0.3:
             turns += [("user", rng.choice(_REPLIES)), ("assistant", "You are welcome. Ask me anything else.")]
         texts.append("".join(f"<|im_start|>{role}\n{text}<|im_end|>\n" for role, text in turns))

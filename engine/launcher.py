@@ -116,7 +116,8 @@ def config_for_split(split_row, base_model: str, name: str = "run", **overrides)
     from engine.datasets import get_version
 
     version = get_version(split_row.dataset_version_id)
-    values = recommended_values(base_model, split_row.counts["train"], config_p95(version))
+    values = recommended_values(base_model, split_row.counts["train"], config_p95(version),
+                                overrides.get("technique"))
     values.update(name=name, base_model=base_model, dataset_version_id=version.id, split_id=split_row.id,
                   train_file=str(split_mod.split_path(split_row, "train")),
                   eval_file=str(split_mod.split_path(split_row, "validation")) if split_row.counts["validation"]
@@ -134,9 +135,15 @@ def config_p95(version) -> float | None:
     return report.stats.get("tokens_per_example", {}).get("p95") if report else None
 
 
-def recommended_values(base_model: str, n_train: int, p95: float | None, technique: str = "lora",
+def recommended_values(base_model: str, n_train: int, p95: float | None, technique: str | None = None,
                        gpu_gb: float = 0) -> dict:
-    rec = recommend_hyperparameters(model_facts(base_model), technique, n_train, p95, gpu_gb)
+    """Every recommended setting for this model and data; the technique too unless one is given."""
+    from engine.recommend import recommend_technique
+
+    facts = model_facts(base_model)
+    technique = technique or recommend_technique(facts)[0]
+    rec = recommend_hyperparameters(facts, technique, n_train, p95, gpu_gb)
+    rec["technique"] = (technique, rec["technique"][1])
     return {field: value for field, (value, _) in rec.items()}
 
 
@@ -152,8 +159,9 @@ def config_from_cli(args) -> tuple[RunConfig, int | None]:
     project = projects.ensure_project(args.project)
     version = datasets.import_file(project.id, args.data, args.data.name)
     made = next(iter(split.list_splits(version.id)), None) or split.create_split(version)
-    overrides = {"technique": args.technique}
+    overrides = {"technique": args.technique} if args.technique else {}
     if args.max_steps > 0:
         overrides["max_steps"] = args.max_steps
-    config = config_for_split(made, args.model, name=f"{args.data.stem}-{args.technique}", **overrides)
+    technique = args.technique or recommended_values(args.model, made.counts["train"], None)["technique"]
+    config = config_for_split(made, args.model, name=f"{args.data.stem}-{technique}", **overrides)
     return config, project.id

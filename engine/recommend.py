@@ -130,8 +130,12 @@ def memory_estimate(facts: ModelFacts, technique: str, batch: int, max_length: i
     activations = batch * max_length * facts.hidden * facts.layers * 34 * (2 if precision == "fp32" else 1) / 2
     parts = {"weights": weights / gb, "adapters": adapters / gb, "optimizer": optimizer / gb,
              "activations": activations / gb}
-    parts["total"] = sum(parts.values()) * 1.1 + 0.5  # framework overhead and CUDA context
-    return {k: round(v, 3) for k, v in parts.items()}
+    # the framework's own share: 10% of the rest (allocator fragmentation, temporary buffers) plus 0.5 GB (the CUDA
+    # context and the libraries' workspaces); named so that the parts add up to the total
+    parts["overhead"] = sum(parts.values()) * 0.1 + 0.5
+    rounded = {k: round(v, 3) for k, v in parts.items()}
+    rounded["total"] = round(sum(rounded.values()), 3)
+    return rounded
 
 
 def memory_verdict(estimate: dict, gpu_gb: float, technique: str, batch: int) -> str:
@@ -141,7 +145,7 @@ def memory_verdict(estimate: dict, gpu_gb: float, technique: str, batch: int) ->
     total, budget = estimate["total"], gpu_gb * 0.9
     if total <= budget:
         return f"Fits: about {total:.1f} GB of {gpu_gb:g} GB."
-    fixed = (estimate["weights"] + estimate["adapters"] + estimate["optimizer"]) * 1.1 + 0.5
+    fixed = (estimate["weights"] + estimate["adapters"] + estimate["optimizer"]) * 1.1 + 0.5  # overhead included
     if fixed > budget:
         change = {"full": "use LoRA, or QLoRA", "lora": "use QLoRA (4-bit base weights)"}.get(
             technique, "choose a smaller model or a bigger GPU")
@@ -154,11 +158,22 @@ def memory_verdict(estimate: dict, gpu_gb: float, technique: str, batch: int) ->
     return f"Does not fit ({total:.1f} GB of {gpu_gb:g} GB): {change}."
 
 
+SMALL_MODEL_PARAMS = 50e6  # under this, LoRA's low rank leaves too little capacity; full fine-tuning costs seconds
+
+
+def recommend_technique(facts: ModelFacts) -> tuple[str, str]:
+    """(technique, reason) for the model in hand."""
+    if 0 < facts.params < SMALL_MODEL_PARAMS:
+        return "full", (f"a model of {facts.params / 1e6:.1f}M parameters trains fully in seconds, and LoRA's low rank "
+                        "would leave it too little to learn with")
+    return "lora", "LoRA: a fraction of the memory of full fine-tuning, with quality close to it"
+
+
 def recommend_hyperparameters(facts: ModelFacts, technique: str, n_examples: int, p95_tokens: float | None = None,
                               gpu_gb: float = 0) -> dict[str, tuple]:
     """field -> (value, reason), to pre-fill the Train page and the quick CLI form."""
     b = facts.params / 1e9
-    out: dict[str, tuple] = {}
+    out: dict[str, tuple] = {"technique": recommend_technique(facts)}
     if technique == "full":
         lr, why = (1e-5, "full fine-tuning of a 7B+ model: about 1e-5") if b >= 7 else \
                   (1e-4, "full fine-tuning of a model under 1B: about 1e-4") if b < 1 else \
@@ -170,23 +185,37 @@ def recommend_hyperparameters(facts: ModelFacts, technique: str, n_examples: int
     if 0 < b < 0.01:
         lr, why = 2e-3, "a tiny model (under 10M parameters, like the demo) learns with a larger step"
     out["learning_rate"] = (lr, why)
+    small_model = 0 < facts.params < SMALL_MODEL_PARAMS
     if n_examples < 1000:
-        out["num_train_epochs"] = (3.0, f"{n_examples:,} examples is small data: 3 epochs, with early stopping "
-                                        "to catch overfitting")
+        out["num_train_epochs"] = (8.0, f"{n_examples:,} examples is small data and a small model learns slowly: 8 "
+                                        "epochs, early stopping keeps the best checkpoint") if small_model else \
+            (3.0, f"{n_examples:,} examples is small data: 3 epochs, with early stopping to catch overfitting")
     elif n_examples < 10000:
-        out["num_train_epochs"] = (2.0, f"{n_examples:,} examples: 2 epochs")
+        out["num_train_epochs"] = (4.0 if small_model else 2.0, f"{n_examples:,} examples: "
+                                   + ("4 epochs for a small model" if small_model else "2 epochs"))
     else:
-        out["num_train_epochs"] = (1.0, f"{n_examples:,} examples: one pass is usually enough")
-    out["lora_r"] = (8, "rank 8 to start; raise to 16-64 if the task is hard and loss plateaus")
-    out["lora_alpha"] = (16, "alpha = 2 x rank")
+        out["num_train_epochs"] = (2.0 if small_model else 1.0, f"{n_examples:,} examples: "
+                                   + ("2 passes for a small model" if small_model else "one pass is usually enough"))
+    if 0 < facts.params < SMALL_MODEL_PARAMS:
+        out["lora_r"] = (32, f"a small model ({facts.params / 1e6:.1f}M parameters): a large rank, or the adapter "
+                             "has almost nothing to learn with")
+        out["lora_alpha"] = (64, "alpha = 2 x rank")
+        out["target_modules"] = (["all-linear"], "every linear layer: a small model needs all the capacity it has")
+    else:
+        out["lora_r"] = (8, "rank 8 to start; raise to 16-64 if the task is hard and loss plateaus")
+        out["lora_alpha"] = (16, "alpha = 2 x rank")
+        out["target_modules"] = (["q_proj", "v_proj"], "query and value projections to start; all-linear for more "
+                                                       "capacity")
     out["lora_dropout"] = (0.05, "light regularization")
-    out["target_modules"] = (["q_proj", "v_proj"], "query and value projections to start; all-linear for more "
-                                                   "capacity")
     if p95_tokens:
         length = 2 ** math.ceil(math.log2(max(p95_tokens, 64)))
-        if facts.context:
-            length = min(length, facts.context)
-        out["max_length"] = (int(length), f"covers 95% of your examples ({p95_tokens:.0f} tokens) without waste")
+        why = (f"the power of two at or above the length of 95% of your examples ({p95_tokens:.0f} tokens), so they "
+               "are not cut")
+        if facts.context and length > facts.context:
+            length = facts.context
+            why = (f"the model's context ({facts.context:,} tokens); 5% or more of your examples are longer "
+                   f"({p95_tokens:.0f} tokens at the 95th percentile) and will be cut")
+        out["max_length"] = (int(length), why)
     batch = 8
     if gpu_gb:
         for candidate in (16, 8, 4, 2, 1):

@@ -70,3 +70,27 @@ def test_cli_builds_it(ws, tmp_path):
     proc = run_studio("demo-model", tmp_path / "m", "--pretrain-steps", "0", env_home=ws.root, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "m" / "model.safetensors").is_file() and (tmp_path / "m" / "tokenizer.json").is_file()
+
+
+def test_training_labels_cover_the_answers_and_their_end_of_turn_only(demo_model, tmp_path):
+    """The assistant-only mask end to end through TRL: system and user turns, role headers and the newline after
+    <|im_end|> are never trained on; every answer token and its <|im_end|> are. And generation starts after the
+    assistant header."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    tok = AutoTokenizer.from_pretrained(demo_model)
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Is the mug under warranty?"},
+            {"role": "assistant", "content": "Yes, two years."}, {"role": "user", "content": "And the rug?"},
+            {"role": "assistant", "content": "One year."}]
+    args = SFTConfig(output_dir=str(tmp_path), assistant_only_loss=True, max_length=256, report_to="none",
+                     use_cpu=True, max_steps=1)
+    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(demo_model), args=args, processing_class=tok,
+                         train_dataset=Dataset.from_list([{"messages": msgs}]))
+    row = trainer.train_dataset[0]
+    trained_on = "".join(tok.decode([i]) if label != -100 else "|" for i, label in zip(row["input_ids"],
+                                                                                      row["labels"]))
+    assert [part for part in trained_on.split("|") if part] == ["Yes, two years.<|im_end|>", "One year.<|im_end|>"]
+    prompt = tok.apply_chat_template(msgs[:2], add_generation_prompt=True, tokenize=False)
+    assert prompt.endswith("<|im_start|>assistant\n")

@@ -19,10 +19,9 @@ def trained(module_ws, demo_model):
     shutil.copytree(demo_model, workspace.current().demo_model)
     project = demo.ensure_demo(build_model=False)
     made = split.list_splits(datasets.list_versions(project.id)[0].id)[0]
-    config = launcher.config_for_split(
-        made, str(workspace.current().demo_model), name="eval-test", max_steps=300, learning_rate=3e-3,
-        lora_r=32, lora_alpha=64, target_modules=["all-linear"], eval_steps=100, save_steps=100,
-        early_stopping=False, wandb_mode="disabled")
+    # every setting as recommended: what a user who presses Launch gets
+    config = launcher.config_for_split(made, str(workspace.current().demo_model), name="eval-test")
+    assert config.technique == "full" and config.max_steps == -1 and config.early_stopping
     run = runs.wait(runs.launch(config, project.id).id, timeout=300)
     assert run.status == "succeeded"
     return run
@@ -216,11 +215,11 @@ def test_an_evaluation_can_be_cancelled_and_the_previous_report_stays(trained, m
 
 @pytest.fixture(scope="module")
 def second(trained):
-    """A second, shorter run on the same split: a baseline that is not the base model."""
+    """A second, shorter LoRA run on the same split (recommended LoRA settings): a baseline that is not the base
+    model, and an adapter to merge."""
     config = launcher.config_for_split(
         split.list_splits(datasets.list_versions(trained.project_id)[0].id)[0],
-        trained.config["base_model"], name="eval-short", max_steps=20, learning_rate=3e-3, lora_r=8,
-        target_modules=["all-linear"], eval_steps=10, save_steps=10, early_stopping=False, wandb_mode="disabled")
+        trained.config["base_model"], name="eval-short", technique="lora", max_steps=20, wandb_mode="disabled")
     run = runs.wait(runs.launch(config, trained.project_id).id, timeout=300)
     assert run.status == "succeeded"
     return run
@@ -357,13 +356,37 @@ def test_job_progress_reads_the_fraction_and_estimates_the_time_left(tmp_path):
     assert read_progress(tmp_path, now=160.0)[1] == "base: 8/32 · about 1 min 00 s left"  # counting down
 
 
-def test_a_merged_lora_answers_like_the_adapter(trained):
+def test_a_merged_lora_answers_like_the_adapter(second):
     from engine import generation
 
-    final = runs.run_path(trained) / "final"
-    prompts = [generation.prompt_of(c) for c in evaluate.test_conversations(trained, limit=6)]
-    merged, tok = generation.load(trained.config["base_model"], final, merge=True)
-    adapter, _ = generation.load(trained.config["base_model"], final)
+    final = runs.run_path(second) / "final"
+    prompts = [generation.prompt_of(c) for c in evaluate.test_conversations(second, limit=6)]
+    merged, tok = generation.load(second.config["base_model"], final, merge=True)
+    adapter, _ = generation.load(second.config["base_model"], final)
     assert not hasattr(merged, "peft_config") and hasattr(adapter, "peft_config")  # the LoRA is folded in
     assert [a.text for a in generation.generate(merged, tok, prompts, max_new_tokens=24)] == \
         [a.text for a in generation.generate(adapter, tok, prompts, max_new_tokens=24)]
+
+
+def test_a_short_cli_run_with_recommended_settings_beats_its_base(demo_model, ws, tmp_path):
+    """`studio train --max-steps 120` on generated learnable data (400 support conversations), every other setting
+    as recommended, then `studio eval`: ROUGE-L better with an interval above zero, and the answers are answers
+    (they end at the end-of-turn token and never repeat the system prompt)."""
+    from engine import sample_data
+
+    data = tmp_path / "support.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in sample_data.generate(400, seed=5)))
+    proc = run_studio("train", "--model", demo_model, "--data", data, "--max-steps", "120", env_home=ws.root,
+                      timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    run = runs.list_runs()[0]
+    assert run.status == "succeeded" and run.config["technique"] == "full"  # recommended for a 0.2M model
+    proc = run_studio("eval", run.id, "--json", env_home=ws.root, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rouge = json.loads(proc.stdout)["metrics"]["rougeL"]
+    assert rouge["ci_low"] > 0 and rouge["verdict"] == "better", rouge
+    rows = [json.loads(line) for line in (evaluate.eval_dir(run) / "outputs.jsonl").read_text().splitlines()]
+    system = rows[0]["prompt"][0]["content"]
+    answers = [r["finetuned"] for r in rows]
+    assert not any(system in a["answer"] for a in answers)
+    assert sum(a["new_tokens"] < 128 for a in answers) >= 0.9 * len(answers)  # they stop at <|im_end|>

@@ -89,8 +89,8 @@ def test_training_labels_cover_the_answers_and_their_end_of_turn_only(demo_model
     trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(demo_model), args=args, processing_class=tok,
                          train_dataset=Dataset.from_list([{"messages": msgs}]))
     row = trainer.train_dataset[0]
-    trained_on = "".join(tok.decode([i]) if label != -100 else "|" for i, label in zip(row["input_ids"],
-                                                                                      row["labels"]))
-    assert [part for part in trained_on.split("|") if part] == ["Yes, two years.<|im_end|>", "One year.<|im_end|>"]
+    trained_on = "".join(tok.decode([i]) if label != -100 else "\0" for i, label in zip(row["input_ids"],
+                                                                                        row["labels"]))
+    assert [part for part in trained_on.split("\0") if part] == ["Yes, two years.<|im_end|>", "One year.<|im_end|>"]
     prompt = tok.apply_chat_template(msgs[:2], add_generation_prompt=True, tokenize=False)
     assert prompt.endswith("<|im_start|>assistant\n")

@@ -5,38 +5,51 @@ The page folder is not called `pages/`: with that name Streamlit 1.67 falls back
 page link is clicked in a real browser, and the shared sidebar disappears (seen in tests/test_browser.py).
 
 Navigation depends on the role: a signed-out visitor gets only Sign in; a reviewer only their review queue; analysts
-and admins every page (and admins the Users page). Each page checks the role again itself.
+and admins every page (and admins the Users page). Each page checks the role again itself. Every page's address
+exists for everyone, so a refresh or a typed address never meets "page not found": a visitor gets the sign-in form
+there (and, once signed in, the page itself), a reviewer a pointer to their queue.
 
     studio ui            (or: make run)
 """
 
 import streamlit as st
 
-from ui import session, sidebar
+from ui import session, sidebar, signin
 
 st.set_page_config(page_title="Finetune Studio", page_icon=":material/tune:", layout="wide")
 
+# (file, title, icon, roles that see it); the first is the default page of analysts and admins
+PAGES = [
+    ("app_pages/home.py", "Notebook", ":material/menu_book:", ("admin", "analyst")),
+    ("app_pages/data.py", "1 · Data", ":material/upload_file:", ("admin", "analyst")),
+    ("app_pages/quality.py", "2 · Quality", ":material/fact_check:", ("admin", "analyst")),
+    ("app_pages/train.py", "3 · Train", ":material/model_training:", ("admin", "analyst")),
+    ("app_pages/runs.py", "4 · Runs", ":material/monitoring:", ("admin", "analyst")),
+    ("app_pages/evaluate.py", "5 · Evaluate", ":material/balance:", ("admin", "analyst")),
+    ("app_pages/playground.py", "Playground", ":material/forum:", ("admin", "analyst")),
+    ("app_pages/review.py", "6 · Review", ":material/reviews:", ("admin", "analyst")),
+    ("app_pages/ab.py", "7 · A/B", ":material/science:", ("admin", "analyst")),
+    ("app_pages/my_reviews.py", "My reviews", ":material/rate_review:", ("admin", "analyst", "reviewer")),
+    ("app_pages/users.py", "Users", ":material/group:", ("admin",)),
+]
+
+
+def url_path(file: str) -> str:
+    return file.removeprefix("app_pages/").removesuffix(".py")
+
+
 user = session.current_user()
-reviews = st.Page("app_pages/my_reviews.py", title="My reviews", icon=":material/rate_review:")
 if user is None:
+    allowed = []
     pages = [st.Page("app_pages/signin.py", title="Sign in", icon=":material/login:", default=True)]
-elif user.role == "reviewer":
-    pages = [st.Page("app_pages/my_reviews.py", title="My reviews", icon=":material/rate_review:", default=True)]
+    stand_in = signin.render  # every other address shows the sign-in form, and the page itself once signed in
 else:
-    pages = [
-        st.Page("app_pages/home.py", title="Notebook", icon=":material/menu_book:", default=True),
-        st.Page("app_pages/data.py", title="1 · Data", icon=":material/upload_file:"),
-        st.Page("app_pages/quality.py", title="2 · Quality", icon=":material/fact_check:"),
-        st.Page("app_pages/train.py", title="3 · Train", icon=":material/model_training:"),
-        st.Page("app_pages/runs.py", title="4 · Runs", icon=":material/monitoring:"),
-        st.Page("app_pages/evaluate.py", title="5 · Evaluate", icon=":material/balance:"),
-        st.Page("app_pages/playground.py", title="Playground", icon=":material/forum:"),
-        st.Page("app_pages/review.py", title="6 · Review", icon=":material/reviews:"),
-        st.Page("app_pages/ab.py", title="7 · A/B", icon=":material/science:"),
-        reviews,
-    ]
-    if user.role == "admin":
-        pages.append(st.Page("app_pages/users.py", title="Users", icon=":material/group:"))
+    allowed = [p for p in PAGES if user.role in p[3]]
+    pages = [st.Page(f, title=t, icon=i, default=k == 0) for k, (f, t, i, _) in enumerate(allowed)]
+    stand_in = signin.not_for_this_role
+pages += [st.Page(stand_in, title=title, url_path=url_path(file), visibility="hidden")
+          for file, title, _, _ in PAGES if file not in {p[0] for p in allowed}]
 navigation = st.navigation(pages)
+session.sync_cookie()
 sidebar.render(user)
 navigation.run()

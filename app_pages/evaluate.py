@@ -9,6 +9,7 @@ import streamlit as st
 from engine import code_checks, evaluate, runs, sandbox, uploads
 from engine.eval_job import EvalOptions
 from ui import charts, session, state
+from ui.text import shown_model
 from ui.errors import shown_as_message
 
 session.require("analyst", "admin")  # reviewers and visitors never run this page
@@ -23,7 +24,7 @@ run, by_id = state.pick_finished_run(project.id, "evaluate_run", left)
 run_id = run.id
 peers = [r.id for r in by_id.values() if r.id != run_id and r.config.get("split_id") == run.config.get("split_id")]
 baseline = right.selectbox("Compared with", ["base", *[str(i) for i in peers]], key=f"evaluate_baseline_{run_id}",
-                           format_func=lambda b: f"its base model ({run.config['base_model']})" if b == "base"
+                           format_func=lambda b: f"its base model ({shown_model(run.config['base_model'])})" if b == "base"
                            else f"run {b} · {by_id[int(b)].name}",
                            help="The baseline: the base model (does fine-tuning help?) or another run trained on "
                                 "the same split (which run is better?).")

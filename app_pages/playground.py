@@ -6,6 +6,7 @@ import streamlit as st
 from engine import playground
 from ui import session, state
 from ui.errors import shown_as_message
+from ui.text import md_escape, shown_model
 
 session.require("analyst", "admin")  # reviewers and visitors never run this page
 project = state.require_project()
@@ -24,7 +25,7 @@ with st.form("playground_form", border=False):
     asked = st.form_submit_button("Ask both models", type="primary")
 
 left, right = st.columns(2)
-left.caption(f"Base model · {run.config['base_model']}")
+left.caption(md_escape(f"Base model · {shown_model(run.config['base_model'])}"))
 right.caption(f"Fine-tuned · run {run_id}")
 boxes = {"base": left.empty(), "finetuned": right.empty()}
 notes = {"base": left.empty(), "finetuned": right.empty()}

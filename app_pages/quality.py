@@ -9,7 +9,7 @@ from ui import session, state
 from ui.errors import shown_as_message
 from ui.findings import render_finding
 from ui.progress import progress_bar
-from ui.text import md_escape
+from ui.text import md_escape, shown_path
 
 session.require("analyst", "admin")  # reviewers and visitors never run this page
 project = state.require_project()
@@ -66,7 +66,7 @@ e1.download_button("Download this version (OpenAI JSONL)", key="quality_export_j
 if e2.button("Export as a datasets folder", key="quality_export_hf"):
     with shown_as_message():
         folder = datasets.export_hf_dataset(version, datasets.export_path(version, "hf"))
-        st.text(f"Saved to {folder} (load it with datasets.load_from_disk).")
+        st.text(f"Saved to {shown_path(folder)} (load it with datasets.load_from_disk).")
 
 st.subheader("Split")
 st.caption("Near-duplicates and records with the same prompt always stay on one side, so no test example has a copy "

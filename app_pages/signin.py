@@ -1,55 +1,5 @@
-"""Sign in (local accounts), create the first administrator on a fresh install, or sign in through OIDC when it is
-configured."""
+"""Sign in: the sign-in view of ui.signin (local accounts, the first administrator, or OIDC)."""
 
-import streamlit as st
+from ui import signin
 
-from engine import users
-from ui import session
-from ui.errors import shown_as_message
-from ui.text import md_escape
-
-st.title("Finetune Studio")
-if session.oidc_configured():
-    st.write("Sign in with your organization's account.")
-    if st.button("Sign in", type="primary", key="signin_oidc"):
-        st.login()
-    if getattr(st.user, "is_logged_in", False):
-        st.error("Your account has no access to this studio yet; ask an administrator to add your email.")
-    st.stop()
-
-if not users.has_users():
-    st.subheader("Create the administrator")
-    st.caption("This is a fresh install: the first account administers the studio (it can add analysts and "
-               "reviewers here or with `studio users add NAME --role reviewer`).")
-    local = session.request_is_local()
-    with st.form("signin_first_admin"):
-        name = st.text_input("User name", key="signin_admin_name")
-        password = st.text_input("Password", type="password", key="signin_admin_password",
-                                 help=f"At least {users.MIN_PASSWORD} characters.")
-        again = st.text_input("Password again", type="password", key="signin_admin_again")
-        token = None
-        if not local:
-            token = st.text_input("Setup token", type="password", key="signin_admin_token",
-                                  help="Printed by `studio ui` in the server's terminal. Only a browser on the server "
-                                       "itself can create the administrator without it.")
-        if st.form_submit_button("Create and sign in", type="primary"):
-            with shown_as_message():
-                if password != again:
-                    st.error("The two passwords differ.")
-                    st.stop()
-                session.sign_in(users.create_first_admin(name, password, local=local, token=token))
-                st.rerun()
-    st.stop()
-
-st.subheader("Sign in")
-with st.form("signin_form"):
-    name = st.text_input("User name", key="signin_name")
-    password = st.text_input("Password", type="password", key="signin_password")
-    if st.form_submit_button("Sign in", type="primary"):
-        try:
-            user = users.sign_in(name, password, session.client_address())
-        except users.SignInRefused as err:
-            st.error(md_escape(err))
-        else:
-            session.sign_in(user)
-            st.rerun()
+signin.render()

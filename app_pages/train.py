@@ -114,7 +114,7 @@ def field(col, name, kind, **kw):
     return out
 
 
-with st.form("train_form"):
+with st.form("train_form", enter_to_submit=False):  # Enter in a field never launches a run: only the button does
     c1, c2, c3 = st.columns(3)
     values = {
         "learning_rate": field(c1, "learning_rate", "number", format="%.1e", min_value=1e-7, max_value=1.0),

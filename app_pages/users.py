@@ -11,6 +11,8 @@ from ui.text import md_escape
 admin = session.require("admin")
 st.title("Users")
 st.caption("Admins manage users; analysts use every step; reviewers see only their review queue.")
+if added := st.session_state.pop("users_added", None):
+    st.success(md_escape(added))
 st.dataframe(pd.DataFrame([{"name": u.name, "role": u.role, "email": u.email or ""} for u in users.list_users()]),
              hide_index=True, width="stretch")
 with st.form("users_add", clear_on_submit=True):
@@ -23,7 +25,8 @@ with st.form("users_add", clear_on_submit=True):
         with shown_as_message():
             session.require("admin")
             made = users.add_user(name, role, password)
-            st.success(md_escape(f"Added {made.name} ({made.role})."))
+            st.session_state["users_added"] = f"Added {made.name} ({made.role})."
+            st.rerun()  # the table above shows the new user at once
 
 st.subheader("Sign-in attempts")
 st.caption("The latest attempts with their address (passwords are never stored). After 3 failures an account or an "

@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     dm = sub.add_parser("demo-model", help="build the tiny demo model (offline, deterministic)")
     dm.add_argument("dir", type=Path)
     dm.add_argument("--pretrain-steps", type=int, default=300)
+    dm.add_argument("--quiet", action="store_true", help="no progress lines")
 
     sample = sub.add_parser("sample", help="write the built-in sample dataset (JSONL)")
     sample.add_argument("file", type=Path)
@@ -354,7 +355,8 @@ def cmd_split(args) -> int:
 def cmd_demo_model(args) -> int:
     from engine.demo_model import build_demo_model
 
-    out = build_demo_model(args.dir, pretrain_steps=args.pretrain_steps)
+    out = build_demo_model(args.dir, pretrain_steps=args.pretrain_steps,
+                           progress=None if args.quiet else lambda line: print(line, flush=True))
     print(f"Built the demo model in {out}.")
     return EXIT_OK
 
@@ -372,8 +374,12 @@ def cmd_ui(args) -> int:
     from engine.workspace import current
 
     if args.demo:
+        import time
+
+        started = time.monotonic()
         print("Preparing the demo workspace (sample data and demo model)...", flush=True)
-        demo.ensure_demo()
+        demo.ensure_demo(progress=lambda line: print(line, flush=True))
+        print(f"The demo is ready ({time.monotonic() - started:.0f} s).", flush=True)
     app = Path(__file__).resolve().parent.parent / "app.py"
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port)]
     if args.address:

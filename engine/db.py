@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine import workspace
 
-HEAD = "0006"  # the newest migration; a test checks it matches engine/migrations/versions
+HEAD = "0007"  # the newest migration; a test checks it matches engine/migrations/versions
 BUSY_TIMEOUT_MS = 15000
 MIGRATION_LOCK_KEY = 0x57D10  # pg_advisory_xact_lock key of the studio's migrations
 _engines: dict[str, Engine] = {}

@@ -7,6 +7,8 @@ or a network.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from engine import datasets, projects, sample_data, split, workspace
 from engine.tables import DatasetVersion, Project
 
@@ -21,14 +23,24 @@ def import_sample(project_id: int) -> DatasetVersion:
     return datasets.import_file(project_id, path, SAMPLE_NAME)
 
 
-def ensure_demo(build_model: bool = True) -> Project:
+def ensure_demo(build_model: bool = True, progress: Callable[[str], None] | None = None) -> Project:
+    """The demo project, its sample (imported, checked, split) and the demo model, each made once; `progress` gets a
+    line per step (the terminal of `make run` shows them)."""
+    say = progress or (lambda line: None)
     project = projects.ensure_project(projects.DEMO_PROJECT, "chat", sample_data.SYSTEM_PROMPT)
     if not datasets.list_versions(project.id):
+        say("Importing the sample dataset (600 support conversations with a few planted flaws)...")
         version = import_sample(project.id)
+        say("Checking its quality (the report is kept for the pages)...")
+        from engine.quality import report_for_version
+
+        report_for_version(version)
+        say("Splitting it 80/10/10 without leakage (the test part is locked)...")
         split.create_split(version)  # the default locked split, so the Train page is ready
     ws = workspace.current()
     if build_model and not (ws.demo_model / "config.json").is_file():
         from engine.demo_model import build_demo_model
 
-        build_demo_model(ws.demo_model)
+        say("Building the demo model offline (a tokenizer, then a short pre-training)...")
+        build_demo_model(ws.demo_model, progress=say)
     return project

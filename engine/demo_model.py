@@ -128,8 +128,9 @@ def build_tokenizer(out_dir: Path):
     return fast
 
 
-def build_demo_model(out_dir: Path | str, pretrain_steps: int = 300) -> Path:
-    """Write a complete Hugging Face model folder (config, safetensors weights, tokenizer) to out_dir."""
+def build_demo_model(out_dir: Path | str, pretrain_steps: int = 300, progress=None) -> Path:
+    """Write a complete Hugging Face model folder (config, safetensors weights, tokenizer) to out_dir; `progress`
+    gets a line every 50 pre-training steps."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -144,7 +145,7 @@ def build_demo_model(out_dir: Path | str, pretrain_steps: int = 300) -> Path:
     )
     model = LlamaForCausalLM(config)
     if pretrain_steps:
-        _pretrain(model, tokenizer, pretrain_steps)
+        _pretrain(model, tokenizer, pretrain_steps, progress=progress)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(str(out_dir))
@@ -153,7 +154,7 @@ def build_demo_model(out_dir: Path | str, pretrain_steps: int = 300) -> Path:
     return out_dir
 
 
-def _pretrain(model, tokenizer, steps: int, block: int = 96, batch: int = 16) -> None:
+def _pretrain(model, tokenizer, steps: int, block: int = 96, batch: int = 16, progress=None) -> None:
     """Plain next-token training on the built-in corpus.
 
     A fixed thread count keeps the float reduction order, and so the weights, bit-identical between builds.
@@ -168,13 +169,15 @@ def _pretrain(model, tokenizer, steps: int, block: int = 96, batch: int = 16) ->
         gen = torch.Generator().manual_seed(SEED)
         opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
         model.train()
-        for _ in range(steps):
+        for step in range(steps):
             starts = torch.randint(0, len(data) - block - 1, (batch,), generator=gen)
             x = torch.stack([data[s:s + block] for s in starts])
             loss = model(input_ids=x, labels=x).loss
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
+            if progress and (step + 1) % 50 == 0:
+                progress(f"  pre-training the demo model: step {step + 1}/{steps}, loss {loss.item():.2f}")
         model.eval()
     finally:
         torch.set_num_threads(threads)

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -94,12 +95,33 @@ def test_upload_and_see_warnings(server, ws, tmp_path):
         page.get_by_text("Review the warnings and fix them in Quality").click()
         expect(page.get_by_text("Exact duplicates").first).to_be_visible(timeout=60_000)
         # the shared sidebar survives page links (it did not while the page folder was called pages/)
-        expect(page.get_by_text("Workspace", exact=True)).to_be_visible()
+        expect(page.get_by_text("Signed in as", exact=True)).to_be_visible()
         expect(page.get_by_role("link", name="2 · Quality")).to_be_visible()
         expect(page.get_by_text("Very short or vague answers").first).to_be_visible()
         page.get_by_text("Exact duplicates").first.click()
         expect(page.get_by_role("button", name="Drop the extra copies (keeps the first)")).to_be_visible()
         page.screenshot(path=str(ws.root / "quality.png"), full_page=True)
+        # a refresh keeps the user signed in, on the same page (a signed session cookie, not Streamlit's memory)
+        page.reload(wait_until="domcontentloaded")
+        expect(page.get_by_text("ana (analyst)")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("Exact duplicates").first).to_be_visible(timeout=60_000)
+        assert urllib.parse.urlparse(page.url).path == "/quality"
+        # a typed address of a valid page in a fresh tab: the page, not "Page not found"
+        other = browser.new_page()
+        other.goto(f"{server}/runs", wait_until="domcontentloaded")
+        expect(other.get_by_role("heading", name="Runs")).to_be_visible(timeout=60_000)
+        other.close()
+        page.get_by_role("button", name="Sign out").click()
+        expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=60_000)
+        page.reload(wait_until="domcontentloaded")  # the cookie was revoked and cleared
+        expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=60_000)
+        page.goto(f"{server}/runs", wait_until="domcontentloaded")  # signed out: the sign-in form at that address
+        expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("Page not found")).to_have_count(0)
+        page.get_by_label("User name").fill("ana")
+        page.get_by_label("Password", exact=True).fill("browser password")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="Runs")).to_be_visible(timeout=60_000)  # and then the page itself
         browser.close()
 
 

@@ -141,3 +141,25 @@ def test_train_page_offers_the_default_split(app):
     made = split.list_splits(version.id)
     assert len(made) == 1 and made[0].counts["test"] > 0
     assert any(s.label == "Split" for s in at.selectbox)
+
+
+def test_a_new_user_and_a_new_project_show_up_at_once(ws):
+    at = app_as("admin").run()
+    at.switch_page("app_pages/users.py").run()
+    at.text_input(key="users_name").input("newcomer")
+    at.text_input(key="users_password").input("a long password")
+    at.button(key="FormSubmitter:users_add-Add the user").click().run()
+    assert not at.exception
+    assert "newcomer" in list(at.dataframe[0].value["name"])  # the table, on the same run of the page
+    assert any("Added newcomer (reviewer)." == shown(s.value) for s in at.success)
+
+    projects.create_project("Old one")
+    at.switch_page("app_pages/home.py").run()
+    form = at.sidebar
+    form.text_input[0].input("Fresh project")
+    at.button(key="FormSubmitter:sidebar_new_project-Create project").click().run()
+    assert not at.exception
+    fresh = next(p for p in projects.list_projects() if p.name == "Fresh project")
+    assert at.query_params["project"] in (str(fresh.id), [str(fresh.id)]) and at.sidebar.selectbox[0].value == fresh.id
+    assert shown(at.title[0].value) == "Fresh project"  # the page shows the new project, not the old one
+    assert any("Created the project Fresh project and selected it." == shown(s.value) for s in at.sidebar.success)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from conftest import app_as
+from conftest import app_as, shown
 from engine import demo, runs, workspace
 
 
@@ -25,6 +25,9 @@ def test_configure_launch_watch_and_succeed(ws, demo_model):
     for label, value in (("max steps", 12), ("eval steps", 4), ("save steps", 4), ("logging steps", 2),
                          ("max length", 256), ("per device train batch size", 4)):
         number(at, label).set_value(value)
+    train_form = next(f for f in at.get("form") if f.proto.form.form_id == "train_form")
+    assert train_form.proto.form.enter_to_submit is False  # Enter in a field never launches: only the button does
+    assert any(shown(c.value).startswith("Recommended: Full fine-tuning, because a model of") for c in at.caption)
     launch = next(b for b in at.button if b.label == "Launch")
     launch.click().run()
     assert not at.exception, at.exception
@@ -38,6 +41,8 @@ def test_configure_launch_watch_and_succeed(ws, demo_model):
     assert not at.exception, at.exception
     assert len(at.get("plotly_chart")) >= 4
     assert "succeeded" in at.dataframe[0].value["status"].iloc[0]
+    resume = next(b for b in at.button if b.label == "Resume")
+    assert resume.disabled and next(b for b in at.button if b.label == "Cancel").disabled  # a finished run
 
     at.switch_page("app_pages/home.py").run()
     assert not at.exception

@@ -15,7 +15,7 @@ from sqlalchemy import func, select, text
 
 from conftest import ROOT, app_as, run_studio, shown, user_of
 from engine import db, review, review_stats, users
-from engine.tables import Rating, Run
+from engine.tables import Rating, Run, User
 
 HOSTILE = "<script>alert('x')</script> **bold** [link](http://evil)"
 
@@ -454,3 +454,28 @@ def test_rating_results_print_from_the_cli(ws):
     lines = proc.stdout.splitlines()
     assert lines[0] == "16 ratings from 2 reviewers." and lines[1].startswith("  accuracy     base ")
     assert "alpha" in lines[1] and len(lines) == 6
+
+
+def test_session_cookies_are_signed_expiring_and_revocable(ws, monkeypatch):
+    from engine import user_sessions
+
+    alice = users.add_user("alice", "analyst", "the right password")
+    cookie, max_age = user_sessions.start(alice)
+    assert max_age == 12 * 3600 and user_sessions.user_of(cookie).name == "alice"
+    sid, expires, token, mac = cookie.split(".")
+    for forged in (f"{sid}.{int(expires) + 3600}.{token}.{mac}",  # a longer life: the MAC no longer matches
+                   f"{int(sid) + 1}.{expires}.{token}.{mac}", f"{sid}.{expires}.{token}x.{mac}", "garbage", ""):
+        assert user_sessions.user_of(forged) is None, forged
+    with db.session() as s:
+        stored = [r[0] for r in s.execute(text("SELECT token_sha256 FROM sessions"))]
+    assert token not in stored[0]  # only the token's hash is kept
+    monkeypatch.setenv("STUDIO_SESSION_HOURS", "0")
+    stale, _ = user_sessions.start(alice)
+    assert user_sessions.user_of(stale) is None  # expired
+    assert user_sessions.revoke(cookie) and user_sessions.user_of(cookie) is None  # signed out
+    monkeypatch.setenv("STUDIO_SESSION_HOURS", "12")
+    again, _ = user_sessions.start(alice)
+    assert user_sessions.user_of(again).name == "alice"
+    with db.session() as s:
+        s.get(User, alice.id).active = False
+    assert user_sessions.user_of(again) is None  # a deactivated account

@@ -24,7 +24,7 @@ from engine.runs import RunError
 from engine.split import LockedTestError, SplitError
 from engine.tokens import TokenizerError
 from engine.users import UserError
-from ui.text import md_escape
+from ui.text import hide_paths, md_escape
 
 USER_ERRORS = (InputError, FixError, ProjectError, SplitError, LockedTestError, TokenizerError, EvalError, RunError,
                PlaygroundError, UserError, ReviewError, TrafficError, LaunchRefused, ConfigError, SandboxUnavailable,
@@ -37,11 +37,11 @@ def shown_as_message():
     try:
         yield
     except USER_ERRORS as err:
-        st.error(md_escape(err))
+        st.error(md_escape(hide_paths(err)))
     except Exception as err:  # noqa: BLE001 - last line of defence: no traceback reaches the user
         problem = db.explain(err)
         if problem is not None:
-            st.error(md_escape(problem))
+            st.error(md_escape(hide_paths(problem)))
             return
         st.error(f"Something went wrong (error {log_unexpected(err)}); an administrator finds the details under "
                  "that id in the workspace's logs/ui-errors.log.")

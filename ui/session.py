@@ -2,15 +2,19 @@
 identity is st.user's email matched to a studio user; otherwise a local account signed in on the Sign-in page.
 
 Only the user id lives in st.session_state; the user (and so the role) is read from the database on every page
-load, so a role change or a deactivation takes effect at once. A browser refresh starts a new Streamlit session and
-asks to sign in again; nothing a reviewer entered is lost (every rating is in the database).
+load, so a role change or a deactivation takes effect at once. A sign-in also sets a signed, expiring cookie backed
+by the sessions table (engine.user_sessions): a refresh, a new tab or a typed address keeps the user signed in until
+it expires or they sign out (which revokes it).
 """
 
 from __future__ import annotations
 
-import streamlit as st
+import json
 
-from engine import users
+import streamlit as st
+import streamlit.components.v1 as components
+
+from engine import user_sessions, users
 from engine.tables import User
 from ui.text import md_escape
 
@@ -29,7 +33,34 @@ def current_user() -> User | None:
         if not getattr(st.user, "is_logged_in", False):
             return None
         return users.by_email(st.user.get("email", ""))
-    return users.get_user(st.session_state.get("user_id"))
+    user = users.get_user(st.session_state.get("user_id"))
+    if user is None and "user_id" not in st.session_state:
+        cookie = _cookie()
+        user = user_sessions.user_of(cookie) if cookie else None
+        if user is not None:
+            st.session_state["user_id"] = user.id
+            st.session_state["session_cookie"] = cookie
+    return user
+
+
+def _cookie() -> str | None:
+    try:
+        value = st.context.cookies.get(user_sessions.COOKIE)
+    except Exception:  # noqa: BLE001 - no request context (AppTest): no cookie
+        return None
+    return value if isinstance(value, str) else None
+
+
+def sync_cookie() -> None:
+    """Set or clear the session cookie in the browser after a sign-in or sign-out (a zero-height component whose
+    script writes document.cookie: Streamlit has no server-side way to set one)."""
+    pending = st.session_state.pop("session_cookie_to_set", None)
+    if pending is None:
+        return
+    value, max_age = pending
+    cookie = json.dumps(f"{user_sessions.COOKIE}={value}; path=/; max-age={int(max_age)}; SameSite=Strict")
+    components.html("<script>document.cookie = " + cookie + " + (window.parent.location.protocol === 'https:' ? "
+                    "'; Secure' : '');</script>", height=0)
 
 
 PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-Ip")
@@ -63,11 +94,16 @@ def _headers() -> dict:
 
 
 def sign_in(user: User) -> None:
+    cookie, max_age = user_sessions.start(user)
     st.session_state["user_id"] = user.id
+    st.session_state["session_cookie"] = cookie
+    st.session_state["session_cookie_to_set"] = (cookie, max_age)
 
 
 def sign_out() -> None:
-    st.session_state.pop("user_id", None)
+    user_sessions.revoke(st.session_state.pop("session_cookie", None) or _cookie())
+    st.session_state["user_id"] = None  # signed out here, though this connection still carries the (revoked) cookie
+    st.session_state["session_cookie_to_set"] = ("", 0)
     if oidc_configured():
         st.logout()
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine import projects, runs, workspace
+from engine import projects, runs
 from ui import state
 from ui.errors import shown_as_message
+from ui.text import md_escape
 
 
 def render(user=None) -> None:
@@ -21,9 +22,11 @@ def render(user=None) -> None:
                 st.rerun()
         if user is None or user.role not in session.ANALYST_ROLES:
             return  # reviewers and visitors see no workspace, project or run
-        st.caption("Workspace")
-        st.text(str(workspace.current().root))
+        if created := st.session_state.pop("sidebar_created", None):
+            st.success(md_escape(f"Created the project {created} and selected it."))
         all_projects = projects.list_projects()
+        if (pending := st.session_state.pop("sidebar_select_next", None)) is not None:
+            st.session_state["sidebar_project"] = pending  # before the widget exists in this run
         if all_projects:
             ids = [p.id for p in all_projects]
             names = {p.id: p.name for p in all_projects}
@@ -43,6 +46,9 @@ def render(user=None) -> None:
                     with shown_as_message():
                         project = projects.create_project(name, task, prompt)
                         state.set_project(project.id)
+                        # the picker keeps its own value across reruns: point it at the new project on the next one
+                        st.session_state["sidebar_select_next"] = project.id
+                        st.session_state["sidebar_created"] = project.name
                         st.rerun()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from engine import datasets, projects
+from ui.text import shown_model
 
 
 def _param_int(name: str) -> int | None:
@@ -75,5 +76,5 @@ def pick_finished_run(project_id: int, key: str, container=st):
         st.page_link("app_pages/train.py", label="Open Train", icon=":material/arrow_forward:")
         st.stop()
     run_id = container.selectbox(
-        "Run", list(done), key=key, format_func=lambda i: f"run {i} · {done[i].name} · base {done[i].config['base_model']}")
+        "Run", list(done), key=key, format_func=lambda i: f"run {i} · {done[i].name} · base {shown_model(done[i].config['base_model'])}")
     return done[run_id], done

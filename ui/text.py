@@ -29,3 +29,31 @@ def md_escape(text: object) -> str:
 def plot_text(text: object) -> str:
     """Text for a Plotly label, legend or tick: its pseudo-HTML (links included) shown as characters."""
     return html.escape(str(text), quote=True)
+
+
+# An absolute path in a message (after a space, a quote or a bracket): the page never shows where the server keeps
+# its files.
+_ABS_PATH = re.compile(r"(?<![\w:/.])/(?:[\w.@+-]+/)*[\w.@+-]+")
+
+
+def shown_path(path: object) -> str:
+    """A path as a page may show it: inside the workspace relative to it ("workspace/..."), else its last part."""
+    from pathlib import Path
+
+    from engine import workspace
+
+    p = Path(str(path))
+    try:
+        return "workspace/" + str(p.resolve().relative_to(workspace.root()))
+    except ValueError:
+        return p.name or str(path)
+
+
+def hide_paths(message: object) -> str:
+    """A message with every absolute server path replaced by shown_path()."""
+    return _ABS_PATH.sub(lambda m: shown_path(m.group(0)), str(message))
+
+
+def shown_model(name_or_path: str) -> str:
+    """A base model as pages name it: a hub id as it is, a local folder by shown_path()."""
+    return shown_path(name_or_path) if str(name_or_path).startswith("/") else str(name_or_path)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from engine.checks import branches, content, duplicates, language, length, sensitive, structure
+from engine.checks import branches, content, duplicates, language, length, parallel, sensitive, structure
 from engine.loading import Loaded, load_records
 from engine.report import MIN_EXAMPLES, Finding, Report, readiness
 from engine.shapes import SHAPES, Record
@@ -57,6 +57,10 @@ def check_loaded(loaded: Loaded, name: str, options: CheckOptions, progress: Pro
         findings: list[Finding] = structure.check_errors(records)
         findings += structure.check_mapped_columns(records, loaded.mapping)
         good = usable(records)
+        # personal data, secrets, languages and content patterns run in a second process meanwhile (both cores)
+        helper = parallel.Helper(lambda: [
+            sensitive.check_pii(good), sensitive.check_secrets(good), language.check_language(good),
+            content.check_placeholders(good), content.check_boilerplate(good)])
         step(0.05, "Counting tokens")
         counter = load_counter(options.tokenizer)
         totals, assistant = length.token_lengths(good, counter)
@@ -73,12 +77,11 @@ def check_loaded(loaded: Loaded, name: str, options: CheckOptions, progress: Pro
             duplicates.check_contradictions(good, tree_of),
             content.check_short(good), content.check_copies_input(good), content.check_repetitive(good),
             length.check_too_long(good, totals, options.max_length), length.check_outliers(good, totals),
-            content.check_placeholders(good), content.check_boilerplate(good),
+            structure.check_system_prompts(good),
         ]
-        step(0.7, "Looking for personal data and secrets")
-        warnings += [sensitive.check_pii(good), sensitive.check_secrets(good)]
-        step(0.85, "Detecting languages")
-        warnings += [structure.check_system_prompts(good), language.check_language(good)]
+        step(0.7, "Personal data, secrets and languages")
+        pii, secrets, languages, placeholders, boilerplate = helper.result()
+        warnings += [placeholders, boilerplate, pii, secrets, languages]
         n_good = len(good) - (exact.count if exact else 0)
         if n_good < MIN_EXAMPLES:
             findings.append(structure.too_few(n_good))

@@ -140,8 +140,15 @@ def _find_pii_in(text: str) -> list[tuple[str, int, int]]:
 
 def check_pii(records: list[Record]) -> Finding | None:
     details = {}
+    seen: dict[str, frozenset] = {}  # a text shared by many records (the system prompt) is scanned once
+
+    def kinds_in(text: str) -> frozenset:
+        if text not in seen:
+            seen[text] = frozenset(_PII_NAMES[k] for k, _, _ in find_pii(text))
+        return seen[text]
+
     for rec in records:
-        kinds = sorted({_PII_NAMES[k] for m in rec.messages for k, _, _ in find_pii(m["content"])})
+        kinds = sorted(set().union(*(kinds_in(m["content"]) for m in rec.messages)))
         if kinds:
             details[rec.location] = ", ".join(kinds)
     if not details:
@@ -202,9 +209,13 @@ class SecretScanner:
 
 def check_secrets(records: list[Record]) -> Finding | None:
     details = {}
+    seen: dict[str, frozenset] = {}
     with SecretScanner() as scanner:
         for rec in records:
-            kinds = sorted({kind for m in rec.messages for kind, _ in scanner.kinds(m["content"])})
+            for m in rec.messages:
+                if m["content"] not in seen:
+                    seen[m["content"]] = frozenset(kind for kind, _ in scanner.kinds(m["content"]))
+            kinds = sorted(set().union(*(seen[m["content"]] for m in rec.messages)))
             if kinds:
                 details[rec.location] = ", ".join(kinds)
     if not details:

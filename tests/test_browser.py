@@ -187,5 +187,6 @@ def test_user_provided_names_are_plain_text_on_every_page(server, ws, tmp_path, 
                 print([a.evaluate("e => e.outerHTML + ' IN ' + e.parentElement.outerHTML.slice(0, 300)")
                        for a in page.locator("a[href*='evil.example']").all()])
             assert (links, images) == (0, 0), f"{name}: {links} links, {images} images from a user-provided name"
+            assert str(ws.root) not in page.content(), f"{name} shows a server path"
             assert page.get_by_text("evil.example").count() > 0 or name in ("7 · A/B",), name  # shown, as text
         browser.close()

@@ -47,3 +47,17 @@ def test_configure_launch_watch_and_succeed(ws, demo_model):
     at.switch_page("app_pages/home.py").run()
     assert not at.exception
     assert {m.label for m in at.metric} >= {"Runs", "Best validation loss"}
+
+
+def test_a_refused_launch_says_why_on_the_train_page(ws, demo_model):
+    shutil.copytree(demo_model, workspace.current().demo_model)
+    demo.ensure_demo(build_model=False)
+    at = app_as("analyst", timeout=120).run()
+    at.switch_page("app_pages/train.py").run()
+    at.selectbox(key=f"train_technique_{workspace.current().demo_model}").set_value("qlora").run()
+    next(b for b in at.button if b.label == "Launch").click().run()
+    assert not at.exception
+    errors = [shown(e.value) for e in at.error]
+    assert any("QLoRA needs a CUDA GPU" in e for e in errors), errors
+    assert not any("Something went wrong" in e for e in errors) and not runs.list_runs()
+    assert not any(str(ws.root) in e for e in errors)  # no server path

@@ -66,7 +66,8 @@ def test_short_run_through_the_cli_learns_and_saves(setup, ws):
     half = len(losses) // 2
     assert sum(losses[half:]) / (len(losses) - half) < sum(losses[:half]) / half  # single batches are noisy
     assert c["eval"][-1]["eval_loss"] < c["eval"][0]["eval_loss"]
-    assert (folder / "final" / "adapter_model.safetensors").is_file()
+    weights = "model.safetensors" if run.config["technique"] == "full" else "adapter_model.safetensors"
+    assert run.config["technique"] == "full" and (folder / "final" / weights).is_file()  # recommended for the demo
     # the W&B offline run holds the same loss history, read back without a network
     wandb_dir = next((folder / "wandb").glob("offline-run-*"))
     out = subprocess.run([str(ROOT / ".venv" / "bin" / "wandb") if (ROOT / ".venv").exists() else "wandb",

@@ -32,6 +32,7 @@ test-postgres: install
 
 bench: install
 	$(PY) bench/quality_scan.py
+	$(PY) bench/pii_precision.py
 	$(PY) bench/train_overhead.py
 	$(PY) bench/eval_generation.py
 	$(PY) bench/review_load.py

@@ -14,23 +14,23 @@ project = state.require_project()
 st.title(md_escape(project.name))
 st.caption(f"Task: {project.task_type}. Each cell below is a step of the fine-tuning flow; open it to work on it.")
 
-versions = datasets.list_versions(project.id)
+project_versions = datasets.list_versions(project.id)
 with st.container(border=True):
     st.subheader("1 · Data")
-    if not versions:
+    if not project_versions:
         st.write("No dataset yet. Upload your examples, or try the built-in sample.")
     else:
-        latest = versions[0]
+        latest = project_versions[0]
         c1, c2, c3 = st.columns(3)
         c1.metric("Latest version", f"v{latest.version}")
         c2.metric("Records", f"{latest.records:,}")
-        c3.metric("Versions", len(versions))
+        c3.metric("Versions", len(project_versions))
         st.text(f"{latest.name} · {latest.shape}")
     st.page_link("app_pages/data.py", label="Open Data", icon=":material/arrow_forward:")
 
 with st.container(border=True):
     st.subheader("2 · Quality")
-    report = cached_report(versions[0]) if versions else None
+    report = cached_report(project_versions[0]) if project_versions else None
     if report is None:
         st.write("Not checked yet: open Data or Quality to run the check.")
     else:

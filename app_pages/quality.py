@@ -51,13 +51,13 @@ with shown_as_message():
         render_finding(finding, version, report, common_prompt)
 
 st.subheader("Version history")
-versions = datasets.list_versions(project.id)
-by_id = {v.id: v for v in versions}
+project_versions = datasets.list_versions(project.id)
+by_id = {v.id: v for v in project_versions}
 history = pd.DataFrame([{
     "version": f"v{v.version}", "name": v.name, "records": v.records, "removed": v.removed,
     "parent": f"v{by_id[v.parent_id].version}" if v.parent_id in by_id else "",
     "fixes": ", ".join(f["id"] for f in v.fixes), "sha256": v.sha256[:12], "created": v.created_at,
-} for v in versions])
+} for v in project_versions])
 st.dataframe(history, hide_index=True, width="stretch")
 e1, e2 = st.columns(2)
 e1.download_button("Download this version (OpenAI JSONL)", key="quality_export_jsonl",

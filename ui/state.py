@@ -39,11 +39,11 @@ def require_project():
 
 
 def version_id(pid: int) -> int | None:
-    versions = datasets.list_versions(pid)
+    project_versions = datasets.list_versions(pid)
     vid = _param_int("version")
-    if vid in {v.id for v in versions}:
+    if vid in {v.id for v in project_versions}:
         return vid
-    return versions[0].id if versions else None
+    return project_versions[0].id if project_versions else None
 
 
 def set_version(vid: int) -> None:
@@ -52,10 +52,10 @@ def set_version(vid: int) -> None:
 
 def pick_version(pid: int, key: str):
     """Selectbox of the project's dataset versions (newest first); the choice goes to the URL. None if no data."""
-    versions = datasets.list_versions(pid)
-    if not versions:
+    project_versions = datasets.list_versions(pid)
+    if not project_versions:
         return None
-    by_id = {v.id: v for v in versions}
+    by_id = {v.id: v for v in project_versions}
     vid = version_id(pid)
     chosen = st.selectbox("Dataset version", list(by_id), index=list(by_id).index(vid), key=f"{key}_{vid}",
                           format_func=lambda i: f"v{by_id[i].version} · {by_id[i].name} · {by_id[i].records:,} records")

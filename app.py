@@ -1,8 +1,6 @@
-"""Finetune Studio dashboard: navigation and the shared sidebar. Every page lives in app_pages/, every decision in
-engine/.
-
-The page folder is not called `pages/`: with that name Streamlit 1.67 falls back to its legacy multipage mode when a
-page link is clicked in a real browser, and the shared sidebar disappears (seen in tests/test_browser.py).
+"""Finetune Studio dashboard: navigation and the shared sidebar. Every page lives in pages/, every decision in
+engine/. (With st.navigation the pages/ folder is not auto-discovered: tests/test_browser.py clicks every page link
+in Chromium and checks that the shared sidebar stays.)
 
 Navigation depends on the role: a signed-out visitor gets only Sign in; a reviewer only their review queue; analysts
 and admins every page (and admins the Users page). Each page checks the role again itself. Every page's address
@@ -20,28 +18,28 @@ st.set_page_config(page_title="Finetune Studio", page_icon=":material/tune:", la
 
 # (file, title, icon, roles that see it); the first is the default page of analysts and admins
 PAGES = [
-    ("app_pages/home.py", "Notebook", ":material/menu_book:", ("admin", "analyst")),
-    ("app_pages/data.py", "1 · Data", ":material/upload_file:", ("admin", "analyst")),
-    ("app_pages/quality.py", "2 · Quality", ":material/fact_check:", ("admin", "analyst")),
-    ("app_pages/train.py", "3 · Train", ":material/model_training:", ("admin", "analyst")),
-    ("app_pages/runs.py", "4 · Runs", ":material/monitoring:", ("admin", "analyst")),
-    ("app_pages/evaluate.py", "5 · Evaluate", ":material/balance:", ("admin", "analyst")),
-    ("app_pages/playground.py", "Playground", ":material/forum:", ("admin", "analyst")),
-    ("app_pages/review.py", "6 · Review", ":material/reviews:", ("admin", "analyst")),
-    ("app_pages/ab.py", "7 · A/B", ":material/science:", ("admin", "analyst")),
-    ("app_pages/my_reviews.py", "My reviews", ":material/rate_review:", ("admin", "analyst", "reviewer")),
-    ("app_pages/users.py", "Users", ":material/group:", ("admin",)),
+    ("pages/home.py", "Notebook", ":material/menu_book:", ("admin", "analyst")),
+    ("pages/data.py", "1 · Data", ":material/upload_file:", ("admin", "analyst")),
+    ("pages/quality.py", "2 · Quality", ":material/fact_check:", ("admin", "analyst")),
+    ("pages/train.py", "3 · Train", ":material/model_training:", ("admin", "analyst")),
+    ("pages/runs.py", "4 · Runs", ":material/monitoring:", ("admin", "analyst")),
+    ("pages/evaluate.py", "5 · Evaluate", ":material/balance:", ("admin", "analyst")),
+    ("pages/playground.py", "Playground", ":material/forum:", ("admin", "analyst")),
+    ("pages/review.py", "6 · Review", ":material/reviews:", ("admin", "analyst")),
+    ("pages/ab.py", "7 · A/B", ":material/science:", ("admin", "analyst")),
+    ("pages/my_reviews.py", "My reviews", ":material/rate_review:", ("admin", "analyst", "reviewer")),
+    ("pages/users.py", "Users", ":material/group:", ("admin",)),
 ]
 
 
 def url_path(file: str) -> str:
-    return file.removeprefix("app_pages/").removesuffix(".py")
+    return file.removeprefix("pages/").removesuffix(".py")
 
 
 user = session.current_user()
 if user is None:
     allowed = []
-    pages = [st.Page("app_pages/signin.py", title="Sign in", icon=":material/login:", default=True)]
+    pages = [st.Page("pages/signin.py", title="Sign in", icon=":material/login:", default=True)]
     stand_in = signin.render  # every other address shows the sign-in form, and the page itself once signed in
 else:
     allowed = [p for p in PAGES if user.role in p[3]]

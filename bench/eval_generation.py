@@ -21,7 +21,7 @@ from pathlib import Path
 
 
 def throughput(model, tokenizer, prompts, batch_size: int, max_new_tokens: int) -> tuple[float, float]:
-    from engine import generation
+    from engine.evaluate import generation
 
     began = time.perf_counter()
     answers = generation.generate(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens)
@@ -31,8 +31,16 @@ def throughput(model, tokenizer, prompts, batch_size: int, max_new_tokens: int) 
 
 def main() -> int:
     home = Path(os.environ.setdefault("STUDIO_HOME", tempfile.mkdtemp(prefix="studio-eval-bench-")))
-    from engine import datasets, evaluate, generation, launcher, projects, runs, sample_data, split, workspace
-    from engine.demo_model import build_demo_model
+    from engine.data import versions
+    from engine.evaluate import comparison
+    from engine.evaluate import generation
+    from engine.train import launcher
+    from engine.store import projects
+    from engine.jobs import supervisor
+    from engine.demo import sample
+    from engine.data import split
+    from engine.store import workspace
+    from engine.demo.model import build_demo_model
 
     ws = workspace.current()
     workspace.apply_library_env(ws)
@@ -40,7 +48,7 @@ def main() -> int:
         build_demo_model(ws.demo_model)
 
     model, tok = generation.load(str(ws.demo_model))
-    prompts = [generation.prompt_of(r["messages"]) for r in sample_data.generate(64, seed=5)]
+    prompts = [generation.prompt_of(r["messages"]) for r in sample.generate(64, seed=5)]
     single, t1 = throughput(model, tok, prompts, batch_size=1, max_new_tokens=64)
     batched, t16 = throughput(model, tok, prompts, batch_size=16, max_new_tokens=64)
     print(f"generation of {len(prompts)} answers: one at a time {single:,.0f} tok/s ({t1:.1f} s), batches of 16 "
@@ -48,21 +56,21 @@ def main() -> int:
 
     project = projects.ensure_project("bench")
     data = home / "sample-5000.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in sample_data.generate(5000, seed=8)), encoding="utf-8")
-    version = datasets.import_file(project.id, data, data.name)
+    data.write_text("".join(json.dumps(r) + "\n" for r in sample.generate(5000, seed=8)), encoding="utf-8")
+    version = versions.import_file(project.id, data, data.name)
     made = split.create_split(version)
     config = launcher.config_for_split(made, str(ws.demo_model), name="bench", max_steps=100, early_stopping=False,
                                        eval_steps=100, save_steps=100, wandb_mode="disabled",
                                        target_modules=["all-linear"], lora_r=32, lora_alpha=64, learning_rate=3e-3)
-    run = runs.wait(runs.launch(config, project.id).id, timeout=900)
+    run = supervisor.wait(launcher.launch(config, project.id).id, timeout=900)
     assert run.status == "succeeded", run.error_message
-    from engine.eval_job import EvalOptions
+    from engine.evaluate.job import EvalOptions
 
     began = time.perf_counter()  # as a user gets it: queued with the supervisor, its own process, the report saved
-    job = runs.wait(evaluate.queue(EvalOptions(run_id=run.id, max_new_tokens=96)).id, timeout=900, poll=0.2)
+    job = supervisor.wait(comparison.queue(EvalOptions(run_id=run.id, max_new_tokens=96)).id, timeout=900, poll=0.2)
     elapsed = time.perf_counter() - began
     assert job.status == "succeeded", job.error_message
-    report = evaluate.load_report(runs.get_run(run.id))
+    report = comparison.load_report(supervisor.get_run(run.id))
     rouge = report["metrics"]["rougeL"]
     print(f"evaluation job of {report['n_examples']} test examples (queue, process start, both models, fallback, "
           "perplexity on test and train samples, forgetting, metrics, routing): "

@@ -42,7 +42,7 @@ def main() -> int:
     sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
     from pii_cases import cases
 
-    from engine.checks.sensitive import find_pii, phone_regions
+    from engine.data.checks.sensitive import find_pii, phone_regions
 
     labelled = cases()
     n_true = sum(1 for _, t in labelled if t)

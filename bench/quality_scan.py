@@ -116,9 +116,9 @@ def floor_seconds(path: Path, counter) -> float:
 
 def measure(path: str) -> None:
     """Child process: run the check once and print its figures as JSON."""
-    from engine.checks import language
-    from engine.quality import check_file
-    from engine.tokens import load_counter
+    from engine.data.checks import language
+    from engine.data.quality import check_file
+    from engine.data.tokens import load_counter
 
     counter = load_counter(None)  # the fixed cost of the models, before the data: the memory baseline
     language._fasttext()

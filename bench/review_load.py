@@ -1,7 +1,7 @@
 """Benchmark: 20 reviewer sessions submitting ratings at once while a training run is going.
 
 Each simulated session is a thread with its own database connections, as Streamlit sessions are: it reads its item
-(engine.review.task, what the page shows) and submits a rating (engine.review.submit, the upsert), 50 times.
+(engine.review.campaigns.task, what the page shows) and submits a rating (engine.review.campaigns.submit, the upsert), 50 times.
 Measured: the wall time of each submit, p50 / p95 / max, first with the machine idle, then while the demo model
 trains in its own process (the budget: p95 <= 300 ms on this machine).
 
@@ -27,27 +27,27 @@ REVIEWERS, PER_REVIEWER = 20, 50
 
 
 def campaign(tag: str, run_id: int, admin, reviewers) -> int:
-    from engine import review
+    from engine.review import campaigns
 
-    return review.create_campaign(admin, run_id, "rating", [r.id for r in reviewers], sample_size=PER_REVIEWER // 2,
+    return campaigns.create_campaign(admin, run_id, "rating", [r.id for r in reviewers], sample_size=PER_REVIEWER // 2,
                                   overlap=REVIEWERS, name=tag).id
 
 
 def load(campaign_id: int, reviewers) -> list[float]:
-    from engine import review
+    from engine.review import campaigns
 
     latencies: list[float] = []
     lock = threading.Lock()
     gate = threading.Barrier(len(reviewers))
 
     def session(reviewer, k: int) -> None:
-        entries = review.queue(reviewer, campaign_id)
+        entries = campaigns.queue(reviewer, campaign_id)
         gate.wait()
         mine = []
         for i, e in enumerate(entries):
-            review.task(reviewer, e.assignment_id)
+            campaigns.task(reviewer, e.assignment_id)
             began = time.perf_counter()
-            review.submit(reviewer, e.assignment_id, scores={c: 1 + (i + k) % 5 for c in review.CRITERIA},
+            campaigns.submit(reviewer, e.assignment_id, scores={c: 1 + (i + k) % 5 for c in campaigns.CRITERIA},
                           comment=f"note {i}")
             mine.append(time.perf_counter() - began)
         with lock:
@@ -70,14 +70,21 @@ def show(label: str, lat: list[float]) -> float:
 
 def main() -> int:
     home = Path(os.environ.setdefault("STUDIO_HOME", tempfile.mkdtemp(prefix="studio-review-bench-")))
-    from engine import datasets, db, demo, launcher, runs, split, users, workspace
-    from engine.tables import Run
+    from engine.data import versions
+    from engine.store import db
+    from engine.demo import setup
+    from engine.train import launcher
+    from engine.jobs import supervisor
+    from engine.data import split
+    from engine.store import users
+    from engine.store import workspace
+    from engine.store.tables import Run
 
     ws = workspace.current()
     workspace.apply_library_env(ws)
-    project = demo.ensure_demo()  # the sample dataset, its split and the demo model
-    made = split.list_splits(datasets.list_versions(project.id)[0].id)[0]
-    from engine.loading import load_records
+    project = setup.ensure_demo()  # the sample dataset, its split and the demo model
+    made = split.list_splits(versions.list_versions(project.id)[0].id)[0]
+    from engine.data.loading import load_records
 
     convs = [r.messages for r in load_records(split.split_path(made, "test")).records if r.messages]
     folder = home / "runs" / "bench-reviewed" / "eval"
@@ -102,22 +109,22 @@ def main() -> int:
     config = launcher.config_for_split(made, str(ws.demo_model), name="bench-load", max_steps=100000,
                                        early_stopping=False, eval_steps=100000, save_steps=100000,
                                        wandb_mode="disabled")
-    training = runs.launch(config, project.id)
+    training = launcher.launch(config, project.id)
     deadline = time.monotonic() + 120
-    while runs.get_run(training.id).step < 2:  # the trainer is past its start-up and busy on both cores
-        runs.reconcile()
+    while supervisor.get_run(training.id).step < 2:  # the trainer is past its start-up and busy on both cores
+        supervisor.reconcile()
         if time.monotonic() > deadline:
-            print("the training run did not start", runs.get_run(training.id).error_message)
+            print("the training run did not start", supervisor.get_run(training.id).error_message)
             return 1
         time.sleep(0.5)
     try:
-        busy = show(f"while training (run {training.id} at step {runs.get_run(training.id).step})",
+        busy = show(f"while training (run {training.id} at step {supervisor.get_run(training.id).step})",
                     load(campaign("busy", run_id, admin, reviewers), reviewers))
-        runs.reconcile()
-        print(f"training still running afterwards: {runs.get_run(training.id).status}")
+        supervisor.reconcile()
+        print(f"training still running afterwards: {supervisor.get_run(training.id).status}")
     finally:
-        runs.cancel(training.id)
-        runs.wait(training.id, timeout=60)
+        supervisor.cancel(training.id)
+        supervisor.wait(training.id, timeout=60)
     print(f"p95 under training {busy:.1f} ms (budget 300 ms); idle p95 {idle:.1f} ms; ratio {busy / idle:.2f}")
     return 0
 

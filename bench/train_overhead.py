@@ -29,10 +29,10 @@ SETTINGS = dict(per_device_train_batch_size=8, max_length=512, learning_rate=2e-
 
 
 def conversations(n: int, varied: bool, seed: int = 0) -> list[dict]:
-    from engine import sample_data
+    from engine.demo import sample
 
     rng = random.Random(seed)
-    rows = sample_data.generate(n, seed=seed + 11)[: n]
+    rows = sample.generate(n, seed=seed + 11)[: n]
     if varied:  # answers from one sentence to several paragraphs
         for row in rows:
             answer = row["messages"][-1]["content"]
@@ -46,7 +46,7 @@ def write(path: Path, rows: list[dict]) -> Path:
 
 
 def sft_args(batching: str) -> dict:
-    """The SFTConfig arguments a batching mode means (as engine.train sets them on a CPU)."""
+    """The SFTConfig arguments a batching mode means (as engine.train.trainer sets them on a CPU)."""
     return {"packing": batching == "packing",
             "train_sampling_strategy": "group_by_length" if batching == "length_grouping" else "random"}
 
@@ -74,27 +74,28 @@ def bare_trl(model_dir: Path, data: Path, steps: int, out: Path, batching: str) 
 
 def studio(model_dir: Path, data: Path, steps: int, batching: str, wandb: str = "offline") -> dict:
     """Through the supervisor, as the dashboard and the CLI run it."""
-    from engine import metrics, runs
-    from engine.run_config import RunConfig
+    from engine.jobs import event_log, supervisor
+    from engine.train import launcher
+    from engine.train.config import RunConfig
 
     config = RunConfig.build(base_model=str(model_dir), train_file=str(data), max_steps=steps, batching=batching,
                              early_stopping=False, save_steps=10_000, eval_steps=10_000, wandb_mode=wandb,
                              **SETTINGS)
     launched = time.time()
-    run = runs.launch(config)
-    folder = runs.run_path(run)
+    run = launcher.launch(config)
+    folder = supervisor.run_path(run)
     first = None
     while True:
-        runs.reconcile()
+        supervisor.reconcile()
         if first is None:
-            logs = [e for e in metrics.read_events(folder) if e["event"] == "log"]
+            logs = [e for e in event_log.read_events(folder) if e["event"] == "log"]
             if logs:
                 first = logs[0]["time"] - launched
-        run = runs.get_run(run.id)
-        if run.status not in runs.ACTIVE:
+        run = supervisor.get_run(run.id)
+        if run.status not in supervisor.ACTIVE:
             break
         time.sleep(0.2)
-    final = metrics.final_event(metrics.read_events(folder))
+    final = event_log.final_event(event_log.read_events(folder))
     assert run.status == "succeeded", run.error_message
     return {"tps": final["num_tokens"] / final["train_runtime"], "first_metric_s": first,
             "batching": final["batching"]}
@@ -128,8 +129,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     home = Path(os.environ.setdefault("STUDIO_HOME", tempfile.mkdtemp(prefix="studio-train-bench-")))
-    from engine import workspace
-    from engine.demo_model import build_demo_model
+    from engine.store import workspace
+    from engine.demo.model import build_demo_model
 
     ws = workspace.current()
     workspace.apply_library_env(ws)

@@ -182,12 +182,12 @@ def _reads_only(args) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from engine import workspace
+    from engine.store import workspace
 
     try:
         if _reads_only(args):
             workspace.existing()
-            from engine import db
+            from engine.store import db
 
             db.read_only()
         workspace.apply_library_env(workspace.Workspace(workspace.root()))  # variables only: nothing is created
@@ -212,23 +212,23 @@ def _report_error(err: Exception, as_json: bool = False) -> int:
 
 
 def _explain(err: Exception) -> str:
-    from engine.ab_traffic import TrafficError
-    from engine.evaluate import EvalError
-    from engine.fixes import FixError
-    from engine.launcher import LaunchRefused
-    from engine.projects import ProjectError
-    from engine.readers import InputError
-    from engine.review import ReviewError
-    from engine.run_config import ConfigError
-    from engine.runs import RunError
-    from engine.split import LockedTestError, SplitError
-    from engine.tokens import TokenizerError
-    from engine.users import UserError
+    from engine.review.ab_traffic import TrafficError
+    from engine.evaluate.comparison import EvalError
+    from engine.data.fixes import FixError
+    from engine.train.launcher import LaunchRefused
+    from engine.store.projects import ProjectError
+    from engine.data.readers import InputError
+    from engine.review.campaigns import ReviewError
+    from engine.train.config import ConfigError
+    from engine.jobs.supervisor import RunError
+    from engine.data.split import LockedTestError, SplitError
+    from engine.data.tokens import TokenizerError
+    from engine.store.users import UserError
 
-    from engine import db
-    from engine.code_checks import SandboxUnavailable
-    from engine.db_backup import BackupError
-    from engine.workspace import WorkspaceMissing
+    from engine.store import db
+    from engine.evaluate.code_checks import SandboxUnavailable
+    from engine.store.backup import BackupError
+    from engine.store.workspace import WorkspaceMissing
 
     problem = db.explain(err)
     if problem is not None:
@@ -241,7 +241,7 @@ def _explain(err: Exception) -> str:
         if err.errno == errno.ENOSPC:
             return f"the disk is full ({err.filename or 'the workspace'}); free some space and try again."
         return f"{err.strerror or err} ({err.filename or 'file'})."
-    from engine import workspace
+    from engine.store import workspace
 
     log = workspace.root() / "logs" / "cli-errors.log"
     try:
@@ -257,8 +257,8 @@ def _explain(err: Exception) -> str:
 
 
 def _check_options(args):
-    from engine.loading import parse_mapping
-    from engine.quality import CheckOptions
+    from engine.data.loading import parse_mapping
+    from engine.data.quality import CheckOptions
 
     return CheckOptions(shape=args.shape, mapping=parse_mapping(args.mapping),
                         tokenizer=getattr(args, "tokenizer", None),
@@ -266,7 +266,7 @@ def _check_options(args):
 
 
 def cmd_check(args) -> int:
-    from engine.quality import check_file
+    from engine.data.quality import check_file
 
     if args.max_length < 1:
         raise UsageError("--max-length must be a positive number of tokens.")
@@ -279,7 +279,7 @@ def cmd_check(args) -> int:
 
 
 def render_report(report) -> str:
-    from engine.quality import describe_format
+    from engine.data.quality import describe_format
 
     where = LOCATION_WORD.get(report.container, "record")
     out = [f"{report.file}: {report.records:,} records, {describe_format(report.format)} ({report.container})"]
@@ -313,14 +313,16 @@ def render_report(report) -> str:
 
 
 def cmd_split(args) -> int:
-    from engine import datasets, projects, split
-    from engine.loading import load_records
-    from engine.quality import usable
+    from engine.data import versions
+    from engine.store import projects
+    from engine.data import split
+    from engine.data.loading import load_records
+    from engine.data.quality import usable
 
     ratios = split.parse_ratios(args.ratios)
     options = _check_options(args)
     project = projects.ensure_project(args.project)
-    version = datasets.import_file(project.id, args.file, args.file.name, shape=options.shape,
+    version = versions.import_file(project.id, args.file, args.file.name, shape=options.shape,
                                    mapping=options.mapping)
     made = split.create_split(version, ratios, args.seed, copy_to=args.out)
     result = {"out": str(args.out), "dataset_version": version.id, "split": made.id, "counts": made.counts,
@@ -353,7 +355,7 @@ def cmd_split(args) -> int:
 
 
 def cmd_demo_model(args) -> int:
-    from engine.demo_model import build_demo_model
+    from engine.demo.model import build_demo_model
 
     out = build_demo_model(args.dir, pretrain_steps=args.pretrain_steps,
                            progress=None if args.quiet else lambda line: print(line, flush=True))
@@ -362,7 +364,7 @@ def cmd_demo_model(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from engine.sample_data import write_sample
+    from engine.demo.sample import write_sample
 
     write_sample(args.file)
     print(f"Wrote the sample dataset to {args.file}.")
@@ -370,15 +372,15 @@ def cmd_sample(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    from engine import demo
-    from engine.workspace import current
+    from engine.demo import setup
+    from engine.store.workspace import current
 
     if args.demo:
         import time
 
         started = time.monotonic()
         print("Preparing the demo workspace (sample data and demo model)...", flush=True)
-        demo.ensure_demo(progress=lambda line: print(line, flush=True))
+        setup.ensure_demo(progress=lambda line: print(line, flush=True))
         print(f"The demo is ready ({time.monotonic() - started:.0f} s).", flush=True)
     app = Path(__file__).resolve().parent.parent / "app.py"
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port)]
@@ -387,9 +389,10 @@ def cmd_ui(args) -> int:
     if args.headless:
         cmd += ["--server.headless", "true"]
     print(f"Workspace: {current().root}", flush=True)
-    from engine import db_backup, users
+    from engine.store import backup
+    from engine.store import users
 
-    db_backup.backup_if_stale()
+    backup.backup_if_stale()
     token = users.new_setup_token()
     if token:
         print("No administrator yet: open the dashboard in a browser on this machine to create one, or from another "
@@ -401,14 +404,17 @@ def cmd_ui(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from engine import launcher, runs
+    from engine.train import launcher
+    from engine.jobs import supervisor
 
     run_config, project_id = launcher.config_from_cli(args)
     if args.dry_run:
-        print(" ".join(runs.trainer_command(run_config, args.out or Path("RUN_DIR"), resume=False)))
+        command = launcher.trainer_command(run_config)
+        print(" ".join(p.replace("{python}", sys.executable).replace("{run_dir}", str(args.out or "RUN_DIR"))
+                       for p in command))
         return EXIT_OK
     run = launcher.launch_checked(run_config, project_id, run_dir=args.out)
-    print(f"Run {run.id} ({run.status}) in {runs.run_path(run)}", flush=True)
+    print(f"Run {run.id} ({run.status}) in {supervisor.run_path(run)}", flush=True)
     if args.detach:
         return EXIT_OK
     return _follow(run.id)
@@ -418,14 +424,16 @@ def _follow(run_id: int) -> int:
     """Print progress lines until the run ends; Ctrl-C cancels it (gracefully)."""
     import time
 
-    from engine import metrics, runs
+    from engine.jobs import event_log
+
+    from engine.jobs import supervisor
 
     shown = 0
     try:
         while True:
-            runs.reconcile()
-            run = runs.get_run(run_id)
-            events = metrics.read_events(runs.run_path(run))
+            supervisor.reconcile()
+            run = supervisor.get_run(run_id)
+            events = event_log.read_events(supervisor.run_path(run))
             for e in events[shown:]:
                 if e["event"] == "log":
                     print(f"step {e['step']}/{e.get('max_steps') or '?'}  loss {e['loss']:.4f}  lr "
@@ -433,13 +441,13 @@ def _follow(run_id: int) -> int:
                 elif e["event"] == "eval":
                     print(f"step {e['step']}  validation loss {e['eval_loss']:.4f}", flush=True)
             shown = len(events)
-            if run.status not in runs.ACTIVE:
+            if run.status not in supervisor.ACTIVE:
                 break
             time.sleep(1)
     except KeyboardInterrupt:
         print("Cancelling (the trainer saves a checkpoint first)...", file=sys.stderr, flush=True)
-        runs.cancel(run_id)
-        run = runs.wait(run_id, timeout=runs.grace_seconds() + 5)
+        supervisor.cancel(run_id)
+        run = supervisor.wait(run_id, timeout=supervisor.grace_seconds() + 5)
     print(f"Run {run.id} {run.status}" + (f": {run.error_message}" if run.error_message else "."))
     return EXIT_OK if run.status == "succeeded" else EXIT_BLOCKING
 
@@ -449,8 +457,10 @@ def cmd_eval(args) -> int:
     them, print the reports. Ctrl-C cancels them."""
     import time
 
-    from engine import evaluate, runs
-    from engine.eval_job import EvalOptions
+    from engine.evaluate import comparison
+
+    from engine.jobs import supervisor
+    from engine.evaluate.job import EvalOptions
 
     jobs = []
     for run_id in args.run:
@@ -459,49 +469,49 @@ def cmd_eval(args) -> int:
                               general=str(args.general.resolve()) if args.general else None,
                               json_schema=str(args.schema.resolve()) if args.schema else None,
                               allow_weak_sandbox=args.allow_weak_sandbox)
-        jobs.append(evaluate.queue(options))
+        jobs.append(comparison.queue(options))
     shown: dict[int, str] = {}
     try:
         while True:
-            runs.reconcile()
-            jobs = [runs.get_run(j.id) for j in jobs]
+            supervisor.reconcile()
+            jobs = [supervisor.get_run(j.id) for j in jobs]
             for job in jobs:
-                state = evaluate.job_state(job)
+                state = comparison.job_state(job)
                 line = f"[{state['progress']:4.0%}] run {job.target_run_id}: {state['label']}"
                 if line != shown.get(job.id) and not args.json:
                     print(line, file=sys.stderr, flush=True)
                     shown[job.id] = line
-            if all(j.status not in runs.ACTIVE for j in jobs):
+            if all(j.status not in supervisor.ACTIVE for j in jobs):
                 break
             time.sleep(0.5)
     except KeyboardInterrupt:
         print("Cancelling the evaluations...", file=sys.stderr, flush=True)
-        jobs = [runs.wait(runs.cancel(j.id).id, timeout=runs.grace_seconds() + 5) for j in jobs]
+        jobs = [supervisor.wait(supervisor.cancel(j.id).id, timeout=supervisor.grace_seconds() + 5) for j in jobs]
     failed = [j for j in jobs if j.status != "succeeded"]
     for job in failed:
         print(f"studio: the evaluation of run {job.target_run_id} {job.status}"
               + (f": {job.error_message}" if job.error_message else "."), file=sys.stderr)
-    reports = [evaluate.load_report(runs.get_run(j.target_run_id), str(args.baseline)) for j in jobs
+    reports = [comparison.load_report(supervisor.get_run(j.target_run_id), str(args.baseline)) for j in jobs
                if j.status == "succeeded"]
     if args.json:  # one run: its report; several: the list of reports
         print(json.dumps(reports[0] if len(args.run) == 1 and reports else reports, indent=2))
     else:
-        print("\n\n".join(evaluate.render(r) for r in reports))
+        print("\n\n".join(comparison.render(r) for r in reports))
     return EXIT_BLOCKING if failed else EXIT_OK
 
 
 def cmd_runs(args) -> int:
-    from engine import runs
+    from engine.jobs import supervisor
 
-    runs.reconcile()
+    supervisor.reconcile()
     project_id = None
     if args.project:
-        from engine.projects import find_project
+        from engine.store.projects import find_project
 
         project_id = find_project(args.project).id
     rows = [{"id": r.id, "kind": r.kind, "name": r.name, "status": r.status, "step": r.step,
              "max_steps": r.max_steps, "error_kind": r.error_kind, "pid": r.pid}
-            for r in runs.list_runs(project_id, kind=None)]
+            for r in supervisor.list_runs(project_id, kind=None)]
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:
@@ -516,29 +526,30 @@ def cmd_runs(args) -> int:
 
 
 def cmd_cancel(args) -> int:
-    from engine import runs
+    from engine.jobs import supervisor
 
-    run = runs.cancel(args.run)
-    if run.status in runs.ACTIVE:
-        run = runs.wait(args.run, timeout=runs.grace_seconds() + 5)
+    run = supervisor.cancel(args.run)
+    if run.status in supervisor.ACTIVE:
+        run = supervisor.wait(args.run, timeout=supervisor.grace_seconds() + 5)
     print(f"Run {run.id} is {run.status}.")
     return EXIT_OK
 
 
 def cmd_resume(args) -> int:
-    from engine import runs
+    from engine.jobs import supervisor
 
-    run = runs.resume(args.run)
+    run = supervisor.resume(args.run)
     print(f"Run {run.id} is {run.status}; it continues from its last complete checkpoint.")
     return EXIT_OK
 
 
 def cmd_versions(args) -> int:
-    from engine import datasets, projects
+    from engine.data import versions
+    from engine.store import projects
 
     chosen = [projects.find_project(args.project)] if args.project else projects.list_projects()
     rows = [{"id": v.id, "project": p.name, "version": v.version, "name": v.name, "records": v.records,
-             "parent_id": v.parent_id, "sha256": v.sha256} for p in chosen for v in datasets.list_versions(p.id)]
+             "parent_id": v.parent_id, "sha256": v.sha256} for p in chosen for v in versions.list_versions(p.id)]
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:
@@ -550,29 +561,29 @@ def cmd_versions(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from engine import datasets
+    from engine.data import versions
 
-    version = datasets.get_version(args.version)
+    version = versions.get_version(args.version)
     out = args.out.resolve()
     if out.exists() and (out.is_dir() and any(out.iterdir()) or out.is_file()):
         raise UsageError(f"{out} already exists; choose a new path.")
     if args.format == "jsonl":
-        datasets.export_jsonl(version, out)
+        versions.export_jsonl(version, out)
     else:
-        datasets.export_hf_dataset(version, out)
+        versions.export_hf_dataset(version, out)
     print(f"Wrote version {version.id} (v{version.version} of {version.name}) to {out}.")
     return EXIT_OK
 
 
 def cmd_users(args) -> int:
-    from engine import users
+    from engine.store import users
 
     if args.users_command == "list":
         for u in users.list_users():
             print(f"{u.name:<24} {u.role:<9} {u.email or ''}")
         return EXIT_OK
     if args.users_command == "unlock":
-        from engine import throttle
+        from engine.store import throttle
 
         cleared = throttle.unlock(args.name)
         print(f"Cleared {cleared} failed sign-in{'s' if cleared != 1 else ''} of {args.name}.")
@@ -591,7 +602,9 @@ def cmd_users(args) -> int:
 
 
 def cmd_review(args) -> int:
-    from engine import review, review_stats, users
+    from engine.review import campaigns
+    from engine.review import stats
+    from engine.store import users
 
     if args.review_command == "create":
         names = [n.strip() for n in args.reviewers.split(",") if n.strip()]
@@ -599,14 +612,14 @@ def cmd_review(args) -> int:
         missing = [n for n in names if n not in known]
         if missing:
             raise UsageError(f"No such user: {', '.join(missing)} (add them with `studio users add`).")
-        made = review.create_campaign(users.SYSTEM, args.run, args.kind, [known[n] for n in names], args.sample,
+        made = campaigns.create_campaign(users.SYSTEM, args.run, args.kind, [known[n] for n in names], args.sample,
                                       args.overlap, args.baseline, args.name, args.per_criterion,
-                                      review.parse_gold(args.gold, args.kind), args.seed)
-        total = sum(p["total"] for p in review.progress(users.SYSTEM, made.id))
+                                      campaigns.parse_gold(args.gold, args.kind), args.seed)
+        total = sum(p["total"] for p in campaigns.progress(users.SYSTEM, made.id))
         print(f"Campaign {made.id} created: {total} items across {len(names)} reviewers.")
         return EXIT_OK
     if args.review_command == "results":
-        result = review_stats.campaign_results(users.SYSTEM, args.campaign)
+        result = stats.campaign_results(users.SYSTEM, args.campaign)
         if args.json:
             print(json.dumps(result, indent=2, default=str))
         elif result["kind"] == "pairwise":
@@ -625,7 +638,7 @@ def cmd_review(args) -> int:
                       f"{f['mean']:.2f} [{f['ci_low']:.2f}, {f['ci_high']:.2f}]  alpha {alpha} "
                       f"({e['band'] or 'not enough overlap'})")
         return EXIT_OK
-    text = review.export(users.SYSTEM, args.campaign, args.format)
+    text = campaigns.export(users.SYSTEM, args.campaign, args.format)
     if args.out:
         args.out.write_text(text, encoding="utf-8", newline="")
         print(f"Wrote {args.out}.")
@@ -635,7 +648,7 @@ def cmd_review(args) -> int:
 
 
 def cmd_ab(args) -> int:
-    from engine import ab_traffic
+    from engine.review import ab_traffic
 
     result = ab_traffic.analyze(args.log, args.split, args.treatment, args.primary,
                                 ab_traffic.parse_mapping(args.mapping))
@@ -662,12 +675,12 @@ def cmd_ab(args) -> int:
 
 
 def cmd_db(args) -> int:
-    from engine import db_backup
+    from engine.store import backup
 
     if args.db_command == "backup":
-        print(f"Backed up the database to {db_backup.backup()}.")
+        print(f"Backed up the database to {backup.backup()}.")
         return EXIT_OK
-    used, kept = db_backup.restore(args.file)
+    used, kept = backup.restore(args.file)
     print(f"Restored the database from {used}." + (f" The previous file is kept as {kept}." if kept else ""))
     return EXIT_OK
 

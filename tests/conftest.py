@@ -36,7 +36,7 @@ def _database():
 
     from sqlalchemy import create_engine, make_url, text
 
-    from engine import db
+    from engine.store import db
 
     server = make_url(SERVER_DB_URL)
     name = f"studio_test_{uuid.uuid4().hex[:12]}"
@@ -70,7 +70,7 @@ def ws(tmp_path, monkeypatch):
     monkeypatch.setenv("STUDIO_HOME", str(home))
     with _database() as url:
         _use_database(monkeypatch, url)
-        from engine import workspace
+        from engine.store import workspace
 
         yield workspace.current()
 
@@ -82,7 +82,7 @@ def module_ws(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp, _database() as url:
         mp.setenv("STUDIO_HOME", str(home))
         _use_database(mp, url)
-        from engine import workspace
+        from engine.store import workspace
 
         yield workspace.current()
 
@@ -100,7 +100,7 @@ def demo_model(tmp_path_factory) -> Path:
     runs. Tests only read it."""
     from filelock import FileLock
 
-    from engine.demo_model import build_demo_model
+    from engine.demo.model import build_demo_model
 
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # this session's own folder
@@ -147,10 +147,32 @@ def shown(markdown: str) -> str:
 
 def user_of(role: str = "admin", name: str | None = None):
     """A local account of that role (created once per workspace)."""
-    from engine import users
+    from engine.store import users
 
     name = name or f"test-{role}"
     return next((u for u in users.list_users() if u.name == name), None) or users.add_user(name, role, "password123")
+
+
+def _apptest_like_the_server() -> None:
+    """AppTest builds a new PagesManager for every run, and a PagesManager that sees a pages/ folder beside the app
+    runs the next script in Streamlit's legacy multipage mode until st.navigation switches it off. The server does
+    that once per process (the class attribute stays off after the first run); AppTest did it on every run, where a
+    rerun requested by the page (after a sign-in) was then lost. Keep it off after construction, as on the server."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    original = PagesManager.__init__
+    if getattr(original, "_studio_patched", False):
+        return
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    init._studio_patched = True
+    PagesManager.__init__ = init
+
+
+_apptest_like_the_server()
 
 
 def app_as(role: str = "admin", timeout: int = 90, name: str | None = None):

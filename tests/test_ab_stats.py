@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import run_studio, shown
-from engine import ab_traffic, review_stats
+from engine.review import ab_traffic
+from engine.review import stats as review_stats  # scipy.stats is used here too
 
 # Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", the worked example: 4 coders x 12 units.
 KRIPP = [[1, 2, 3, 3, 2, 1, 4, 1, 2, np.nan, np.nan, np.nan],
@@ -174,13 +175,13 @@ def test_per_criterion_votes_use_wilcoxon_with_holm():
 
 def test_ab_page_analyzes_an_uploaded_traffic_log(tmp_path, ws):
     from conftest import app_as
-    from engine import projects
+    from engine.store import projects
 
     projects.create_project("Traffic")
     log = tmp_path / "traffic.jsonl"
     traffic(log, 4000, 0.2, lift=0.15, seed=6)
     at = app_as("analyst").run()
-    at.switch_page("app_pages/ab.py").run()
+    at.switch_page("pages/ab.py").run()
     at.number_input(key="ab_split").set_value(0.2)
     at.file_uploader(key="ab_log").set_value(("traffic.jsonl", log.read_bytes(), "application/jsonl")).run()
     assert not at.exception and not at.error
@@ -226,14 +227,14 @@ def test_logs_as_tools_export_them_with_duplicates_and_users_in_both_variants(tm
 
 def test_the_ab_page_maps_columns_and_survives_a_first_day_without_an_interval(tmp_path, ws):
     from conftest import app_as
-    from engine import projects
+    from engine.store import projects
 
     projects.create_project("A/B")
     lines = ["group,user,time,satisfaction", "control,u1,2026-11-01T10:00:00Z,1", "treatment,u2,2026-11-01T10:05:00Z,0",
              "control,u3,2026-11-02T10:00:00Z,1", "treatment,u4,2026-11-02T11:00:00Z,1",
              "control,u5,2026-11-03T10:00:00Z,0", "treatment,u6,2026-11-03T12:00:00Z,1"]
     at = app_as("analyst").run()
-    at.switch_page("app_pages/ab.py").run()
+    at.switch_page("pages/ab.py").run()
     at.number_input(key="ab_split").set_value(0.5)
     at.file_uploader(key="ab_log").set_value(("log.csv", "\n".join(lines).encode(), "text/csv")).run()
     assert not at.exception, at.exception

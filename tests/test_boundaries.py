@@ -22,7 +22,8 @@ def _run(code: str, home) -> dict:
 
 
 def test_every_engine_module_imports_without_streamlit(ws):
-    names = [m.name for m in pkgutil.walk_packages(engine.__path__, "engine.") if "migrations" not in m.name]
+    names = [m.name for m in pkgutil.walk_packages(engine.__path__, "engine.")
+             if "migrations" not in m.name and not m.name.endswith("__main__")]
     code = ("import importlib, json, sys\n"
             f"for n in {names!r}: importlib.import_module(n)\n"
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('streamlit',) + "
@@ -42,15 +43,15 @@ def test_quality_check_imports_no_heavy_ml(ws, tmp_path):
 
 
 def test_pages_load_without_heavy_ml(ws):
-    code = ("import json, sys\nfrom streamlit.testing.v1 import AppTest\nfrom engine import demo\n"
-            "demo.ensure_demo(build_model=False)\n"
-            "from engine import users\n"
+    code = ("import json, sys\nfrom streamlit.testing.v1 import AppTest\nfrom engine.demo import setup\n"
+            "setup.ensure_demo(build_model=False)\n"
+            "from engine.store import users\n"
             "at = AppTest.from_file('app.py', default_timeout=60)\n"
             "at.session_state['user_id'] = users.add_user('a', 'admin', 'password123').id\n"
             "at.run()\n"
-            "for p in ('app_pages/data.py', 'app_pages/quality.py', 'app_pages/train.py', 'app_pages/runs.py',\n"
-            "          'app_pages/evaluate.py', 'app_pages/playground.py', 'app_pages/review.py', 'app_pages/ab.py',\n"
-            "          'app_pages/my_reviews.py', 'app_pages/users.py'):\n"
+            "for p in ('pages/data.py', 'pages/quality.py', 'pages/train.py', 'pages/runs.py',\n"
+            "          'pages/evaluate.py', 'pages/playground.py', 'pages/review.py', 'pages/ab.py',\n"
+            "          'pages/my_reviews.py', 'pages/users.py'):\n"
             "    at.switch_page(p).run()\n"
             "    assert not at.exception, (p, at.exception)\n"
             f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})))")

@@ -64,7 +64,7 @@ def server(ws):
 def test_upload_and_see_warnings(server, ws, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    from engine import projects
+    from engine.store import projects
 
     projects.create_project("Browser test")
     added = subprocess.run([sys.executable, "-m", "engine.cli", "users", "add", "ana", "--role", "analyst",
@@ -136,32 +136,44 @@ def test_user_provided_names_are_plain_text_on_every_page(server, ws, tmp_path, 
     select boxes, tables and messages included) turns them into a link or an image."""
     from playwright.sync_api import expect, sync_playwright
 
-    from engine import datasets, launcher, projects, review, runs, split, users
+    from engine.data import versions
+
+    from engine.train import launcher
+
+    from engine.store import projects
+
+    from engine.review import campaigns
+
+    from engine.jobs import supervisor
+
+    from engine.data import split
+
+    from engine.store import users
     from conftest import write_jsonl
 
     project = projects.create_project(HOSTILE, system_prompt=HOSTILE)
     data = write_jsonl(tmp_path / "d.jsonl", [chat(i) for i in range(40)])
-    version = datasets.import_file(project.id, data, HOSTILE)
+    version = versions.import_file(project.id, data, HOSTILE)
     made = split.create_split(version)
     run = launcher.launch_checked(launcher.config_for_split(made, str(demo_model), name=HOSTILE, max_steps=2),
                                   project.id)
     users.add_user("www.evil.example", "analyst", "browser password")
     admin = users.add_user("x@evil.example", "admin", "browser password")
     reviewer = users.add_user("http.evil.example", "reviewer", "browser password")
-    assert runs.wait(run.id, timeout=120).status == "succeeded"
+    assert supervisor.wait(run.id, timeout=120).status == "succeeded"
     # the evaluation's stored answers (what campaigns sample from), model text hostile too
-    outputs = runs.run_path(runs.get_run(run.id)) / "eval" / "outputs.jsonl"
+    outputs = supervisor.run_path(supervisor.get_run(run.id)) / "eval" / "outputs.jsonl"
     outputs.parent.mkdir()
     outputs.write_text("".join(json.dumps({"index": i, "prompt": [{"role": "user", "content": HOSTILE}],
                                            "reference": HOSTILE, "base": {"answer": f"base {i} {HOSTILE}"},
                                            "finetuned": {"answer": f"tuned {i} {HOSTILE}"}}) + "\n"
                                for i in range(6)))
     for kind in ("rating", "pairwise"):
-        made = review.create_campaign(admin, run.id, kind, [reviewer.id], sample_size=6, overlap=1, name=HOSTILE,
+        made = campaigns.create_campaign(admin, run.id, kind, [reviewer.id], sample_size=6, overlap=1, name=HOSTILE,
                                       project_id=project.id)
-        for entry in review.queue(reviewer, made.id):
-            review.submit(reviewer, entry.assignment_id, comment=HOSTILE, vote="A" if kind == "pairwise" else None,
-                          scores=None if kind == "pairwise" else {c: 3 for c in review.CRITERIA})
+        for entry in campaigns.queue(reviewer, made.id):
+            campaigns.submit(reviewer, entry.assignment_id, comment=HOSTILE, vote="A" if kind == "pairwise" else None,
+                          scores=None if kind == "pairwise" else {c: 3 for c in campaigns.CRITERIA})
 
     with sync_playwright() as p:
         browser = p.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM,
@@ -176,6 +188,7 @@ def test_user_provided_names_are_plain_text_on_every_page(server, ws, tmp_path, 
         for name in PAGES:
             page.get_by_role("link", name=name, exact=True).click()
             page.wait_for_timeout(2500)  # let the page and its lazy widgets render
+            expect(page.get_by_text("Signed in as", exact=True)).to_be_visible()  # the shared sidebar stays
             for select in page.locator("[data-baseweb=select]").all()[:3]:  # open the drop-downs: options render too
                 select.click()
                 page.wait_for_timeout(200)

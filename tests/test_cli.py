@@ -107,11 +107,12 @@ def test_nothing_written_outside_the_workspace(ws, tmp_path):
 
 
 def test_versions_and_export_from_the_cli(ws, tmp_path):
-    from engine import datasets, projects
+    from engine.data import versions
+    from engine.store import projects
 
     project = projects.create_project("Exported")
     src = write_jsonl(tmp_path / "src.jsonl", [chat(i) for i in range(5)])
-    version = datasets.import_file(project.id, src, "src.jsonl")
+    version = versions.import_file(project.id, src, "src.jsonl")
     listed = json.loads(run_studio("versions", "--json", env_home=ws.root).stdout)
     assert [(r["id"], r["project"], r["records"]) for r in listed] == [(version.id, "Exported", 5)]
     out = tmp_path / "out.jsonl"

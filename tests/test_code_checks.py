@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from engine import code_checks, evaluate, sandbox
+from engine.evaluate import code_checks
+
+from engine.evaluate import comparison
+
+from engine.evaluate import sandbox
 
 
 def test_python_compiles_through_its_own_parser(tmp_path):
@@ -126,11 +130,11 @@ def test_without_a_sandbox_code_tests_are_disabled_unless_allowed(ws, monkeypatc
         code_checks.run_tests("def f():\n    return 1", "assert f() == 1")
     weak = code_checks.run_tests("def f():\n    return 1", "assert f() == 1", allow_weak=True)
     assert weak["passed"]
-    report = evaluate.code_report(["def f(): return 2"], ["def f(): return 1"], [{"tests": "assert f() == 1"}],
+    report = comparison.code_report(["def f(): return 2"], ["def f(): return 1"], [{"tests": "assert f() == 1"}],
                                   lambda f, label: None)
     assert report["tests_disabled"] == code_checks.DISABLED and "tests_pass" not in report["metrics"]
     assert report["isolation"] == "python-level"
-    allowed = evaluate.code_report(["def f(): return 2"], ["def f(): return 1"], [{"tests": "assert f() == 1"}],
+    allowed = comparison.code_report(["def f(): return 2"], ["def f(): return 1"], [{"tests": "assert f() == 1"}],
                                    lambda f, label: None, allow_weak_sandbox=True)
     assert allowed["metrics"]["tests_pass"]["finetuned"] == 1.0
 
@@ -139,7 +143,7 @@ def test_code_report_compares_compile_and_test_pass_rates(ws):
     base = ["def add(a, b) return a + b", "def mul(a, b):\n    return a + b", "def neg(a):\n    return a"]
     tuned = ["def add(a, b):\n    return a + b", "def mul(a, b):\n    return a * b", "def neg(a):\n    return -a"]
     extras = [{"tests": "assert add(1, 2) == 3"}, {"tests": "assert mul(2, 3) == 6"}, {}]
-    report = evaluate.code_report(base, tuned, extras, lambda f, label: None)
+    report = comparison.code_report(base, tuned, extras, lambda f, label: None)
     m = report["metrics"]
     assert m["compiles"]["base"] == pytest.approx(2 / 3) and m["compiles"]["finetuned"] == 1.0
     assert m["tests_pass"]["base"] == 0.0 and m["tests_pass"]["finetuned"] == 1.0

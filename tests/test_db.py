@@ -9,7 +9,8 @@ from pathlib import Path
 from sqlalchemy import create_engine, inspect
 
 from conftest import sqlite_only
-from engine import db, projects
+from engine.store import db
+from engine.store import projects
 
 
 @sqlite_only
@@ -35,7 +36,7 @@ def test_head_matches_the_newest_migration():
 
 
 def test_migrated_schema_matches_the_models(ws):
-    from engine.tables import Base
+    from engine.store.tables import Base
 
     engine = db.get_engine()
     insp = inspect(engine)
@@ -75,7 +76,7 @@ def test_processes_opening_a_fresh_database_together_migrate_it_once(ws):
     env = {**__import__("os").environ, "STUDIO_HOME": str(ws.root)}
     # Every process imports first and then waits for the same instant, so the four migrations really overlap.
     start = time.time() + 5
-    opener = ("import time, alembic.command, sqlalchemy\nfrom engine import projects\n"
+    opener = ("import time, alembic.command, sqlalchemy\nfrom engine.store import projects\n"
               f"time.sleep(max(0, {start} - time.time()))\nprint(len(projects.list_projects()))")
     procs = [subprocess.Popen([sys.executable, "-c", opener], cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 
 
-from engine.demo_model import build_demo_model, train_tokenizer
-from engine.tokens import TokenCounter
+from engine.demo.model import build_demo_model, train_tokenizer
+from engine.data.tokens import TokenCounter
 
 
 def digest(folder):

@@ -9,7 +9,13 @@ import time
 import pytest
 
 from conftest import app_as, run_studio
-from engine import datasets, demo, evaluate, launcher, runs, split, workspace
+from engine.data import versions
+from engine.demo import setup
+from engine.evaluate import comparison
+from engine.train import launcher
+from engine.jobs import supervisor
+from engine.data import split
+from engine.store import workspace
 
 pytestmark = pytest.mark.xdist_group("evaluate")  # one worker trains the module's run once
 
@@ -17,12 +23,12 @@ pytestmark = pytest.mark.xdist_group("evaluate")  # one worker trains the module
 @pytest.fixture(scope="module")
 def trained(module_ws, demo_model):
     shutil.copytree(demo_model, workspace.current().demo_model)
-    project = demo.ensure_demo(build_model=False)
-    made = split.list_splits(datasets.list_versions(project.id)[0].id)[0]
+    project = setup.ensure_demo(build_model=False)
+    made = split.list_splits(versions.list_versions(project.id)[0].id)[0]
     # every setting as recommended: what a user who presses Launch gets
     config = launcher.config_for_split(made, str(workspace.current().demo_model), name="eval-test")
     assert config.technique == "full" and config.max_steps == -1 and config.early_stopping
-    run = runs.wait(runs.launch(config, project.id).id, timeout=300)
+    run = supervisor.wait(launcher.launch(config, project.id).id, timeout=300)
     assert run.status == "succeeded"
     return run
 
@@ -52,7 +58,7 @@ def test_finetuned_beats_base_on_rouge_l_with_an_interval_above_zero(trained, mo
     assert [p["threshold"] for p in r["points"]][0] == 0.0 and r["points"][-1]["fallback_rate"] == 1.0
     rates = [p["fallback_rate"] for p in r["points"]]
     assert rates == sorted(rates) and r["recommended"] in r["points"]
-    rule = json.loads((runs.run_path(trained) / "eval" / "routing_rule.json").read_text())
+    rule = json.loads((supervisor.run_path(trained) / "eval" / "routing_rule.json").read_text())
     assert rule["threshold"] == r["recommended"]["threshold"]
     for name in ("latency_s", "tokens_per_second"):  # speed, with intervals too
         m = report["metrics"][name]
@@ -66,7 +72,7 @@ def test_finetuned_beats_base_on_rouge_l_with_an_interval_above_zero(trained, mo
     listed = json.loads(run_studio("runs", "--json", env_home=module_ws.root).stdout)
     job = next(r for r in listed if r["kind"] == "eval")  # it went through the supervisor's queue
     assert job["status"] == "succeeded" and job["step"] == 100
-    rows = [json.loads(line) for line in (runs.run_path(trained) / "eval" / "outputs.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (supervisor.run_path(trained) / "eval" / "outputs.jsonl").read_text().splitlines()]
     assert 0 < rows[0]["finetuned"]["confidence"] <= 1
     assert len(rows) == 60 and {"prompt", "reference", "base", "finetuned"} <= set(rows[0])
     assert rows[0]["finetuned"]["latency_s"] > 0
@@ -77,9 +83,11 @@ def test_perplexity_matches_a_direct_computation(trained):
 
     import torch
 
-    from engine import generation, scoring
+    from engine.evaluate import generation
 
-    conv = evaluate.test_conversations(trained, limit=3)
+    from engine.evaluate import scoring
+
+    conv = comparison.test_conversations(trained, limit=3)
     model, tok = generation.load(trained.config["base_model"])
     nll, counts = generation.answer_nll(model, tok, conv)
     total_nll, total_tokens = 0.0, 0
@@ -97,31 +105,31 @@ def test_perplexity_matches_a_direct_computation(trained):
 
 
 def test_only_succeeded_runs_with_a_split_are_evaluated(module_ws):
-    from engine.eval_job import EvalOptions
+    from engine.evaluate.job import EvalOptions
 
-    with pytest.raises(runs.RunError):
-        evaluate.queue(EvalOptions(run_id=99))
+    with pytest.raises(supervisor.RunError):
+        comparison.queue(EvalOptions(run_id=99))
     proc = run_studio("eval", "99", env_home=module_ws.root)
     assert proc.returncode != 0 and proc.stderr.strip() == "studio: There is no run 99."
 
 
 def _wait_job(job_id: int, timeout: float = 240):
-    job = runs.wait(job_id, timeout=timeout)
-    assert job.status not in runs.ACTIVE
+    job = supervisor.wait(job_id, timeout=timeout)
+    assert job.status not in supervisor.ACTIVE
     return job
 
 
 def test_evaluate_page_runs_the_evaluation_in_the_background(trained, module_ws):
 
     at = app_as("analyst", timeout=90).run()
-    at.switch_page("app_pages/evaluate.py").run()
+    at.switch_page("pages/evaluate.py").run()
     assert not at.exception
     # "Evaluate again" when the CLI test of this module already wrote a report
     next(b for b in at.button if b.label in ("Run the evaluation", "Evaluate again")).click().run()
     assert not at.exception
-    job = evaluate.latest_job(trained.id)
+    job = comparison.latest_job(trained.id)
     assert _wait_job(job.id).status == "succeeded"
-    assert evaluate.job_state(runs.get_run(job.id))["state"] == "succeeded"
+    assert comparison.job_state(supervisor.get_run(job.id))["state"] == "succeeded"
     at.run()
     assert not at.exception
     metrics_table = at.dataframe[0].value
@@ -135,7 +143,7 @@ def test_evaluate_page_runs_the_evaluation_in_the_background(trained, module_ws)
 
 
 def test_forgetting_summary_warns_only_below_ninety_percent():
-    from engine import forgetting
+    from engine.evaluate import forgetting
 
     probes = forgetting.probe_set()
     refs = [c[-1]["content"] for c in probes]
@@ -158,7 +166,7 @@ def test_forgetting_summary_warns_only_below_ninety_percent():
 
 
 def test_routing_curve_recommends_the_best_threshold():
-    from engine import routing
+    from engine.evaluate import routing
 
     confidence = [0.95, 0.9, 0.5, 0.3, 0.85, 0.2] * 10
     tuned = [0.9, 0.8, 0.1, 0.0, 0.7, 0.1] * 10       # low-confidence answers are the bad ones
@@ -173,21 +181,22 @@ def test_routing_curve_recommends_the_best_threshold():
 
 
 def test_routing_recommends_no_fallback_unless_surely_better():
-    from engine import evaluate, routing
+    from engine.evaluate import comparison
+    from engine.evaluate import routing
 
     # on six examples the best threshold looks better, but the interval of its gain reaches zero
     few = routing.routing_curve([0.95, 0.9, 0.5, 0.8, 0.85, 0.9], [0.9, 0.8, 0.1, 0.7, 0.7, 0.8], [0.5] * 6)
     assert few["gain"]["ci_low"] <= 0 < few["gain"]["diff"]
     assert few["recommended"]["threshold"] == 0 and few["recommendation"] == "no fallback"
     assert few["rule"]["fallback_when"] == "never"
-    assert evaluate.routing_sentence(few).startswith("no fallback: routing low-confidence answers")
+    assert comparison.routing_sentence(few).startswith("no fallback: routing low-confidence answers")
     # a fallback that is worse everywhere is never recommended either
     worse = routing.routing_curve([0.1, 0.2, 0.3] * 20, [0.6, 0.7, 0.8] * 20, [0.1, 0.1, 0.1] * 20)
     assert worse["recommendation"] == "no fallback"
 
 
 def test_the_time_left_counts_down_between_progress_events():
-    from engine.eval_job import time_left
+    from engine.evaluate.job import time_left
 
     # 25% done after 60 s: 180 s left at that event; 30 s later, 150 s; it never sits still
     assert time_left(0, 60, 0.25, 60) == 180 and time_left(0, 60, 0.25, 90) == 150
@@ -197,20 +206,20 @@ def test_the_time_left_counts_down_between_progress_events():
 
 
 def test_an_evaluation_can_be_cancelled_and_the_previous_report_stays(trained, module_ws):
-    from engine.eval_job import EvalOptions
+    from engine.evaluate.job import EvalOptions
 
-    before = evaluate.load_report(trained)
-    job = evaluate.queue(EvalOptions(run_id=trained.id, max_new_tokens=64))
+    before = comparison.load_report(trained)
+    job = comparison.queue(EvalOptions(run_id=trained.id, max_new_tokens=64))
     deadline = time.monotonic() + 60
-    while runs.get_run(job.id).status == "queued":
+    while supervisor.get_run(job.id).status == "queued":
         assert time.monotonic() < deadline
-        runs.reconcile()
+        supervisor.reconcile()
         time.sleep(0.2)
-    runs.cancel(job.id)
+    supervisor.cancel(job.id)
     job = _wait_job(job.id, timeout=30)
     assert job.status == "cancelled"
-    assert evaluate.job_state(job)["state"] == "cancelled"
-    assert evaluate.load_report(trained) == before
+    assert comparison.job_state(job)["state"] == "cancelled"
+    assert comparison.load_report(trained) == before
 
 
 @pytest.fixture(scope="module")
@@ -218,31 +227,31 @@ def second(trained):
     """A second, shorter LoRA run on the same split (recommended LoRA settings): a baseline that is not the base
     model, and an adapter to merge."""
     config = launcher.config_for_split(
-        split.list_splits(datasets.list_versions(trained.project_id)[0].id)[0],
+        split.list_splits(versions.list_versions(trained.project_id)[0].id)[0],
         trained.config["base_model"], name="eval-short", technique="lora", max_steps=20, wandb_mode="disabled")
-    run = runs.wait(runs.launch(config, trained.project_id).id, timeout=300)
+    run = supervisor.wait(launcher.launch(config, trained.project_id).id, timeout=300)
     assert run.status == "succeeded"
     return run
 
 
 def test_evaluations_queue_one_per_device_and_compare_with_another_run(trained, second, module_ws):
-    from engine.eval_job import EvalOptions
+    from engine.evaluate.job import EvalOptions
 
-    first = evaluate.queue(EvalOptions(run_id=trained.id, limit=6, max_new_tokens=16))
-    other = evaluate.queue(EvalOptions(run_id=trained.id, baseline=str(second.id), limit=6, max_new_tokens=16))
+    first = comparison.queue(EvalOptions(run_id=trained.id, limit=6, max_new_tokens=16))
+    other = comparison.queue(EvalOptions(run_id=trained.id, baseline=str(second.id), limit=6, max_new_tokens=16))
     assert other.id != first.id and other.device == first.device
-    assert runs.get_run(first.id).status == "running" and runs.get_run(other.id).status == "queued"
-    assert evaluate.job_state(runs.get_run(other.id))["label"].startswith("waiting for the device")
+    assert supervisor.get_run(first.id).status == "running" and supervisor.get_run(other.id).status == "queued"
+    assert comparison.job_state(supervisor.get_run(other.id))["label"].startswith("waiting for the device")
     # a second click while it is active returns the same job
-    assert evaluate.queue(EvalOptions(run_id=trained.id, baseline=str(second.id), limit=6)).id == other.id
+    assert comparison.queue(EvalOptions(run_id=trained.id, baseline=str(second.id), limit=6)).id == other.id
     first, other = _wait_job(first.id), _wait_job(other.id)
     assert first.status == other.status == "succeeded"
     assert other.started_at >= first.finished_at  # one job per device: the second started after the first ended
-    report = evaluate.load_report(trained, second.id)
+    report = comparison.load_report(trained, second.id)
     assert report["baseline"] == f"run {second.id}" and report["n_examples"] == 6
     assert "routing" not in report and "perplexity" in report["metrics"]  # same base model: comparable
-    assert evaluate.evaluated_baselines(runs.get_run(trained.id))[-1] == str(second.id)
-    rows = evaluate.per_example(trained, second.id)
+    assert comparison.evaluated_baselines(supervisor.get_run(trained.id))[-1] == str(second.id)
+    rows = comparison.per_example(trained, second.id)
     assert len(rows) == 6
 
 
@@ -252,29 +261,29 @@ def test_the_cli_evaluates_several_runs_one_after_another(trained, second, modul
     assert proc.returncode == 0, proc.stderr[-2000:]
     reports = json.loads(proc.stdout)
     assert [r["run"] for r in reports] == [trained.id, second.id] and all(r["n_examples"] == 2 for r in reports)
-    jobs = [j for j in runs.list_runs(trained.project_id, kind="eval") if j.config.get("limit") == 2]
+    jobs = [j for j in supervisor.list_runs(trained.project_id, kind="eval") if j.config.get("limit") == 2]
     first, later = sorted(jobs, key=lambda j: j.id)[-2:]
     assert later.started_at >= first.finished_at
 
 
 def test_a_baseline_must_share_the_split_and_be_another_finished_run(trained, module_ws):
-    from engine.eval_job import EvalOptions
+    from engine.evaluate.job import EvalOptions
 
-    with pytest.raises(evaluate.EvalError, match="own baseline"):
-        evaluate.queue(EvalOptions(run_id=trained.id, baseline=str(trained.id)))
-    with pytest.raises(evaluate.EvalError, match='"base" or a run id'):
-        evaluate.queue(EvalOptions(run_id=trained.id, baseline="yesterday"))
-    with pytest.raises(evaluate.EvalError, match="no run 999"):
-        evaluate.queue(EvalOptions(run_id=trained.id, baseline="999"))
+    with pytest.raises(comparison.EvalError, match="own baseline"):
+        comparison.queue(EvalOptions(run_id=trained.id, baseline=str(trained.id)))
+    with pytest.raises(comparison.EvalError, match='"base" or a run id'):
+        comparison.queue(EvalOptions(run_id=trained.id, baseline="yesterday"))
+    with pytest.raises(comparison.EvalError, match="no run 999"):
+        comparison.queue(EvalOptions(run_id=trained.id, baseline="999"))
 
 
 def test_a_json_schema_is_checked_before_the_job_is_queued(trained, module_ws, tmp_path):
-    from engine.eval_job import EvalOptions
+    from engine.evaluate.job import EvalOptions
 
     bad = tmp_path / "schema.json"
     bad.write_text('{"type": "objekt"}')
-    with pytest.raises(evaluate.EvalError, match="JSON Schema is not valid"):
-        evaluate.queue(EvalOptions(run_id=trained.id, json_schema=str(bad)))
+    with pytest.raises(comparison.EvalError, match="JSON Schema is not valid"):
+        comparison.queue(EvalOptions(run_id=trained.id, json_schema=str(bad)))
     broken = tmp_path / "broken.json"
     broken.write_text('{"type": ')
     proc = run_studio("eval", trained.id, "--schema", broken, env_home=module_ws.root)
@@ -282,7 +291,8 @@ def test_a_json_schema_is_checked_before_the_job_is_queued(trained, module_ws, t
 
 
 def test_playground_streams_both_answers_and_they_match_greedy_generation(trained, module_ws):
-    from engine import generation, playground
+    from engine.evaluate import generation
+    from engine.evaluate import playground
 
     question = "How do I reset my password?"
     system = playground.default_system(trained)
@@ -294,7 +304,7 @@ def test_playground_streams_both_answers_and_they_match_greedy_generation(traine
     finals = {side: (text, stats) for side, text, stats in events if stats}
     assert set(finals) == {"base", "finetuned"} and all(s["new_tokens"] > 0 for _, s in finals.values())
     prompt = [{"role": "system", "content": system}, {"role": "user", "content": question}]
-    for side, adapter in (("base", None), ("finetuned", runs.run_path(trained) / "final")):
+    for side, adapter in (("base", None), ("finetuned", supervisor.run_path(trained) / "final")):
         model, tok = generation.load(trained.config["base_model"], adapter)
         expected = generation.generate(model, tok, [prompt], max_new_tokens=40)[0].text
         assert finals[side][0].strip() == expected
@@ -305,7 +315,7 @@ def test_playground_streams_both_answers_and_they_match_greedy_generation(traine
 def test_playground_page_shows_both_answers_as_text(trained, module_ws):
 
     at = app_as("analyst", timeout=120).run()
-    at.switch_page("app_pages/playground.py").run()
+    at.switch_page("pages/playground.py").run()
     assert not at.exception
     at.text_area(key="playground_prompt").input("<script>alert(1)</script> What are your opening hours?")
     at.button[0].click().run()
@@ -321,7 +331,7 @@ def test_evaluate_page_sends_an_uploaded_general_set_and_schema_to_the_job(train
                                           ("Opposite of hot?", "Cold")))
     schema = json.dumps({"type": "object", "required": ["answer"]})
     at = app_as("analyst", timeout=90).run()
-    at.switch_page("app_pages/evaluate.py").run()
+    at.switch_page("pages/evaluate.py").run()
     at.selectbox(key="evaluate_run").set_value(trained.id).run()  # the newest run is selected first
     at.file_uploader(key="evaluate_general").set_value(("general.jsonl", general.encode(), "application/jsonl"))
     at.file_uploader(key="evaluate_schema").set_value(("schema.json", schema.encode(), "application/json"))
@@ -330,21 +340,21 @@ def test_evaluate_page_sends_an_uploaded_general_set_and_schema_to_the_job(train
     at.run()
     next(b for b in at.button if b.label in ("Run the evaluation", "Evaluate again")).click().run()
     assert not at.exception and not at.error
-    job = evaluate.latest_job(trained.id)
+    job = comparison.latest_job(trained.id)
     uploads = module_ws.uploads.resolve()
     assert job.config["limit"] == 4
     assert str(uploads) in job.config["general"] and str(uploads) in job.config["json_schema"]
     assert _wait_job(job.id).status == "succeeded"
-    report = evaluate.load_report(trained)
+    report = comparison.load_report(trained)
     assert report["n_examples"] == 4 and report["forgetting"]["probes"] == 3
-    other = evaluate.latest_job(second.id)
+    other = comparison.latest_job(second.id)
     assert other.config["limit"] == 4 and _wait_job(other.id).status == "succeeded"
-    assert evaluate.load_report(second)["forgetting"]["probes"] == 3
+    assert comparison.load_report(second)["forgetting"]["probes"] == 3
     assert report["metrics"]["schema_valid"]["base"] == 0.0  # no answer of the demo model is a JSON object
 
 
 def test_job_progress_reads_the_fraction_and_estimates_the_time_left(tmp_path):
-    from engine.eval_job import read_progress
+    from engine.evaluate.job import read_progress
 
     assert read_progress(tmp_path) == (0.0, "starting")
     (tmp_path / "metrics.jsonl").write_text(
@@ -357,10 +367,10 @@ def test_job_progress_reads_the_fraction_and_estimates_the_time_left(tmp_path):
 
 
 def test_a_merged_lora_answers_like_the_adapter(second):
-    from engine import generation
+    from engine.evaluate import generation
 
-    final = runs.run_path(second) / "final"
-    prompts = [generation.prompt_of(c) for c in evaluate.test_conversations(second, limit=6)]
+    final = supervisor.run_path(second) / "final"
+    prompts = [generation.prompt_of(c) for c in comparison.test_conversations(second, limit=6)]
     merged, tok = generation.load(second.config["base_model"], final, merge=True)
     adapter, _ = generation.load(second.config["base_model"], final)
     assert not hasattr(merged, "peft_config") and hasattr(adapter, "peft_config")  # the LoRA is folded in
@@ -372,20 +382,20 @@ def test_a_short_cli_run_with_recommended_settings_beats_its_base(demo_model, ws
     """`studio train --max-steps 120` on generated learnable data (400 support conversations), every other setting
     as recommended, then `studio eval`: ROUGE-L better with an interval above zero, and the answers are answers
     (they end at the end-of-turn token and never repeat the system prompt)."""
-    from engine import sample_data
+    from engine.demo import sample
 
     data = tmp_path / "support.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in sample_data.generate(400, seed=5)))
+    data.write_text("".join(json.dumps(r) + "\n" for r in sample.generate(400, seed=5)))
     proc = run_studio("train", "--model", demo_model, "--data", data, "--max-steps", "120", env_home=ws.root,
                       timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    run = runs.list_runs()[0]
+    run = supervisor.list_runs()[0]
     assert run.status == "succeeded" and run.config["technique"] == "full"  # recommended for a 0.2M model
     proc = run_studio("eval", run.id, "--json", env_home=ws.root, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rouge = json.loads(proc.stdout)["metrics"]["rougeL"]
     assert rouge["ci_low"] > 0 and rouge["verdict"] == "better", rouge
-    rows = [json.loads(line) for line in (evaluate.eval_dir(run) / "outputs.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (comparison.eval_dir(run) / "outputs.jsonl").read_text().splitlines()]
     system = rows[0]["prompt"][0]["content"]
     answers = [r["finetuned"] for r in rows]
     assert not any(system in a["answer"] for a in answers)

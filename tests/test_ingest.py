@@ -9,10 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import chat, write_jsonl
-from engine.loading import load_records, parse_mapping
-from engine.quality import CheckOptions
-from engine.readers import InputError
-from engine.uploads import stage_upload
+from engine.data.loading import load_records, parse_mapping
+from engine.data.quality import CheckOptions
+from engine.data.readers import InputError
+from engine.data.uploads import stage_upload
 
 
 def codes(loaded):
@@ -235,7 +235,7 @@ def test_a_5000_digit_number_is_one_line_error(tmp_path):
 
 
 def test_columns_are_mapped_by_name_not_by_position(tmp_path):
-    from engine.shapes import propose_mapping, suggest_column
+    from engine.data.shapes import propose_mapping, suggest_column
 
     assert propose_mapping(["id", "answer", "question"]) == {"prompt": "question", "completion": "answer"}
     assert propose_mapping(["Instruction", "Response", "Context"]) == {"prompt": "Instruction",
@@ -258,7 +258,7 @@ def test_columns_are_mapped_by_name_not_by_position(tmp_path):
 
 
 def test_a_mapped_column_of_ids_or_timestamps_is_not_text(ws, tmp_path):
-    from engine.quality import check_file
+    from engine.data.quality import check_file
 
     log = tmp_path / "traffic.csv"
     log.write_text("timestamp,user_id,variant,latency_ms\n" + "".join(

@@ -17,8 +17,15 @@ import psutil
 import pytest
 
 from conftest import ROOT, run_studio
-from engine import datasets, db, launcher, metrics, projects, runs, sample_data, split
-from engine.tables import Run
+from engine.data import versions
+from engine.store import db
+from engine.train import launcher
+from engine.jobs import event_log
+from engine.store import projects
+from engine.jobs import supervisor
+from engine.demo import sample
+from engine.data import split
+from engine.store.tables import Run
 
 pytestmark = pytest.mark.xdist_group("jobs")
 
@@ -42,16 +49,16 @@ def eventually(predicate, timeout: float, poll: float = 0.1):
 @pytest.fixture
 def made_split(ws, demo_model, tmp_path):
     project = projects.create_project("Jobs")
-    rows = sample_data.generate(600, seed=3)[300:420]
+    rows = sample.generate(600, seed=3)[300:420]
     data = tmp_path / "support.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    version = datasets.import_file(project.id, data, "support.jsonl")
+    version = versions.import_file(project.id, data, "support.jsonl")
     return project, split.create_split(version), demo_model
 
 
 def logged_steps(run_id: int) -> int:
     """The trainer's own progress, from its metrics file."""
-    return max([e.get("step", 0) for e in metrics.read_events(runs.run_path(stored(run_id)))], default=0)
+    return max([e.get("step", 0) for e in event_log.read_events(supervisor.run_path(stored(run_id)))], default=0)
 
 
 def detached(ws, config, tmp_path, name: str, **env) -> int:
@@ -187,10 +194,10 @@ def test_a_full_disk_is_disk_full_and_nothing_prints_a_traceback(demo_model, tmp
         monkeypatch.setenv("STUDIO_HOME", str(home))
         monkeypatch.delenv("STUDIO_DB_URL", raising=False)
         project = projects.create_project("Full disk")
-        rows = sample_data.generate(600, seed=3)[300:420]
+        rows = sample.generate(600, seed=3)[300:420]
         data = tmp_path / "support.jsonl"
         data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-        made = split.create_split(datasets.import_file(project.id, data, "support.jsonl"))
+        made = split.create_split(versions.import_file(project.id, data, "support.jsonl"))
         run_id = detached(type("W", (), {"root": home}), launcher.config_for_split(
             made, str(demo_model), name="filling", max_steps=2000), tmp_path, "f")
         eventually(lambda: logged_steps(run_id) > 0, 60)

@@ -7,7 +7,9 @@ import json
 import pytest
 
 from conftest import app_as, chat, shown
-from engine import datasets, projects, split
+from engine.data import versions
+from engine.store import projects
+from engine.data import split
 
 
 @pytest.fixture
@@ -35,7 +37,7 @@ def texts(at) -> str:
 
 
 def test_upload_import_preview_and_verdict(app):
-    at = page(app, "app_pages/data.py")
+    at = page(app, "pages/data.py")
     rows = [chat(i) for i in range(20)] + [chat(3)]
     at.file_uploader[0].set_value(("my data.jsonl", jsonl(rows), "application/jsonl")).run()
     assert not at.exception
@@ -51,17 +53,17 @@ def test_upload_import_preview_and_verdict(app):
 
 
 def test_try_the_sample(app):
-    at = page(app, "app_pages/data.py")
+    at = page(app, "pages/data.py")
     next(b for b in at.button if b.label == "Try the sample").click().run()
     assert not at.exception
-    version = datasets.list_versions(projects.list_projects()[0].id)[0]
+    version = versions.list_versions(projects.list_projects()[0].id)[0]
     assert version.records == 600
     assert str(at.query_params["version"]).strip("[]'") == str(version.id)
     assert {m.label: m.value for m in at.metric}["Records"] == "600"
 
 
 def test_csv_column_mapping(app):
-    at = page(app, "app_pages/data.py")
+    at = page(app, "pages/data.py")
     csv = "question,reply\n" + "".join(f"Question {i} about item {i * 11},Reply {i} with code {i * 5}\n"
                                        for i in range(15))
     at.file_uploader[0].set_value(("faq.csv", csv.encode(), "text/csv")).run()
@@ -73,7 +75,7 @@ def test_csv_column_mapping(app):
 
 
 def test_bad_upload_is_one_sentence_and_the_app_keeps_working(app):
-    at = page(app, "app_pages/data.py")
+    at = page(app, "pages/data.py")
     at.file_uploader[0].set_value(("old.jsonl", '{"messages": "caf\xe9"}\n'.encode("latin-1"), "text/plain")).run()
     assert not at.exception
     errors = [shown(e.value) for e in at.error]
@@ -83,13 +85,13 @@ def test_bad_upload_is_one_sentence_and_the_app_keeps_working(app):
 
 
 def test_html_in_data_is_shown_as_text(app):
-    at = page(app, "app_pages/data.py")
+    at = page(app, "pages/data.py")
     evil = "<script>alert('x')</script><img src=x onerror=alert(1)>"
     rows = [chat(i) for i in range(12)] + [chat(50, answer=evil), chat(51, answer="[click](javascript:alert(1))")]
     rows[0]["messages"][-1]["role"] = "<b>boss</b>"
     at.file_uploader[0].set_value(("x.jsonl", jsonl(rows), "application/jsonl")).run()
     next(b for b in at.button if b.label == "Import as a dataset version").click().run()
-    page(at, "app_pages/quality.py")
+    page(at, "pages/quality.py")
     # user text only reaches the page through dataframes/JSON or escaped markdown
     for md in at.markdown:
         assert "<script>" not in md.value and "](javascript" not in md.value
@@ -98,9 +100,9 @@ def test_html_in_data_is_shown_as_text(app):
 
 
 def test_quality_fix_creates_a_version_and_split_locks_test(app):
-    at = page(app, "app_pages/data.py")
+    at = page(app, "pages/data.py")
     next(b for b in at.button if b.label == "Try the sample").click().run()
-    at = page(at, "app_pages/quality.py")
+    at = page(at, "pages/quality.py")
     labels = [e.label for e in at.expander]
     for title in ("Exact duplicates", "Near duplicates", "Personal data", "Secrets and API keys", "No system prompt"):
         assert any(label.startswith(title + " · ") for label in labels), title  # titled in words
@@ -108,33 +110,33 @@ def test_quality_fix_creates_a_version_and_split_locks_test(app):
     assert not at.exception
     assert "Created v2 (598 records" in texts(at)
     pid = projects.list_projects()[0].id
-    versions = datasets.list_versions(pid)
-    assert [v.version for v in versions] == [2, 1] and versions[0].parent_id == versions[1].id
+    made_versions = versions.list_versions(pid)
+    assert [v.version for v in made_versions] == [2, 1] and made_versions[0].parent_id == made_versions[1].id
     assert not any(e.label.startswith("Exact duplicates") for e in at.expander)
 
     at.button(key="FormSubmitter:quality_split_form-Split this version").click().run()
     assert not at.exception
-    made = split.list_splits(versions[0].id)
+    made = split.list_splits(made_versions[0].id)
     assert len(made) == 1 and made[0].overlap["exact"] == 0 and made[0].overlap["near"] == 0
     assert "Split into train" in texts(at)
 
 
 def test_home_shows_the_cells(app):
     projects_list = projects.list_projects()
-    from engine import demo
+    from engine.demo import setup
 
-    demo.import_sample(projects_list[0].id)
-    at = page(app, "app_pages/quality.py")
-    at = page(at, "app_pages/home.py")
+    setup.import_sample(projects_list[0].id)
+    at = page(app, "pages/quality.py")
+    at = page(at, "pages/home.py")
     assert {m.label for m in at.metric} >= {"Records", "Errors", "Warnings", "Usable examples"}
 
 
 def test_train_page_offers_the_default_split(app):
-    from engine import demo
+    from engine.demo import setup
 
     pid = projects.list_projects()[0].id
-    version = demo.import_sample(pid)
-    at = page(app, "app_pages/train.py")
+    version = setup.import_sample(pid)
+    at = page(app, "pages/train.py")
     assert any("no split yet" in i.value for i in at.info)
     next(b for b in at.button if b.label == "Make the default split").click().run()
     assert not at.exception
@@ -145,7 +147,7 @@ def test_train_page_offers_the_default_split(app):
 
 def test_a_new_user_and_a_new_project_show_up_at_once(ws):
     at = app_as("admin").run()
-    at.switch_page("app_pages/users.py").run()
+    at.switch_page("pages/users.py").run()
     at.text_input(key="users_name").input("newcomer")
     at.text_input(key="users_password").input("a long password")
     at.button(key="FormSubmitter:users_add-Add the user").click().run()
@@ -154,7 +156,7 @@ def test_a_new_user_and_a_new_project_show_up_at_once(ws):
     assert any("Added newcomer (reviewer)." == shown(s.value) for s in at.success)
 
     projects.create_project("Old one")
-    at.switch_page("app_pages/home.py").run()
+    at.switch_page("pages/home.py").run()
     form = at.sidebar
     form.text_input[0].input("Fresh project")
     at.button(key="FormSubmitter:sidebar_new_project-Create project").click().run()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import shutil
 
 from conftest import app_as, shown
-from engine import demo, runs, workspace
+from engine.demo import setup
+from engine.jobs import supervisor
+from engine.store import workspace
 
 
 def number(at, label):
@@ -14,9 +16,9 @@ def number(at, label):
 
 def test_configure_launch_watch_and_succeed(ws, demo_model):
     shutil.copytree(demo_model, workspace.current().demo_model)
-    demo.ensure_demo(build_model=False)
+    setup.ensure_demo(build_model=False)
     at = app_as("analyst", timeout=120).run()
-    at.switch_page("app_pages/train.py").run()
+    at.switch_page("pages/train.py").run()
     assert not at.exception
     assert not any(b.label == "Make the default split" for b in at.button)  # the demo comes split
     # the recommendation and its reason are on the page
@@ -33,31 +35,31 @@ def test_configure_launch_watch_and_succeed(ws, demo_model):
     assert not at.exception, at.exception
     assert any("Run 1 is" in s.value for s in at.success)
     launch.click().run()  # a double click: the same request, the same run
-    assert len(runs.list_runs()) == 1
+    assert len(supervisor.list_runs()) == 1
 
-    final = runs.wait(1, timeout=180)
+    final = supervisor.wait(1, timeout=180)
     assert final.status == "succeeded" and final.step == 12
-    at.switch_page("app_pages/runs.py").run()
+    at.switch_page("pages/runs.py").run()
     assert not at.exception, at.exception
     assert len(at.get("plotly_chart")) >= 4
     assert "succeeded" in at.dataframe[0].value["status"].iloc[0]
     resume = next(b for b in at.button if b.label == "Resume")
     assert resume.disabled and next(b for b in at.button if b.label == "Cancel").disabled  # a finished run
 
-    at.switch_page("app_pages/home.py").run()
+    at.switch_page("pages/home.py").run()
     assert not at.exception
     assert {m.label for m in at.metric} >= {"Runs", "Best validation loss"}
 
 
 def test_a_refused_launch_says_why_on_the_train_page(ws, demo_model):
     shutil.copytree(demo_model, workspace.current().demo_model)
-    demo.ensure_demo(build_model=False)
+    setup.ensure_demo(build_model=False)
     at = app_as("analyst", timeout=120).run()
-    at.switch_page("app_pages/train.py").run()
+    at.switch_page("pages/train.py").run()
     at.selectbox(key=f"train_technique_{workspace.current().demo_model}").set_value("qlora").run()
     next(b for b in at.button if b.label == "Launch").click().run()
     assert not at.exception
     errors = [shown(e.value) for e in at.error]
     assert any("QLoRA needs a CUDA GPU" in e for e in errors), errors
-    assert not any("Something went wrong" in e for e in errors) and not runs.list_runs()
+    assert not any("Something went wrong" in e for e in errors) and not supervisor.list_runs()
     assert not any(str(ws.root) in e for e in errors)  # no server path

@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import chat
-from engine.loading import load_records
-from engine.quality import CheckOptions, check_loaded
+from engine.data.loading import load_records
+from engine.data.quality import CheckOptions, check_loaded
 
 BAD_LINES = ["{not json", "[1, 2, 3]", '"a string"', "12", '{"messages": []}', '{"foo": 1}']
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import chat, write_jsonl
-from engine.quality import CheckOptions, check_file
-from engine.report import ERROR_CODES, WARNING_CODES
+from engine.data.quality import CheckOptions, check_file
+from engine.data.report import ERROR_CODES, WARNING_CODES
 
 
 def report_of(tmp_path, rows, raw=None, **opts):
@@ -149,7 +149,7 @@ def test_every_code_is_known(ws, tmp_path):
 
 
 def test_readiness_thresholds():
-    from engine.report import readiness
+    from engine.data.report import readiness
 
     assert readiness(50)["verdict"] == "prompt_engineering"
     assert readiness(300)["verdict"] == "borderline"
@@ -164,7 +164,7 @@ def test_phone_numbers_are_found_by_libphonenumber_not_by_a_pattern():
     prints the figures and the old pattern's (0.67 / 0.53)."""
     from pii_cases import cases
 
-    from engine.checks.sensitive import find_pii
+    from engine.data.checks.sensitive import find_pii
 
     labelled = cases()
     found = [(any(k == "phone" for k, _, _ in find_pii(text)), truth) for text, truth in labelled]
@@ -180,8 +180,10 @@ def test_phone_numbers_are_found_by_libphonenumber_not_by_a_pattern():
 def test_branches_of_a_conversation_tree_are_one_tree_not_duplicates_or_contradictions(ws, tmp_path):
     """An OpenAssistant-style tree flattened to one record per path: reported as branches, not as near duplicates
     or contradictions; the fix keeps the best-ranked branch and lists the rows it drops before it drops them."""
-    from engine import datasets, fixes, projects
-    from engine.quality import report_for_version
+    from engine.data import versions
+    from engine.data import fixes
+    from engine.store import projects
+    from engine.data.quality import report_for_version
 
     def path(*turns, rank=None):
         msgs = [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(turns)]
@@ -203,7 +205,7 @@ def test_branches_of_a_conversation_tree_are_one_tree_not_duplicates_or_contradi
     assert "(drops the 3 records listed)" in tree.fix.label
     assert report.finding("contradiction") is None and report.finding("near_duplicate") is None
     project = projects.create_project("trees")
-    version = datasets.import_file(project.id, write_jsonl(tmp_path / "tree.jsonl", rows), "tree.jsonl")
+    version = versions.import_file(project.id, write_jsonl(tmp_path / "tree.jsonl", rows), "tree.jsonl")
     child = fixes.apply_fix(version, report_for_version(version), "keep_one_branch")
-    kept = datasets.load_version(child).records
+    kept = versions.load_version(child).records
     assert len(kept) == 11 and sum(r.messages[0]["content"] == opening for r in kept) == 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.quality import CheckOptions, check_file
+from engine.data.quality import CheckOptions, check_file
 
 
 def check(realdata, name, **opts):
@@ -57,7 +57,7 @@ def test_dpo_preference(ws, realdata):
     report = check(realdata, "llama_factory/dpo_en_demo.json")
     assert report.format == "sharegpt_preference" and not report.errors
     assert report.finding("exact_duplicate").count == 5
-    from engine.loading import load_records
+    from engine.data.loading import load_records
 
     rec = load_records(realdata / "llama_factory/dpo_en_demo.json").records[281]
     assert rec.messages[-1] == {"role": "assistant", "content": "63"}  # chosen is the answer

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine import recommend
+from engine.train import recommend
 
 
 def test_a_small_model_gets_full_fine_tuning_or_a_wide_lora_and_more_epochs(demo_model):

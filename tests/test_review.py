@@ -14,8 +14,11 @@ import pytest
 from sqlalchemy import func, select, text
 
 from conftest import ROOT, app_as, run_studio, shown, user_of
-from engine import db, review, review_stats, users
-from engine.tables import Rating, Run, User
+from engine.store import db
+from engine.review import campaigns
+from engine.review import stats
+from engine.store import users
+from engine.store.tables import Rating, Run, User
 
 HOSTILE = "<script>alert('x')</script> **bold** [link](http://evil)"
 
@@ -24,7 +27,7 @@ def evaluated_run(ws, n: int = 20) -> int:
     """A succeeded run with stored evaluation outputs (the file review campaigns read), some of it hostile text."""
     folder = ws.root / "runs" / "reviewed" / "eval"
     folder.mkdir(parents=True, exist_ok=True)
-    from engine import projects
+    from engine.store import projects
 
     project = projects.ensure_project("Reviews")
     with db.session() as s:
@@ -47,56 +50,56 @@ def reviewers(k: int) -> list:
 def test_assignment_is_balanced_overlapping_and_blind(ws):
     run_id = evaluated_run(ws, 30)
     admin, revs = user_of("admin"), reviewers(4)
-    campaign = review.create_campaign(admin, run_id, "pairwise", [r.id for r in revs], sample_size=10, overlap=2)
-    loads = [p["total"] for p in review.progress(admin, campaign.id)]
+    campaign = campaigns.create_campaign(admin, run_id, "pairwise", [r.id for r in revs], sample_size=10, overlap=2)
+    loads = [p["total"] for p in campaigns.progress(admin, campaign.id)]
     assert sum(loads) == 10 * 2 and max(loads) - min(loads) <= 1  # balanced queues, every item twice
     sides = set()
     for r in revs:
-        entries = review.queue(r, campaign.id)
+        entries = campaigns.queue(r, campaign.id)
         assert [e.position for e in entries] == list(range(1, len(entries) + 1))
         for e in entries:
-            view = review.task(r, e.assignment_id)
+            view = campaigns.task(r, e.assignment_id)
             assert set(view["answers"]) == {"A", "B"} and "model" not in view
             dumped = json.dumps(view)
             assert "finetuned" not in dumped and "base" not in dumped.replace("base answer", "")
             sides.add(view["answers"]["A"].startswith("fine-tuned"))
     assert sides == {True, False}  # the fine-tuned answer is sometimes A, sometimes B
-    assert all("reviewed" not in c["name"] for c in review.my_campaigns(revs[0]))  # no analyst-typed names
-    rating = review.create_campaign(admin, run_id, "rating", [r.id for r in revs], sample_size=5, overlap=1)
-    assert sum(p["total"] for p in review.progress(admin, rating.id)) == 10  # each example once per model
+    assert all("reviewed" not in c["name"] for c in campaigns.my_campaigns(revs[0]))  # no analyst-typed names
+    rating = campaigns.create_campaign(admin, run_id, "rating", [r.id for r in revs], sample_size=5, overlap=1)
+    assert sum(p["total"] for p in campaigns.progress(admin, rating.id)) == 10  # each example once per model
 
 
 def test_a_double_submit_or_an_edit_keeps_one_row(ws):
     run_id = evaluated_run(ws, 5)
     admin, (rev,) = user_of("admin"), reviewers(1)
-    campaign = review.create_campaign(admin, run_id, "pairwise", [rev.id], sample_size=5, overlap=1)
-    entry = review.queue(rev, campaign.id)[0]
-    first = review.submit(rev, entry.assignment_id, vote="A")
-    assert review.submit(rev, entry.assignment_id, vote="A") == first
-    assert review.submit(rev, entry.assignment_id, vote="B", comment="changed my mind") == first
+    campaign = campaigns.create_campaign(admin, run_id, "pairwise", [rev.id], sample_size=5, overlap=1)
+    entry = campaigns.queue(rev, campaign.id)[0]
+    first = campaigns.submit(rev, entry.assignment_id, vote="A")
+    assert campaigns.submit(rev, entry.assignment_id, vote="A") == first
+    assert campaigns.submit(rev, entry.assignment_id, vote="B", comment="changed my mind") == first
     with db.session() as s:
         assert s.scalar(select(func.count(Rating.id))) == 1
-    assert review.task(rev, entry.assignment_id)["previous"]["vote"] == "B"
-    assert review.queue(rev, campaign.id)[0].done
+    assert campaigns.task(rev, entry.assignment_id)["previous"]["vote"] == "B"
+    assert campaigns.queue(rev, campaign.id)[0].done
 
 
 def test_roles_are_checked_by_the_engine(ws):
     run_id = evaluated_run(ws, 5)
     admin, (a, b) = user_of("admin"), reviewers(2)
     with pytest.raises(users.PermissionDenied):
-        review.create_campaign(a, run_id, "rating", [a.id, b.id])
+        campaigns.create_campaign(a, run_id, "rating", [a.id, b.id])
     with pytest.raises(users.PermissionDenied):
-        review.export(a, 1, "csv")
+        campaigns.export(a, 1, "csv")
     with pytest.raises(users.PermissionDenied):
-        review.create_campaign(None, run_id, "rating", [a.id])
-    campaign = review.create_campaign(admin, run_id, "rating", [a.id], sample_size=2, overlap=1)
-    theirs = review.queue(a, campaign.id)[0].assignment_id
+        campaigns.create_campaign(None, run_id, "rating", [a.id])
+    campaign = campaigns.create_campaign(admin, run_id, "rating", [a.id], sample_size=2, overlap=1)
+    theirs = campaigns.queue(a, campaign.id)[0].assignment_id
     with pytest.raises(users.PermissionDenied, match="not in your queue"):
-        review.task(b, theirs)
+        campaigns.task(b, theirs)
     with pytest.raises(users.PermissionDenied, match="not in your queue"):
-        review.submit(b, theirs, scores=dict.fromkeys(review.CRITERIA, 3))
-    with pytest.raises(review.ReviewError, match="1 to 5"):
-        review.submit(a, theirs, scores={"accuracy": 7})
+        campaigns.submit(b, theirs, scores=dict.fromkeys(campaigns.CRITERIA, 3))
+    with pytest.raises(campaigns.ReviewError, match="1 to 5"):
+        campaigns.submit(a, theirs, scores={"accuracy": 7})
     users.set_role(admin, a.id, "analyst")  # a role change applies at once
     with pytest.raises(users.PermissionDenied):
         users.require(b, "analyst")
@@ -106,16 +109,16 @@ def test_roles_are_checked_by_the_engine(ws):
 def test_twenty_reviewers_submitting_fifty_ratings_each_make_exactly_a_thousand_rows(ws):
     run_id = evaluated_run(ws, 50)
     admin, revs = user_of("admin"), reviewers(20)
-    campaign = review.create_campaign(admin, run_id, "pairwise", [r.id for r in revs], sample_size=50, overlap=20)
+    campaign = campaigns.create_campaign(admin, run_id, "pairwise", [r.id for r in revs], sample_size=50, overlap=20)
     errors: list[BaseException] = []
     start = threading.Barrier(len(revs))
 
     def work(reviewer) -> None:
         try:
-            entries = review.queue(reviewer, campaign.id)
+            entries = campaigns.queue(reviewer, campaign.id)
             start.wait()
             for k, e in enumerate(entries):
-                review.submit(reviewer, e.assignment_id, vote=review.VOTES[k % 4])
+                campaigns.submit(reviewer, e.assignment_id, vote=campaigns.VOTES[k % 4])
         except BaseException as err:  # noqa: BLE001 - collected and asserted below
             errors.append(err)
 
@@ -127,18 +130,20 @@ def test_twenty_reviewers_submitting_fifty_ratings_each_make_exactly_a_thousand_
     assert errors == []  # in particular no "database is locked"
     with db.session() as s:
         assert s.scalar(select(func.count(Rating.id)).where(Rating.campaign_id == campaign.id)) == 1000
-    assert all(p["done"] == 50 for p in review.progress(admin, campaign.id))
+    assert all(p["done"] == 50 for p in campaigns.progress(admin, campaign.id))
 
 
 WRITER = """
 import os, sys, time
 from sqlalchemy import insert, text
-from engine import db, review, users
-from engine.tables import Rating, now
+from engine.store import db
+from engine.review import campaigns
+from engine.store import users
+from engine.store.tables import Rating, now
 campaign, reviewer = int(sys.argv[1]), users.get_user(int(sys.argv[2]))
-entries = review.queue(reviewer, campaign)
+entries = campaigns.queue(reviewer, campaign)
 for e in entries[:5]:
-    review.submit(reviewer, e.assignment_id, vote="A")
+    campaigns.submit(reviewer, e.assignment_id, vote="A")
 print("committed", flush=True)
 engine = db.get_engine()
 with engine.connect() as conn:
@@ -155,7 +160,7 @@ with engine.connect() as conn:
 def test_killing_a_writer_mid_transaction_keeps_every_committed_rating(ws):
     run_id = evaluated_run(ws, 10)
     admin, (rev,) = user_of("admin"), reviewers(1)
-    campaign = review.create_campaign(admin, run_id, "pairwise", [rev.id], sample_size=10, overlap=1)
+    campaign = campaigns.create_campaign(admin, run_id, "pairwise", [rev.id], sample_size=10, overlap=1)
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(campaign.id), str(rev.id)], cwd=ROOT,
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "committed"
@@ -167,34 +172,34 @@ def test_killing_a_writer_mid_transaction_keeps_every_committed_rating(ws):
             assert conn.execute(text("PRAGMA integrity_check")).scalar() == "ok"
         votes = [r[0] for r in conn.execute(text("SELECT vote FROM ratings"))]
     assert len(votes) == 5 and set(votes) <= {"base", "finetuned"}  # the 5 committed; none of the in-flight "B"s
-    entries = review.queue(rev, campaign.id)
+    entries = campaigns.queue(rev, campaign.id)
     assert sum(e.done for e in entries) == 5
-    review.submit(rev, next(e for e in entries if not e.done).assignment_id, vote="tie")  # the database still writes
-    assert sum(e.done for e in review.queue(rev, campaign.id)) == 6
+    campaigns.submit(rev, next(e for e in entries if not e.done).assignment_id, vote="tie")  # the database still writes
+    assert sum(e.done for e in campaigns.queue(rev, campaign.id)) == 6
 
 
 def test_disagreements_go_to_one_more_reviewer(ws):
     run_id = evaluated_run(ws, 6)
     admin, revs = user_of("admin"), reviewers(4)
-    campaign = review.create_campaign(admin, run_id, "pairwise", [r.id for r in revs], sample_size=6, overlap=2)
+    campaign = campaigns.create_campaign(admin, run_id, "pairwise", [r.id for r in revs], sample_size=6, overlap=2)
     for k, r in enumerate(revs):
-        for e in review.queue(r, campaign.id):
-            review.submit(r, e.assignment_id, vote="A" if k == 0 else "tie")
-    before = sum(p["total"] for p in review.progress(admin, campaign.id))
-    disagreeing = len(review.queue(revs[0], campaign.id))  # reviewer 0 disagrees with whoever shares an item
-    sent = review.escalate(admin, campaign.id)
-    assert sent == disagreeing and sum(p["total"] for p in review.progress(admin, campaign.id)) == before + sent
-    assert review.escalate(admin, campaign.id) == 0  # already waiting for their extra reviewer
+        for e in campaigns.queue(r, campaign.id):
+            campaigns.submit(r, e.assignment_id, vote="A" if k == 0 else "tie")
+    before = sum(p["total"] for p in campaigns.progress(admin, campaign.id))
+    disagreeing = len(campaigns.queue(revs[0], campaign.id))  # reviewer 0 disagrees with whoever shares an item
+    sent = campaigns.escalate(admin, campaign.id)
+    assert sent == disagreeing and sum(p["total"] for p in campaigns.progress(admin, campaign.id)) == before + sent
+    assert campaigns.escalate(admin, campaign.id) == 0  # already waiting for their extra reviewer
 
 
 def test_csv_export_neutralizes_formulas_and_quotes_per_rfc_4180(ws):
     run_id = evaluated_run(ws, 4)
     admin, (rev,) = user_of("admin"), reviewers(1)
-    campaign = review.create_campaign(admin, run_id, "pairwise", [rev.id], sample_size=4, overlap=1)
+    campaign = campaigns.create_campaign(admin, run_id, "pairwise", [rev.id], sample_size=4, overlap=1)
     nasty = ['=HYPERLINK("http://evil","click")', "+1+2", "-3", "@SUM(A1)", "\tTAB", 'say "hi",\nthen go']
-    for e, comment in zip(review.queue(rev, campaign.id), nasty):
-        review.submit(rev, e.assignment_id, vote="A", comment=comment)
-    out = review.export(admin, campaign.id, "csv")
+    for e, comment in zip(campaigns.queue(rev, campaign.id), nasty):
+        campaigns.submit(rev, e.assignment_id, vote="A", comment=comment)
+    out = campaigns.export(admin, campaign.id, "csv")
     assert "\r\n" in out
     rows = list(csv.DictReader(io.StringIO(out, newline="")))
     comments = {r["comment"] for r in rows}
@@ -230,18 +235,18 @@ def test_users_add_from_the_cli_stores_only_a_hash(ws):
 def test_rating_results_and_agreement(ws):
     run_id = evaluated_run(ws, 12)
     admin, revs = user_of("admin"), reviewers(2)
-    campaign = review.create_campaign(admin, run_id, "rating", [r.id for r in revs], sample_size=12, overlap=2)
+    campaign = campaigns.create_campaign(admin, run_id, "rating", [r.id for r in revs], sample_size=12, overlap=2)
     with db.session() as s:
-        from engine.tables import Assignment, CampaignItem
+        from engine.store.tables import Assignment, CampaignItem
         model_of = dict(s.execute(select(Assignment.id, CampaignItem.model)
                                   .join(CampaignItem, CampaignItem.id == Assignment.item_id)).all())
     for k, r in enumerate(revs):
-        for e in review.queue(r, campaign.id):
+        for e in campaigns.queue(r, campaign.id):
             score = 5 if model_of[e.assignment_id] == "finetuned" else 2
             if k == 1 and e.position % 4 == 0:
                 score -= 1  # a little disagreement
-            review.submit(r, e.assignment_id, scores=dict.fromkeys(review.CRITERIA, score))
-    res = review_stats.campaign_results(admin, campaign.id)
+            campaigns.submit(r, e.assignment_id, scores=dict.fromkeys(campaigns.CRITERIA, score))
+    res = stats.campaign_results(admin, campaign.id)
     acc = res["criteria"]["accuracy"]
     assert acc["models"]["finetuned"]["mean"] > acc["models"]["base"]["mean"]
     assert acc["models"]["finetuned"]["ci_low"] > acc["models"]["base"]["ci_high"]
@@ -283,11 +288,11 @@ def test_signed_out_visitors_see_only_sign_in_and_a_fresh_install_creates_the_ad
 def test_a_reviewer_reviews_a_campaign_blind_and_the_results_page_updates(ws):
     run_id = evaluated_run(ws, 3)
     admin, (rev,) = user_of("admin"), reviewers(1)
-    campaign = review.create_campaign(admin, run_id, "rating", [rev.id], sample_size=3, overlap=1)
+    campaign = campaigns.create_campaign(admin, run_id, "rating", [rev.id], sample_size=3, overlap=1)
     at = app_as("reviewer", name="rev00").run()
     assert not at.exception
     assert [t.value for t in at.title] == ["My reviews"]
-    for path in ("app_pages/train.py", "app_pages/evaluate.py", "app_pages/review.py"):
+    for path in ("pages/train.py", "pages/evaluate.py", "pages/review.py"):
         try:  # the page is not in a reviewer's navigation; if Streamlit runs anything, it is not that page
             at.switch_page(path).run()
         except Exception:  # noqa: BLE001 - refusing the switch is the other acceptable outcome
@@ -299,14 +304,14 @@ def test_a_reviewer_reviews_a_campaign_blind_and_the_results_page_updates(ws):
     assert any(HOSTILE in t.value for t in at.text)  # shown as plain text
     assert not any("<script>" in m.value for m in at.markdown)
     for _ in range(6):  # 3 examples x 2 models
-        for c in review.CRITERIA:
+        for c in campaigns.CRITERIA:
             at.radio(key=next(r.key for r in at.radio if r.key.startswith(f"reviews_{c}_"))).set_value(4)
         next(b for b in at.button if b.label == "Save and next").click().run()
         assert not at.exception and not at.error
-    assert sum(e.done for e in review.queue(rev, campaign.id)) == 6, [p.value for p in at.get("progress")]
+    assert sum(e.done for e in campaigns.queue(rev, campaign.id)) == 6, [p.value for p in at.get("progress")]
     assert any("All done" in s.value for s in at.success)
     page = app_as("analyst").run()
-    page.switch_page("app_pages/review.py").run()
+    page.switch_page("pages/review.py").run()
     assert not page.exception
     assert any("Ratings (6 from 1 reviewers)" in h.value for h in page.subheader)
 
@@ -314,35 +319,35 @@ def test_a_reviewer_reviews_a_campaign_blind_and_the_results_page_updates(ws):
 def test_ab_page_shows_pairwise_results(ws):
     run_id = evaluated_run(ws, 8)
     admin, revs = user_of("admin"), reviewers(2)
-    campaign = review.create_campaign(admin, run_id, "pairwise", [r.id for r in revs], sample_size=8, overlap=2)
+    campaign = campaigns.create_campaign(admin, run_id, "pairwise", [r.id for r in revs], sample_size=8, overlap=2)
     for r in revs:
-        for e in review.queue(r, campaign.id):
-            fine_side = "A" if review.task(r, e.assignment_id)["answers"]["A"].startswith("fine-tuned") else "B"
-            review.submit(r, e.assignment_id, vote=fine_side)
+        for e in campaigns.queue(r, campaign.id):
+            fine_side = "A" if campaigns.task(r, e.assignment_id)["answers"]["A"].startswith("fine-tuned") else "B"
+            campaigns.submit(r, e.assignment_id, vote=fine_side)
     at = app_as("analyst").run()
-    at.switch_page("app_pages/ab.py").run()
+    at.switch_page("pages/ab.py").run()
     assert not at.exception
     assert any("The fine-tuned model is preferred" in s.value for s in at.success)
     assert at.metric[0].value == "100%"
     assert any("takes about 194 votes; this campaign has 16" in c.value for c in at.caption)
     at.slider(key="ab_target").set_value(0.7).run()
-    assert any(f"takes about {review_stats.votes_needed(0.7)} votes" in c.value for c in at.caption)
+    assert any(f"takes about {stats.votes_needed(0.7)} votes" in c.value for c in at.caption)
 
 
 def test_review_stats_wait_for_votes(ws):
     run_id = evaluated_run(ws, 3)
     admin, (rev,) = user_of("admin"), reviewers(1)
-    campaign = review.create_campaign(admin, run_id, "pairwise", [rev.id], sample_size=3, overlap=1)
-    res = review_stats.campaign_results(admin, campaign.id)
+    campaign = campaigns.create_campaign(admin, run_id, "pairwise", [rev.id], sample_size=3, overlap=1)
+    res = stats.campaign_results(admin, campaign.id)
     assert res["n"] == 0 and res["verdict"] == "No votes yet."
 
 
 def test_the_notebook_shows_the_latest_win_rate(ws):
     run_id = evaluated_run(ws, 6)
     admin, (rev,) = user_of("admin"), reviewers(1)
-    campaign = review.create_campaign(admin, run_id, "pairwise", [rev.id], sample_size=6, overlap=1)
-    for e in review.queue(rev, campaign.id):
-        review.submit(rev, e.assignment_id, vote="tie")
+    campaign = campaigns.create_campaign(admin, run_id, "pairwise", [rev.id], sample_size=6, overlap=1)
+    for e in campaigns.queue(rev, campaign.id):
+        campaigns.submit(rev, e.assignment_id, vote="tie")
     at = app_as("analyst").run()
     assert not at.exception
     win = next(m for m in at.metric if m.label == "Fine-tuned win rate")
@@ -363,7 +368,7 @@ def test_the_setup_token_works_once_and_only_for_the_first_admin(ws):
 def test_thirty_wrong_passwords_are_slowed_then_locked_out(ws):
     """The default policy against guessing: after 3 failures each attempt must wait (1 s, doubling), an attempt
     that does not wait counts as a failure, and 10 failures lock the account for 15 minutes."""
-    from engine import throttle
+    from engine.store import throttle
 
     users.add_user("alice", "analyst", "the right password")
     outcomes = []
@@ -384,7 +389,7 @@ def test_thirty_wrong_passwords_are_slowed_then_locked_out(ws):
     assert len(attempts) == 32 and {a.outcome for a in attempts} == {"wrong", "throttled", "locked"}
     assert all("guess" not in (a.user_name + a.address) for a in attempts)  # never a password
     at = app_as("admin").run()
-    at.switch_page("app_pages/users.py").run()
+    at.switch_page("pages/users.py").run()
     shown_attempts = at.dataframe[1].value
     assert len(shown_attempts) == 32 and set(shown_attempts["address"]) == {"203.0.113.7", "198.51.100.9"}
     assert throttle.unlock("alice") > 0  # an admin's decision
@@ -434,8 +439,8 @@ def test_campaigns_from_the_cli(ws):
     # seed 0 samples examples 1, 3, 5, 7 and 10; gold example 2 is added: 6 items, each for both reviewers
     assert proc.stdout.strip() == "Campaign 1 created: 12 items across 2 reviewers."
     for r in revs:
-        for e in review.queue(r, 1):
-            review.submit(r, e.assignment_id, vote="tie")
+        for e in campaigns.queue(r, 1):
+            campaigns.submit(r, e.assignment_id, vote="tie")
     out = json.loads(run_studio("review", "results", "1", "--json", env_home=ws.root).stdout)
     assert out["n"] == 12 and out["ties"] == 12 and out["win_rate"] == 0.5 and len(out["gold"]) == 2
     bad = run_studio("review", "create", run_id, "--reviewers", "rev00,nobody", env_home=ws.root)
@@ -445,10 +450,10 @@ def test_campaigns_from_the_cli(ws):
 def test_rating_results_print_from_the_cli(ws):
     run_id = evaluated_run(ws, 4)
     admin, revs = user_of("admin"), reviewers(2)
-    campaign = review.create_campaign(admin, run_id, "rating", [r.id for r in revs], sample_size=4, overlap=2)
+    campaign = campaigns.create_campaign(admin, run_id, "rating", [r.id for r in revs], sample_size=4, overlap=2)
     for k, r in enumerate(revs):
-        for e in review.queue(r, campaign.id):
-            review.submit(r, e.assignment_id, scores=dict.fromkeys(review.CRITERIA, 3 + (e.position + k) % 3))
+        for e in campaigns.queue(r, campaign.id):
+            campaigns.submit(r, e.assignment_id, scores=dict.fromkeys(campaigns.CRITERIA, 3 + (e.position + k) % 3))
     proc = run_studio("review", "results", campaign.id, env_home=ws.root)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -457,25 +462,25 @@ def test_rating_results_print_from_the_cli(ws):
 
 
 def test_session_cookies_are_signed_expiring_and_revocable(ws, monkeypatch):
-    from engine import user_sessions
+    from engine.store import sessions
 
     alice = users.add_user("alice", "analyst", "the right password")
-    cookie, max_age = user_sessions.start(alice)
-    assert max_age == 12 * 3600 and user_sessions.user_of(cookie).name == "alice"
+    cookie, max_age = sessions.start(alice)
+    assert max_age == 12 * 3600 and sessions.user_of(cookie).name == "alice"
     sid, expires, token, mac = cookie.split(".")
     for forged in (f"{sid}.{int(expires) + 3600}.{token}.{mac}",  # a longer life: the MAC no longer matches
                    f"{int(sid) + 1}.{expires}.{token}.{mac}", f"{sid}.{expires}.{token}x.{mac}", "garbage", ""):
-        assert user_sessions.user_of(forged) is None, forged
+        assert sessions.user_of(forged) is None, forged
     with db.session() as s:
         stored = [r[0] for r in s.execute(text("SELECT token_sha256 FROM sessions"))]
     assert token not in stored[0]  # only the token's hash is kept
     monkeypatch.setenv("STUDIO_SESSION_HOURS", "0")
-    stale, _ = user_sessions.start(alice)
-    assert user_sessions.user_of(stale) is None  # expired
-    assert user_sessions.revoke(cookie) and user_sessions.user_of(cookie) is None  # signed out
+    stale, _ = sessions.start(alice)
+    assert sessions.user_of(stale) is None  # expired
+    assert sessions.revoke(cookie) and sessions.user_of(cookie) is None  # signed out
     monkeypatch.setenv("STUDIO_SESSION_HOURS", "12")
-    again, _ = user_sessions.start(alice)
-    assert user_sessions.user_of(again).name == "alice"
+    again, _ = sessions.start(alice)
+    assert sessions.user_of(again).name == "alice"
     with db.session() as s:
         s.get(User, alice.id).active = False
-    assert user_sessions.user_of(again) is None  # a deactivated account
+    assert sessions.user_of(again) is None  # a deactivated account

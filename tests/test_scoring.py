@@ -9,7 +9,7 @@ import random
 import numpy as np
 import pytest
 
-from engine import scoring
+from engine.evaluate import scoring
 
 REFS = ["The parcel will arrive on Monday.", "You can return the chair within 30 days.",
         "Refunds take five working days.", "Reset your password from the sign-in page.",
@@ -113,7 +113,7 @@ def test_schema_validity_agrees_with_jsonschema():
 
 
 def test_speed_comparison_is_paired_and_lower_latency_is_better():
-    from engine.generation import Answer
+    from engine.evaluate.generation import Answer
 
     base = [Answer("a", 10, 20, 0.2) for _ in range(30)]
     tuned = [Answer("a", 10, 20, 0.1) for _ in range(30)]

@@ -7,9 +7,11 @@ import json
 import pytest
 
 from conftest import chat, run_studio, write_jsonl
-from engine import datasets, projects, split
-from engine.checks.duplicates import record_hash
-from engine.loading import load_records
+from engine.data import versions
+from engine.store import projects
+from engine.data import split
+from engine.data.checks.duplicates import record_hash
+from engine.data.loading import load_records
 
 
 def rows_with_families(n_families=40, copies=4):
@@ -57,12 +59,12 @@ def test_bad_ratios(ws):
 
 def test_locked_test_split_is_refused_for_training(ws, tmp_path):
     project = projects.create_project("p")
-    version = datasets.import_file(project.id, write_jsonl(tmp_path / "d.jsonl", [chat(i) for i in range(50)]), "d")
+    version = versions.import_file(project.id, write_jsonl(tmp_path / "d.jsonl", [chat(i) for i in range(50)]), "d")
     made = split.create_split(version, (0.8, 0.1, 0.1), seed=0)
     test_recs = load_records(split.split_path(made, "test")).records
     train_recs = load_records(split.split_path(made, "train")).records
     assert made.locked and len(test_recs) == made.counts["test"] == 5
-    assert datasets.sha256_file(split.split_path(made, "test")) == made.test_sha256
+    assert versions.sha256_file(split.split_path(made, "test")) == made.test_sha256
     split.refuse_locked(train_recs)  # train is fine
     # One test example copied into new "training" data, from anywhere, is caught.
     sneaky = write_jsonl(tmp_path / "sneaky.jsonl", [chat(100), json.loads(split.split_path(made, "test")
@@ -104,7 +106,7 @@ def test_cli_split_writes_parts_and_locks(ws, tmp_path):
 
 
 def _keys(path) -> set[str]:
-    from engine.test_lock import content_key
+    from engine.data.test_lock import content_key
 
     return {content_key(r) for r in load_records(path).records}
 
@@ -113,12 +115,13 @@ def test_the_locked_test_set_survives_a_system_prompt_fix_and_a_one_character_ed
     """split -> set one system prompt -> split the new version -> launch: every old test record stays on the test
     side (or the launch is refused); never is an old test record in the run's training file. Same after a
     one-character edit of a test record, uploaded as a new file."""
-    from engine import fixes, launcher
-    from engine.quality import report_for_version
+    from engine.data import fixes
+    from engine.train import launcher
+    from engine.data.quality import report_for_version
 
     project = projects.create_project("lock")
     rows = [chat(i, system=None if i % 3 else "Old prompt.") for i in range(60)]
-    version = datasets.import_file(project.id, write_jsonl(tmp_path / "d.jsonl", rows), "d.jsonl")
+    version = versions.import_file(project.id, write_jsonl(tmp_path / "d.jsonl", rows), "d.jsonl")
     first = split.create_split(version)
     old_test = _keys(split.split_path(first, "test"))
     assert first.overlap["kept_in_test"] == 0 and len(old_test) == 6
@@ -146,7 +149,7 @@ def test_the_locked_test_set_survives_a_system_prompt_fix_and_a_one_character_ed
         rec["messages"][-1]["content"] = rec["messages"][-1]["content"].replace("are", "ar", 1)
         edited.append(rec)
     upload = write_jsonl(tmp_path / "edited.jsonl", edited + [chat(200 + i) for i in range(40)])
-    third = split.create_split(datasets.import_file(project.id, upload, "edited.jsonl"))
+    third = split.create_split(versions.import_file(project.id, upload, "edited.jsonl"))
     assert third.overlap["kept_in_test"] == 6
     edited_keys = _keys(write_jsonl(tmp_path / "e.jsonl", edited))
     assert edited_keys <= _keys(split.split_path(third, "test"))
@@ -156,10 +159,10 @@ def test_the_locked_test_set_survives_a_system_prompt_fix_and_a_one_character_ed
 
 
 def test_a_mix_in_file_holding_test_records_is_refused_at_launch(ws, tmp_path, demo_model):
-    from engine import launcher
+    from engine.train import launcher
 
     project = projects.create_project("mix")
-    version = datasets.import_file(project.id, write_jsonl(tmp_path / "d.jsonl", [chat(i) for i in range(40)]), "d")
+    version = versions.import_file(project.id, write_jsonl(tmp_path / "d.jsonl", [chat(i) for i in range(40)]), "d")
     made = split.create_split(version)
     general = write_jsonl(tmp_path / "general.jsonl", [json.loads(line) for line in
                                                        split.split_path(made, "test").read_text().splitlines()])

@@ -1,6 +1,6 @@
 """Training runs for real: TRL's SFTTrainer on the demo model, in supervised subprocesses, with real signals.
 
-Fault injection (STUDIO_FAULT, read by engine.train) makes a trainer ignore SIGTERM or raise a chosen error at a step,
+Fault injection (STUDIO_FAULT, read by engine.train.trainer) makes a trainer ignore SIGTERM or raise a chosen error at a step,
 so the classification and the escalation are tested on the real code paths.
 """
 
@@ -16,18 +16,24 @@ import time
 import pytest
 
 from conftest import ROOT, app_as, run_studio
-from engine import datasets, launcher, metrics, projects, runs, sample_data, split
-from engine.run_config import RunConfig
+from engine.data import versions
+from engine.train import launcher
+from engine.jobs import event_log
+from engine.store import projects
+from engine.jobs import supervisor
+from engine.demo import sample
+from engine.data import split
+from engine.train.config import RunConfig
 
 
 @pytest.fixture
 def setup(ws, demo_model, tmp_path):
     """A project with 160 sample conversations (past the planted flaws), split, and a helper for short configs."""
     project = projects.create_project("Train tests")
-    rows = sample_data.generate(600, seed=3)[300:460]
+    rows = sample.generate(600, seed=3)[300:460]
     data = tmp_path / "support.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    version = datasets.import_file(project.id, data, "support.jsonl")
+    version = versions.import_file(project.id, data, "support.jsonl")
     made = split.create_split(version, (0.8, 0.1, 0.1))
 
     def config(**overrides) -> RunConfig:
@@ -43,7 +49,7 @@ def setup(ws, demo_model, tmp_path):
 def wait_until(predicate, timeout: float, poll: float = 0.2):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        runs.reconcile()
+        supervisor.reconcile()
         value = predicate()
         if value:
             return value
@@ -58,10 +64,10 @@ def test_short_run_through_the_cli_learns_and_saves(setup, ws):
     cfg.save(path)
     proc = run_studio("train", path, env_home=ws.root, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    run = runs.list_runs()[0]
+    run = supervisor.list_runs()[0]
     assert run.status == "succeeded" and run.step == 24
-    folder = runs.run_path(run)
-    c = metrics.curves(metrics.read_events(folder))
+    folder = supervisor.run_path(run)
+    c = event_log.curves(event_log.read_events(folder))
     losses = [p["loss"] for p in c["log"]]
     half = len(losses) // 2
     assert sum(losses[half:]) / (len(losses) - half) < sum(losses[:half]) / half  # single batches are noisy
@@ -86,51 +92,51 @@ def test_short_run_through_the_cli_learns_and_saves(setup, ws):
 
 def test_kill_9_is_failed_killed_then_resume_reaches_the_same_final_step(setup):
     project, made, config = setup
-    run = runs.launch(config(max_steps=20), project.id)
-    wait_until(lambda: runs.get_run(run.id).step >= 9, 120)
-    os.kill(runs.get_run(run.id).pid, signal.SIGKILL)
+    run = launcher.launch(config(max_steps=20), project.id)
+    wait_until(lambda: supervisor.get_run(run.id).step >= 9, 120)
+    os.kill(supervisor.get_run(run.id).pid, signal.SIGKILL)
     killed_at = time.monotonic()
-    done = wait_until(lambda: (r := runs.get_run(run.id)).status != "running" and r, 10)
+    done = wait_until(lambda: (r := supervisor.get_run(run.id)).status != "running" and r, 10)
     assert time.monotonic() - killed_at < 5
     assert (done.status, done.error_kind) == ("failed", "killed")
-    resumed = runs.resume(run.id)
+    resumed = supervisor.resume(run.id)
     assert resumed.status == "running"
-    final = runs.wait(run.id, timeout=180)
+    final = supervisor.wait(run.id, timeout=180)
     assert final.status == "succeeded" and final.step == 20
-    events = metrics.read_events(runs.run_path(final))
+    events = event_log.read_events(supervisor.run_path(final))
     resumed_from = next(e["checkpoint"] for e in events if e["event"] == "resume")
     step = int(resumed_from.split("-")[1])  # the last complete checkpoint before the kill (every 4 steps)
     assert step >= 8 and step % 4 == 0
-    steps = [p["step"] for p in metrics.curves(events)["log"]]
+    steps = [p["step"] for p in event_log.curves(events)["log"]]
     assert steps == sorted(set(steps)) and steps[-1] == 20
 
 
 def test_cancel_stops_saves_and_a_second_cancel_is_harmless(setup):
     project, made, config = setup
-    run = runs.launch(config(max_steps=400), project.id)
-    wait_until(lambda: runs.get_run(run.id).step >= 3, 120)
-    runs.cancel(run.id)
-    runs.cancel(run.id)
-    final = runs.wait(run.id, timeout=60)
+    run = launcher.launch(config(max_steps=400), project.id)
+    wait_until(lambda: supervisor.get_run(run.id).step >= 3, 120)
+    supervisor.cancel(run.id)
+    supervisor.cancel(run.id)
+    final = supervisor.wait(run.id, timeout=60)
     assert final.status == "cancelled"
-    assert metrics.final_event(metrics.read_events(runs.run_path(final)))["outcome"] == "cancelled"
-    from engine.train import complete_checkpoints
+    assert event_log.final_event(event_log.read_events(supervisor.run_path(final)))["outcome"] == "cancelled"
+    from engine.train.trainer import complete_checkpoints
 
-    assert complete_checkpoints(runs.run_path(final))  # it saved on the way out
-    runs.cancel(run.id)  # harmless once it has ended
-    assert runs.get_run(run.id).status == "cancelled"
+    assert complete_checkpoints(supervisor.run_path(final))  # it saved on the way out
+    supervisor.cancel(run.id)  # harmless once it has ended
+    assert supervisor.get_run(run.id).status == "cancelled"
 
 
 def test_a_trainer_ignoring_sigterm_is_killed_with_its_group(setup, monkeypatch):
     project, made, config = setup
     monkeypatch.setenv("STUDIO_FAULT", "ignore_sigterm")
     monkeypatch.setenv("STUDIO_CANCEL_GRACE", "2")
-    run = runs.launch(config(max_steps=400), project.id)
-    wait_until(lambda: runs.get_run(run.id).step >= 2, 120)
-    pid = runs.get_run(run.id).pid
-    runs.cancel(run.id)
+    run = launcher.launch(config(max_steps=400), project.id)
+    wait_until(lambda: supervisor.get_run(run.id).step >= 2, 120)
+    pid = supervisor.get_run(run.id).pid
+    supervisor.cancel(run.id)
     start = time.monotonic()
-    final = runs.wait(run.id, timeout=10, poll=0.2)
+    final = supervisor.wait(run.id, timeout=10, poll=0.2)
     assert final.status == "cancelled" and time.monotonic() - start < 2 + 2
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)  # the whole group is gone
@@ -141,8 +147,8 @@ def test_a_trainer_ignoring_sigterm_is_killed_with_its_group(setup, monkeypatch)
 def test_injected_failures_are_classified(setup, monkeypatch, fault, kind):
     project, made, config = setup
     monkeypatch.setenv("STUDIO_FAULT", fault)
-    run = runs.launch(config(max_steps=30), project.id)
-    final = runs.wait(run.id, timeout=120)
+    run = launcher.launch(config(max_steps=30), project.id)
+    final = supervisor.wait(run.id, timeout=120)
     assert (final.status, final.error_kind) == ("failed", kind)
     assert final.error_message and "\n" not in final.error_message.strip()
     assert final.log_tail
@@ -153,24 +159,24 @@ def test_wandb_at_a_dead_address_does_not_fail_the_run(setup, monkeypatch):
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     monkeypatch.setenv("STUDIO_WANDB_INIT_TIMEOUT", "5")
-    run = runs.launch(config(max_steps=6, wandb_mode="online"), project.id)
-    final = runs.wait(run.id, timeout=180)
+    run = launcher.launch(config(max_steps=6, wandb_mode="online"), project.id)
+    final = supervisor.wait(run.id, timeout=180)
     assert final.status == "succeeded"
-    events = metrics.read_events(runs.run_path(final))
+    events = event_log.read_events(supervisor.run_path(final))
     assert any(e["event"] == "note" and "W&B online failed" in e["message"] for e in events)
-    config_text = (runs.run_path(final) / "config.json").read_text()
+    config_text = (supervisor.run_path(final) / "config.json").read_text()
     assert "x" * 40 not in config_text and "x" * 40 not in (final.log_tail or "")
 
 
 def test_queue_is_fifo_and_a_double_launch_is_one_run(setup):
     project, made, config = setup
-    first = runs.launch(config(max_steps=6), project.id, request_key="click-1")
-    again = runs.launch(config(max_steps=6), project.id, request_key="click-1")
-    second = runs.launch(config(max_steps=6), project.id, request_key="click-2")
-    assert first.id == again.id and len(runs.list_runs()) == 2
+    first = launcher.launch(config(max_steps=6), project.id, request_key="click-1")
+    again = launcher.launch(config(max_steps=6), project.id, request_key="click-1")
+    second = launcher.launch(config(max_steps=6), project.id, request_key="click-2")
+    assert first.id == again.id and len(supervisor.list_runs()) == 2
     assert (first.status, second.status) == ("running", "queued")
-    assert runs.wait(first.id, timeout=120).status == "succeeded"
-    assert runs.wait(second.id, timeout=120).status == "succeeded"
+    assert supervisor.wait(first.id, timeout=120).status == "succeeded"
+    assert supervisor.wait(second.id, timeout=120).status == "succeeded"
 
 
 def test_launch_refusals(setup, ws, tmp_path):
@@ -184,11 +190,11 @@ def test_launch_refusals(setup, ws, tmp_path):
     with pytest.raises(launcher.LaunchRefused, match="QLoRA needs a CUDA GPU"):
         launcher.launch_checked(config(technique="qlora"), project.id)
     bad = tmp_path / "bad.jsonl"
-    bad.write_text("{oops\n" + "\n".join(json.dumps(r) for r in sample_data.generate(20)) + "\n")
-    version = datasets.import_file(project.id, bad, "bad.jsonl")
+    bad.write_text("{oops\n" + "\n".join(json.dumps(r) for r in sample.generate(20)) + "\n")
+    version = versions.import_file(project.id, bad, "bad.jsonl")
     with pytest.raises(launcher.LaunchRefused, match="blocking errors"):
         launcher.launch_checked(config(dataset_version_id=version.id), project.id)
-    assert runs.list_runs() == []
+    assert supervisor.list_runs() == []
 
 
 def test_short_disk_is_refused(setup, monkeypatch):
@@ -208,7 +214,7 @@ def test_mix_in_adds_the_requested_share(setup, ws):
     general.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"What is {i} plus {i}?"},
                                                         {"role": "assistant", "content": f"It is {2 * i}."}]}) + "\n"
                                for i in range(200)))
-    from engine.train import training_examples
+    from engine.train.trainer import training_examples
 
     base = training_examples(config())
     mixed = training_examples(config(mix_file=str(general), mix_share=0.2))
@@ -237,32 +243,32 @@ def test_a_restarted_dashboard_sees_the_run_still_going(setup, ws):
     cfg = config(max_steps=400)
     path = ws.root / "cfg.json"
     cfg.save(path)
-    code = ("import sys\nfrom engine import runs\nfrom engine.run_config import RunConfig\n"
-            f"r = runs.launch(RunConfig.load({str(path)!r}), {project.id})\nprint(r.id, r.pid)\n")
+    code = ("import sys\nfrom engine.train import launcher\nfrom engine.train.config import RunConfig\n"
+            f"r = launcher.launch(RunConfig.load({str(path)!r}), {project.id})\nprint(r.id, r.pid)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
                          env={**os.environ, "STUDIO_HOME": str(ws.root)})
     run_id, pid = map(int, out.stdout.split())
-    first = wait_until(lambda: (r := runs.get_run(run_id)).step >= 2 and r, 120)
+    first = wait_until(lambda: (r := supervisor.get_run(run_id)).step >= 2 and r, 120)
     assert first.status == "running" and first.pid == pid
-    later = wait_until(lambda: (r := runs.get_run(run_id)).step > first.step + 2 and r, 60)
+    later = wait_until(lambda: (r := supervisor.get_run(run_id)).step > first.step + 2 and r, 60)
     assert later.status == "running" and later.pid == pid
 
     at = app_as("analyst", timeout=60).run()
-    at.switch_page("app_pages/runs.py").run()
+    at.switch_page("pages/runs.py").run()
     row = at.dataframe[0].value.iloc[0]
     assert "running" in row["status"] and row["pid"] == pid
-    runs.cancel(run_id)
-    assert runs.wait(run_id, timeout=60).status == "cancelled"
+    supervisor.cancel(run_id)
+    assert supervisor.wait(run_id, timeout=60).status == "cancelled"
 
 
 def test_early_stopping_stops_and_keeps_the_best(setup):
     project, made, config = setup
     # A learning rate far too high: validation loss rises after the first evaluations, patience 1 stops the run.
-    run = runs.launch(config(max_steps=80, learning_rate=0.5, early_stopping=True, early_stopping_patience=1,
+    run = launcher.launch(config(max_steps=80, learning_rate=0.5, early_stopping=True, early_stopping_patience=1,
                              eval_steps=2, save_steps=2), project.id)
-    final = runs.wait(run.id, timeout=180)
+    final = supervisor.wait(run.id, timeout=180)
     assert final.status == "succeeded" and final.step < 80
-    from engine.run_summary import summarize
+    from engine.train.summary import summarize
 
     summary = summarize(final)
     assert summary.stopped_early and summary.best_step is not None
@@ -275,14 +281,14 @@ def test_locked_test_records_in_training_data_fail_as_data_error(setup, ws):
     project, made, config = setup
     sneaky = ws.root / "sneaky.jsonl"
     sneaky.write_text(split.split_path(made, "train").read_text() + split.split_path(made, "test").read_text())
-    run = runs.launch(config(train_file=str(sneaky)), project.id)
-    final = runs.wait(run.id, timeout=120)
+    run = launcher.launch(config(train_file=str(sneaky)), project.id)
+    final = supervisor.wait(run.id, timeout=120)
     assert (final.status, final.error_kind) == ("failed", "data_error")
     assert "locked test split" in final.error_message
 
 
 def test_exit_classification():
-    from engine.failures import classify_exit
+    from engine.jobs.failures import classify_exit
 
     assert classify_exit(-signal.SIGKILL, rss_fraction=0.95)[0] == "host_oom"
     assert classify_exit(-signal.SIGKILL, rss_fraction=0.2)[0] == "killed"
@@ -292,16 +298,16 @@ def test_exit_classification():
 
 
 def test_truncated_metrics_line_is_skipped(tmp_path):
-    path = tmp_path / metrics.METRICS_FILE
+    path = tmp_path / event_log.METRICS_FILE
     lines = [{"event": "log", "step": i, "loss": 3 - i * 0.1} for i in range(1, 5)]
     path.write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"event": "log", "step": 5, "lo')
-    c = metrics.curves(metrics.read_events(tmp_path))
+    c = event_log.curves(event_log.read_events(tmp_path))
     assert [p["step"] for p in c["log"]] == [1, 2, 3, 4]
 
 
 def test_overfitting_alarm():
     events = [{"event": "log", "step": s, "loss": 2.0 - s * 0.05} for s in range(0, 40, 2)]
     events += [{"event": "eval", "step": s, "eval_loss": v} for s, v in ((10, 1.5), (20, 1.6), (30, 1.7), (38, 1.8))]
-    assert "memorizing" in metrics.overfitting_alarm(events)
+    assert "memorizing" in event_log.overfitting_alarm(events)
     events[-1]["eval_loss"] = 1.4
-    assert metrics.overfitting_alarm(events) is None
+    assert event_log.overfitting_alarm(events) is None

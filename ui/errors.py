@@ -8,22 +8,24 @@ from contextlib import contextmanager
 
 import streamlit as st
 
-from engine import db, workspace
-from engine.ab_traffic import TrafficError
-from engine.evaluate import EvalError
-from engine.code_checks import SandboxUnavailable
-from engine.fixes import FixError
-from engine.launcher import LaunchRefused
-from engine.run_config import ConfigError
-from engine.workspace import WorkspaceMissing
-from engine.playground import PlaygroundError
-from engine.projects import ProjectError
-from engine.readers import InputError
-from engine.review import ReviewError
-from engine.runs import RunError
-from engine.split import LockedTestError, SplitError
-from engine.tokens import TokenizerError
-from engine.users import UserError
+from engine.store import db
+
+from engine.store import workspace
+from engine.review.ab_traffic import TrafficError
+from engine.evaluate.comparison import EvalError
+from engine.evaluate.code_checks import SandboxUnavailable
+from engine.data.fixes import FixError
+from engine.train.launcher import LaunchRefused
+from engine.train.config import ConfigError
+from engine.store.workspace import WorkspaceMissing
+from engine.evaluate.playground import PlaygroundError
+from engine.store.projects import ProjectError
+from engine.data.readers import InputError
+from engine.review.campaigns import ReviewError
+from engine.jobs.supervisor import RunError
+from engine.data.split import LockedTestError, SplitError
+from engine.data.tokens import TokenizerError
+from engine.store.users import UserError
 from ui.text import hide_paths, md_escape
 
 USER_ERRORS = (InputError, FixError, ProjectError, SplitError, LockedTestError, TokenizerError, EvalError, RunError,

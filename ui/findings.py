@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine import datasets, fixes
-from engine.report import Finding, Report
-from engine.tables import DatasetVersion
+from engine.data import versions
+
+from engine.data import fixes
+from engine.data.report import Finding, Report
+from engine.store.tables import DatasetVersion
 from ui import state
 from ui.errors import shown_as_message
 from ui.text import md_escape
@@ -54,7 +56,7 @@ def _fix_buttons(finding: Finding, version: DatasetVersion, report: Report, defa
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def _display(version_id: int, locations: tuple[int, ...]) -> dict[int, dict]:
-    return datasets.display_records(datasets.get_version(version_id), list(locations))
+    return versions.display_records(versions.get_version(version_id), list(locations))
 
 
 def _records_table(finding: Finding, version: DatasetVersion) -> None:

@@ -3,7 +3,7 @@ identity is st.user's email matched to a studio user; otherwise a local account 
 
 Only the user id lives in st.session_state; the user (and so the role) is read from the database on every page
 load, so a role change or a deactivation takes effect at once. A sign-in also sets a signed, expiring cookie backed
-by the sessions table (engine.user_sessions): a refresh, a new tab or a typed address keeps the user signed in until
+by the sessions table (engine.store.sessions): a refresh, a new tab or a typed address keeps the user signed in until
 it expires or they sign out (which revokes it).
 """
 
@@ -14,8 +14,10 @@ import json
 import streamlit as st
 import streamlit.components.v1 as components
 
-from engine import user_sessions, users
-from engine.tables import User
+from engine.store import sessions
+
+from engine.store import users
+from engine.store.tables import User
 from ui.text import md_escape
 
 ANALYST_ROLES = ("admin", "analyst")
@@ -36,7 +38,7 @@ def current_user() -> User | None:
     user = users.get_user(st.session_state.get("user_id"))
     if user is None and "user_id" not in st.session_state:
         cookie = _cookie()
-        user = user_sessions.user_of(cookie) if cookie else None
+        user = sessions.user_of(cookie) if cookie else None
         if user is not None:
             st.session_state["user_id"] = user.id
             st.session_state["session_cookie"] = cookie
@@ -45,7 +47,7 @@ def current_user() -> User | None:
 
 def _cookie() -> str | None:
     try:
-        value = st.context.cookies.get(user_sessions.COOKIE)
+        value = st.context.cookies.get(sessions.COOKIE)
     except Exception:  # noqa: BLE001 - no request context (AppTest): no cookie
         return None
     return value if isinstance(value, str) else None
@@ -58,7 +60,7 @@ def sync_cookie() -> None:
     if pending is None:
         return
     value, max_age = pending
-    cookie = json.dumps(f"{user_sessions.COOKIE}={value}; path=/; max-age={int(max_age)}; SameSite=Strict")
+    cookie = json.dumps(f"{sessions.COOKIE}={value}; path=/; max-age={int(max_age)}; SameSite=Strict")
     components.html("<script>document.cookie = " + cookie + " + (window.parent.location.protocol === 'https:' ? "
                     "'; Secure' : '');</script>", height=0)
 
@@ -94,14 +96,14 @@ def _headers() -> dict:
 
 
 def sign_in(user: User) -> None:
-    cookie, max_age = user_sessions.start(user)
+    cookie, max_age = sessions.start(user)
     st.session_state["user_id"] = user.id
     st.session_state["session_cookie"] = cookie
     st.session_state["session_cookie_to_set"] = (cookie, max_age)
 
 
 def sign_out() -> None:
-    user_sessions.revoke(st.session_state.pop("session_cookie", None) or _cookie())
+    sessions.revoke(st.session_state.pop("session_cookie", None) or _cookie())
     st.session_state["user_id"] = None  # signed out here, though this connection still carries the (revoked) cookie
     st.session_state["session_cookie_to_set"] = ("", 0)
     if oidc_configured():

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine import projects, runs
+from engine.store import projects
+
+from engine.jobs import supervisor
 from ui import state
 from ui.errors import shown_as_message
 from ui.text import md_escape
@@ -56,8 +58,8 @@ def render(user=None) -> None:
 def _active_runs() -> None:
     """The supervisor's timer while the dashboard is open: a dead trainer is marked failed within seconds, and the
     next queued run starts, whichever page is showing."""
-    active = [r for r in runs.list_runs(kind=None) if r.status in runs.ACTIVE]
+    active = [r for r in supervisor.list_runs(kind=None) if r.status in supervisor.ACTIVE]
     if active:
-        runs.reconcile()
-        active = [r for r in runs.list_runs(kind=None) if r.status in runs.ACTIVE]
+        supervisor.reconcile()
+        active = [r for r in supervisor.list_runs(kind=None) if r.status in supervisor.ACTIVE]
         st.caption(f"{len(active)} job{'s' if len(active) != 1 else ''} active (training or evaluation)")

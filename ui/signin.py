@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine import users
+from engine.store import users
 from ui import session
 from ui.errors import shown_as_message
 from ui.text import md_escape

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine import datasets, projects
+from engine.data import versions
+
+from engine.store import projects
 from ui.text import shown_model
 
 
@@ -39,7 +41,7 @@ def require_project():
 
 
 def version_id(pid: int) -> int | None:
-    project_versions = datasets.list_versions(pid)
+    project_versions = versions.list_versions(pid)
     vid = _param_int("version")
     if vid in {v.id for v in project_versions}:
         return vid
@@ -52,7 +54,7 @@ def set_version(vid: int) -> None:
 
 def pick_version(pid: int, key: str):
     """Selectbox of the project's dataset versions (newest first); the choice goes to the URL. None if no data."""
-    project_versions = datasets.list_versions(pid)
+    project_versions = versions.list_versions(pid)
     if not project_versions:
         return None
     by_id = {v.id: v for v in project_versions}
@@ -68,12 +70,12 @@ def pick_version(pid: int, key: str):
 def pick_finished_run(project_id: int, key: str, container=st):
     """Selectbox of the project's succeeded runs trained on a split (newest first), or a pointer to Train and a stop.
     Returns (the chosen run, every such run by id)."""
-    from engine import runs
+    from engine.jobs import supervisor
 
-    done = {r.id: r for r in runs.list_runs(project_id) if r.status == "succeeded" and r.config.get("split_id")}
+    done = {r.id: r for r in supervisor.list_runs(project_id) if r.status == "succeeded" and r.config.get("split_id")}
     if not done:
         st.info("No finished run yet: train one first.")
-        st.page_link("app_pages/train.py", label="Open Train", icon=":material/arrow_forward:")
+        st.page_link("pages/train.py", label="Open Train", icon=":material/arrow_forward:")
         st.stop()
     run_id = container.selectbox(
         "Run", list(done), key=key, format_func=lambda i: f"run {i} · {done[i].name} · base {shown_model(done[i].config['base_model'])}")

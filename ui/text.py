@@ -40,7 +40,7 @@ def shown_path(path: object) -> str:
     """A path as a page may show it: inside the workspace relative to it ("workspace/..."), else its last part."""
     from pathlib import Path
 
-    from engine import workspace
+    from engine.store import workspace
 
     p = Path(str(path))
     try:

@@ -1,0 +1,322 @@
+"""Reading data files as a stream of (location, value) items: JSONL, JSON arrays, CSV/TSV and Parquet.
+
+Memory is bounded by one record (JSONL, JSON arrays through ijson, CSV) or one row batch (Parquet), not by the file.
+Locations are 1-based: the physical line for JSONL (blank lines keep their place), the record number for a JSON array,
+the data row for CSV and Parquet. A file that cannot be read at all raises `InputError` with one sentence; a single bad
+record becomes an `Item` with a `problem` and the reading goes on.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+CONTAINERS = ("jsonl", "json", "csv", "tsv", "parquet")
+DEFAULT_MAX_MB = 200
+_CHUNK = 1 << 20
+
+
+class InputError(Exception):
+    """The input as a whole cannot be read; the message is one sentence for the user."""
+
+
+@dataclass(slots=True)
+class Item:
+    location: int
+    value: Any = None
+    problem: str | None = None  # set when this record could not be parsed
+
+
+def max_file_bytes() -> int:
+    return int(float(os.environ.get("STUDIO_MAX_FILE_MB", DEFAULT_MAX_MB)) * 1024 * 1024)
+
+
+def check_size(path: Path, max_bytes: int | None = None) -> int:
+    """Refuse an empty file or one over the size limit before any parsing."""
+    limit = max_file_bytes() if max_bytes is None else max_bytes
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError("The file is empty.")
+    if size > limit:
+        raise InputError(f"The file is {size / 1e6:.1f} MB, over the {limit / 1e6:.0f} MB limit; split it or raise "
+                         "STUDIO_MAX_FILE_MB.")
+    return size
+
+
+def detect_container(path: Path) -> str:
+    """Decide the container from the content (a .json file is often JSONL), falling back on the extension."""
+    with path.open("rb") as f:
+        head = f.read(4096)
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv", ".parquet"):
+        return suffix[1:]
+    if not head.lstrip(codecs.BOM_UTF8).lstrip().startswith((b"[", b"{")):
+        return "jsonl"
+    # JSON Lines when the first non-blank lines are complete values on their own (a broken first line is still
+    # JSONL when the lines after it parse); one JSON document (an array, a pretty-printed object) otherwise.
+    lines = _first_lines(path, 6)
+    complete = [_is_json(line) for line in lines]
+    if complete[0]:
+        return "jsonl" if len(lines) > 1 or lines[0].lstrip().startswith(b"{") else "json"
+    return "jsonl" if any(complete[1:]) else "json"
+
+
+def _first_lines(path: Path, n: int) -> list[bytes]:
+    """The first n non-blank lines (each one record at most: bounded by the file size limit)."""
+    out = []
+    with path.open("rb") as f:
+        for raw in f:
+            if raw.strip():
+                out.append(raw.lstrip(codecs.BOM_UTF8) if not out else raw)
+                if len(out) == n:
+                    break
+    return out or [b""]
+
+
+def _is_json(line: bytes) -> bool:
+    stripped = line.strip()
+    if not stripped.startswith((b"{", b"[")):
+        return False
+    try:
+        json.loads(stripped)
+        return True
+    except (ValueError, RecursionError):
+        return False
+
+
+def utf16_encoding(path: Path) -> str | None:
+    """"utf-16" (with a byte-order mark), "utf-16-le" or "utf-16-be" (without one, told by where the zero bytes of
+    mostly-ASCII text fall), or None."""
+    with path.open("rb") as f:
+        head = f.read(4096)
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    pairs = len(head) // 2
+    if pairs < 8:
+        return None
+    even_zeros = sum(1 for i in range(0, 2 * pairs, 2) if head[i] == 0)
+    odd_zeros = sum(1 for i in range(1, 2 * pairs, 2) if head[i] == 0)
+    if odd_zeros >= 0.6 * pairs and even_zeros <= 0.05 * pairs:
+        return "utf-16-le"
+    if even_zeros >= 0.6 * pairs and odd_zeros <= 0.05 * pairs:
+        return "utf-16-be"
+    return None
+
+
+def transcode_to_utf8(path: Path, encoding: str, target: Path) -> None:
+    """Stream a UTF-16 file into a UTF-8 copy (same lines, same records); InputError naming the line of a bad
+    character."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    lines = 0
+    with path.open("rb") as src, target.open("w", encoding="utf-8", newline="") as out:
+        while True:
+            chunk = src.read(_CHUNK)
+            try:
+                text = decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError:
+                raise InputError(f"Line {lines + 1} is not valid {encoding.upper()} (the file looks like UTF-16 but "
+                                 "holds a broken character); save it as UTF-8.") from None
+            lines += text.count("\n")
+            out.write(text)
+            if not chunk:
+                return
+
+
+def check_text(path: Path) -> None:
+    """Refuse binary files and non-UTF-8 text, naming the line and byte offset of the first bad byte."""
+    base = 0          # file offset of data[0]
+    lines_before = 0  # newlines before data[0]
+    carry = b""       # an incomplete UTF-8 sequence at the end of the previous chunk
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            if base == 0 and not carry:
+                nul = chunk.find(b"\0")
+                if nul != -1:
+                    raise InputError(f"The file is binary, not text (NUL byte at byte offset {nul}); upload JSONL, "
+                                     "JSON, CSV or Parquet.")
+            data = carry + chunk
+            try:
+                data.decode("utf-8")
+                good = len(data)
+            except UnicodeDecodeError as e:
+                if e.reason != "unexpected end of data" or e.start < len(data) - 3:
+                    bad = base + e.start
+                    line = lines_before + data.count(b"\n", 0, e.start) + 1
+                    raise InputError(f"Line {line} is not valid UTF-8 (byte offset {bad}); the file seems to use "
+                                     "another encoding such as Latin-1: save it as UTF-8.") from None
+                good = e.start
+            lines_before += data.count(b"\n", 0, good)
+            carry = data[good:]
+            base += good
+    if carry:
+        raise InputError(f"The file ends in the middle of a UTF-8 character (byte offset {base}); it looks truncated.")
+
+
+def read_items(path: Path, container: str, delimiter: str | None = None) -> Iterator[Item]:
+    """Stream the records of a file that passed `check_size` (and `check_text` for text containers)."""
+    if container == "jsonl":
+        yield from _read_jsonl(path)
+    elif container == "json":
+        yield from _read_json(path)
+    elif container in ("csv", "tsv"):
+        yield from _read_csv(path, delimiter or ("\t" if container == "tsv" else ","))
+    elif container == "parquet":
+        yield from _read_parquet(path)
+    else:
+        raise InputError(f"Unknown file type {container!r}; use one of {', '.join(CONTAINERS)}.")
+
+
+def _parse_problem(err: Exception, line_no: int, is_last: bool, kind: str = "Line") -> str:
+    if isinstance(err, RecursionError):
+        return f"{kind} {line_no} is nested too deeply to read."
+    assert isinstance(err, json.JSONDecodeError)
+    # On the last line without a newline, running out of text means the file was cut, not mistyped.
+    if is_last and (err.msg.startswith("Unterminated string") or err.pos >= len(err.doc.rstrip())):
+        return f"{kind} {line_no} is cut off: the file ends in the middle of a record."
+    return f"{kind} {line_no} is not valid JSON ({err.msg}, column {err.colno})."
+
+
+def _read_jsonl(path: Path) -> Iterator[Item]:
+    with path.open("rb") as f:
+        line_no = 0
+        pending: tuple[int, bytes] | None = None
+        for raw in f:
+            line_no += 1
+            if line_no == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            if pending is not None:
+                yield _jsonl_item(*pending, is_last=False)
+                pending = None
+            if raw.strip():
+                pending = (line_no, raw)
+        if pending is not None:
+            yield _jsonl_item(*pending, is_last=not pending[1].endswith(b"\n"))
+
+
+def _jsonl_item(line_no: int, raw: bytes, is_last: bool) -> Item:
+    text = raw.decode("utf-8")
+    try:
+        return Item(line_no, json.loads(text))
+    except (json.JSONDecodeError, RecursionError) as err:
+        return Item(line_no, problem=_parse_problem(err, line_no, is_last))
+    except ValueError:  # Python refuses integers of more than 4,300 digits (a denial-of-service guard)
+        return Item(line_no, problem=f"Line {line_no} holds a number too long to read (over 4,300 digits).")
+
+
+def _read_json(path: Path) -> Iterator[Item]:
+    import ijson
+
+    with path.open("rb") as f:
+        head = f.read(64).lstrip(codecs.BOM_UTF8).lstrip()
+    if head.startswith(b"{"):
+        yield from _read_json_object(path)
+        return
+    count = 0
+    with path.open("rb") as f:
+        if f.read(3) != codecs.BOM_UTF8:
+            f.seek(0)
+        try:
+            for count, value in enumerate(ijson.items(f, "item", use_float=True), start=1):
+                yield Item(count, value)
+        except ijson.common.IncompleteJSONError as err:
+            if "premature EOF" in str(err) or "incomplete" in str(err).lower():
+                problem = f"Record {count + 1} is cut off: the JSON array ends in the middle of a record."
+            else:
+                problem = f"Record {count + 1} is not valid JSON ({_short(err)})."
+            yield Item(count + 1, problem=problem)
+        except RecursionError:
+            yield Item(count + 1, problem=f"Record {count + 1} is nested too deeply to read.")
+        except ValueError:
+            yield Item(count + 1, problem=f"Record {count + 1} holds a number too long to read (over 4,300 digits).")
+
+
+def _read_json_object(path: Path) -> Iterator[Item]:
+    """A single JSON object: either one record, or a wrapper whose only list holds the records."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as err:
+        raise InputError(f"The file is not valid JSON (line {err.lineno}: {err.msg}).") from None
+    except RecursionError:
+        raise InputError("The JSON file is nested too deeply to read.") from None
+    except ValueError:
+        raise InputError("The JSON file holds a number too long to read (over 4,300 digits).") from None
+    from engine.data.shapes import shape_of
+
+    lists = [v for v in value.values() if isinstance(v, list)] if isinstance(value, dict) else []
+    wrapper = shape_of(value) is None and len(lists) == 1 and lists[0] and all(isinstance(v, dict) for v in lists[0])
+    if wrapper:
+        for i, record in enumerate(lists[0], start=1):
+            yield Item(i, record)
+    else:
+        yield Item(1, value)
+
+
+def _short(err: Exception) -> str:
+    return str(err).splitlines()[0][:120]
+
+
+def _decoded_lines(path: Path) -> Iterator[str]:
+    with path.open("r", encoding="utf-8-sig", newline="") as f:
+        yield from f
+
+
+def _read_csv(path: Path, delimiter: str) -> Iterator[Item]:
+    csv.field_size_limit(max(max_file_bytes(), 1 << 20))
+    reader = csv.reader(_decoded_lines(path), delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InputError("The CSV file has no header row.") from None
+    header = [h.strip() for h in header]
+    if not any(header):
+        raise InputError("The CSV file's first row is empty; it must name the columns.")
+    row_no = 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            row_no += 1
+            yield Item(row_no, problem=f"Row {row_no} (line {reader.line_num}) cannot be read as CSV ({err}).")
+            continue
+        if not any(cell.strip() for cell in row):
+            continue
+        row_no += 1
+        if len(row) != len(header):
+            yield Item(row_no, problem=f"Row {row_no} (line {reader.line_num}) has {len(row)} fields but the header "
+                                       f"has {len(header)}.")
+            continue
+        yield Item(row_no, dict(zip(header, row)))
+
+
+def _read_parquet(path: Path) -> Iterator[Item]:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception:  # pyarrow raises several types for a damaged file
+        raise InputError("The file is not a readable Parquet file (its footer is missing or damaged).") from None
+    row_no = 0
+    for batch in pf.iter_batches(batch_size=2048):
+        for row in batch.to_pylist():
+            row_no += 1
+            yield Item(row_no, row)
+
+
+def column_names(path: Path, container: str) -> list[str]:
+    """The columns of a CSV/TSV/Parquet file (for the column-mapping widgets and flags)."""
+    if container == "parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.ParquetFile(path).schema_arrow.names)
+    reader = csv.reader(io.StringIO(next(_decoded_lines(path), "")), delimiter="\t" if container == "tsv" else ",")
+    return [h.strip() for h in next(reader, [])]

@@ -1,0 +1,1 @@
+"""The built-in demo: the sample dataset, the tiny model the studio builds offline, and the demo project."""

@@ -1,0 +1,155 @@
+"""Generating answers, and scoring reference answers, with a base model or a fine-tuned one (adapter on its base).
+
+Batched with left padding (the prompts end where generation starts), greedy by default. Each answer keeps its
+latency and token counts, so evaluation pages, reviews and A/B reuse them without generating again.
+Heavy imports happen inside the functions.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+
+@dataclass
+class Answer:
+    text: str
+    prompt_tokens: int
+    new_tokens: int
+    latency_s: float  # the batch's wall time divided among its examples
+    confidence: float | None = None  # mean probability of the model's own answer tokens (when asked for)
+
+
+def load(base_model: str, adapter: Path | str | None = None, device: str | None = None, merge: bool = False):
+    """(model, tokenizer) ready for generation: eval mode, left padding, the adapter applied when given.
+
+    merge=True folds a LoRA adapter into the base weights, as a merged model would be served: the evaluation then
+    measures serving latency, not the adapter's extra matrix products. Other adapters stay as they are."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    tokenizer = AutoTokenizer.from_pretrained(adapter or base_model)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype)
+    if adapter is not None and (Path(adapter) / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter))
+        if merge and str(getattr(model.peft_config.get("default"), "peft_type", "")).endswith("LORA"):
+            model = model.merge_and_unload()
+    elif adapter is not None:  # a full fine-tune: the folder is the model
+        model = AutoModelForCausalLM.from_pretrained(str(adapter), dtype=dtype)
+    model.to(device).eval()
+    return model, tokenizer
+
+
+def prompt_of(messages: list[dict]) -> list[dict]:
+    """The conversation up to (not including) its final assistant answer."""
+    last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=len(messages))
+    return [{"role": m["role"], "content": m["content"]} for m in messages[:last]]
+
+
+def generate(model, tokenizer, prompts: list[list[dict]], batch_size: int = 16, max_new_tokens: int = 128,
+             do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
+             progress: Callable[[int, int], None] | None = None,
+             should_stop: Callable[[], bool] | None = None, confidence: bool = False) -> list[Answer]:
+    """Answers for each prompt (a list of messages), batch by batch."""
+    import torch
+
+    out: list[Answer] = []
+    # Similar lengths share a batch (less padding); answers are put back in the input order.
+    order = sorted(range(len(prompts)), key=lambda i: len(json.dumps(prompts[i])))
+    results: dict[int, Answer] = {}
+    for start in range(0, len(order), batch_size):
+        if should_stop and should_stop():
+            break
+        idx = order[start:start + batch_size]
+        texts = [tokenizer.apply_chat_template(prompts[i], add_generation_prompt=True, tokenize=False) for i in idx]
+        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        kwargs = {"max_new_tokens": max_new_tokens, "do_sample": do_sample, "pad_token_id": tokenizer.pad_token_id,
+                  "return_dict_in_generate": True, "output_scores": confidence}
+        if do_sample:
+            kwargs.update(temperature=temperature, top_p=top_p)
+        began = time.perf_counter()
+        with torch.no_grad():
+            result = model.generate(**enc, **kwargs)
+        elapsed = time.perf_counter() - began
+        generated = result.sequences
+        width = enc["input_ids"].shape[1]
+        probs = None
+        if confidence and result.scores:
+            # probability of each chosen token under the model (greedy: the scores are the raw logits)
+            chosen = generated[:, width:width + len(result.scores)]
+            logits = torch.stack(result.scores, dim=1).float()
+            probs = torch.softmax(logits, dim=-1).gather(-1, chosen[..., None]).squeeze(-1)
+        for row, i in enumerate(idx):
+            tokens = generated[row, width:]
+            keep = tokens != tokenizer.pad_token_id
+            new = tokens[keep]
+            text = tokenizer.decode(new, skip_special_tokens=True)
+            conf = float(probs[row][keep[:probs.shape[1]]].mean()) if probs is not None and keep.any() else None
+            results[i] = Answer(text.strip(), int(enc["attention_mask"][row].sum()), int(len(new)),
+                                elapsed / len(idx), conf)
+        if progress:
+            progress(len(results), len(prompts))
+    out = [results[i] for i in range(len(prompts)) if i in results]
+    return out
+
+
+def answer_nll(model, tokenizer, conversations: list[list[dict]], batch_size: int = 16) -> tuple[list[float], list[int]]:
+    """Per conversation: the summed negative log-likelihood of its assistant tokens, and how many there are.
+
+    Perplexity over a set is exp(sum of NLL / sum of tokens) (engine.evaluate.scoring.perplexity).
+    """
+    import torch
+
+    nll, counts = [], []
+    right = tokenizer.padding_side
+    tokenizer.padding_side = "right"
+    try:
+        for start in range(0, len(conversations), batch_size):
+            batch = conversations[start:start + batch_size]
+            enc = tokenizer.apply_chat_template(batch, return_assistant_tokens_mask=True, return_dict=True,
+                                                padding=True, return_tensors="pt")
+            ids = enc["input_ids"].to(model.device)
+            mask = enc["attention_mask"].to(model.device)
+            target = torch.as_tensor(enc["assistant_masks"], device=model.device).bool()
+            with torch.no_grad():
+                logits = model(input_ids=ids, attention_mask=mask).logits.float()
+            logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+            wanted = target[:, 1:] & mask[:, 1:].bool()
+            nll += (-(logp * wanted)).sum(dim=1).tolist()
+            counts += wanted.sum(dim=1).tolist()
+    finally:
+        tokenizer.padding_side = right
+    return nll, [int(c) for c in counts]
+
+
+def text_nll(model, tokenizer, texts: list[str], batch_size: int = 16) -> tuple[list[float], list[int]]:
+    """Per plain text: summed negative log-likelihood of its tokens after the first, and how many there are."""
+    import torch
+
+    nll, counts = [], []
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "right"
+    try:
+        for start in range(0, len(texts), batch_size):
+            enc = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
+                            add_special_tokens=False).to(model.device)
+            with torch.no_grad():
+                logits = model(**enc).logits.float()
+            ids, mask = enc["input_ids"], enc["attention_mask"].bool()
+            logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+            wanted = mask[:, 1:]
+            nll += (-(logp * wanted)).sum(dim=1).tolist()
+            counts += wanted.sum(dim=1).tolist()
+    finally:
+        tokenizer.padding_side = side
+    return nll, [int(c) for c in counts]

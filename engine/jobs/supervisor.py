@@ -1,0 +1,399 @@
+"""The run supervisor: run state in the database, trainer processes in their own process groups.
+
+    launch(config, command)   write the job (queued), its config.json and command, then schedule
+    schedule()       start queued runs, first in first out, one at a time per device (one on a CPU-only machine)
+    reconcile()      refresh the progress of running jobs; finish a job whose process and monitor are both gone (a
+                     machine restart); escalate a cancel to SIGKILL after the grace period; then schedule
+    record_exit()    called by a job's monitor (engine.jobs.monitor) when the job ends: its outcome, then schedule
+    cancel(id)       SIGTERM to the group (the trainer stops at the next step and saves); SIGKILL after the grace
+    resume(id)       queue it again; the trainer continues from its last complete checkpoint
+
+Each job runs under a small monitor process that records its end (with the real exit status) and starts the next
+queued job, so nothing depends on anyone watching; every reader also runs `reconcile`, and a restarted dashboard
+simply reads the state: nothing lives in a process's memory.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from engine.store import db
+
+from engine.jobs import heartbeat
+
+from engine.store import workspace
+from engine.jobs.failures import classify_exit
+from engine.jobs.monitor import LOG_FILE
+from engine.jobs.event_log import final_event, latest_step, read_events
+from engine.store.tables import Run
+
+ACTIVE = ("queued", "running")
+_monitors: list[subprocess.Popen] = []  # job monitors this process started (reaped when they end)
+
+
+class RunError(ValueError):
+    pass
+
+
+def grace_seconds() -> float:
+    return float(os.environ.get("STUDIO_CANCEL_GRACE", "20"))
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def run_path(run: Run) -> Path:
+    return workspace.current().root / run.run_dir
+
+
+def launch(config, command: list[str], project_id: int | None = None, request_key: str | None = None,
+           run_dir: Path | None = None, device: str | None = None, kind: str = "train",
+           target_run_id: int | None = None) -> Run:
+    """Register a job (queued) with its config.json and command, then schedule. The same request_key returns the
+    same job.
+
+    config: the job's typed config (a pydantic model with name, device, max_steps; saved as config.json). command:
+    what runs it, with "{python}" and "{run_dir}" placeholders; a resumed job gets "--resume" appended. The stage
+    that launches the job knows its command (engine.train.launcher, engine.evaluate.job); the supervisor does not.
+    """
+    key = request_key or uuid.uuid4().hex
+    with db.session() as s:
+        existing = s.scalar(select(Run).where(Run.request_key == key))
+        if existing is not None:
+            return existing
+    ws = workspace.current()
+    if run_dir is not None:  # the user's own folder (studio train --out): stored as an absolute path
+        folder = Path(run_dir).resolve()
+        if folder.exists() and any(folder.iterdir()):
+            raise RunError(f"The run folder {folder} is not empty.")
+        rel = folder
+    else:
+        prefix = "eval-" if kind == "eval" else ""
+        rel = Path("runs") / f"{prefix}{_now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
+        folder = ws.root / rel
+    folder.mkdir(parents=True, exist_ok=True)
+    config.save(folder / "config.json")
+    device = device or default_device(config)
+    try:
+        with db.session() as s:
+            run = Run(project_id=project_id, name=config.name, status="queued", run_dir=str(rel),
+                      config=json.loads(config.model_dump_json()), request_key=key, device=device, resume=False,
+                      attempts=0, step=0, max_steps=max(config.max_steps, 0), kind=kind,
+                      target_run_id=target_run_id, command=list(command))
+            s.add(run)
+            s.flush()
+            run_id = run.id
+    except IntegrityError:  # a concurrent launch with the same key won the race
+        with db.session() as s:
+            return s.scalar(select(Run).where(Run.request_key == key))
+    schedule()
+    return get_run(run_id)
+
+
+def default_device(config) -> str:
+    """The device slot a run occupies: 'cpu', or 'cuda' (one run per GPU set at a time)."""
+    if config.device == "cpu":
+        return "cpu"
+    if config.device == "cuda":
+        return "cuda"
+    return "cuda" if _cuda_count() > 0 else "cpu"
+
+
+def _cuda_count() -> int:
+    # nvidia-smi's absence is the common case here; no torch import on this path.
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    return len(list(Path("/dev").glob("nvidia[0-9]*")))
+
+
+def get_run(run_id: int) -> Run:
+    with db.session() as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            raise RunError(f"There is no run {run_id}.")
+        return run
+
+
+def list_runs(project_id: int | None = None, kind: str | None = "train") -> list[Run]:
+    """Newest first; kind "train" (the default), "eval", or None for every job."""
+    with db.session() as s:
+        q = select(Run).order_by(Run.id.desc())
+        if project_id is not None:
+            q = q.where(Run.project_id == project_id)
+        if kind is not None:
+            q = q.where(Run.kind == kind)
+        return list(s.scalars(q))
+
+
+@contextmanager
+def _scheduler_lock():
+    """One scheduler at a time across processes (dashboard, CLI, finishing trainers)."""
+    path = workspace.current().root / "runs" / ".scheduler.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def schedule() -> list[int]:
+    """Start the oldest queued run of every free device. Returns the ids started."""
+    started = []
+    with _scheduler_lock():
+        with db.session() as s:
+            busy = set(s.scalars(select(Run.device).where(Run.status == "running")))
+            queued = list(s.scalars(select(Run).where(Run.status == "queued").order_by(Run.id)))
+        for run in queued:
+            if run.device in busy:
+                continue
+            _start(run)
+            busy.add(run.device)
+            started.append(run.id)
+    return started
+
+
+def job_command(run: Run, folder: Path) -> list[str]:
+    """The job's stored command with its placeholders filled ("--resume" appended for a resumed job)."""
+    filled = [part.replace("{python}", sys.executable).replace("{run_dir}", str(folder)) for part in run.command]
+    return filled + (["--resume"] if run.resume else [])
+
+
+def _start(run: Run) -> None:
+    """Start the job under its monitor (engine.jobs.monitor), which records its end and starts the next one."""
+    import psutil
+
+    folder = run_path(run)
+    ws = workspace.current()
+    env = {**os.environ, **ws.library_env(), "STUDIO_HOME": str(ws.root), "TMPDIR": str(ws.tmp),
+           "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+    root = Path(__file__).resolve().parent.parent
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p)
+    with (folder / LOG_FILE).open("ab") as log:
+        monitor = subprocess.Popen([sys.executable, "-m", "engine.jobs.monitor", str(run.id), str(folder), "--",
+                                    *job_command(run, folder)], cwd=folder, env=env, stdout=subprocess.PIPE,
+                                   stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    _monitors.append(monitor)
+    line = monitor.stdout.readline()
+    monitor.stdout.close()
+    values = {"attempts": Run.attempts + 1, "exit_code": None, "error_kind": None, "error_message": None,
+              "finished_at": None, "started_at": _now(), "heartbeat": _now(), "monitor_pid": monitor.pid,
+              "monitor_start": _create_time(psutil, monitor.pid)}
+    if line.strip().isdigit():
+        pid = int(line)
+        values.update(status="running", pid=pid, proc_start=_create_time(psutil, pid))
+    else:  # the monitor could not start the job: its error is in the log
+        monitor.wait()
+        values.update(status="failed", pid=None, error_kind="crashed", finished_at=_now(), log_tail=log_tail(folder),
+                      error_message="The job could not be started; see its log.")
+    with db.session() as s:
+        s.execute(update(Run).where(Run.id == run.id).values(**values))
+
+
+def _create_time(psutil, pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def _reap_monitors() -> None:
+    """Collect the exit status of monitors this process started, so none lingers as a zombie."""
+    _monitors[:] = [m for m in _monitors if m.poll() is None]
+
+
+def _alive(run: Run) -> bool:
+    return _process_alive(run.pid, run.proc_start)
+
+
+def _monitor_alive(run: Run) -> bool:
+    return _process_alive(run.monitor_pid, run.monitor_start)
+
+
+def _process_alive(pid: int | None, started: float | None) -> bool:
+    import psutil
+
+    if not pid:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if started is not None and abs(proc.create_time() - started) > 0.01:
+            return False  # the pid now belongs to another process
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _attempt_events(folder: Path) -> list[dict]:
+    """Events of the latest attempt (after the last start event)."""
+    events = read_events(folder)
+    starts = [i for i, e in enumerate(events) if e["event"] == "start"]
+    return events[starts[-1]:] if starts else events
+
+
+def log_tail(folder: Path, lines: int = 40) -> str:
+    path = folder / LOG_FILE
+    if not path.is_file():
+        return ""
+    with path.open("rb") as f:
+        f.seek(max(0, path.stat().st_size - 64 * 1024))
+        text = f.read().decode("utf-8", errors="replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def reconcile() -> None:
+    """Bring every running job's state in line with its process, then start what can start. A job whose process
+    has ended is left to its monitor, which knows the exit status; only a job whose monitor is gone too (killed, or
+    the machine restarted) is finished here."""
+    _reap_monitors()
+    with db.session() as s:
+        running = list(s.scalars(select(Run).where(Run.status == "running")))
+    for run in running:
+        folder = run_path(run)
+        if _alive(run):
+            if run.cancel_requested_at and (_now() - _aware(run.cancel_requested_at)).total_seconds() > grace_seconds():
+                _signal_group(run.pid, signal.SIGKILL)
+            else:
+                with db.session() as s:
+                    s.execute(update(Run).where(Run.id == run.id).values(**_progress(folder)))
+            continue
+        if not _monitor_alive(run):
+            _finish(run, None)
+    schedule()
+
+
+def _progress(folder: Path) -> dict:
+    events = read_events(folder)
+    values = {"step": latest_step(events)}
+    steps = [e.get("max_steps") for e in events if e.get("max_steps")]
+    if steps:
+        values["max_steps"] = int(steps[-1])
+    beat = heartbeat.read(folder)
+    if beat.get("time"):
+        values["heartbeat"] = datetime.fromtimestamp(beat["time"], timezone.utc)
+    return values
+
+
+def _finish(run: Run, code: int | None) -> None:
+    """Record how a job whose process has ended finished: its final event, or else its exit status."""
+    folder = run_path(run)
+    final = final_event(_attempt_events(folder))
+    if final is not None:
+        status = {"succeeded": "succeeded", "cancelled": "cancelled"}.get(final.get("outcome"), "failed")
+        kind, message = final.get("error_kind"), final.get("message")
+    elif run.cancel_requested_at and (code is None or code < 0):
+        status, kind, message = "cancelled", None, "Cancelled; the job did not stop in time and was killed."
+    else:
+        status = "failed"
+        kind, message = classify_exit(code, heartbeat.read(folder).get("rss_fraction"))
+    values = dict(_progress(folder), status=status, exit_code=code, error_kind=kind, error_message=message,
+                  log_tail=log_tail(folder), finished_at=_now())
+
+    def write() -> None:
+        with db.session() as s:
+            s.execute(update(Run).where(Run.id == run.id, Run.status == "running").values(**values))
+
+    db.write_with_reserve(write)
+
+
+def record_progress(run_id: int, pid: int) -> None:
+    """The monitor's periodic update of a running job's step and heartbeat; a failure is left for the next one."""
+    try:
+        if not workspace.exists():
+            return
+        with db.session() as s:
+            run = s.get(Run, run_id)
+            if run is not None and run.status == "running" and run.pid == pid:
+                for key, value in _progress(run_path(run)).items():
+                    setattr(run, key, value)
+    except Exception:  # noqa: BLE001 - a busy or full database must not end the monitor (record_exit retries)
+        pass
+
+
+def record_exit(run_id: int, pid: int, code: int) -> None:
+    """Called by a job's monitor when the job has exited: record its end, then start the next queued job. Does
+    nothing when the workspace (or its database) is gone: nothing may be recreated behind the user's back."""
+    if not workspace.exists():
+        return
+    with _scheduler_lock():  # the supervisor that started this job has finished writing its pid
+        pass
+    run = get_run(run_id)
+    if run.status == "running" and run.pid == pid:
+        _finish(run, code)
+    schedule()
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)  # the trainer leads its own session, so its pgid is its pid
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def cancel(run_id: int) -> Run:
+    """Ask a run to stop: a queued run is cancelled at once; a running one gets SIGTERM (SIGKILL after grace)."""
+    run = get_run(run_id)
+    if run.status == "queued":
+        with db.session() as s:
+            s.execute(update(Run).where(Run.id == run_id, Run.status == "queued").values(
+                status="cancelled", finished_at=_now(), error_message="Cancelled before it started."))
+    elif run.status == "running":
+        if run.cancel_requested_at is None:
+            with db.session() as s:
+                s.execute(update(Run).where(Run.id == run_id).values(cancel_requested_at=_now()))
+        if run.pid and _alive(run):
+            _signal_group(run.pid, signal.SIGTERM)
+    return get_run(run_id)
+
+
+def resume(run_id: int) -> Run:
+    """Queue a failed or cancelled run again; it continues from its last complete checkpoint."""
+    from engine.jobs.checkpoints import complete_checkpoints
+
+    run = get_run(run_id)
+    if run.kind != "train":
+        raise RunError(f"Job {run_id} is an evaluation; start the evaluation again instead of resuming it.")
+    if run.status not in ("failed", "cancelled"):
+        raise RunError(f"Run {run_id} is {run.status}; only a failed or cancelled run can be resumed.")
+    if not complete_checkpoints(run_path(run)):
+        raise RunError(f"Run {run_id} has no complete checkpoint to resume from; launch it again instead.")
+    with db.session() as s:
+        s.execute(update(Run).where(Run.id == run_id).values(
+            status="queued", resume=True, cancel_requested_at=None, error_kind=None, error_message=None,
+            finished_at=None))
+    schedule()
+    return get_run(run_id)
+
+
+def wait(run_id: int, timeout: float | None = None, poll: float = 0.5) -> Run:
+    """Reconcile until the run has ended (for the foreground CLI and tests)."""
+    import time
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        reconcile()
+        run = get_run(run_id)
+        if run.status not in ACTIVE:
+            return run
+        if deadline is not None and time.monotonic() > deadline:
+            return run
+        time.sleep(poll)

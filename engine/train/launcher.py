@@ -1,0 +1,188 @@
+"""Launching a run the way the wizard and the CLI both do: build the config from a split with the recommended
+settings, refuse what cannot work (with the reason), then hand it to the supervisor.
+
+Refused before any process starts: a dataset version with blocking errors, evaluation data from a locked test split,
+a base model that cannot be loaded (no folder, or a hub id that is not cached while offline), QLoRA without CUDA, too
+little disk for the checkpoints, an invalid config.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from engine.jobs import supervisor
+
+from engine.store import workspace
+from engine.train.recommend import model_facts, recommend_hyperparameters
+from engine.train.config import RunConfig
+from engine.store.tables import Run
+
+
+class LaunchRefused(ValueError):
+    """The run cannot start; the message says why (one sentence per problem)."""
+
+
+def model_available(name_or_path: str) -> str | None:
+    """None when the model can be loaded here, else why not. No network call: only the folder or the HF cache."""
+    path = Path(name_or_path).expanduser()
+    if path.exists() or name_or_path.startswith(("/", ".", "~")):
+        if not (path / "config.json").is_file():
+            return f"The base model folder {name_or_path} has no config.json."
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(name_or_path, "config.json")
+    if isinstance(cached, str):
+        return None
+    if os.environ.get("HF_HUB_OFFLINE", "1") == "1":
+        return (f"{name_or_path} is not a local folder and is not in the Hugging Face cache, and downloads are off "
+                "(HF_HUB_OFFLINE=1); download it first or set HF_HUB_OFFLINE=0 on a machine with a network.")
+    return None
+
+
+def checkpoint_bytes(config: RunConfig) -> float:
+    """Disk for the kept checkpoints and the final model: weights (full) or adapters, plus optimizer state."""
+    facts = model_facts(config.base_model)
+    trainable = facts.params if config.technique == "full" else max(facts.params * 0.01, 1e6)
+    per_checkpoint = trainable * (2 + 8) + (facts.params * 2 if config.technique == "full" else 0)
+    return per_checkpoint * (config.save_total_limit + 1)
+
+
+def size_text(n_bytes: float) -> str:
+    """Bytes for a sentence: MB under 1 GB (so a small need never reads "0.0 GB"), GB above."""
+    if n_bytes < 1e9:
+        return f"{max(n_bytes, 0) / 1e6:.0f} MB" if n_bytes >= 1e6 else f"{max(n_bytes, 0) / 1e6:.1f} MB"
+    return f"{n_bytes / 1e9:.1f} GB"
+
+
+def preflight(config: RunConfig, dataset_version_id: int | None = None) -> list[str]:
+    """Every reason this run cannot start (empty when it can)."""
+    from engine.data import versions
+    from engine.data import split
+    from engine.data.loading import load_records
+    from engine.data.quality import report_for_version
+    from engine.data.readers import InputError
+
+    problems = []
+    if dataset_version_id is not None:
+        version = versions.get_version(dataset_version_id)
+        report = report_for_version(version)
+        if report.blocking:
+            codes = ", ".join(f.code for f in report.errors)
+            problems.append(f"Dataset v{version.version} has blocking errors ({codes}); fix them on the Quality "
+                            "page first.")
+    from engine.data.test_lock import project_of
+
+    project_id = project_of(dataset_version_id)
+    for label, path, purpose in (("training", config.train_file, "training"),
+                                 ("validation", config.eval_file, "early stopping and model selection"),
+                                 ("mix-in", config.mix_file if config.mix_share > 0 else None, "training")):
+        if path is None:
+            continue
+        if not Path(path).is_file():
+            problems.append(f"The {label} file {path} does not exist.")
+            continue
+        try:
+            split.refuse_locked(load_records(Path(path)).records, purpose, project_id)
+        except split.LockedTestError as err:
+            problems.append(f"The {label} data is refused: {err}")
+        except InputError as err:
+            problems.append(f"The {label} file cannot be read: {err}")
+    why = model_available(config.base_model)
+    if why:
+        problems.append(why)
+    if config.technique == "qlora" and config.device != "cpu" and supervisor._cuda_count() == 0:
+        problems.append("QLoRA needs a CUDA GPU (bitsandbytes 4-bit) and none is visible here; use LoRA.")
+    if config.num_gpus > 1 and supervisor._cuda_count() < config.num_gpus:
+        problems.append(f"The config asks for {config.num_gpus} GPUs; {supervisor._cuda_count()} are visible.")
+    free = shutil.disk_usage(workspace.current().root).free
+    need = checkpoint_bytes(config) if not why else 0
+    if need > free:
+        problems.append(f"The disk has {size_text(free)} free; the checkpoints need about {size_text(need)}. "
+                        "Free space or lower save_total_limit.")
+    return problems
+
+
+def trainer_command(config: RunConfig) -> list[str]:
+    """The command that trains ({python} and {run_dir} filled in by the supervisor): the trainer module itself, or
+    `accelerate launch` of it for more than one GPU."""
+    if config.num_gpus > 1:
+        return ["{python}", "-m", "accelerate.commands.launch", "--num_processes", str(config.num_gpus),
+                "--mixed_precision", "bf16" if config.precision in ("auto", "bf16") else "no",
+                "-m", "engine.train", "{run_dir}"]
+    return ["{python}", "-m", "engine.train", "{run_dir}"]
+
+
+def launch(config: RunConfig, project_id: int | None = None, request_key: str | None = None,
+           run_dir: Path | None = None) -> Run:
+    """Hand a training run to the supervisor (no checks: launch_checked is what the page and the CLI call)."""
+    return supervisor.launch(config, trainer_command(config), project_id, request_key, run_dir=run_dir)
+
+
+def launch_checked(config: RunConfig, project_id: int | None = None, request_key: str | None = None,
+                   run_dir: Path | None = None) -> Run:
+    problems = preflight(config, config.dataset_version_id)
+    if problems:
+        raise LaunchRefused(" ".join(problems))
+    return launch(config, project_id, request_key, run_dir)
+
+
+def config_for_split(split_row, base_model: str, name: str = "run", **overrides) -> RunConfig:
+    """A run config on a split's train and validation parts with the recommended settings (overrides win)."""
+    from engine.data import split as split_mod
+    from engine.data.versions import get_version
+
+    version = get_version(split_row.dataset_version_id)
+    values = recommended_values(base_model, split_row.counts["train"], config_p95(version),
+                                overrides.get("technique"))
+    values.update(name=name, base_model=base_model, dataset_version_id=version.id, split_id=split_row.id,
+                  train_file=str(split_mod.split_path(split_row, "train")),
+                  eval_file=str(split_mod.split_path(split_row, "validation")) if split_row.counts["validation"]
+                  else None)
+    if not values["eval_file"]:
+        values["early_stopping"] = False
+    values.update(overrides)
+    return RunConfig.build(**values)
+
+
+def config_p95(version) -> float | None:
+    from engine.data.quality import cached_report
+
+    report = cached_report(version)
+    return report.stats.get("tokens_per_example", {}).get("p95") if report else None
+
+
+def recommended_values(base_model: str, n_train: int, p95: float | None, technique: str | None = None,
+                       gpu_gb: float = 0) -> dict:
+    """Every recommended setting for this model and data; the technique too unless one is given."""
+    from engine.train.recommend import recommend_technique
+
+    facts = model_facts(base_model)
+    technique = technique or recommend_technique(facts)[0]
+    rec = recommend_hyperparameters(facts, technique, n_train, p95, gpu_gb)
+    rec["technique"] = (technique, rec["technique"][1])
+    return {field: value for field, (value, _) in rec.items()}
+
+
+def config_from_cli(args) -> tuple[RunConfig, int | None]:
+    """`studio train CONFIG.json|RUN_DIR` or the quick form `--model PATH --data FILE ...`."""
+    from engine.data import versions
+    from engine.store import projects
+    from engine.data import split
+
+    if args.config is not None:
+        path = args.config / "config.json" if args.config.is_dir() else args.config
+        return RunConfig.load(path), None
+    if not (args.model and args.data):
+        raise LaunchRefused("Give a run config, or both --model and --data for the quick form.")
+    project = projects.ensure_project(args.project)
+    version = versions.import_file(project.id, args.data, args.data.name)
+    made = next(iter(split.list_splits(version.id)), None) or split.create_split(version)
+    overrides = {"technique": args.technique} if args.technique else {}
+    if args.max_steps > 0:
+        overrides["max_steps"] = args.max_steps
+    technique = args.technique or recommended_values(args.model, made.counts["train"], None)["technique"]
+    config = config_for_split(made, args.model, name=f"{args.data.stem}-{technique}", **overrides)
+    return config, project.id

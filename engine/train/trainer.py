@@ -1,0 +1,348 @@
+"""The trainer: builds the model, the PEFT config and TRL's SFTTrainer from <run>/config.json, and trains.
+
+    python -m engine.train RUN_DIR [--resume]                                (engine/train/__main__.py)
+    accelerate launch --num_processes 2 -m engine.train RUN_DIR      (several GPUs)
+
+It reads only the run folder's config.json. It appends one flushed JSON line per log and eval event to
+<run>/metrics.jsonl and a final event with the outcome, logs the same to W&B (offline unless a key is configured; a
+W&B failure is noted, never fatal), saves resumable checkpoints, and on SIGTERM stops at the next step, saves, writes
+its final event and exits 0. Heavy imports happen inside `fit`, after the SIGTERM handler is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from engine.jobs import heartbeat
+from engine.jobs.checkpoints import COMPLETE_MARKER, complete_checkpoints
+from engine.jobs.event_log import MetricsWriter, perplexity
+from engine.jobs.failures import DataError, ModelLoadError, RunConfigError, classify_exception, write_failure
+from engine.train.config import RunConfig
+from engine.train.stop_flag import STOP, request_stop
+
+# Fault injection for the fault tests (tests/test_train.py) only: "ignore_sigterm", or "raise:<kind>:<step>" with
+# kind gpu_oom, disk_full or crash. Unset in normal use.
+FAULT = os.environ.get("STUDIO_FAULT", "")
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    signal.signal(signal.SIGTERM, request_stop)
+    if not argv:
+        print("usage: python -m engine.train.trainer RUN_DIR [--resume]", file=sys.stderr)
+        return 2
+    run_dir = Path(argv[0]).resolve()
+    resume = "--resume" in argv[1:]
+    if FAULT == "ignore_sigterm":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from engine.store import workspace
+
+    workspace.apply_library_env(workspace.current())
+    writer = MetricsWriter(run_dir)
+    heartbeat.start(run_dir, writer)
+    writer.write("start", pid=os.getpid(), resume=resume)
+    try:
+        config = RunConfig.load(run_dir / "config.json")
+        outcome = fit(config, run_dir, writer, resume)
+        writer.write("final", **outcome)
+        return 0
+    except BaseException as err:  # noqa: BLE001 - every failure ends in a final event with its kind
+        kind, message = classify_exception(err)
+        try:
+            traceback.print_exc()
+        except OSError:  # the log is on the same full disk
+            pass
+        return write_failure(writer, kind, message)
+    finally:
+        writer.close()
+
+
+def load_examples(path: str, purpose: str, project_id: int | None = None) -> list[dict]:
+    """OpenAI-style records ready for TRL, refusing any record of a locked test split."""
+    from engine.data import split
+    from engine.data.loading import load_records
+    from engine.data.quality import usable
+    from engine.data.readers import InputError
+
+    try:
+        records = usable(load_records(Path(path)).records)
+    except InputError as err:
+        raise DataError(str(err)) from None
+    if not records:
+        raise DataError(f"{path} has no usable examples.")
+    try:
+        split.refuse_locked(records, purpose, project_id)
+    except split.LockedTestError as err:
+        raise DataError(str(err)) from None
+    return [{"messages": [{"role": m["role"], "content": m["content"]} for m in r.messages]} for r in records]
+
+
+def training_examples(config: RunConfig) -> list[dict]:
+    from engine.data.test_lock import project_of
+
+    project_id = project_of(config.dataset_version_id)
+    rows = load_examples(config.train_file, "training", project_id)
+    if config.mix_file and config.mix_share > 0:
+        general = load_examples(config.mix_file, "training", project_id)
+        want = round(len(rows) * config.mix_share / (1 - config.mix_share))
+        rng = random.Random(config.seed)
+        rows += rng.sample(general, min(want, len(general)))
+    return rows
+
+
+def resolve_device(config: RunConfig) -> tuple[str, str]:
+    """(device, precision) for this machine."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    device = "cuda" if config.device == "auto" and cuda else ("cpu" if config.device == "auto" else config.device)
+    if device == "cuda" and not cuda:
+        raise RunConfigError("the config asks for CUDA but no GPU is visible.")
+    if config.technique == "qlora" and device != "cuda":
+        raise RunConfigError("QLoRA needs a CUDA GPU (bitsandbytes 4-bit); use LoRA on this machine.")
+    precision = config.precision
+    if precision == "auto":
+        precision = "bf16" if device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if device == "cpu" and precision == "fp16":
+        raise RunConfigError("fp16 training needs a GPU; use fp32 or bf16 on the CPU.")
+    return device, precision
+
+
+def importlib_spec(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def peft_config(config: RunConfig):
+    from peft import LoraConfig, PrefixTuningConfig, PromptTuningConfig, TaskType
+
+    if config.technique in ("lora", "qlora"):
+        targets = "all-linear" if config.target_modules == ["all-linear"] else config.target_modules
+        return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                          target_modules=targets, task_type=TaskType.CAUSAL_LM)
+    if config.technique == "prompt_tuning":
+        return PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=config.num_virtual_tokens)
+    if config.technique == "prefix_tuning":
+        return PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=config.num_virtual_tokens)
+    return None
+
+
+def resolve_batching(config: RunConfig, device: str) -> str:
+    """Packing is exact and fast with flash attention (CUDA); elsewhere length grouping wastes less."""
+    if config.batching != "auto":
+        return config.batching
+    return "packing" if device == "cuda" and importlib_spec("flash_attn") else "length_grouping"
+
+
+def load_model(config: RunConfig, device: str, precision: str, batching: str = "padding"):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    kwargs = {"dtype": dtype}
+    if batching == "packing" and device == "cuda" and importlib_spec("flash_attn"):
+        kwargs["attn_implementation"] = "flash_attention_2"
+    if config.technique == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                           bnb_4bit_compute_dtype=dtype,
+                                                           bnb_4bit_use_double_quant=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(config.base_model)
+        model = AutoModelForCausalLM.from_pretrained(config.base_model, **kwargs)
+    except OSError as err:
+        raise ModelLoadError(f"{config.base_model}: {str(err).splitlines()[0][:200]}") from None
+    if config.technique == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if config.assistant_only_loss and "generation" not in (tokenizer.chat_template or ""):
+        raise RunConfigError("the model's chat template does not mark assistant turns ({% generation %}), so "
+                             "assistant-only loss cannot work; turn it off or use a template that marks them.")
+    return model, tokenizer
+
+
+def fit(config: RunConfig, run_dir: Path, writer: MetricsWriter, resume: bool) -> dict:
+    from datasets import Dataset
+
+    from engine.data.test_lock import project_of
+    from transformers import EarlyStoppingCallback
+    from trl import SFTConfig, SFTTrainer
+
+    device, precision = resolve_device(config)
+    batching = resolve_batching(config, device)
+    train_rows = training_examples(config)
+    eval_rows = (load_examples(config.eval_file, "early stopping and model selection",
+                               project_of(config.dataset_version_id)) if config.eval_file else None)
+    model, tokenizer = load_model(config, device, precision, batching)
+    report_to = start_wandb(config, run_dir, writer)
+    args = SFTConfig(
+        output_dir=str(run_dir / "checkpoints"), run_name=config.name, seed=config.seed,
+        learning_rate=config.learning_rate, num_train_epochs=config.num_train_epochs, max_steps=config.max_steps,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        per_device_eval_batch_size=config.per_device_train_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps, warmup_steps=config.warmup_steps,
+        lr_scheduler_type=config.lr_scheduler_type, weight_decay=config.weight_decay,
+        max_length=config.max_length, assistant_only_loss=config.assistant_only_loss,
+        packing=batching == "packing", padding_free=batching == "packing" and importlib_spec("flash_attn"),
+        train_sampling_strategy="group_by_length" if batching == "length_grouping" else "random",
+        logging_steps=config.logging_steps, logging_first_step=True,
+        eval_strategy="steps" if eval_rows else "no", eval_steps=config.eval_steps,
+        save_strategy="steps", save_steps=config.save_steps, save_total_limit=config.save_total_limit,
+        load_best_model_at_end=bool(eval_rows) and config.early_stopping, metric_for_best_model="eval_loss",
+        greater_is_better=False, report_to=report_to, use_cpu=device == "cpu",
+        bf16=precision == "bf16", fp16=precision == "fp16", gradient_checkpointing=False,
+        disable_tqdm=True, dataloader_num_workers=0,
+    )
+    callbacks = [studio_callback(writer)]
+    if eval_rows and config.early_stopping:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(train_rows),
+                         eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
+                         processing_class=tokenizer, peft_config=peft_config(config), callbacks=callbacks)
+    checkpoint = None
+    if resume:
+        done = complete_checkpoints(run_dir)
+        checkpoint = str(done[-1]) if done else None
+        writer.write("resume", checkpoint=Path(checkpoint).name if checkpoint else None)
+    try:
+        trainer.train(resume_from_checkpoint=checkpoint)
+        while heartbeat.GONE.is_set():  # the heartbeat ends the process in a moment; save nothing meanwhile
+            time.sleep(0.05)
+        state = trainer.state
+        cancelled = STOP.is_set()
+        if not cancelled:
+            trainer.save_model(str(run_dir / "final"))
+            tokenizer.save_pretrained(str(run_dir / "final"))
+        early = next((c for c in callbacks if isinstance(c, EarlyStoppingCallback)), None)
+        stopped_early = bool(early and early.early_stopping_patience_counter >= config.early_stopping_patience)
+        best = state.best_model_checkpoint
+        summary = next((h for h in reversed(state.log_history) if "train_runtime" in h), {})
+        tokens = next((h["num_tokens"] for h in reversed(state.log_history) if "num_tokens" in h), None)
+        return {"outcome": "cancelled" if cancelled else "succeeded", "step": state.global_step,
+                "train_runtime": summary.get("train_runtime"), "num_tokens": tokens,
+                "max_steps": state.max_steps, "stopped_early": stopped_early,
+                "best_step": int(best.rsplit("-", 1)[-1]) if best else None, "best_eval_loss": state.best_metric,
+                "device": device, "precision": precision, "batching": batching}
+    finally:
+        finish_wandb()
+
+
+def studio_callback(writer: MetricsWriter):
+    """Metrics lines with throughput and ETA; stop-and-save on SIGTERM; a marker once a checkpoint is complete."""
+    from transformers import TrainerCallback
+
+    class StudioCallback(TrainerCallback):
+        def __init__(self):
+            self.last = None   # (time, num_tokens) at the previous log event
+            self.start = None  # (time, step) when training (or the resumed part) began
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start = (time.time(), state.global_step)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = dict(logs or {})
+            now = time.time()
+            base = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "max_steps": state.max_steps}
+            if "eval_loss" in logs:
+                writer.write("eval", **base, eval_loss=logs["eval_loss"], eval_perplexity=perplexity(logs["eval_loss"]),
+                             eval_mean_token_accuracy=logs.get("eval_mean_token_accuracy"))
+                return
+            if "loss" not in logs:
+                return  # the end-of-training summary
+            tokens = logs.get("num_tokens")
+            tps = None
+            if self.last is not None and tokens is not None and now > self.last[0]:
+                tps = (tokens - self.last[1]) / (now - self.last[0])
+            if tokens is not None:
+                self.last = (now, tokens)
+            eta = None
+            if self.start and state.max_steps and state.global_step > self.start[1]:
+                per_step = (now - self.start[0]) / (state.global_step - self.start[1])
+                eta = per_step * (state.max_steps - state.global_step)
+            writer.write("log", **base, loss=logs.get("loss"), perplexity=perplexity(logs.get("loss")),
+                         learning_rate=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
+                         num_tokens=tokens, tokens_per_second=tps, eta_seconds=eta,
+                         mean_token_accuracy=logs.get("mean_token_accuracy"))
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if FAULT.startswith("raise:"):
+                _inject(FAULT, state.global_step)
+            if heartbeat.folder_gone():  # the run folder was deleted: save nothing (it would recreate the path)
+                control.should_save = False
+                control.should_training_stop = True
+                return control
+            if STOP.is_set():
+                control.should_training_stop = True
+                control.should_save = True
+            return control
+
+        def on_save(self, args, state, control, **kwargs):
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                (folder / COMPLETE_MARKER).write_text(str(state.global_step))
+
+    return StudioCallback()
+
+
+def _inject(fault: str, step: int) -> None:
+    _, kind, at = fault.split(":")
+    if step < int(at):
+        return
+    if kind == "gpu_oom":
+        import torch
+
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
+    if kind == "disk_full":
+        import errno
+
+        raise OSError(errno.ENOSPC, "No space left on device (injected)")
+    raise RuntimeError("injected failure")
+
+
+_wandb_run = None
+
+
+def start_wandb(config: RunConfig, run_dir: Path, writer: MetricsWriter) -> list[str] | str:
+    """Start W&B for the Trainer to log to; online falls back to offline, offline to off. Never fatal."""
+    global _wandb_run
+    if config.wandb_mode == "disabled":
+        return "none"
+    os.environ.setdefault("WANDB_X_TRANSACTION_LOG_FLUSH_INTERVAL", "1")
+    os.environ["WANDB_DIR"] = str(run_dir)
+    os.environ["WANDB_SILENT"] = "true"
+    import wandb
+
+    modes = ["online", "offline"] if config.wandb_mode == "online" else ["offline"]
+    for mode in modes:
+        try:
+            _wandb_run = wandb.init(project=config.wandb_project, name=config.name, dir=str(run_dir), mode=mode,
+                                    config=config.model_dump(), reinit="finish_previous",
+                                    settings=wandb.Settings(init_timeout=float(os.environ.get(
+                                        "STUDIO_WANDB_INIT_TIMEOUT", "20")), x_disable_stats=True))
+            writer.write("wandb", mode=mode, run_id=_wandb_run.id, url=getattr(_wandb_run, "url", None),
+                         dir=str(Path(_wandb_run.dir).parent))
+            return ["wandb"]
+        except Exception as err:  # noqa: BLE001 - W&B must never fail a run
+            writer.write("note", message=f"W&B {mode} failed ({type(err).__name__}: {str(err)[:200]}); "
+                                         f"{'trying offline' if mode == 'online' else 'logging to W&B is off'}.")
+    return "none"
+
+
+def finish_wandb() -> None:
+    global _wandb_run
+    if _wandb_run is not None:
+        try:
+            _wandb_run.finish()
+        except Exception:  # noqa: BLE001 - the run's own outcome stands
+            pass
+        _wandb_run = None

@@ -72,7 +72,7 @@ def main() -> int:
     home = Path(os.environ.setdefault("STUDIO_HOME", tempfile.mkdtemp(prefix="studio-review-bench-")))
     from engine.data import versions
     from engine.store import db
-    from engine.demo import setup
+    from engine.data import demo_project
     from engine.train import launcher
     from engine.jobs import supervisor
     from engine.data import split
@@ -82,7 +82,7 @@ def main() -> int:
 
     ws = workspace.current()
     workspace.apply_library_env(ws)
-    project = setup.ensure_demo()  # the sample dataset, its split and the demo model
+    project = demo_project.ensure_demo()  # the sample dataset, its split and the demo model
     made = split.list_splits(versions.list_versions(project.id)[0].id)[0]
     from engine.data.loading import load_records
 

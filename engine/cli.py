@@ -372,7 +372,7 @@ def cmd_sample(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    from engine.demo import setup
+    from engine.data import demo_project
     from engine.store.workspace import current
 
     if args.demo:
@@ -380,7 +380,7 @@ def cmd_ui(args) -> int:
 
         started = time.monotonic()
         print("Preparing the demo workspace (sample data and demo model)...", flush=True)
-        setup.ensure_demo(progress=lambda line: print(line, flush=True))
+        demo_project.ensure_demo(progress=lambda line: print(line, flush=True))
         print(f"The demo is ready ({time.monotonic() - started:.0f} s).", flush=True)
     app = Path(__file__).resolve().parent.parent / "app.py"
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port)]

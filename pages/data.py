@@ -4,7 +4,7 @@ import streamlit as st
 
 from engine.data import versions
 
-from engine.demo import setup
+from engine.data import demo_project
 
 from engine.data import uploads
 from engine.data.quality import report_for_version
@@ -30,7 +30,7 @@ with right:
     st.write("No data at hand?")
     if st.button("Try the sample", help="~600 generated customer-support conversations with a few planted flaws"):
         with shown_as_message():
-            version = setup.import_sample(project.id)
+            version = demo_project.import_sample(project.id)
             state.set_version(version.id)
             st.rerun()
 

@@ -43,8 +43,8 @@ def test_quality_check_imports_no_heavy_ml(ws, tmp_path):
 
 
 def test_pages_load_without_heavy_ml(ws):
-    code = ("import json, sys\nfrom streamlit.testing.v1 import AppTest\nfrom engine.demo import setup\n"
-            "setup.ensure_demo(build_model=False)\n"
+    code = ("import json, sys\nfrom streamlit.testing.v1 import AppTest\nfrom engine.data import demo_project\n"
+            "demo_project.ensure_demo(build_model=False)\n"
             "from engine.store import users\n"
             "at = AppTest.from_file('app.py', default_timeout=60)\n"
             "at.session_state['user_id'] = users.add_user('a', 'admin', 'password123').id\n"

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import app_as, run_studio
 from engine.data import versions
-from engine.demo import setup
+from engine.data import demo_project
 from engine.evaluate import comparison
 from engine.train import launcher
 from engine.jobs import supervisor
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.xdist_group("evaluate")  # one worker trains the module
 @pytest.fixture(scope="module")
 def trained(module_ws, demo_model):
     shutil.copytree(demo_model, workspace.current().demo_model)
-    project = setup.ensure_demo(build_model=False)
+    project = demo_project.ensure_demo(build_model=False)
     made = split.list_splits(versions.list_versions(project.id)[0].id)[0]
     # every setting as recommended: what a user who presses Launch gets
     config = launcher.config_for_split(made, str(workspace.current().demo_model), name="eval-test")

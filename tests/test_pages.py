@@ -123,19 +123,19 @@ def test_quality_fix_creates_a_version_and_split_locks_test(app):
 
 def test_home_shows_the_cells(app):
     projects_list = projects.list_projects()
-    from engine.demo import setup
+    from engine.data import demo_project
 
-    setup.import_sample(projects_list[0].id)
+    demo_project.import_sample(projects_list[0].id)
     at = page(app, "pages/quality.py")
     at = page(at, "pages/home.py")
     assert {m.label for m in at.metric} >= {"Records", "Errors", "Warnings", "Usable examples"}
 
 
 def test_train_page_offers_the_default_split(app):
-    from engine.demo import setup
+    from engine.data import demo_project
 
     pid = projects.list_projects()[0].id
-    version = setup.import_sample(pid)
+    version = demo_project.import_sample(pid)
     at = page(app, "pages/train.py")
     assert any("no split yet" in i.value for i in at.info)
     next(b for b in at.button if b.label == "Make the default split").click().run()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 from conftest import app_as, shown
-from engine.demo import setup
+from engine.data import demo_project
 from engine.jobs import supervisor
 from engine.store import workspace
 
@@ -16,7 +16,7 @@ def number(at, label):
 
 def test_configure_launch_watch_and_succeed(ws, demo_model):
     shutil.copytree(demo_model, workspace.current().demo_model)
-    setup.ensure_demo(build_model=False)
+    demo_project.ensure_demo(build_model=False)
     at = app_as("analyst", timeout=120).run()
     at.switch_page("pages/train.py").run()
     assert not at.exception
@@ -53,7 +53,7 @@ def test_configure_launch_watch_and_succeed(ws, demo_model):
 
 def test_a_refused_launch_says_why_on_the_train_page(ws, demo_model):
     shutil.copytree(demo_model, workspace.current().demo_model)
-    setup.ensure_demo(build_model=False)
+    demo_project.ensure_demo(build_model=False)
     at = app_as("analyst", timeout=120).run()
     at.switch_page("pages/train.py").run()
     at.selectbox(key=f"train_technique_{workspace.current().demo_model}").set_value("qlora").run()

@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # Two workers: the project's machines have 2 cores. loadgroup keeps a module's shared setup on one worker.
 PYTEST_ARGS ?= -n 2 --dist loadgroup
 
-.PHONY: install run test test-postgres bench clean
+.PHONY: install run lint test test-postgres bench clean
 
 # --no-compile: byte-compiling every installed module costs half the install time; Python compiles what it imports.
 $(STAMP): pyproject.toml
@@ -20,7 +20,12 @@ install: $(STAMP)
 run: install
 	$(VENV)/bin/studio ui --demo
 
-test: install
+# ruff (pyflakes, bugbear, import order, pyupgrade, complexity) and mypy on engine/: fails fast, before the suite.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The database, jobs, review and CLI tests again on a throw-away PostgreSQL cluster (Debian's postgresql).

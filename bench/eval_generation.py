@@ -31,16 +31,13 @@ def throughput(model, tokenizer, prompts, batch_size: int, max_new_tokens: int) 
 
 def main() -> int:
     home = Path(os.environ.setdefault("STUDIO_HOME", tempfile.mkdtemp(prefix="studio-eval-bench-")))
-    from engine.data import versions
-    from engine.evaluate import comparison
-    from engine.evaluate import generation
-    from engine.train import launcher
-    from engine.store import projects
-    from engine.jobs import supervisor
+    from engine.data import split, versions
     from engine.demo import sample
-    from engine.data import split
-    from engine.store import workspace
     from engine.demo.model import build_demo_model
+    from engine.evaluate import generation, queue, results
+    from engine.jobs import supervisor
+    from engine.store import projects, workspace
+    from engine.train import launcher
 
     ws = workspace.current()
     workspace.apply_library_env(ws)
@@ -64,13 +61,13 @@ def main() -> int:
                                        target_modules=["all-linear"], lora_r=32, lora_alpha=64, learning_rate=3e-3)
     run = supervisor.wait(launcher.launch(config, project.id).id, timeout=900)
     assert run.status == "succeeded", run.error_message
-    from engine.evaluate.job import EvalOptions
+    from engine.evaluate.options import EvalOptions
 
     began = time.perf_counter()  # as a user gets it: queued with the supervisor, its own process, the report saved
-    job = supervisor.wait(comparison.queue(EvalOptions(run_id=run.id, max_new_tokens=96)).id, timeout=900, poll=0.2)
+    job = supervisor.wait(queue.queue(EvalOptions(run_id=run.id, max_new_tokens=96)).id, timeout=900, poll=0.2)
     elapsed = time.perf_counter() - began
     assert job.status == "succeeded", job.error_message
-    report = comparison.load_report(supervisor.get_run(run.id))
+    report = results.load_report(supervisor.get_run(run.id))
     rouge = report["metrics"]["rougeL"]
     print(f"evaluation job of {report['n_examples']} test examples (queue, process start, both models, fallback, "
           "perplexity on test and train samples, forgetting, metrics, routing): "

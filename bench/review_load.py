@@ -70,15 +70,11 @@ def show(label: str, lat: list[float]) -> float:
 
 def main() -> int:
     home = Path(os.environ.setdefault("STUDIO_HOME", tempfile.mkdtemp(prefix="studio-review-bench-")))
-    from engine.data import versions
-    from engine.store import db
-    from engine.data import demo_project
-    from engine.train import launcher
+    from engine.data import demo_project, split, versions
     from engine.jobs import supervisor
-    from engine.data import split
-    from engine.store import users
-    from engine.store import workspace
+    from engine.store import db, users, workspace
     from engine.store.tables import Run
+    from engine.train import launcher
 
     ws = workspace.current()
     workspace.apply_library_env(ws)

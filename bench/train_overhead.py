@@ -129,8 +129,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     home = Path(os.environ.setdefault("STUDIO_HOME", tempfile.mkdtemp(prefix="studio-train-bench-")))
-    from engine.store import workspace
     from engine.demo.model import build_demo_model
+    from engine.store import workspace
 
     ws = workspace.current()
     workspace.apply_library_env(ws)

@@ -4,13 +4,8 @@ per-criterion tests), and a production traffic log (lift with intervals, sample-
 import pandas as pd
 import streamlit as st
 
-from engine.review import ab_traffic
-
-from engine.review import campaigns
-
-from engine.review import stats
-
 from engine.data import uploads
+from engine.review import ab_traffic, campaigns, stats
 from ui import charts, session, state
 from ui.errors import shown_as_message
 from ui.text import md_escape
@@ -42,9 +37,8 @@ else:
         st.write(f"{r['wins']} wins, {r['losses']} losses, {r['ties']} ties and {r['both_bad']} 'both bad' over "
                  f"{r['n']} votes.")
         rows = [{"what": "overall", "win": r["win_rate"], "low": r["ci_low"], "high": r["ci_high"]}]
-        for c, v in r["per_criterion"].items():
-            low, high = stats.wilson(v["wins"] + v["ties"] / 2, v["n"])
-            rows.append({"what": c, "win": v["win_rate"], "low": low, "high": high})
+        rows += [{"what": c, "win": v["win_rate"], "low": v["ci_low"], "high": v["ci_high"]}
+                 for c, v in r["per_criterion"].items()]
         st.plotly_chart(charts.forest(rows), key="ab_forest")
         if r["per_criterion"]:
             st.dataframe(pd.DataFrame([{"criterion": c, **v} for c, v in r["per_criterion"].items()]),

@@ -2,11 +2,7 @@
 
 import streamlit as st
 
-from engine.data import versions
-
-from engine.data import demo_project
-
-from engine.data import uploads
+from engine.data import demo_project, uploads, versions
 from engine.data.quality import report_for_version
 from engine.data.readers import max_file_bytes
 from engine.data.shapes import SHAPES, suggest_column

@@ -6,19 +6,14 @@ import json
 import pandas as pd
 import streamlit as st
 
-from engine.evaluate import code_checks
-
-from engine.evaluate import comparison
-
-from engine.jobs import supervisor
-
-from engine.evaluate import sandbox
-
 from engine.data import uploads
-from engine.evaluate.job import EvalOptions
+from engine.evaluate import code_checks, queue, results, sandbox
+from engine.evaluate.forgetting import RETAINED
+from engine.evaluate.options import EvalOptions
+from engine.jobs import supervisor
 from ui import charts, session, state
-from ui.text import shown_model
 from ui.errors import shown_as_message
+from ui.text import shown_model
 
 session.require("analyst", "admin")  # reviewers and visitors never run this page
 project = state.require_project()
@@ -30,14 +25,14 @@ st.caption("Both models answer every example of the locked test split (never use
 left, right = st.columns(2)
 run, by_id = state.pick_finished_run(project.id, "evaluate_run", left)
 run_id = run.id
-peers = [r.id for r in by_id.values() if r.id != run_id and r.config.get("split_id") == run.config.get("split_id")]
+peers = [r.id for r in results.comparable_runs(run, by_id.values())]
 baseline = right.selectbox("Compared with", ["base", *[str(i) for i in peers]], key=f"evaluate_baseline_{run_id}",
                            format_func=lambda b: f"its base model ({shown_model(run.config['base_model'])})" if b == "base"
                            else f"run {b} · {by_id[int(b)].name}",
                            help="The baseline: the base model (does fine-tuning help?) or another run trained on "
                                 "the same split (which run is better?).")
-job = comparison.job_state(comparison.latest_job(run_id, baseline))
-report = comparison.load_report(run, baseline)
+job = queue.job_state(queue.latest_job(run_id, baseline))
+report = results.load_report(run, baseline)
 
 with st.expander("Options"):
     o1, o2 = st.columns(2)
@@ -70,13 +65,13 @@ if st.button(label, type="primary" if not report else "secondary", disabled=job[
                       json_schema=str(uploads.stage_upload(schema.getvalue(), schema.name)) if schema else None,
                       allow_weak_sandbox=weak)
         for rid in (run_id, *also):
-            comparison.queue(EvalOptions(run_id=rid, **common))
+            queue.queue(EvalOptions(run_id=rid, **common))
         st.rerun()
 
 
 @st.fragment(run_every="1s" if job["state"] in supervisor.ACTIVE else None)
 def progress_panel() -> None:
-    current = comparison.job_state(comparison.latest_job(run_id, baseline))
+    current = queue.job_state(queue.latest_job(run_id, baseline))
     if current["state"] in supervisor.ACTIVE:
         st.progress(current["progress"], text=f"Evaluating: {current['label']}")
         if st.button("Cancel the evaluation", key=f"evaluate_cancel_{run_id}"):
@@ -161,8 +156,7 @@ if forgetting:
     elif verdict == "possible_forgetting":
         st.info(forgetting["warning"])
     else:
-        st.success("Retained: the fine-tuned model keeps the base model's general skills (no retention interval lies "
-                   "under 90%).")
+        st.success(RETAINED)
 
 routing = report.get("routing")
 if routing:
@@ -174,7 +168,7 @@ if routing:
     best = routing["recommended"]
     st.plotly_chart(charts.routing_curve(pts, best), key="evaluate_routing")
     if "gain" in routing:
-        st.write("Recommendation: " + comparison.routing_sentence(routing))
+        st.write("Recommendation: " + results.routing_sentence(routing))
     else:  # a report from before the recommendation followed its interval
         st.write(f"Best threshold {best['threshold']}: {best['fallback_rate']:.0%} fallback, quality "
                  f"{best['quality']:.3f}.")
@@ -182,7 +176,7 @@ if routing:
                        file_name=f"routing-rule-run-{run_id}.json", mime="application/json", key="evaluate_rule")
 
 st.subheader("Examples, largest regression first")
-rows = comparison.per_example(run, baseline)
+rows = results.per_example(run, baseline)
 st.dataframe(pd.DataFrame([{k: r[k] for k in ("example", "rougeL_base", "rougeL_finetuned", "change", "question")}
                            for r in rows]), hide_index=True, width="stretch")
 choice = st.selectbox("Look at one example", [r["example"] for r in rows], index=0, key=f"evaluate_example_{run_id}",

@@ -2,22 +2,12 @@
 
 import streamlit as st
 
-
-from engine.data import versions
-
-
-from engine.evaluate import comparison
-
-
-from engine.review import stats
-
-
-from engine.jobs import supervisor
-
-
-from engine.data import split
+from engine.data import split, versions
 from engine.data.quality import cached_report
-from engine.train.summary import summarize
+from engine.evaluate import results
+from engine.jobs import supervisor
+from engine.review import stats
+from engine.train.summary import best_run, summarize
 from ui import charts, session, state
 from ui.text import md_escape
 
@@ -65,13 +55,13 @@ with st.container(border=True):
     else:
         active = [r for r in project_runs if r.status in supervisor.ACTIVE]
         done = [summarize(r) for r in project_runs if r.status == "succeeded"]
-        scored = [s for s in done if s.curves["eval"]]
-        best = min(scored, key=lambda s: min(p["eval_loss"] for p in s.curves["eval"]), default=None)
+        found = best_run(done)
         c1, c2, c3 = st.columns(3)
         c1.metric("Runs", len(project_runs))
         c2.metric("Active", len(active))
-        c3.metric("Best validation loss", f"{min(p['eval_loss'] for p in best.curves['eval']):.3f}" if best else "-")
-        if best:
+        c3.metric("Best validation loss", f"{found[1]:.3f}" if found else "-")
+        if found:
+            best = found[0]
             st.plotly_chart(charts.curves([("validation", best.curves["eval"], "eval_loss", True)],
                                           f"Best run {best.run.id}: validation loss", height=200),
                             key="home_best_run")
@@ -83,7 +73,7 @@ with st.container(border=True):
 
 with st.container(border=True):
     st.subheader("5 · Evaluate")
-    evaluated = [(r, comparison.load_report(r)) for r in supervisor.list_runs(project.id) if r.status == "succeeded"]
+    evaluated = [(r, results.load_report(r)) for r in supervisor.list_runs(project.id) if r.status == "succeeded"]
     evaluated = [(r, rep) for r, rep in evaluated if rep]
     if not evaluated:
         st.write("No evaluation yet: compare a finished run with its base model on the locked test split.")

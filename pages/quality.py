@@ -3,11 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from engine.data import versions
-
-from engine.data import split
-
-from engine.data import uploads
+from engine.data import split, uploads, versions
 from engine.data.quality import DEFAULT_MAX_LENGTH, CheckOptions, report_for_version
 from ui import session, state
 from ui.errors import shown_as_message

@@ -4,14 +4,9 @@ disagreements to one more reviewer, export, and read the rating results with the
 import pandas as pd
 import streamlit as st
 
-from engine.evaluate import comparison
-
-from engine.review import campaigns
-
-from engine.review import stats
-
+from engine.evaluate import results
 from engine.jobs import supervisor
-
+from engine.review import campaigns, stats
 from engine.store import users
 from ui import charts, session, state
 from ui.errors import shown_as_message
@@ -22,7 +17,7 @@ st.title("Review")
 st.caption("Reviewers rate answers blind (they never see which model wrote what), in their own random order. Each "
            "item can go to several reviewers, so agreement can be measured.")
 
-evaluated = [(r, comparison.evaluated_baselines(r)) for r in supervisor.list_runs(project.id) if r.status == "succeeded"]
+evaluated = [(r, results.evaluated_baselines(r)) for r in supervisor.list_runs(project.id) if r.status == "succeeded"]
 evaluated = [(r, b) for r, b in evaluated if b]
 reviewers = users.list_users()
 with st.expander("New campaign", expanded=not campaigns.list_campaigns(project.id)):

@@ -1,21 +1,14 @@
 """Train: data and split, base model (with recommendations), technique, hyper-parameters pre-filled with their
 reasons, memory estimate, launch."""
 
-import hashlib
 import uuid
 
 import pandas as pd
 import streamlit as st
 
-from engine.data import versions
-
-from engine.train import launcher
-
-from engine.train import recommend
-
-from engine.data import split
-
+from engine.data import split, versions
 from engine.store import workspace
+from engine.train import launcher, recommend
 from engine.train.config import TECHNIQUES, RunConfig
 from ui import session, state
 from ui.errors import shown_as_message
@@ -192,16 +185,9 @@ st.write(recommend.memory_verdict(estimate, gpu_gb, technique, int(values["per_d
 
 if launched:
     with shown_as_message():
-        if not values.get("early_stopping") or not made.counts["validation"]:
-            values["early_stopping"] = bool(values.get("early_stopping")) and bool(made.counts["validation"])
-        ints = ("max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "lora_r",
-                "lora_alpha", "num_virtual_tokens", "warmup_steps", "eval_steps", "save_steps", "logging_steps",
-                "early_stopping_patience", "seed", "num_gpus")
-        clean = {k: int(v) if k in ints else v for k, v in values.items()}
-        config = launcher.config_for_split(made, base_model, name=name, technique=technique, **clean)
-        # The same draft and settings make the same request: a double click (or a resubmit) launches one run.
-        draft = st.session_state.setdefault("train_draft", uuid.uuid4().hex)
-        key = hashlib.sha256(f"{project.id}:{draft}:{config.model_dump_json()}".encode()).hexdigest()[:32]
+        config = launcher.config_from_form(made, base_model, name, technique, values)
+        draft = st.session_state.setdefault("train_draft", uuid.uuid4().hex)  # a new draft makes a new request
+        key = launcher.request_key(project.id, draft, config)
         run = launcher.launch_checked(config, project.id, request_key=key)
         st.success(f"Run {run.id} is {run.status}.")
         st.page_link("pages/runs.py", label="Watch it on the Runs page", icon=":material/arrow_forward:")

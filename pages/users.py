@@ -3,9 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from engine.store import throttle
-
-from engine.store import users
+from engine.store import throttle, users
 from ui import session
 from ui.errors import shown_as_message
 from ui.text import md_escape

@@ -8,8 +8,8 @@ import math
 
 import numpy as np
 import pytest
-
 from conftest import run_studio, shown
+
 from engine.review import ab_traffic
 from engine.review import stats as review_stats  # scipy.stats is used here too
 
@@ -175,6 +175,7 @@ def test_per_criterion_votes_use_wilcoxon_with_holm():
 
 def test_ab_page_analyzes_an_uploaded_traffic_log(tmp_path, ws):
     from conftest import app_as
+
     from engine.store import projects
 
     projects.create_project("Traffic")
@@ -227,6 +228,7 @@ def test_logs_as_tools_export_them_with_duplicates_and_users_in_both_variants(tm
 
 def test_the_ab_page_maps_columns_and_survives_a_first_day_without_an_interval(tmp_path, ws):
     from conftest import app_as
+
     from engine.store import projects
 
     projects.create_project("A/B")

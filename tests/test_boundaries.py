@@ -8,8 +8,9 @@ import pkgutil
 import subprocess
 import sys
 
-import engine
 from conftest import ROOT
+
+import engine
 
 HEAVY = ("torch", "transformers", "trl", "peft")
 

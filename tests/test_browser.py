@@ -16,7 +16,6 @@ import urllib.parse
 import urllib.request
 
 import pytest
-
 from conftest import ROOT, chat
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -134,22 +133,14 @@ PAGES = ["Notebook", "1 · Data", "2 · Quality", "3 · Train", "4 · Runs", "5 
 def test_user_provided_names_are_plain_text_on_every_page(server, ws, tmp_path, demo_model):
     """A project, dataset, run, user and review campaign named with Markdown links, images and HTML: no page (titles,
     select boxes, tables and messages included) turns them into a link or an image."""
+    from conftest import write_jsonl
     from playwright.sync_api import expect, sync_playwright
 
-    from engine.data import versions
-
-    from engine.train import launcher
-
-    from engine.store import projects
-
-    from engine.review import campaigns
-
+    from engine.data import split, versions
     from engine.jobs import supervisor
-
-    from engine.data import split
-
-    from engine.store import users
-    from conftest import write_jsonl
+    from engine.review import campaigns
+    from engine.store import projects, users
+    from engine.train import launcher
 
     project = projects.create_project(HOSTILE, system_prompt=HOSTILE)
     data = write_jsonl(tmp_path / "d.jsonl", [chat(i) for i in range(40)])

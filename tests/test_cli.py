@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import chat, run_studio, write_jsonl
 
 
@@ -139,7 +138,6 @@ def test_the_dashboard_listens_on_this_machine_only_and_prints_a_setup_token(ws)
     import time
 
     import psutil
-
     from conftest import ROOT, STUDIO
 
     with socket.socket() as s:

@@ -11,11 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.evaluate import code_checks
-
-from engine.evaluate import comparison
-
-from engine.evaluate import sandbox
+from engine.evaluate import code_checks, comparison, sandbox
 
 
 def test_python_compiles_through_its_own_parser(tmp_path):
@@ -130,21 +126,20 @@ def test_without_a_sandbox_code_tests_are_disabled_unless_allowed(ws, monkeypatc
         code_checks.run_tests("def f():\n    return 1", "assert f() == 1")
     weak = code_checks.run_tests("def f():\n    return 1", "assert f() == 1", allow_weak=True)
     assert weak["passed"]
-    report = comparison.code_report(["def f(): return 2"], ["def f(): return 1"], [{"tests": "assert f() == 1"}],
-                                  lambda f, label: None)
-    assert report["tests_disabled"] == code_checks.DISABLED and "tests_pass" not in report["metrics"]
+    metrics, report = comparison.code_report(["def f(): return 2"], ["def f(): return 1"],
+                                             [{"tests": "assert f() == 1"}], lambda f, label: None)
+    assert report["tests_disabled"] == code_checks.DISABLED and "tests_pass" not in metrics
     assert report["isolation"] == "python-level"
-    allowed = comparison.code_report(["def f(): return 2"], ["def f(): return 1"], [{"tests": "assert f() == 1"}],
-                                   lambda f, label: None, allow_weak_sandbox=True)
-    assert allowed["metrics"]["tests_pass"]["finetuned"] == 1.0
+    allowed, _ = comparison.code_report(["def f(): return 2"], ["def f(): return 1"], [{"tests": "assert f() == 1"}],
+                                        lambda f, label: None, allow_weak_sandbox=True)
+    assert allowed["tests_pass"]["finetuned"] == 1.0
 
 
 def test_code_report_compares_compile_and_test_pass_rates(ws):
     base = ["def add(a, b) return a + b", "def mul(a, b):\n    return a + b", "def neg(a):\n    return a"]
     tuned = ["def add(a, b):\n    return a + b", "def mul(a, b):\n    return a * b", "def neg(a):\n    return -a"]
     extras = [{"tests": "assert add(1, 2) == 3"}, {"tests": "assert mul(2, 3) == 6"}, {}]
-    report = comparison.code_report(base, tuned, extras, lambda f, label: None)
-    m = report["metrics"]
+    m, report = comparison.code_report(base, tuned, extras, lambda f, label: None)
     assert m["compiles"]["base"] == pytest.approx(2 / 3) and m["compiles"]["finetuned"] == 1.0
     assert m["tests_pass"]["base"] == 0.0 and m["tests_pass"]["finetuned"] == 1.0
     assert report["with_tests"] == 2 and len(report["test_failures"]["base"]) == 2

@@ -6,11 +6,10 @@ import re
 import sqlite3
 from pathlib import Path
 
+from conftest import sqlite_only
 from sqlalchemy import create_engine, inspect
 
-from conftest import sqlite_only
-from engine.store import db
-from engine.store import projects
+from engine.store import db, projects
 
 
 @sqlite_only
@@ -68,10 +67,9 @@ def test_project_rules(ws):
 def test_processes_opening_a_fresh_database_together_migrate_it_once(ws):
     import subprocess
     import sys
+    import time
 
     from conftest import ROOT
-
-    import time
 
     env = {**__import__("os").environ, "STUDIO_HOME": str(ws.root)}
     # Every process imports first and then waits for the same instant, so the four migrations really overlap.
@@ -116,7 +114,6 @@ def test_a_database_server_that_is_down_is_one_sentence_with_host_and_port(tmp_p
     import sys
 
     import pytest
-
     from conftest import ROOT
 
     pytest.importorskip("psycopg", reason="the postgres extra is not installed")

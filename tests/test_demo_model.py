@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-
-from engine.demo.model import build_demo_model, train_tokenizer
 from engine.data.tokens import TokenCounter
+from engine.demo.model import build_demo_model, train_tokenizer
 
 
 def digest(folder):

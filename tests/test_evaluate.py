@@ -7,15 +7,13 @@ import shutil
 import time
 
 import pytest
-
 from conftest import app_as, run_studio
-from engine.data import versions
-from engine.data import demo_project
-from engine.evaluate import comparison
-from engine.train import launcher
+
+from engine.data import demo_project, split, versions
+from engine.evaluate import comparison, queue, results
 from engine.jobs import supervisor
-from engine.data import split
 from engine.store import workspace
+from engine.train import launcher
 
 pytestmark = pytest.mark.xdist_group("evaluate")  # one worker trains the module's run once
 
@@ -83,9 +81,7 @@ def test_perplexity_matches_a_direct_computation(trained):
 
     import torch
 
-    from engine.evaluate import generation
-
-    from engine.evaluate import scoring
+    from engine.evaluate import generation, scoring
 
     conv = comparison.test_conversations(trained, limit=3)
     model, tok = generation.load(trained.config["base_model"])
@@ -105,10 +101,10 @@ def test_perplexity_matches_a_direct_computation(trained):
 
 
 def test_only_succeeded_runs_with_a_split_are_evaluated(module_ws):
-    from engine.evaluate.job import EvalOptions
+    from engine.evaluate.options import EvalOptions
 
     with pytest.raises(supervisor.RunError):
-        comparison.queue(EvalOptions(run_id=99))
+        queue.queue(EvalOptions(run_id=99))
     proc = run_studio("eval", "99", env_home=module_ws.root)
     assert proc.returncode != 0 and proc.stderr.strip() == "studio: There is no run 99."
 
@@ -127,9 +123,9 @@ def test_evaluate_page_runs_the_evaluation_in_the_background(trained, module_ws)
     # "Evaluate again" when the CLI test of this module already wrote a report
     next(b for b in at.button if b.label in ("Run the evaluation", "Evaluate again")).click().run()
     assert not at.exception
-    job = comparison.latest_job(trained.id)
+    job = queue.latest_job(trained.id)
     assert _wait_job(job.id).status == "succeeded"
-    assert comparison.job_state(supervisor.get_run(job.id))["state"] == "succeeded"
+    assert queue.job_state(supervisor.get_run(job.id))["state"] == "succeeded"
     at.run()
     assert not at.exception
     metrics_table = at.dataframe[0].value
@@ -181,7 +177,6 @@ def test_routing_curve_recommends_the_best_threshold():
 
 
 def test_routing_recommends_no_fallback_unless_surely_better():
-    from engine.evaluate import comparison
     from engine.evaluate import routing
 
     # on six examples the best threshold looks better, but the interval of its gain reaches zero
@@ -189,14 +184,14 @@ def test_routing_recommends_no_fallback_unless_surely_better():
     assert few["gain"]["ci_low"] <= 0 < few["gain"]["diff"]
     assert few["recommended"]["threshold"] == 0 and few["recommendation"] == "no fallback"
     assert few["rule"]["fallback_when"] == "never"
-    assert comparison.routing_sentence(few).startswith("no fallback: routing low-confidence answers")
+    assert results.routing_sentence(few).startswith("no fallback: routing low-confidence answers")
     # a fallback that is worse everywhere is never recommended either
     worse = routing.routing_curve([0.1, 0.2, 0.3] * 20, [0.6, 0.7, 0.8] * 20, [0.1, 0.1, 0.1] * 20)
     assert worse["recommendation"] == "no fallback"
 
 
 def test_the_time_left_counts_down_between_progress_events():
-    from engine.evaluate.job import time_left
+    from engine.evaluate.progress import time_left
 
     # 25% done after 60 s: 180 s left at that event; 30 s later, 150 s; it never sits still
     assert time_left(0, 60, 0.25, 60) == 180 and time_left(0, 60, 0.25, 90) == 150
@@ -206,10 +201,10 @@ def test_the_time_left_counts_down_between_progress_events():
 
 
 def test_an_evaluation_can_be_cancelled_and_the_previous_report_stays(trained, module_ws):
-    from engine.evaluate.job import EvalOptions
+    from engine.evaluate.options import EvalOptions
 
-    before = comparison.load_report(trained)
-    job = comparison.queue(EvalOptions(run_id=trained.id, max_new_tokens=64))
+    before = results.load_report(trained)
+    job = queue.queue(EvalOptions(run_id=trained.id, max_new_tokens=64))
     deadline = time.monotonic() + 60
     while supervisor.get_run(job.id).status == "queued":
         assert time.monotonic() < deadline
@@ -218,8 +213,8 @@ def test_an_evaluation_can_be_cancelled_and_the_previous_report_stays(trained, m
     supervisor.cancel(job.id)
     job = _wait_job(job.id, timeout=30)
     assert job.status == "cancelled"
-    assert comparison.job_state(job)["state"] == "cancelled"
-    assert comparison.load_report(trained) == before
+    assert queue.job_state(job)["state"] == "cancelled"
+    assert results.load_report(trained) == before
 
 
 @pytest.fixture(scope="module")
@@ -235,23 +230,23 @@ def second(trained):
 
 
 def test_evaluations_queue_one_per_device_and_compare_with_another_run(trained, second, module_ws):
-    from engine.evaluate.job import EvalOptions
+    from engine.evaluate.options import EvalOptions
 
-    first = comparison.queue(EvalOptions(run_id=trained.id, limit=6, max_new_tokens=16))
-    other = comparison.queue(EvalOptions(run_id=trained.id, baseline=str(second.id), limit=6, max_new_tokens=16))
+    first = queue.queue(EvalOptions(run_id=trained.id, limit=6, max_new_tokens=16))
+    other = queue.queue(EvalOptions(run_id=trained.id, baseline=str(second.id), limit=6, max_new_tokens=16))
     assert other.id != first.id and other.device == first.device
     assert supervisor.get_run(first.id).status == "running" and supervisor.get_run(other.id).status == "queued"
-    assert comparison.job_state(supervisor.get_run(other.id))["label"].startswith("waiting for the device")
+    assert queue.job_state(supervisor.get_run(other.id))["label"].startswith("waiting for the device")
     # a second click while it is active returns the same job
-    assert comparison.queue(EvalOptions(run_id=trained.id, baseline=str(second.id), limit=6)).id == other.id
+    assert queue.queue(EvalOptions(run_id=trained.id, baseline=str(second.id), limit=6)).id == other.id
     first, other = _wait_job(first.id), _wait_job(other.id)
     assert first.status == other.status == "succeeded"
     assert other.started_at >= first.finished_at  # one job per device: the second started after the first ended
-    report = comparison.load_report(trained, second.id)
+    report = results.load_report(trained, second.id)
     assert report["baseline"] == f"run {second.id}" and report["n_examples"] == 6
     assert "routing" not in report and "perplexity" in report["metrics"]  # same base model: comparable
-    assert comparison.evaluated_baselines(supervisor.get_run(trained.id))[-1] == str(second.id)
-    rows = comparison.per_example(trained, second.id)
+    assert results.evaluated_baselines(supervisor.get_run(trained.id))[-1] == str(second.id)
+    rows = results.per_example(trained, second.id)
     assert len(rows) == 6
 
 
@@ -267,23 +262,23 @@ def test_the_cli_evaluates_several_runs_one_after_another(trained, second, modul
 
 
 def test_a_baseline_must_share_the_split_and_be_another_finished_run(trained, module_ws):
-    from engine.evaluate.job import EvalOptions
+    from engine.evaluate.options import EvalOptions
 
     with pytest.raises(comparison.EvalError, match="own baseline"):
-        comparison.queue(EvalOptions(run_id=trained.id, baseline=str(trained.id)))
+        queue.queue(EvalOptions(run_id=trained.id, baseline=str(trained.id)))
     with pytest.raises(comparison.EvalError, match='"base" or a run id'):
-        comparison.queue(EvalOptions(run_id=trained.id, baseline="yesterday"))
+        queue.queue(EvalOptions(run_id=trained.id, baseline="yesterday"))
     with pytest.raises(comparison.EvalError, match="no run 999"):
-        comparison.queue(EvalOptions(run_id=trained.id, baseline="999"))
+        queue.queue(EvalOptions(run_id=trained.id, baseline="999"))
 
 
 def test_a_json_schema_is_checked_before_the_job_is_queued(trained, module_ws, tmp_path):
-    from engine.evaluate.job import EvalOptions
+    from engine.evaluate.options import EvalOptions
 
     bad = tmp_path / "schema.json"
     bad.write_text('{"type": "objekt"}')
     with pytest.raises(comparison.EvalError, match="JSON Schema is not valid"):
-        comparison.queue(EvalOptions(run_id=trained.id, json_schema=str(bad)))
+        queue.queue(EvalOptions(run_id=trained.id, json_schema=str(bad)))
     broken = tmp_path / "broken.json"
     broken.write_text('{"type": ')
     proc = run_studio("eval", trained.id, "--schema", broken, env_home=module_ws.root)
@@ -291,8 +286,7 @@ def test_a_json_schema_is_checked_before_the_job_is_queued(trained, module_ws, t
 
 
 def test_playground_streams_both_answers_and_they_match_greedy_generation(trained, module_ws):
-    from engine.evaluate import generation
-    from engine.evaluate import playground
+    from engine.evaluate import generation, playground
 
     question = "How do I reset my password?"
     system = playground.default_system(trained)
@@ -340,21 +334,21 @@ def test_evaluate_page_sends_an_uploaded_general_set_and_schema_to_the_job(train
     at.run()
     next(b for b in at.button if b.label in ("Run the evaluation", "Evaluate again")).click().run()
     assert not at.exception and not at.error
-    job = comparison.latest_job(trained.id)
+    job = queue.latest_job(trained.id)
     uploads = module_ws.uploads.resolve()
     assert job.config["limit"] == 4
     assert str(uploads) in job.config["general"] and str(uploads) in job.config["json_schema"]
     assert _wait_job(job.id).status == "succeeded"
-    report = comparison.load_report(trained)
+    report = results.load_report(trained)
     assert report["n_examples"] == 4 and report["forgetting"]["probes"] == 3
-    other = comparison.latest_job(second.id)
+    other = queue.latest_job(second.id)
     assert other.config["limit"] == 4 and _wait_job(other.id).status == "succeeded"
-    assert comparison.load_report(second)["forgetting"]["probes"] == 3
+    assert results.load_report(second)["forgetting"]["probes"] == 3
     assert report["metrics"]["schema_valid"]["base"] == 0.0  # no answer of the demo model is a JSON object
 
 
 def test_job_progress_reads_the_fraction_and_estimates_the_time_left(tmp_path):
-    from engine.evaluate.job import read_progress
+    from engine.evaluate.progress import read_progress
 
     assert read_progress(tmp_path) == (0.0, "starting")
     (tmp_path / "metrics.jsonl").write_text(
@@ -395,7 +389,7 @@ def test_a_short_cli_run_with_recommended_settings_beats_its_base(demo_model, ws
     assert proc.returncode == 0, proc.stderr[-2000:]
     rouge = json.loads(proc.stdout)["metrics"]["rougeL"]
     assert rouge["ci_low"] > 0 and rouge["verdict"] == "better", rouge
-    rows = [json.loads(line) for line in (comparison.eval_dir(run) / "outputs.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (results.eval_dir(run) / "outputs.jsonl").read_text().splitlines()]
     system = rows[0]["prompt"][0]["content"]
     answers = [r["finetuned"] for r in rows]
     assert not any(system in a["answer"] for a in answers)

@@ -7,8 +7,8 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import chat, write_jsonl
+
 from engine.data.loading import load_records, parse_mapping
 from engine.data.quality import CheckOptions
 from engine.data.readers import InputError

@@ -9,23 +9,19 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psutil
 import pytest
+from conftest import run_studio
 
-from conftest import ROOT, run_studio
-from engine.data import versions
-from engine.store import db
-from engine.train import launcher
-from engine.jobs import event_log
-from engine.store import projects
-from engine.jobs import supervisor
+from engine.data import split, versions
 from engine.demo import sample
-from engine.data import split
+from engine.jobs import event_log, supervisor
+from engine.store import db, projects
 from engine.store.tables import Run
+from engine.train import launcher
 
 pytestmark = pytest.mark.xdist_group("jobs")
 
@@ -167,10 +163,10 @@ def test_a_damaged_database_is_one_actionable_sentence(ws):
 
 
 def test_the_cli_never_prints_a_traceback_even_when_its_error_log_cannot_be_written(ws, capsys):
-    from engine import cli
+    from engine.cli import entry
 
     (ws.root / "logs").write_text("a file where the log folder should be")
-    assert cli._report_error(RuntimeError("something unforeseen")) == 2
+    assert entry.report_error(RuntimeError("something unforeseen")) == 2
     err = capsys.readouterr().err
     assert err.strip() == ("studio: unexpected error (RuntimeError); the error log could not be written either "
                            "(File exists).")

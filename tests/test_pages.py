@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import app_as, chat, shown
-from engine.data import versions
+
+from engine.data import split, versions
 from engine.store import projects
-from engine.data import split
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 from conftest import app_as, shown
+
 from engine.data import demo_project
 from engine.jobs import supervisor
 from engine.store import workspace

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
+from conftest import chat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import chat
 from engine.data.loading import load_records
 from engine.data.quality import CheckOptions, check_loaded
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import chat, write_jsonl
+
 from engine.data.quality import CheckOptions, check_file
 from engine.data.report import ERROR_CODES, WARNING_CODES
 
@@ -180,10 +180,9 @@ def test_phone_numbers_are_found_by_libphonenumber_not_by_a_pattern():
 def test_branches_of_a_conversation_tree_are_one_tree_not_duplicates_or_contradictions(ws, tmp_path):
     """An OpenAssistant-style tree flattened to one record per path: reported as branches, not as near duplicates
     or contradictions; the fix keeps the best-ranked branch and lists the rows it drops before it drops them."""
-    from engine.data import versions
-    from engine.data import fixes
-    from engine.store import projects
+    from engine.data import fixes, versions
     from engine.data.quality import report_for_version
+    from engine.store import projects
 
     def path(*turns, rank=None):
         msgs = [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(turns)]

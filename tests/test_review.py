@@ -11,13 +11,11 @@ import sys
 import threading
 
 import pytest
+from conftest import ROOT, app_as, run_studio, shown, user_of
 from sqlalchemy import func, select, text
 
-from conftest import ROOT, app_as, run_studio, shown, user_of
-from engine.store import db
-from engine.review import campaigns
-from engine.review import stats
-from engine.store import users
+from engine.review import campaigns, stats
+from engine.store import db, users
 from engine.store.tables import Rating, Run, User
 
 HOSTILE = "<script>alert('x')</script> **bold** [link](http://evil)"

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import chat, run_studio, write_jsonl
-from engine.data import versions
-from engine.store import projects
-from engine.data import split
+
+from engine.data import split, versions
 from engine.data.checks.duplicates import record_hash
 from engine.data.loading import load_records
+from engine.store import projects
 
 
 def rows_with_families(n_families=40, copies=4):
@@ -116,8 +115,8 @@ def test_the_locked_test_set_survives_a_system_prompt_fix_and_a_one_character_ed
     side (or the launch is refused); never is an old test record in the run's training file. Same after a
     one-character edit of a test record, uploaded as a new file."""
     from engine.data import fixes
-    from engine.train import launcher
     from engine.data.quality import report_for_version
+    from engine.train import launcher
 
     project = projects.create_project("lock")
     rows = [chat(i, system=None if i % 3 else "Old prompt.") for i in range(60)]

@@ -14,15 +14,13 @@ import sys
 import time
 
 import pytest
-
 from conftest import ROOT, app_as, run_studio
-from engine.data import versions
-from engine.train import launcher
-from engine.jobs import event_log
-from engine.store import projects
-from engine.jobs import supervisor
+
+from engine.data import split, versions
 from engine.demo import sample
-from engine.data import split
+from engine.jobs import event_log, supervisor
+from engine.store import projects
+from engine.train import launcher
 from engine.train.config import RunConfig
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import chat, write_jsonl
-from engine.data import versions
-from engine.data import fixes
-from engine.store import projects
-from engine.demo import sample
+
+from engine.data import fixes, versions
 from engine.data.loading import load_records
 from engine.data.quality import CheckOptions, report_for_version
+from engine.demo import sample
+from engine.store import projects
 
 
 @pytest.fixture

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.data import versions
-
-from engine.data import fixes
+from engine.data import fixes, versions
 from engine.data.report import Finding, Report
 from engine.store.tables import DatasetVersion
 from ui import state

@@ -14,9 +14,7 @@ import json
 import streamlit as st
 import streamlit.components.v1 as components
 
-from engine.store import sessions
-
-from engine.store import users
+from engine.store import sessions, users
 from engine.store.tables import User
 from ui.text import md_escape
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.store import projects
-
 from engine.jobs import supervisor
+from engine.store import projects
 from ui import state
 from ui.errors import shown_as_message
 from ui.text import md_escape

@@ -6,7 +6,6 @@ from __future__ import annotations
 import streamlit as st
 
 from engine.data import versions
-
 from engine.store import projects
 from ui.text import shown_model
 

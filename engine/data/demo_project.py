@@ -7,17 +7,13 @@ or a network.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
-from engine.data import versions
-
-from engine.store import projects
-
+from engine.data import split, versions
+from engine.data.quality import report_for_version
 from engine.demo import sample
-
-from engine.data import split
-
-from engine.store import workspace
+from engine.demo.model import build_demo_model
+from engine.store import projects, workspace
 from engine.store.tables import DatasetVersion, Project
 
 SAMPLE_NAME = "support-sample.jsonl"
@@ -40,15 +36,12 @@ def ensure_demo(build_model: bool = True, progress: Callable[[str], None] | None
         say("Importing the sample dataset (600 support conversations with a few planted flaws)...")
         version = import_sample(project.id)
         say("Checking its quality (the report is kept for the pages)...")
-        from engine.data.quality import report_for_version
 
         report_for_version(version)
         say("Splitting it 80/10/10 without leakage (the test part is locked)...")
         split.create_split(version)  # the default locked split, so the Train page is ready
     ws = workspace.current()
     if build_model and not (ws.demo_model / "config.json").is_file():
-        from engine.demo.model import build_demo_model
-
         say("Building the demo model offline (a tokenizer, then a short pre-training)...")
         build_demo_model(ws.demo_model, progress=say)
     return project

@@ -17,11 +17,12 @@ from engine.data import versions
 from engine.data.checks import sensitive
 from engine.data.report import Report
 from engine.data.shapes import Record
-from engine.store.tables import DatasetVersion
 from engine.data.tokens import load_counter
+from engine.errors import StudioError
+from engine.store.tables import DatasetVersion
 
 
-class FixError(ValueError):
+class FixError(StudioError, ValueError):
     pass
 
 
@@ -58,10 +59,10 @@ def _set_system_prompt(records: list[Record], report: Report, fix_id: str, param
         raise FixError("Type the system prompt to set.")
     changed = 0
     for rec in records:
-        system = [m for m in rec.messages if m["role"] == "system"]
+        system = [m for m in rec.turns if m["role"] == "system"]
         if system and system[0]["content"] == prompt and len(system) == 1:
             continue
-        rec.messages = [{"role": "system", "content": prompt}] + [m for m in rec.messages if m["role"] != "system"]
+        rec.messages = [{"role": "system", "content": prompt}] + [m for m in rec.turns if m["role"] != "system"]
         changed += 1
     return changed, records
 
@@ -76,16 +77,15 @@ def _truncate(records: list[Record], report: Report, fix_id: str, params: dict) 
         if rec.location not in targets:
             kept.append(rec)
             continue
-        last = max(i for i, m in enumerate(rec.messages) if m["role"] == "assistant")
+        last = max(i for i, m in enumerate(rec.turns) if m["role"] == "assistant")
         others = sum(counter.count([m["content"]])[0] + counter.overhead.get(m["role"], 4)
-                     for i, m in enumerate(rec.messages) if i != last)
+                     for i, m in enumerate(rec.turns) if i != last)
         budget = max_length - others - counter.overhead["assistant"]
         if budget < 1:
             continue  # the prompt alone does not fit: dropped
-        ids = counter.tokenizer.encode(rec.messages[last]["content"], add_special_tokens=False).ids[:budget]
-        rec.messages[last] = {**rec.messages[last],
-                              "content": counter.tokenizer.decode(ids).rstrip("\ufffd")}
-        rec.messages = rec.messages[:last + 1]
+        ids = counter.tokenizer.encode(rec.turns[last]["content"], add_special_tokens=False).ids[:budget]
+        cut = {**rec.turns[last], "content": counter.tokenizer.decode(ids).rstrip("\ufffd")}
+        rec.messages = rec.turns[:last] + [cut]
         kept.append(rec)
         changed += 1
     return changed, kept
@@ -98,7 +98,7 @@ def _redact(records: list[Record], report: Report, fix_id: str, params: dict) ->
     with sensitive.SecretScanner() as scanner:
         for rec in records:
             if rec.location in targets:
-                for m in rec.messages:
+                for m in rec.turns:
                     m["content"] = (sensitive.redact_pii(m["content"]) if code == "pii"
                                     else sensitive.redact_secrets(m["content"], scanner))
                 changed += 1

@@ -8,14 +8,25 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Callable
 
-from engine.data.readers import (InputError, Item, check_size, check_text, column_names, detect_container, read_items,
-                            transcode_to_utf8, utf16_encoding)
+from engine.data.readers import (
+    InputError,
+    Item,
+    check_size,
+    check_text,
+    column_names,
+    detect_container,
+    read_items,
+    transcode_to_utf8,
+    utf16_encoding,
+)
 from engine.data.shapes import MAPPABLE, SHAPES, Record, detect_shape, normalize, propose_mapping
+from engine.store import workspace
 
 _SNIFF = 200
 WHERE = {"jsonl": "Line", "json": "Record", "csv": "Row", "tsv": "Row", "parquet": "Row"}
@@ -68,9 +79,6 @@ def load_records(path: Path, *, shape: str | None = None, mapping: dict[str, str
     size = check_size(path, max_bytes)
     encoding = utf16_encoding(path) if container != "parquet" else None
     if encoding:
-        import tempfile
-
-        from engine.store import workspace
 
         tmp = workspace.current().tmp
         fd, name = tempfile.mkstemp(prefix="utf8-", suffix=path.suffix, dir=tmp)
@@ -138,7 +146,7 @@ def _chain(head: list[Item], rest):
 
 
 def _not_objects(item: Item) -> str:
-    kind = {list: "an array", str: "a string"}.get(type(item.value), "a number")
+    kind = "an array" if isinstance(item.value, list) else "a string" if isinstance(item.value, str) else "a number"
     return f"Record {item.location} is {kind}, not an object: each record must be a JSON object."
 
 

@@ -9,16 +9,19 @@ cleanly; a record with an error appears only under its error.
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
+from engine.data import versions
 from engine.data.checks import branches, content, duplicates, language, length, parallel, sensitive, structure
 from engine.data.loading import Loaded, load_records
 from engine.data.report import MIN_EXAMPLES, Finding, Report, readiness
 from engine.data.shapes import SHAPES, Record
 from engine.data.tokens import load_counter
+from engine.store import workspace
 
 DEFAULT_MAX_LENGTH = 2048
 CHECKS_VERSION = 2  # part of the report cache key: bump it when a check changes, so stored reports are recomputed
@@ -100,7 +103,6 @@ def check_loaded(loaded: Loaded, name: str, options: CheckOptions, progress: Pro
 
 
 def _options_key(options: CheckOptions, mapping: dict | None) -> str:
-    import hashlib
 
     key = json.dumps([CHECKS_VERSION, options.tokenizer, options.max_length, options.near_threshold, options.task,
                       mapping],
@@ -109,8 +111,6 @@ def _options_key(options: CheckOptions, mapping: dict | None) -> str:
 
 
 def _report_path(version, options: CheckOptions) -> Path:
-    from engine.store import workspace
-
     key = _options_key(options, version.mapping)
     return workspace.current().reports / f"{version.sha256}-{version.shape}-{key}.json"
 
@@ -123,8 +123,6 @@ def cached_report(version, options: CheckOptions | None = None) -> Report | None
 
 def report_for_version(version, options: CheckOptions | None = None, progress: Progress | None = None) -> Report:
     """The report of a dataset version, computed once per version and options and kept in the workspace."""
-    from engine.data import versions
-
     options = options or CheckOptions()
     found = cached_report(version, options)
     if found is not None:

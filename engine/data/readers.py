@@ -13,16 +13,20 @@ import csv
 import io
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from engine.data.shapes import shape_of
+from engine.errors import StudioError
 
 CONTAINERS = ("jsonl", "json", "csv", "tsv", "parquet")
 DEFAULT_MAX_MB = 200
 _CHUNK = 1 << 20
 
 
-class InputError(Exception):
+class InputError(StudioError):
     """The input as a whole cannot be read; the message is one sentence for the user."""
 
 
@@ -71,7 +75,7 @@ def detect_container(path: Path) -> str:
 
 def _first_lines(path: Path, n: int) -> list[bytes]:
     """The first n non-blank lines (each one record at most: bounded by the file size limit)."""
-    out = []
+    out: list = []
     with path.open("rb") as f:
         for raw in f:
             if raw.strip():
@@ -212,7 +216,7 @@ def _jsonl_item(line_no: int, raw: bytes, is_last: bool) -> Item:
 
 
 def _read_json(path: Path) -> Iterator[Item]:
-    import ijson
+    import ijson  # only large JSON arrays need the streaming parser
 
     with path.open("rb") as f:
         head = f.read(64).lstrip(codecs.BOM_UTF8).lstrip()
@@ -248,7 +252,6 @@ def _read_json_object(path: Path) -> Iterator[Item]:
         raise InputError("The JSON file is nested too deeply to read.") from None
     except ValueError:
         raise InputError("The JSON file holds a number too long to read (over 4,300 digits).") from None
-    from engine.data.shapes import shape_of
 
     lists = [v for v in value.values() if isinstance(v, list)] if isinstance(value, dict) else []
     wrapper = shape_of(value) is None and len(lists) == 1 and lists[0] and all(isinstance(v, dict) for v in lists[0])
@@ -299,7 +302,7 @@ def _read_csv(path: Path, delimiter: str) -> Iterator[Item]:
 
 
 def _read_parquet(path: Path) -> Iterator[Item]:
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # only Parquet files need it
 
     try:
         pf = pq.ParquetFile(path)
@@ -315,7 +318,7 @@ def _read_parquet(path: Path) -> Iterator[Item]:
 def column_names(path: Path, container: str) -> list[str]:
     """The columns of a CSV/TSV/Parquet file (for the column-mapping widgets and flags)."""
     if container == "parquet":
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # only Parquet files need it
 
         return list(pq.ParquetFile(path).schema_arrow.names)
     reader = csv.reader(io.StringIO(next(_decoded_lines(path), "")), delimiter="\t" if container == "tsv" else ",")

@@ -102,7 +102,7 @@ class Report:
         return next((f for f in self.findings if f.code == code), None)
 
     @classmethod
-    def from_json(cls, data: dict) -> "Report":
+    def from_json(cls, data: dict) -> Report:
         findings = []
         for f in data["errors"] + data["warnings"]:
             fix = Fix(**f["fix"]) if f.get("fix") else None

@@ -45,6 +45,11 @@ class Record:
     problems: list[tuple[str, str]] = field(default_factory=list)  # (error code, sentence)
     where: str = "Record"  # how the user's file counts records: Line (JSONL), Record (JSON), Row (CSV/Parquet)
 
+    @property
+    def turns(self) -> list[dict]:
+        """The messages, or none when the record could not be read (messages is None)."""
+        return self.messages or []
+
 
 def shape_of(value: Any) -> str | None:
     """The shape one record looks like, or None."""
@@ -99,7 +104,7 @@ def detect_shape(sample: list[Any]) -> str | None:
         shape = shape_of(value)
         if shape:
             counts[shape] = counts.get(shape, 0) + 1
-    return max(counts, key=counts.get) if counts else None
+    return max(counts, key=lambda shape: counts[shape]) if counts else None
 
 
 def normalize(value: Any, location: int, shape: str, mapping: dict[str, str] | None = None,
@@ -138,6 +143,8 @@ def _text(value: Any) -> str | None:
 
 def _add(rec: Record, role: Any, content: Any, raw_role: Any = None, **kept: Any) -> None:
     """Append one message, recording a bad role or a missing content as a problem of the record."""
+    if rec.messages is None:
+        rec.messages = []
     n = len(rec.messages) + 1
     text = _text(content)
     if role not in ROLES:
@@ -163,7 +170,7 @@ def _openai(value: dict, rec: Record, mapping: dict) -> None:
             rec.problems.append(("not_an_object", f"{rec.where} {rec.location}, message {i} is not an object."))
             continue
         raw = m.get("role")
-        role = _OPENAI_ROLE_ALIASES.get(raw, raw)
+        role = _OPENAI_ROLE_ALIASES.get(raw, raw) if isinstance(raw, str) else raw
         _add(rec, role, m.get("content"), raw_role=raw, **{k: m.get(k) for k in _MESSAGE_KEPT})
     rec.extra = {k: v for k, v in value.items() if k != "messages"}
 
@@ -185,7 +192,7 @@ def _sharegpt(value: dict, rec: Record, mapping: dict) -> None:
         if raw == "function_call":
             _add(rec, "assistant", content, raw_role=raw, tool_call=True)
         else:
-            _add(rec, _SHAREGPT_ROLES.get(raw), content, raw_role=raw)
+            _add(rec, _SHAREGPT_ROLES.get(raw) if isinstance(raw, str) else None, content, raw_role=raw)
     rec.extra = {k: v for k, v in value.items() if k not in ("conversations", "system", "chosen", "rejected")}
 
 

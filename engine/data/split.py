@@ -24,23 +24,30 @@ from pathlib import Path
 from sqlalchemy import select
 
 from engine.data import versions
-
-from engine.store import db
-
-from engine.store import workspace
-from engine.data.checks.duplicates import (NEAR_THRESHOLD, DisjointSets, char_shingles, near_clusters, normalized_prompt,
-                                     record_hash, shingles)
+from engine.data.checks.branches import trees
+from engine.data.checks.duplicates import (
+    NEAR_THRESHOLD,
+    DisjointSets,
+    char_shingles,
+    near_clusters,
+    normalized_prompt,
+    record_hash,
+    shingles,
+)
+from engine.data.loading import load_records
 from engine.data.quality import usable
 from engine.data.shapes import Record
+from engine.data.test_lock import LockedTestError, lock, locked_records, near_copies, refuse_locked  # noqa: F401 - the split's public API
+from engine.errors import StudioError
+from engine.store import db, workspace
 from engine.store.tables import DatasetVersion, Split
-from engine.data.test_lock import LockedTestError, refuse_locked  # noqa: F401 - the split's public API
 
 PARTS = ("train", "validation", "test")
 NGRAM = 13
 _WORD = re.compile(r"\w+")
 
 
-class SplitError(ValueError):
+class SplitError(StudioError, ValueError):
     pass
 
 
@@ -53,11 +60,11 @@ def parse_ratios(text: str) -> tuple[float, float, float]:
 
 
 def check_ratios(ratios) -> tuple[float, float, float]:
-    ratios = tuple(ratios)
+    ratios = tuple(float(r) for r in ratios)
     if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-6 or ratios[2] <= 0:
         raise SplitError("The ratios must be three non-negative numbers that add up to 1, with a non-empty test "
                          "share (for example 0.8,0.1,0.1).")
-    return ratios  # type: ignore[return-value]
+    return ratios[0], ratios[1], ratios[2]
 
 
 @dataclass
@@ -87,7 +94,6 @@ def leakage_groups(records: list[Record], threshold: float = NEAR_THRESHOLD) -> 
             by_prompt[key].append(i)
     for members in by_prompt.values():
         sets.union(members)
-    from engine.data.checks.branches import trees
 
     for tree in trees(records):  # branches of one conversation share their opening turns: one side
         sets.union(tree)
@@ -99,8 +105,6 @@ def split_records(records: list[Record], ratios=(0.8, 0.1, 0.1), seed: int = 0,
                   locked_tests: list[Record] | None = None) -> SplitResult:
     """locked_tests: records already in a locked test split; their copies and near copies (and whatever is grouped
     with them) go to the test side, whatever the ratios say."""
-    from engine.data.test_lock import near_copies
-
     step = progress or (lambda fraction, label: None)
     ratios = check_ratios(ratios)
     good = usable(records)
@@ -136,7 +140,7 @@ def measure_overlap(train: list[Record], other: list[Record], threshold: float =
     train_hashes = {record_hash(r) for r in train}
     exact = sum(1 for r in other if record_hash(r) in train_hashes)
     combined = train + other
-    near = set()
+    near: set[int] = set()
     for cluster in near_clusters(combined, threshold):
         if any(i < len(train) for i in cluster):
             near.update(i for i in cluster if i >= len(train))
@@ -149,7 +153,7 @@ def _ngrams(text: str) -> set[int]:
 
 
 def _text(rec: Record) -> str:
-    return "\n".join(m["content"] for m in rec.messages if m["role"] != "system")
+    return "\n".join(m["content"] for m in rec.turns if m["role"] != "system")
 
 
 def contamination(train: list[Record], test: list[Record], threshold: float = NEAR_THRESHOLD) -> dict:
@@ -187,8 +191,6 @@ def write_parts(result: SplitResult, folder: Path, manifest: dict) -> dict[str, 
 def create_split(version: DatasetVersion, ratios=(0.8, 0.1, 0.1), seed: int = 0,
                  threshold: float = NEAR_THRESHOLD, copy_to: Path | None = None, progress=None) -> Split:
     """Split a dataset version, store the parts in the workspace, and lock its test records."""
-    from engine.data.test_lock import lock, locked_records
-
     records = versions.load_version(version).records
     result = split_records(records, ratios, seed, threshold, progress,
                            locked_tests=locked_records(version.project_id))
@@ -227,8 +229,6 @@ def split_path(split: Split, part: str) -> Path:
 
 def check_test_file(made: Split, path: Path, shape: str | None = None, mapping: dict | None = None) -> dict:
     """Contamination of a user-supplied test file against the train part of a split."""
-    from engine.data.loading import load_records
-
     train = usable(load_records(split_path(made, "train")).records)
     test = usable(load_records(Path(path), shape=shape, mapping=mapping).records)
     if not test:

@@ -18,18 +18,19 @@ import re
 import xxhash
 from sqlalchemy import select, update
 
-from engine.store import db
-
-from engine.store import workspace
 from engine.data.checks.duplicates import NEAR_THRESHOLD, char_shingles, near_clusters, record_hash, shingles
+from engine.data.loading import load_records
+from engine.data.quality import usable
 from engine.data.shapes import Record
+from engine.errors import StudioError
+from engine.store import db, workspace
 from engine.store.tables import DatasetVersion, LockedRecord, Split
 
 LOCKED_ROLES = ("user", "assistant")
 _SPACE = re.compile(r"\s+")
 
 
-class LockedTestError(ValueError):
+class LockedTestError(StudioError, ValueError):
     """Data meant for training or model selection contains records of a locked test split."""
 
 
@@ -50,9 +51,6 @@ def _splits(project_id: int | None) -> list[Split]:
 
 def locked_records(project_id: int | None = None) -> list[Record]:
     """The test records of every locked split (of one project, or of the workspace), each file read once."""
-    from engine.data.loading import load_records
-    from engine.data.quality import usable
-
     out: list[Record] = []
     seen: set[str] = set()
     for made in _splits(project_id):
@@ -67,13 +65,13 @@ def locked_records(project_id: int | None = None) -> list[Record]:
 
 def _backfill_keys() -> None:
     """Splits locked before content keys existed get them from their test files (once)."""
-    from engine.data.loading import load_records
-
     with db.session() as s:
         pending = list(s.scalars(select(LockedRecord.split_id).where(LockedRecord.content_key.is_(None)).distinct()))
     for split_id in pending:
         with db.session() as s:
             made = s.get(Split, split_id)
+        if made is None:  # its split was deleted: nothing to key
+            continue
         path = workspace.current().root / made.folder / "test.jsonl"
         if not path.is_file():
             continue
@@ -110,7 +108,7 @@ def refuse_locked(records: list[Record], purpose: str = "training", project_id: 
         return
     _backfill_keys()
     keys = {content_key(r): r.location for r in usable}
-    found = set()
+    found: set[str] = set()
     with db.session() as s:
         for i in range(0, len(keys), 500):
             chunk = list(keys)[i:i + 500]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from engine.demo.model import CHAT_TEMPLATE, train_tokenizer
+from engine.errors import StudioError
 from engine.store import workspace
 
 FALLBACK_OVERHEAD = 4  # tokens per message when a template cannot be rendered (OpenAI's own estimate is 3-4)
@@ -37,7 +39,7 @@ def pieces(text: str, size: int = PIECE_CHARS) -> list[str]:
     return out
 
 
-class TokenizerError(Exception):
+class TokenizerError(StudioError):
     pass
 
 
@@ -48,8 +50,8 @@ class TokenCounter:
         self.overhead = {role: self._overhead(chat_template, role) for role in ("system", "user", "assistant", "tool")}
 
     @classmethod
-    def from_path(cls, path: Path | str) -> "TokenCounter":
-        from tokenizers import Tokenizer
+    def from_path(cls, path: Path | str) -> TokenCounter:
+        from tokenizers import Tokenizer  # only the checks that count tokens need it
 
         path = Path(path)
         file = path / "tokenizer.json" if path.is_dir() else path
@@ -112,9 +114,9 @@ def _chat_template(folder: Path) -> str | None:
 
 
 def _render(template: str, messages: list[dict]) -> str:
-    import jinja2
-    from jinja2.ext import Extension
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    import jinja2  # only rendering a chat template needs it
+    from jinja2.ext import Extension  # only rendering a chat template needs it
+    from jinja2.sandbox import ImmutableSandboxedEnvironment  # only rendering a chat template needs it
 
     class Generation(Extension):
         """`{% generation %}...{% endgeneration %}` (the assistant-mask markers) render their body unchanged."""
@@ -143,8 +145,6 @@ def default_tokenizer_path() -> Path:
         return ws.demo_model
     folder = ws.cache / "demo-tokenizer"
     if not (folder / "tokenizer.json").is_file():
-        from engine.demo.model import CHAT_TEMPLATE, train_tokenizer
-
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / "tokenizer.json.part"
         train_tokenizer().save(str(tmp))

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
-from engine.store import workspace
 from engine.data.readers import InputError, check_text, column_names, detect_container, max_file_bytes, read_items
 from engine.data.shapes import detect_shape, propose_mapping
+from engine.store import workspace
 
 ALLOWED_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 

@@ -17,12 +17,11 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from engine.store import db
-
-from engine.store import workspace
+from engine.data.checks.sensitive import mask_secrets
 from engine.data.loading import Loaded, load_records
 from engine.data.readers import InputError
 from engine.data.shapes import Record
+from engine.store import db, workspace
 from engine.store.tables import DatasetVersion
 
 _EXT = {"jsonl": ".jsonl", "json": ".json", "csv": ".csv", "tsv": ".tsv", "parquet": ".parquet"}
@@ -159,7 +158,7 @@ def export_jsonl(version: DatasetVersion, dest: Path) -> Path:
 
 def export_hf_dataset(version: DatasetVersion, dest: Path) -> Path:
     """A `datasets` folder (save_to_disk) with a `messages` column; load it with datasets.load_from_disk."""
-    from datasets import Dataset
+    from datasets import Dataset  # the ML stack loads in seconds: only jobs that train or generate import it
 
     loaded = load_version(version)
     rows = [{"messages": [{"role": m["role"], "content": m["content"]} for m in r.messages]}
@@ -170,8 +169,6 @@ def export_hf_dataset(version: DatasetVersion, dest: Path) -> Path:
 
 def _masked(text: str) -> str:
     """Text for display: secrets are replaced, never echoed on a page."""
-    from engine.data.checks.sensitive import mask_secrets
-
     return mask_secrets(text)
 
 
@@ -194,9 +191,9 @@ def preview_rows(version: DatasetVersion, start: int = 0, count: int = 50) -> li
     """Rows for the paged preview: location, roles, and the first system/user/assistant texts (cut to 300 chars)."""
     rows = []
     for rec in load_version(version).records[start:start + count]:
-        row = {"location": rec.location, "turns": len(rec.messages or [])}
+        row: dict[str, int | str] = {"location": rec.location, "turns": len(rec.turns)}
         for role in ("system", "user", "assistant"):
-            text = next((m["content"] for m in rec.messages or [] if m["role"] == role), "")
+            text = next((m["content"] for m in rec.turns if m["role"] == role), "")
             text = _masked(text)
             row[role] = text[:300] + ("…" if len(text) > 300 else "")
         row["problem"] = rec.problems[0][1] if rec.problems else ""

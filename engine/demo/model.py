@@ -101,7 +101,7 @@ def tokenizer_corpus() -> list[str]:
 
 def train_tokenizer():
     """Train the byte-level BPE tokenizer (the `tokenizers` library only: no transformers import, < 1 s)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # heavy: loaded on first use
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -116,7 +116,7 @@ def train_tokenizer():
 
 def build_tokenizer(out_dir: Path):
     """Save the trained tokenizer as a fast tokenizer with the ChatML chat template."""
-    from transformers import PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast  # heavy: loaded on first use
 
     fast = PreTrainedTokenizerFast(
         tokenizer_object=train_tokenizer(), eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None,
@@ -131,8 +131,8 @@ def build_tokenizer(out_dir: Path):
 def build_demo_model(out_dir: Path | str, pretrain_steps: int = 300, progress=None) -> Path:
     """Write a complete Hugging Face model folder (config, safetensors weights, tokenizer) to out_dir; `progress`
     gets a line every 50 pre-training steps."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    import torch  # the ML stack loads in seconds: only jobs that train or generate import it
+    from transformers import LlamaConfig, LlamaForCausalLM  # heavy: loaded on first use
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -159,7 +159,7 @@ def _pretrain(model, tokenizer, steps: int, block: int = 96, batch: int = 16, pr
 
     A fixed thread count keeps the float reduction order, and so the weights, bit-identical between builds.
     """
-    import torch
+    import torch  # the ML stack loads in seconds: only jobs that train or generate import it
 
     threads = torch.get_num_threads()
     torch.set_num_threads(2)

@@ -15,11 +15,14 @@ Model output is untrusted code: it never runs in the studio's own process.
 
 from __future__ import annotations
 
+import builtins
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
+from engine.errors import StudioError
 from engine.evaluate import sandbox
 
 FENCE = re.compile(r"```[ \t]*([A-Za-z0-9+#_-]*)[ \t]*\n(.*?)```", re.S)
@@ -70,7 +73,7 @@ def compiles(answer: str, workdir: Path | None = None) -> float | None:
         return 1.0 if done.returncode == 0 else 0.0
 
 
-class SandboxUnavailable(RuntimeError):
+class SandboxUnavailable(StudioError, RuntimeError):
     """No real sandbox here and the weak mode was not allowed: code tests are not run."""
 
 
@@ -103,9 +106,6 @@ REASON_CHARS = 300
 
 
 def _reason(status: int | None, result: dict | None, tests: str, timeout: float) -> str:
-    import builtins
-    import signal
-
     if result and result.get("status") == "failed":
         kind, line = str(result.get("type")), result.get("line")
         known = getattr(builtins, kind, None)

@@ -14,8 +14,13 @@ import random
 import numpy as np
 
 from engine.evaluate import scoring
+from engine.evaluate.report_types import ForgettingReport, ForgettingVerdict, Retention
 
+# Retention under 90% of the base model's general skills is forgetting: the threshold the guidance uses for
+# "catastrophic forgetting" checks (a drop of more than 10% on held-out general probes), judged on the interval.
 RETENTION_WARNING = 0.9
+RETAINED = (f"Retained: the fine-tuned model keeps the base model's general skills (no retention interval lies "
+            f"under {RETENTION_WARNING:.0%}).")
 REMEDIES = [
     "Mix general-purpose examples into the training data (Train page, More settings: mix in general examples).",
     "Lower the learning rate or the number of epochs.",
@@ -82,7 +87,7 @@ def probe_set(seed: int = 0) -> list[list[dict]]:
 
 def summarize(base_answers: list[str], tuned_answers: list[str], references: list[str],
               base_text_nll: tuple[list[float], list[int]], tuned_text_nll: tuple[list[float], list[int]],
-              n_resamples: int = scoring.N_RESAMPLES, seed: int = scoring.SEED) -> dict:
+              n_resamples: int = scoring.N_RESAMPLES, seed: int = scoring.SEED) -> ForgettingReport:
     """Retention of probe quality (chrF) and of general-text perplexity, each with a 95% interval, and a verdict."""
     chrf = scoring.get_metric("chrf")
     probes = ratio(chrf, chrf.stats(base_answers, references), chrf.stats(tuned_answers, references),
@@ -94,7 +99,7 @@ def summarize(base_answers: list[str], tuned_answers: list[str], references: lis
     text["base"], text["finetuned"] = text["finetuned"], text["base"]  # ratio() was given them swapped
     for measure in (probes, text):
         measure["verdict"] = verdict(measure)
-    overall = ("forgetting" if "forgetting" in (probes["verdict"], text["verdict"]) else
+    overall: ForgettingVerdict = ("forgetting" if "forgetting" in (probes["verdict"], text["verdict"]) else
                "possible_forgetting" if "possible_forgetting" in (probes["verdict"], text["verdict"]) else
                "retained")
     worst = min((probes, text), key=lambda m: m["retention"])
@@ -112,7 +117,7 @@ def summarize(base_answers: list[str], tuned_answers: list[str], references: lis
             "remedies": REMEDIES if overall == "forgetting" else [], "probes": len(references)}
 
 
-def verdict(measure: dict) -> str:
+def verdict(measure: Retention) -> ForgettingVerdict:
     """"forgetting" only when the whole interval lies under the line; "possible_forgetting" when the point does but
     the interval reaches it; "retained" otherwise (a verdict in words follows its interval)."""
     if measure["ci_high"] < RETENTION_WARNING:
@@ -122,7 +127,7 @@ def verdict(measure: dict) -> str:
     return "retained"
 
 
-def ratio(metric: scoring.Metric, sb: np.ndarray, sf: np.ndarray, n_resamples: int, seed: int) -> dict:
+def ratio(metric: scoring.Metric, sb: np.ndarray, sf: np.ndarray, n_resamples: int, seed: int) -> Retention:
     """fine-tuned / base score, with the 95% interval of the ratio over paired resamples of the examples."""
     def score(rows):
         return metric.score(rows.sum(axis=0))

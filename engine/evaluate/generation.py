@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+
+Nll = tuple[list[float], list[int]]  # per example: summed negative log-likelihood, and over how many tokens
 
 
 @dataclass
@@ -28,8 +30,8 @@ def load(base_model: str, adapter: Path | str | None = None, device: str | None 
 
     merge=True folds a LoRA adapter into the base weights, as a merged model would be served: the evaluation then
     measures serving latency, not the adapter's extra matrix products. Other adapters stay as they are."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import torch  # the ML stack loads in seconds: only jobs that train or generate import it
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # heavy: loaded on first use
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
@@ -39,7 +41,7 @@ def load(base_model: str, adapter: Path | str | None = None, device: str | None 
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype)
     if adapter is not None and (Path(adapter) / "adapter_config.json").is_file():
-        from peft import PeftModel
+        from peft import PeftModel  # the ML stack loads in seconds: only jobs that train or generate import it
 
         model = PeftModel.from_pretrained(model, str(adapter))
         if merge and str(getattr(model.peft_config.get("default"), "peft_type", "")).endswith("LORA"):
@@ -61,7 +63,7 @@ def generate(model, tokenizer, prompts: list[list[dict]], batch_size: int = 16, 
              progress: Callable[[int, int], None] | None = None,
              should_stop: Callable[[], bool] | None = None, confidence: bool = False) -> list[Answer]:
     """Answers for each prompt (a list of messages), batch by batch."""
-    import torch
+    import torch  # the ML stack loads in seconds: only jobs that train or generate import it
 
     out: list[Answer] = []
     # Similar lengths share a batch (less padding); answers are put back in the input order.
@@ -103,12 +105,12 @@ def generate(model, tokenizer, prompts: list[list[dict]], batch_size: int = 16, 
     return out
 
 
-def answer_nll(model, tokenizer, conversations: list[list[dict]], batch_size: int = 16) -> tuple[list[float], list[int]]:
+def answer_nll(model, tokenizer, conversations: list[list[dict]], batch_size: int = 16) -> Nll:
     """Per conversation: the summed negative log-likelihood of its assistant tokens, and how many there are.
 
     Perplexity over a set is exp(sum of NLL / sum of tokens) (engine.evaluate.scoring.perplexity).
     """
-    import torch
+    import torch  # the ML stack loads in seconds: only jobs that train or generate import it
 
     nll, counts = [], []
     right = tokenizer.padding_side
@@ -132,9 +134,9 @@ def answer_nll(model, tokenizer, conversations: list[list[dict]], batch_size: in
     return nll, [int(c) for c in counts]
 
 
-def text_nll(model, tokenizer, texts: list[str], batch_size: int = 16) -> tuple[list[float], list[int]]:
+def text_nll(model, tokenizer, texts: list[str], batch_size: int = 16) -> Nll:
     """Per plain text: summed negative log-likelihood of its tokens after the first, and how many there are."""
-    import torch
+    import torch  # the ML stack loads in seconds: only jobs that train or generate import it
 
     nll, counts = [], []
     side = tokenizer.padding_side

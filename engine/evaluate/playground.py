@@ -17,20 +17,25 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
+from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Iterator
+
+from engine.errors import StudioError
+from engine.evaluate import comparison
+from engine.jobs import supervisor
+from engine.store import workspace
 
 SIDES = ("base", "finetuned")
 
 
-class PlaygroundError(ValueError):
+class PlaygroundError(StudioError, ValueError):
     pass
 
 
 def default_system(run) -> str:
     """The system prompt the run was trained with (its first training example's), or ""."""
-    from engine.evaluate import comparison
-
     try:
         first = comparison.split_part(run, "train", 1)[0]
     except comparison.EvalError:
@@ -41,10 +46,6 @@ def default_system(run) -> str:
 def stream(run_id: int, prompt: str, system: str | None = None, max_new_tokens: int = 256,
            timeout: float = 600.0) -> Iterator[tuple[str, str, dict]]:
     """(side, that side's text so far, stats once the side is done else {}) as the answers are generated."""
-    from engine.evaluate import comparison
-    from engine.jobs import supervisor
-    from engine.store import workspace
-
     if not prompt.strip():
         raise PlaygroundError("Write a prompt first.")
     run, final = comparison.check_run(run_id)
@@ -63,6 +64,7 @@ def stream(run_id: int, prompt: str, system: str | None = None, max_new_tokens: 
                                 start_new_session=True)
     texts = {side: "" for side in SIDES}
     deadline = time.monotonic() + timeout
+    assert proc.stdin is not None and proc.stdout is not None  # both are pipes
     try:
         proc.stdin.write(json.dumps(request).encode("utf-8"))
         proc.stdin.close()
@@ -98,11 +100,11 @@ def _emit(**event) -> None:
 def main() -> int:
     request = json.loads(sys.stdin.read())
     try:
-        import torch
-        from transformers.generation.streamers import TextStreamer
+        import torch  # the ML stack loads in seconds: only jobs that train or generate import it
+        from transformers.generation.streamers import TextStreamer  # heavy: loaded on first use
 
-        from engine.evaluate import generation
-        from engine.store.workspace import apply_library_env, current
+        from engine.evaluate import generation  # the worker process only: generation brings torch
+        from engine.store.workspace import apply_library_env, current  # (with the worker's other imports)
 
         apply_library_env(current())
 
@@ -140,7 +142,6 @@ def main() -> int:
             _emit(side=side, done=True, new_tokens=streamer.count, seconds=round(time.perf_counter() - began, 3))
         return 0
     except Exception as err:  # noqa: BLE001 - one sentence back to the page; the details go to the log
-        import traceback
 
         traceback.print_exc()
         _emit(error=f"The models could not answer: {type(err).__name__}: {str(err)[:200]}")
@@ -148,7 +149,6 @@ def main() -> int:
 
 
 def _nullcontext():
-    from contextlib import nullcontext
 
     return nullcontext()
 

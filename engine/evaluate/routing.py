@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.evaluate.report_types import Interval, RoutingPoint, RoutingReport, RoutingRule
+
 K_SHOT = 3
 THRESHOLDS = [round(x, 2) for x in np.linspace(0, 1, 21)]
 
@@ -26,11 +28,11 @@ def few_shot_prompt(examples: list[list[dict]], prompt: list[dict], k: int = K_S
 
 
 def routing_curve(confidence: list[float], tuned_quality: list[float], fallback_quality: list[float],
-                  n_resamples: int = 1000, seed: int = 0) -> dict:
+                  n_resamples: int = 1000, seed: int = 0) -> RoutingReport:
     conf = np.asarray(confidence, dtype=float)
     tuned = np.asarray(tuned_quality, dtype=float)
     fallback = np.asarray(fallback_quality, dtype=float)
-    points = []
+    points: list[RoutingPoint] = []
     for t in THRESHOLDS:
         routed = conf < t
         quality = float(np.where(routed, fallback, tuned).mean())
@@ -40,7 +42,7 @@ def routing_curve(confidence: list[float], tuned_quality: list[float], fallback_
     if gain["ci_low"] <= 0:  # not surely better than no fallback: do not route
         best = points[0]
     recommendation = ("no fallback" if best["threshold"] == 0 else f"fall back below confidence {best['threshold']}")
-    rule = {"route": "fine-tuned model", "fallback": f"base model with a {K_SHOT}-shot prompt",
+    rule: RoutingRule = {"route": "fine-tuned model", "fallback": f"base model with a {K_SHOT}-shot prompt",
             "confidence": "mean probability of the fine-tuned answer's tokens",
             "fallback_when": f"confidence < {best['threshold']}" if best["threshold"] else "never",
             "threshold": best["threshold"], "expected_fallback_rate": best["fallback_rate"],
@@ -49,7 +51,7 @@ def routing_curve(confidence: list[float], tuned_quality: list[float], fallback_
             "only_finetuned": points[0]["quality"], "only_fallback": float(fallback.mean())}
 
 
-def paired_gain(diff: np.ndarray, n_resamples: int = 1000, seed: int = 0) -> dict:
+def paired_gain(diff: np.ndarray, n_resamples: int = 1000, seed: int = 0) -> Interval:
     """Mean per-example gain of routing over the fine-tuned model alone, with its 95% paired bootstrap interval."""
     diff = np.asarray(diff, dtype=float)
     if len(diff) == 0:

@@ -29,6 +29,8 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+from engine.store import workspace
+
 LEVELS = ("bubblewrap", "unshare", "python-level")
 WORK_TMPFS_BYTES = 64 << 20
 HARNESS = Path(__file__).with_name("code_harness.py")
@@ -45,7 +47,7 @@ def _runtime() -> tuple[str, str]:
 
 def _system_libraries() -> list[tuple[str, str | None]]:
     """(path, symlink target or None) for the library folders the interpreter loads from."""
-    out = []
+    out: list[tuple[str, str | None]] = []
     for path in ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/lib32", "/usr/lib32"):
         if os.path.islink(path):
             out.append((path, os.readlink(path)))
@@ -199,8 +201,6 @@ class scratch:
 
     def __init__(self, parent: Path | None):
         if parent is None:
-            from engine.store import workspace
-
             parent = workspace.current().tmp
         self.parent = Path(parent)
 

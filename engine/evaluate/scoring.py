@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import ast
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import numpy as np
+
+from engine.evaluate.report_types import MetricComparison, PerplexityRatio, Verdict
 
 N_RESAMPLES = 1000
 SEED = 0
@@ -35,15 +37,15 @@ class Metric:
     name: str
     stats: Callable[[list[str], list[str]], np.ndarray]     # (n_examples, k) statistics
     score: Callable[[np.ndarray], float]                    # summed (k,) statistics -> score
-    higher_is_better: bool = True
+    higher_is_better: bool | None = True  # None: neither (length), the verdict says longer or shorter
     per_sample: bool = False  # score() takes the rows themselves (macro-F1 needs the labels, not their sum)
 
-    def with_name(self, name: str, higher_is_better: bool | None = True) -> "Metric":
+    def with_name(self, name: str, higher_is_better: bool | None = True) -> Metric:
         return replace(self, name=name, higher_is_better=higher_is_better)
 
 
 def _sacrebleu(kind: str) -> Metric:
-    from sacrebleu.metrics import BLEU, CHRF
+    from sacrebleu.metrics import BLEU, CHRF  # metric libraries load only when scoring
 
     scorer = BLEU() if kind == "bleu" else CHRF()
 
@@ -57,7 +59,7 @@ def _sacrebleu(kind: str) -> Metric:
 
 
 def _rouge_l() -> Metric:
-    from rouge_score import rouge_scorer
+    from rouge_score import rouge_scorer  # metric libraries load only when scoring (nltk behind it is slow to import)
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
 
@@ -95,7 +97,7 @@ def _python_parses(hyp: str, ref: str) -> float:
 
 
 def _macro_f1() -> Metric:
-    from sklearn.metrics import f1_score
+    from sklearn.metrics import f1_score  # heavy: loaded on first use
 
     def stats(hyps, refs):
         # Labels are interned as numbers so rows stay numeric; score() needs the rows themselves.
@@ -129,7 +131,7 @@ def get_metric(name: str) -> Metric:
     raise ValueError(f"Unknown metric {name!r}.")
 
 
-def verdict(low: float, high: float, higher_is_better: bool | None) -> str:
+def verdict(low: float, high: float, higher_is_better: bool | None) -> Verdict:
     """Words for a difference interval: only an interval that excludes zero is a difference."""
     if higher_is_better is None:
         return "longer" if low > 0 else "shorter" if high < 0 else "no detectable difference"
@@ -141,7 +143,7 @@ def verdict(low: float, high: float, higher_is_better: bool | None) -> str:
 
 
 def paired_bootstrap(metric: Metric, base: list[str], finetuned: list[str], refs: list[str],
-                     n_resamples: int = N_RESAMPLES, seed: int = SEED) -> dict:
+                     n_resamples: int = N_RESAMPLES, seed: int = SEED) -> MetricComparison:
     """Score both models, and the 95% interval of (fine-tuned - base) over paired resamples of the examples."""
     if not (len(base) == len(finetuned) == len(refs)) or not refs:
         raise ValueError("base, fine-tuned and references must be non-empty and of the same length.")
@@ -149,7 +151,7 @@ def paired_bootstrap(metric: Metric, base: list[str], finetuned: list[str], refs
 
 
 def bootstrap_stats(metric: Metric, sb: np.ndarray, sf: np.ndarray, n_resamples: int = N_RESAMPLES,
-                    seed: int = SEED) -> dict:
+                    seed: int = SEED) -> MetricComparison:
     """The paired bootstrap on per-example statistics (rows are examples, in the same order for both models)."""
 
     def score(rows: np.ndarray) -> float:
@@ -168,14 +170,15 @@ def bootstrap_stats(metric: Metric, sb: np.ndarray, sf: np.ndarray, n_resamples:
 
 
 def compare(base: list[str], finetuned: list[str], refs: list[str], task: str = "chat",
-            metrics: tuple[str, ...] | None = None, n_resamples: int = N_RESAMPLES, seed: int = SEED) -> dict:
+            metrics: tuple[str, ...] | None = None, n_resamples: int = N_RESAMPLES,
+            seed: int = SEED) -> dict[str, MetricComparison]:
     return {name: paired_bootstrap(get_metric(name), base, finetuned, refs, n_resamples, seed)
             for name in (metrics or METRICS_BY_TASK.get(task, METRICS_BY_TASK["chat"]))}
 
 
 def sacrebleu_signature(name: str) -> str:
     """The signature sacrebleu prints for BLEU or chrF, to show next to the score (reproducibility)."""
-    from sacrebleu.metrics import BLEU, CHRF
+    from sacrebleu.metrics import BLEU, CHRF  # metric libraries load only when scoring
 
     scorer = BLEU() if name == "bleu" else CHRF()
     scorer.corpus_score(["x"], [["x"]])  # the signature records the number of references once scored
@@ -191,7 +194,7 @@ RATE = Metric("tokens_per_second", stats=lambda *_: np.empty((0, 2)),
 
 def schema_metric(schema: dict) -> Metric:
     """The share of answers that parse as JSON and match the schema."""
-    import jsonschema
+    import jsonschema  # only a structured-output evaluation needs it
 
     validator = jsonschema.validators.validator_for(schema)(schema)
 
@@ -204,7 +207,8 @@ def schema_metric(schema: dict) -> Metric:
     return _mean_of("schema_valid", matches)
 
 
-def compare_speed(base: list, finetuned: list, n_resamples: int = N_RESAMPLES, seed: int = SEED) -> dict:
+def compare_speed(base: list, finetuned: list, n_resamples: int = N_RESAMPLES,
+                  seed: int = SEED) -> dict[str, MetricComparison]:
     """Latency per example (seconds; lower is better) and generated tokens per second, paired like the others.
 
     base/finetuned are engine.evaluate.generation.Answer lists in the same example order."""
@@ -218,7 +222,7 @@ def compare_speed(base: list, finetuned: list, n_resamples: int = N_RESAMPLES, s
 
 
 def perplexity_ratio(test: tuple[list[float], list[int]], train: tuple[list[float], list[int]],
-                     n_resamples: int = N_RESAMPLES, seed: int = SEED) -> dict:
+                     n_resamples: int = N_RESAMPLES, seed: int = SEED) -> PerplexityRatio:
     """Perplexity on test examples / perplexity on training examples, with a 95% interval (the two samples are
     different examples, so each is resampled on its own)."""
     st, sr = np.column_stack(test).astype(float), np.column_stack(train).astype(float)
@@ -240,7 +244,7 @@ PERPLEXITY = Metric("perplexity", stats=lambda *_: np.empty((0, 2)),
 
 
 def compare_perplexity(base: tuple[list[float], list[int]], finetuned: tuple[list[float], list[int]],
-                       n_resamples: int = N_RESAMPLES, seed: int = SEED) -> dict:
+                       n_resamples: int = N_RESAMPLES, seed: int = SEED) -> MetricComparison:
     """Perplexity of the reference answers under each model, with the paired interval of the difference."""
     sb = np.column_stack([base[0], base[1]]).astype(float)
     sf = np.column_stack([finetuned[0], finetuned[1]]).astype(float)

@@ -10,6 +10,8 @@ import errno
 import signal
 import traceback
 
+from engine.errors import StudioError
+
 KINDS = {
     "gpu_oom": "The GPU ran out of memory",
     "host_oom": "The machine ran out of memory and the system killed the trainer",
@@ -28,15 +30,15 @@ EXIT_CODES = {"data_error": 65, "model_error": 66, "workspace_missing": 69, "gpu
 _KIND_OF_EXIT = {code: kind for kind, code in EXIT_CODES.items() if kind != "crashed"}
 
 
-class DataError(Exception):
+class DataError(StudioError):
     """The data cannot be trained on (unreadable, empty, or containing locked test records)."""
 
 
-class RunConfigError(Exception):
+class RunConfigError(StudioError):
     """The configuration cannot run on this machine (e.g. QLoRA without CUDA)."""
 
 
-class ModelLoadError(Exception):
+class ModelLoadError(StudioError):
     """The base model cannot be loaded (missing folder, hub id not cached and no network)."""
 
 
@@ -61,7 +63,7 @@ def classify_exception(err: BaseException) -> tuple[str, str]:
     return "crashed", f"{KINDS['crashed']} ({text[:200]}). Last lines: {where}"
 
 
-def _disk_full(err: BaseException) -> bool:
+def _disk_full(err: BaseException | None) -> bool:
     """ENOSPC anywhere in the chain (torch and safetensors wrap it in their own errors)."""
     seen = 0
     while err is not None and seen < 10:

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
+
+from engine.jobs.failures import EXIT_CODES, KINDS
 
 HEARTBEAT_FILE = "heartbeat.json"
 SECONDS = 1.0
@@ -21,7 +25,7 @@ GONE_CHECKS = 2  # the run folder gone at two checks in a row: deleted, not a pa
 GONE = threading.Event()  # set at the first check that misses the folder: the trainer saves nothing more
 
 
-_watched: dict[str, object] = {}
+_watched: dict[str, Any] = {}  # run_dir (Path), original (its identities)
 
 
 def start(run_dir: Path, writer=None) -> threading.Thread:
@@ -47,7 +51,6 @@ def folder_gone() -> bool:
 def _remove_residue(run_dir: Path) -> None:
     """If a save in flight recreated the path after the delete, and the recreated tree holds nothing but this run
     folder, remove it: the user deleted the workspace and must not find it back. Anything else is left alone."""
-    import shutil
 
     root = run_dir.parent.parent
     try:
@@ -68,9 +71,7 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 
 def _loop(run_dir: Path, writer) -> None:
-    import psutil
-
-    from engine.jobs.failures import EXIT_CODES, KINDS
+    import psutil  # only process checks need it
 
     proc = psutil.Process()
     path = run_dir / HEARTBEAT_FILE

@@ -17,7 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-LOG_FILE = "train.log"  # the job's stdout and stderr, in its run folder
+from engine.jobs import supervisor
+from engine.jobs.supervisor import LOG_FILE
+
 PROGRESS_SECONDS = 5.0
 
 
@@ -36,8 +38,6 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.flush()
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # nobody reads the pipe after the pid: never block on it
-    from engine.jobs import supervisor
-
     while True:
         try:
             code = proc.wait(timeout=PROGRESS_SECONDS)

@@ -21,29 +21,30 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from engine.store import db
-
+from engine.errors import StudioError
 from engine.jobs import heartbeat
-
-from engine.store import workspace
-from engine.jobs.failures import classify_exit
-from engine.jobs.monitor import LOG_FILE
+from engine.jobs.checkpoints import complete_checkpoints
 from engine.jobs.event_log import final_event, latest_step, read_events
+from engine.jobs.failures import classify_exit
+from engine.store import db, workspace
 from engine.store.tables import Run
 
 ACTIVE = ("queued", "running")
+LOG_FILE = "train.log"  # a job's stdout and stderr, in its run folder (written by its monitor)
 _monitors: list[subprocess.Popen] = []  # job monitors this process started (reaped when they end)
 
 
-class RunError(ValueError):
+class RunError(StudioError, ValueError):
     pass
 
 
@@ -52,7 +53,7 @@ def grace_seconds() -> float:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def run_path(run: Run) -> Path:
@@ -98,7 +99,7 @@ def launch(config, command: list[str], project_id: int | None = None, request_ke
             run_id = run.id
     except IntegrityError:  # a concurrent launch with the same key won the race
         with db.session() as s:
-            return s.scalar(select(Run).where(Run.request_key == key))
+            return s.scalars(select(Run).where(Run.request_key == key)).one()
     schedule()
     return get_run(run_id)
 
@@ -170,13 +171,13 @@ def schedule() -> list[int]:
 
 def job_command(run: Run, folder: Path) -> list[str]:
     """The job's stored command with its placeholders filled ("--resume" appended for a resumed job)."""
-    filled = [part.replace("{python}", sys.executable).replace("{run_dir}", str(folder)) for part in run.command]
+    filled = [part.replace("{python}", sys.executable).replace("{run_dir}", str(folder)) for part in run.command or []]
     return filled + (["--resume"] if run.resume else [])
 
 
 def _start(run: Run) -> None:
     """Start the job under its monitor (engine.jobs.monitor), which records its end and starts the next one."""
-    import psutil
+    import psutil  # only process checks need it
 
     folder = run_path(run)
     ws = workspace.current()
@@ -189,9 +190,10 @@ def _start(run: Run) -> None:
                                     *job_command(run, folder)], cwd=folder, env=env, stdout=subprocess.PIPE,
                                    stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     _monitors.append(monitor)
+    assert monitor.stdout is not None  # a pipe
     line = monitor.stdout.readline()
     monitor.stdout.close()
-    values = {"attempts": Run.attempts + 1, "exit_code": None, "error_kind": None, "error_message": None,
+    values: dict[str, Any] = {"attempts": Run.attempts + 1, "exit_code": None, "error_kind": None, "error_message": None,
               "finished_at": None, "started_at": _now(), "heartbeat": _now(), "monitor_pid": monitor.pid,
               "monitor_start": _create_time(psutil, monitor.pid)}
     if line.strip().isdigit():
@@ -226,7 +228,7 @@ def _monitor_alive(run: Run) -> bool:
 
 
 def _process_alive(pid: int | None, started: float | None) -> bool:
-    import psutil
+    import psutil  # only process checks need it
 
     if not pid:
         return False
@@ -279,13 +281,13 @@ def reconcile() -> None:
 
 def _progress(folder: Path) -> dict:
     events = read_events(folder)
-    values = {"step": latest_step(events)}
-    steps = [e.get("max_steps") for e in events if e.get("max_steps")]
+    values: dict[str, Any] = {"step": latest_step(events)}
+    steps = [e["max_steps"] for e in events if e.get("max_steps")]
     if steps:
         values["max_steps"] = int(steps[-1])
     beat = heartbeat.read(folder)
     if beat.get("time"):
-        values["heartbeat"] = datetime.fromtimestamp(beat["time"], timezone.utc)
+        values["heartbeat"] = datetime.fromtimestamp(beat["time"], UTC)
     return values
 
 
@@ -294,7 +296,7 @@ def _finish(run: Run, code: int | None) -> None:
     folder = run_path(run)
     final = final_event(_attempt_events(folder))
     if final is not None:
-        status = {"succeeded": "succeeded", "cancelled": "cancelled"}.get(final.get("outcome"), "failed")
+        status = {"succeeded": "succeeded", "cancelled": "cancelled"}.get(str(final.get("outcome")), "failed")
         kind, message = final.get("error_kind"), final.get("message")
     elif run.cancel_requested_at and (code is None or code < 0):
         status, kind, message = "cancelled", None, "Cancelled; the job did not stop in time and was killed."
@@ -339,10 +341,12 @@ def record_exit(run_id: int, pid: int, code: int) -> None:
 
 
 def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _signal_group(pid: int, sig: int) -> None:
+def _signal_group(pid: int | None, sig: int) -> None:
+    if not pid or pid <= 1:  # never signal our own group (0) or every process (-1, 1)
+        return
     try:
         os.killpg(pid, sig)  # the trainer leads its own session, so its pgid is its pid
     except (ProcessLookupError, PermissionError):
@@ -367,8 +371,6 @@ def cancel(run_id: int) -> Run:
 
 def resume(run_id: int) -> Run:
     """Queue a failed or cancelled run again; it continues from its last complete checkpoint."""
-    from engine.jobs.checkpoints import complete_checkpoints
-
     run = get_run(run_id)
     if run.kind != "train":
         raise RunError(f"Job {run_id} is an evaluation; start the evaluation again instead of resuming it.")
@@ -386,7 +388,6 @@ def resume(run_id: int) -> Run:
 
 def wait(run_id: int, timeout: float | None = None, poll: float = 0.5) -> Run:
     """Reconcile until the run has ended (for the foreground CLI and tests)."""
-    import time
 
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:

@@ -19,8 +19,12 @@ from __future__ import annotations
 import hashlib
 import math
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
+
+from engine.errors import StudioError
+from engine.review.result_types import AbResult, SampleRatio, Welch
 
 CONTROL_NAMES = ("control", "a", "base", "baseline", "old", "current")
 TREATMENT_NAMES = ("treatment", "b", "new", "finetuned", "fine-tuned", "candidate")
@@ -34,7 +38,7 @@ PRIMARY_ORDER = ("satisfaction", "resolved", "csat", "thumbs_up", "conversion")
 SRM_ALPHA = 0.001
 
 
-class TrafficError(ValueError):
+class TrafficError(StudioError, ValueError):
     pass
 
 
@@ -67,7 +71,7 @@ def _column(df, mapping: dict, key: str, names: tuple[str, ...], what: str) -> s
 
 def detected_columns(path: Path | str) -> tuple[list[str], dict[str, str | None]]:
     """(the log's columns, the variant/user/time column each would be read from by name) for the page's boxes."""
-    import pandas as pd
+    import pandas as pd  # the scientific stack costs a second to import: only when statistics are computed
 
     path = Path(path)
     try:
@@ -87,7 +91,7 @@ def detected_columns(path: Path | str) -> tuple[list[str], dict[str, str | None]
 def read_log(path: Path | str, mapping: dict[str, str] | None = None):
     """The log as a DataFrame with variant, user_id and timestamp columns, and its data issues: exact duplicate rows
     (dropped) and users seen in both variants (excluded: their outcome mixes both models)."""
-    import pandas as pd
+    import pandas as pd  # the scientific stack costs a second to import: only when statistics are computed
 
     mapping = mapping or {}
     path = Path(path)
@@ -145,10 +149,10 @@ def _variants(df, treatment: str | None) -> tuple[str, str]:
     raise TrafficError(f"Cannot tell control from treatment among {names}; name the new model's with --treatment.")
 
 
-def welch(control: np.ndarray, treatment: np.ndarray) -> dict:
+def welch(control: np.ndarray, treatment: np.ndarray) -> Welch:
     """Difference of means (treatment - control) with Welch's 95% interval and p-value, and the relative lift with a
     delta-method interval."""
-    from scipy import stats
+    from scipy import stats  # the scientific stack costs a second to import: only when statistics are computed
 
     mc, mt = float(np.mean(control)), float(np.mean(treatment))
     vc, vt = float(np.var(control, ddof=1)), float(np.var(treatment, ddof=1))
@@ -162,19 +166,19 @@ def welch(control: np.ndarray, treatment: np.ndarray) -> dict:
     dof = (vc / nc + vt / nt) ** 2 / ((vc / nc) ** 2 / (nc - 1) + (vt / nt) ** 2 / (nt - 1))
     q = float(stats.t.ppf(0.975, dof))
     p = float(stats.ttest_ind(treatment, control, equal_var=False).pvalue)
-    out = {"control": mc, "treatment": mt, "diff": diff, "ci_low": diff - q * se, "ci_high": diff + q * se,
+    out: Welch = {"control": mc, "treatment": mt, "diff": diff, "ci_low": diff - q * se, "ci_high": diff + q * se,
            "p_value": p, "relative_lift": None, "lift_ci_low": None, "lift_ci_high": None}
     if mc != 0:
         lift = mt / mc - 1
         # Var(mt/mc) by the delta method (independent groups): (1/mc)^2 vt/nt + (mt/mc^2)^2 vc/nc
         se_ratio = math.sqrt(vt / nt / mc ** 2 + (mt ** 2) * vc / nc / mc ** 4)
         z = 1.959963984540054
-        out.update(relative_lift=lift, lift_ci_low=lift - z * se_ratio, lift_ci_high=lift + z * se_ratio)
+        out["relative_lift"], out["lift_ci_low"], out["lift_ci_high"] = lift, lift - z * se_ratio, lift + z * se_ratio
     return out
 
 
-def srm(n_control: int, n_treatment: int, planned_share: float) -> dict:
-    from scipy import stats
+def srm(n_control: int, n_treatment: int, planned_share: float) -> SampleRatio:
+    from scipy import stats  # the scientific stack costs a second to import: only when statistics are computed
 
     total = n_control + n_treatment
     expected = [total * (1 - planned_share), total * planned_share]
@@ -184,7 +188,7 @@ def srm(n_control: int, n_treatment: int, planned_share: float) -> dict:
 
 
 def analyze(path: Path | str, split: float, treatment: str | None = None, primary: str | None = None,
-            mapping: dict[str, str] | None = None) -> dict:
+            mapping: dict[str, str] | None = None) -> AbResult:
     if not 0 < split < 1:
         raise TrafficError("--split is the planned share of traffic sent to the new model, between 0 and 1.")
     df, issues = read_log(path, mapping)
@@ -199,7 +203,7 @@ def analyze(path: Path | str, split: float, treatment: str | None = None, primar
     c_users, t_users = per_user[per_user.variant == control], per_user[per_user.variant == treat]
     if len(c_users) < 2 or len(t_users) < 2:
         raise TrafficError("Each variant needs at least two users.")
-    out: dict = {"variants": {"control": control, "treatment": treat},
+    out: dict[str, Any] = {"variants": {"control": control, "treatment": treat},
                  "n": {"control": int(len(c_users)), "treatment": int(len(t_users))},
                  "requests": {"control": int((df.variant == control).sum()), "treatment": int((df.variant == treat)
                                                                                             .sum())},
@@ -220,11 +224,11 @@ def analyze(path: Path | str, split: float, treatment: str | None = None, primar
             f"{issues['users_in_both_variants']:,} users seen in both variants were left out "
             f"({issues['rows_of_those_users_excluded']:,} rows).")
     out["routing_snippet"] = routing_snippet(split)
-    return out
+    return cast(AbResult, out)
 
 
 def _numeric(series):
-    import pandas as pd
+    import pandas as pd  # the scientific stack costs a second to import: only when statistics are computed
 
     if series.dtype == bool:
         return series.astype(float)
@@ -234,7 +238,7 @@ def _numeric(series):
 
 
 def _guardrails(df, control: str, treat: str, metrics: dict) -> dict:
-    g = {}
+    g: dict[str, Any] = {}
     latency = next((c for c in ("latency", "latency_ms", "latency_s") if c in df.columns), None)
     if latency:
         for name, v in (("control", control), ("treatment", treat)):
@@ -304,7 +308,7 @@ def _decide(r: dict) -> tuple[str, list[str]]:
 
 def assign_variant(user_id: str, share: float, salt: str = "studio-ab") -> str:
     """Deterministic routing: the same user always gets the same variant; `share` of users get the treatment."""
-    digest = hashlib.sha256(f"{salt}:{user_id}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{salt}:{user_id}".encode()).digest()
     return "treatment" if int.from_bytes(digest[:8], "big") / 2 ** 64 < share else "control"
 
 

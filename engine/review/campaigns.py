@@ -20,12 +20,14 @@ import json
 import random
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 
-from engine.store import db
-
-from engine.store import users
+from engine.errors import StudioError
+from engine.evaluate import results
+from engine.jobs import supervisor
+from engine.store import db, users
 from engine.store.tables import Assignment, Campaign, CampaignItem, Rating, User, now
 
 CRITERIA = ("accuracy", "helpfulness", "consistency", "tone", "safety")
@@ -35,7 +37,7 @@ KINDS = ("rating", "pairwise")
 ANALYSTS = ("admin", "analyst")
 
 
-class ReviewError(ValueError):
+class ReviewError(StudioError, ValueError):
     """A campaign or a rating cannot be made as asked (one sentence)."""
 
 
@@ -45,14 +47,12 @@ def create_campaign(actor: User, run_id: int, kind: str = "rating", reviewer_ids
                     project_id: int | None = None) -> Campaign:
     """A campaign over a sample of the run's evaluation outputs. gold maps a test example's index to its known
     answer: for pairwise "base", "finetuned" or "tie"; for ratings the expected accuracy of the fine-tuned answer."""
-    from engine.evaluate import comparison
-    from engine.jobs import supervisor
-
     actor = users.require(actor, *ANALYSTS)
     if kind not in KINDS:
         raise ReviewError(f"Unknown campaign kind {kind!r}; choose rating or pairwise.")
-    reviewers = [users.get_user(i) for i in (reviewer_ids or [])]
-    if not reviewers or any(r is None for r in reviewers):
+    found = [users.get_user(i) for i in (reviewer_ids or [])]
+    reviewers = [r for r in found if r is not None]
+    if not reviewers or len(reviewers) < len(found):
         raise ReviewError("Choose at least one reviewer (active users).")
     if not 1 <= overlap <= len(reviewers):
         raise ReviewError(f"The overlap (reviewers per item) must be between 1 and the {len(reviewers)} reviewers "
@@ -60,7 +60,7 @@ def create_campaign(actor: User, run_id: int, kind: str = "rating", reviewer_ids
     if sample_size < 1:
         raise ReviewError("The sample size must be at least 1.")
     run = supervisor.get_run(run_id)
-    path = comparison.eval_dir(run, baseline) / "outputs.jsonl"
+    path = results.eval_dir(run, baseline) / "outputs.jsonl"
     if not path.is_file():
         raise ReviewError(f"Run {run_id} has no evaluation outputs against {baseline}; evaluate it first.")
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -178,11 +178,13 @@ def task(reviewer: User, assignment_id: int) -> dict:
             raise users.PermissionDenied("This item is not in your queue.")
         item = s.get(CampaignItem, a.item_id)
         campaign = s.get(Campaign, a.campaign_id)
+        if item is None or campaign is None:  # deleted under the reviewer's feet
+            raise ReviewError("This item no longer exists.")
         rating = s.scalar(select(Rating).where(Rating.item_id == item.id, Rating.reviewer_id == reviewer.id))
     view = {"assignment_id": assignment_id, "kind": campaign.kind, "per_criterion": campaign.per_criterion,
             "prompt": [{"role": m["role"], "content": m["content"]} for m in item.prompt],
             "reference": item.reference}
-    previous = None
+    previous: dict[str, Any] | None = None
     if campaign.kind == "pairwise":
         right = "finetuned" if a.left_model == "base" else "base"
         view["answers"] = {"A": item.answers[a.left_model], "B": item.answers[right]}
@@ -234,10 +236,10 @@ def submit(reviewer: User, assignment_id: int, scores: dict | None = None, safet
 def _upsert(values: dict) -> int:
     """INSERT ... ON CONFLICT (item, reviewer) DO UPDATE: a double click or a second tab cannot make two rows."""
     engine = db.get_engine()
-    if engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+    if engine.dialect.name == "postgresql":  # (imported here: only the configured dialect's driver is loaded)
+        from sqlalchemy.dialects.postgresql import insert  # only the configured dialect's upsert is loaded
     elif engine.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]  # the same API, its own class
     else:  # each dialect spells the upsert its own way; a guess could make two rows for one vote
         raise ReviewError(f"Ratings need SQLite or PostgreSQL; the configured database is {engine.dialect.name}.")
     stmt = insert(Rating).values(**values, created_at=values["updated_at"])
@@ -271,12 +273,11 @@ def escalate(actor: User, campaign_id: int, spread: int = 2) -> int:
     rng = random.Random(campaign.seed + len(ratings))
     sent = 0
     with db.session() as s:
-        camp = s.get(Campaign, campaign_id)
         for item_id in disagreeing:
             extra = _least_loaded(load, reviewers_of[item_id], 1, rng)
             if not extra:
                 continue
-            s.add(_assignment(camp, s.get(CampaignItem, item_id), extra[0], rng))
+            s.add(_assignment(campaign, s.get_one(CampaignItem, item_id), extra[0], rng))
             load[extra[0]] += 1
             sent += 1
     return sent
@@ -285,7 +286,7 @@ def escalate(actor: User, campaign_id: int, spread: int = 2) -> int:
 def _disagree(kind: str, rs: list[Rating], spread: int) -> bool:
     if kind == "pairwise":
         return len({r.vote for r in rs}) > 1
-    overall = [sum(r.scores.values()) / len(r.scores) for r in rs]
+    overall = [sum(r.scores.values()) / len(r.scores) for r in rs if r.scores]
     return max(overall) - min(overall) >= spread
 
 

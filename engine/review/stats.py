@@ -19,11 +19,12 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from itertools import combinations
+from typing import Any, cast
 
 import numpy as np
 
 from engine.review import campaigns
-
+from engine.review.result_types import PairwiseResults, RatingResults
 from engine.store import users
 
 BANDS = ((0.8, "reliable"), (0.667, "tentative"), (-math.inf, "unreliable"))
@@ -37,7 +38,7 @@ def band(alpha: float | None) -> str | None:
 
 def mean_ci(values: list[float]) -> dict:
     """Mean with its 95% t interval."""
-    from scipy import stats
+    from scipy import stats  # the scientific stack costs a second to import: only when statistics are computed
 
     x = np.asarray(values, dtype=float)
     n = len(x)
@@ -51,7 +52,7 @@ def mean_ci(values: list[float]) -> dict:
 
 
 def wilson(successes: float, n: int) -> tuple[float, float]:
-    from statsmodels.stats.proportion import proportion_confint
+    from statsmodels.stats.proportion import proportion_confint  # heavy: loaded on first use
 
     if n == 0:
         return (0.0, 1.0)
@@ -59,22 +60,22 @@ def wilson(successes: float, n: int) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def holm(p_values: dict[str, float]) -> dict[str, float]:
-    from statsmodels.stats.multitest import multipletests
+def holm(p_values: dict[str, float | None]) -> dict[str, float | None]:
+    from statsmodels.stats.multitest import multipletests  # heavy: loaded on first use
 
     names = [k for k, p in p_values.items() if p is not None and not math.isnan(p)]
     if not names:
-        return {k: None for k in p_values}
+        return dict.fromkeys(p_values)
     adjusted = multipletests([p_values[k] for k in names], alpha=0.05, method="holm")[1]
-    out = {k: None for k in p_values}
+    out: dict[str, float | None] = {k: None for k in p_values}
     out.update({k: float(p) for k, p in zip(names, adjusted)})
     return out
 
 
 def votes_needed(win_rate: float, power: float = 0.8, alpha: float = 0.05) -> int | None:
     """Votes needed to tell `win_rate` from 50% (two-sided) with the given power."""
-    from statsmodels.stats.power import NormalIndPower
-    from statsmodels.stats.proportion import proportion_effectsize
+    from statsmodels.stats.power import NormalIndPower  # heavy: loaded on first use
+    from statsmodels.stats.proportion import proportion_effectsize  # heavy: loaded on first use
 
     if abs(win_rate - 0.5) < 1e-9:
         return None
@@ -84,7 +85,7 @@ def votes_needed(win_rate: float, power: float = 0.8, alpha: float = 0.05) -> in
 
 def krippendorff_alpha(matrix: list[list[float]]) -> float | None:
     """Ordinal alpha of a reviewers x items matrix (nan where a reviewer did not rate the item)."""
-    import krippendorff
+    import krippendorff  # the scientific stack costs a second to import: only when statistics are computed
 
     data = np.asarray(matrix, dtype=float)
     if data.shape[0] < 2 or np.sum(~np.isnan(data).all(axis=0)) < 2:
@@ -97,10 +98,10 @@ def krippendorff_alpha(matrix: list[list[float]]) -> float | None:
                                     value_domain=[1, 2, 3, 4, 5]))
 
 
-def rating_results(rows: list[dict]) -> dict:
+def rating_results(rows: list[dict]) -> RatingResults:
     """rows: engine.review.campaigns.ratings_table of a rating campaign."""
-    from scipy import stats
-    from sklearn.metrics import cohen_kappa_score
+    from scipy import stats  # the scientific stack costs a second to import: only when statistics are computed
+    from sklearn.metrics import cohen_kappa_score  # heavy: loaded on first use
 
     crits = campaigns.CRITERIA
     out: dict = {"n_ratings": len(rows), "reviewers": sorted({r["reviewer"] for r in rows}), "criteria": {}}
@@ -112,10 +113,10 @@ def rating_results(rows: list[dict]) -> dict:
     model_of = {r["item"]: r["model"] for r in rows}
     example_of = {r["item"]: r["example"] for r in rows}
     reviewers = out["reviewers"]
-    p_values = {}
+    p_values: dict[str, float | None] = {}
     for c in crits:
         per_item = {i: float(np.mean([r[c] for r in item_scores[(i, c)]])) for i in items}
-        entry = {"models": {}}
+        entry: dict[str, Any] = {"models": {}}
         for m in campaigns.MODELS:
             vals = [v for i, v in per_item.items() if model_of[i] == m]
             dist = {str(k): sum(1 for r in rows if r["model"] == m and r[c] == k) for k in range(1, 6)}
@@ -151,7 +152,7 @@ def rating_results(rows: list[dict]) -> dict:
     out["reviewer_bias"] = _bias(rows)
     out["most_disagreement"] = _disagreement(rows)
     out["gold"] = _gold_ratings(rows)
-    return out
+    return cast(RatingResults, out)
 
 
 def _overall(r: dict) -> float:
@@ -190,7 +191,7 @@ def _disagreement(rows: list[dict], top: int = 10) -> list[dict]:
 
 
 def _gold_ratings(rows: list[dict]) -> list[dict]:
-    out = defaultdict(lambda: {"gold_items": 0, "within_one": 0})
+    out: defaultdict[str, dict[str, int]] = defaultdict(lambda: {"gold_items": 0, "within_one": 0})
     for r in rows:
         if r.get("gold"):
             g = out[r["reviewer"]]
@@ -199,9 +200,9 @@ def _gold_ratings(rows: list[dict]) -> list[dict]:
     return [{"reviewer": k, **v, "accuracy": v["within_one"] / v["gold_items"]} for k, v in sorted(out.items())]
 
 
-def pairwise_results(rows: list[dict], target_win_rate: float = 0.6) -> dict:
+def pairwise_results(rows: list[dict], target_win_rate: float = 0.6) -> PairwiseResults:
     """rows: engine.review.campaigns.ratings_table of a pairwise campaign; wins are the fine-tuned model's."""
-    from scipy import stats
+    from scipy import stats  # the scientific stack costs a second to import: only when statistics are computed
 
     votes = [r["vote"] for r in rows]
     n = len(votes)
@@ -210,14 +211,14 @@ def pairwise_results(rows: list[dict], target_win_rate: float = 0.6) -> dict:
     win_rate = (wins + (ties + both_bad) / 2) / n if n else None
     low, high = wilson(wins + (ties + both_bad) / 2, n) if n else (None, None)
     sign_p = float(stats.binomtest(wins, wins + losses, 0.5).pvalue) if wins + losses else None
-    out = {"n": n, "wins": wins, "losses": losses, "ties": ties, "both_bad": both_bad,
+    out: dict[str, Any] = {"n": n, "wins": wins, "losses": losses, "ties": ties, "both_bad": both_bad,
            "win_rate": win_rate, "ci_low": low, "ci_high": high, "sign_test_p": sign_p,
            "tie_share": ties / n if n else None, "both_bad_share": both_bad / n if n else None}
     # length bias: among decisive votes between answers of different length, how often did the longer one win?
     decisive = [r for r in rows if r["vote"] in campaigns.MODELS and r["base_words"] != r["finetuned_words"]]
     longer_won = sum(1 for r in decisive if r["vote"] == ("finetuned" if r["finetuned_words"] > r["base_words"]
                                                           else "base"))
-    lb = {"decisive_votes": len(decisive), "longer_won": longer_won,
+    lb: dict[str, Any] = {"decisive_votes": len(decisive), "longer_won": longer_won,
           "share": longer_won / len(decisive) if decisive else None,
           "p_value": float(stats.binomtest(longer_won, len(decisive), 0.5).pvalue) if decisive else None}
     lb["warning"] = None
@@ -225,7 +226,7 @@ def pairwise_results(rows: list[dict], target_win_rate: float = 0.6) -> dict:
         lb["warning"] = (f"The longer answer won {lb['share']:.0%} of the decisive votes (p = {lb['p_value']:.3g}): "
                          "reviewers may be rewarding length; check a sample of wins by hand.")
     out["length_bias"] = lb
-    per = {}
+    per: dict[str, dict[str, Any]] = {}
     for c in campaigns.CRITERIA:
         cv = [r.get(f"vote_{c}") for r in rows if r.get(f"vote_{c}")]
         if not cv:
@@ -233,8 +234,9 @@ def pairwise_results(rows: list[dict], target_win_rate: float = 0.6) -> dict:
         w, lo = cv.count("finetuned"), cv.count("base")
         # the paired difference per item is +1 (fine-tuned better), -1 or 0 (tie, dropped by Wilcoxon's method)
         diffs = [1 if v == "finetuned" else -1 if v == "base" else 0 for v in cv]
+        low_c, high_c = wilson(w + cv.count("tie") / 2, len(cv))
         per[c] = {"n": len(cv), "wins": w, "losses": lo, "ties": cv.count("tie"),
-                  "win_rate": (w + cv.count("tie") / 2) / len(cv),
+                  "win_rate": (w + cv.count("tie") / 2) / len(cv), "ci_low": low_c, "ci_high": high_c,
                   "p_value": float(stats.wilcoxon(diffs, zero_method="wilcox").pvalue) if w + lo else None}
     for c, adj in holm({c: v["p_value"] for c, v in per.items()}).items():
         per[c]["p_holm"] = adj
@@ -243,14 +245,14 @@ def pairwise_results(rows: list[dict], target_win_rate: float = 0.6) -> dict:
     if win_rate is not None and abs(win_rate - 0.5) > 0.01:
         out["votes_needed"]["at_observed_win_rate"] = votes_needed(win_rate)
     out["verdict"] = _pairwise_verdict(out)
-    gold = defaultdict(lambda: [0, 0])
+    gold: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
     for r in rows:
         if r.get("gold"):
             gold[r["reviewer"]][0] += 1
             gold[r["reviewer"]][1] += int(r["vote"] == r["gold"] or (r["gold"] == "tie" and r["vote"] == "both_bad"))
     out["gold"] = [{"reviewer": k, "gold_items": v[0], "agreed": v[1], "accuracy": v[1] / v[0]}
                    for k, v in sorted(gold.items())]
-    return out
+    return cast(PairwiseResults, out)
 
 
 def _pairwise_verdict(r: dict) -> str:
@@ -266,19 +268,24 @@ def _pairwise_verdict(r: dict) -> str:
             f"{r['ci_high']:.0%} includes 50%).")
 
 
-def campaign_results(actor, campaign_id: int) -> dict:
+def campaign_results(actor, campaign_id: int) -> RatingResults | PairwiseResults:
     users.require(actor, *campaigns.ANALYSTS)
     campaign = campaigns.get_campaign(campaign_id)
     rows = campaigns.ratings_table(actor, campaign_id)
-    result = rating_results(rows) if campaign.kind == "rating" else pairwise_results(rows)
-    return {"campaign": campaign_id, "kind": campaign.kind, **result}
+    if campaign.kind == "rating":
+        rated = rating_results(rows)
+        rated["campaign"], rated["kind"] = campaign_id, "rating"
+        return rated
+    voted = pairwise_results(rows)
+    voted["campaign"], voted["kind"] = campaign_id, "pairwise"
+    return voted
 
 
 def project_summary(actor, project_id: int) -> dict:
     """For the notebook: campaigns, ratings, and the latest pairwise campaign's win rate with its interval."""
     users.require(actor, *campaigns.ANALYSTS)
     project_campaigns = campaigns.list_campaigns(project_id)
-    out = {"campaigns": len(project_campaigns), "ratings": 0, "latest_pairwise": None}
+    out: dict[str, Any] = {"campaigns": len(project_campaigns), "ratings": 0, "latest_pairwise": None}
     for c in project_campaigns:
         out["ratings"] += sum(p["done"] for p in campaigns.progress(actor, c.id))
     for c in project_campaigns:

@@ -12,20 +12,21 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+
+from engine.errors import StudioError
+from engine.store import workspace
 
 KEEP = 5
 FOLDER = "backups"
 
 
-class BackupError(Exception):
+class BackupError(StudioError):
     """A backup or restore cannot be done as asked (one sentence)."""
 
 
 def _database() -> Path:
-    from engine.store import workspace
-
     if os.environ.get("STUDIO_DB_URL"):
         raise BackupError("STUDIO_DB_URL points at another database: back it up with its own tools (pg_dump for "
                           "PostgreSQL).")
@@ -48,7 +49,7 @@ def backup(reason: str = "manual") -> Path:
         raise BackupError(f"There is no database at {database} to back up.")
     folder = _folder()
     folder.mkdir(mode=0o700, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
     target = folder / f"studio-{stamp}-{''.join(c for c in reason if c.isalnum() or c == '-')[:40]}.db"
     fd = os.open(target, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)  # it holds password hashes too
     os.close(fd)
@@ -91,7 +92,7 @@ def restore(source: Path | None = None) -> tuple[Path, Path | None]:
         ok = False
     if not ok:
         raise BackupError(f"{chosen} is not a readable SQLite database either; choose another backup.")
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     kept = None
     if database.exists():
         kept = database.with_name(f"studio.db.damaged-{stamp}")
@@ -116,7 +117,7 @@ def damaged_sentence(path: str, detail: str) -> str:
     except BackupError:
         newest = None
     if newest is not None:
-        when = datetime.fromtimestamp(newest.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        when = datetime.fromtimestamp(newest.stat().st_mtime, UTC).strftime("%Y-%m-%d %H:%M UTC")
         return (f"The database {path} is damaged ({detail}). Stop the studio, then run `studio db restore` to put back "
                 f"the last good backup ({newest}, {when}); the damaged file is kept beside it.{wal_note}")
     return (f"The database {path} is damaged ({detail}) and there is no backup. Salvage what SQLite can still read "

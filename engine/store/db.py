@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.errors import StudioError
 from engine.store import workspace
 
 HEAD = "0008"  # the newest migration; a test checks it matches engine/migrations/versions
@@ -32,7 +33,7 @@ _write_locks: dict[str, threading.Lock] = {}
 _read_only = False
 
 
-class DatabaseProblem(Exception):
+class DatabaseProblem(StudioError):
     """The database cannot be used; the message says what is wrong and what to do, in one sentence."""
 
 
@@ -96,7 +97,7 @@ def _create(url: str) -> Engine:
                               "PostgreSQL run `pip install -e '.[postgres]'` and use a postgresql+psycopg:// URL.") \
             from None
     if engine.dialect.name == "sqlite":
-        _create_private(engine.url.database)
+        _create_private(engine.url.database or "")
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
 
@@ -121,9 +122,9 @@ def explain(err: BaseException, engine: Engine | None = None) -> DatabaseProblem
         return DatabaseProblem("The disk holding the database is full; free some space, then try again (nothing "
                                "was written).")
     if "file is not a database" in lower or "malformed" in lower or "disk i/o error" in lower:
-        from engine.store import backup
+        from engine.store import backup  # backup imports db: imported when needed, not at load
 
-        return DatabaseProblem(backup.damaged_sentence(url.database if url is not None else "?", detail))
+        return DatabaseProblem(backup.damaged_sentence((url.database if url is not None else None) or "?", detail))
     if "database is locked" in lower:
         return DatabaseProblem("The database stayed busy for 15 s (another process holds a long write); try again.")
     return None
@@ -165,9 +166,9 @@ def migrate(engine: Engine) -> None:
     """Bring the schema to HEAD with Alembic (a no-op when it is already there), holding the database-wide lock."""
     if current_revision(engine) == HEAD:
         return
-    from alembic import command
-    from alembic.config import Config
-    from filelock import FileLock
+    from alembic import command  # only a migration needs it
+    from alembic.config import Config  # only a migration needs it
+    from filelock import FileLock  # only a migration needs it
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
@@ -181,7 +182,7 @@ def migrate(engine: Engine) -> None:
         if revision == HEAD:
             return
         if revision is not None and database:
-            from engine.store import backup
+            from engine.store import backup  # backup imports db: imported when needed, not at load
 
             backup.backup(f"before-migration-{revision}")
         cfg.attributes["connection"] = conn

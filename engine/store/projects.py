@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from engine.errors import StudioError
 from engine.store import db
 from engine.store.tables import Project
 
@@ -11,7 +12,7 @@ TASK_TYPES = ("chat", "classification", "extraction", "summarization", "code")
 DEMO_PROJECT = "Support bot (demo)"
 
 
-class ProjectError(ValueError):
+class ProjectError(StudioError, ValueError):
     pass
 
 

@@ -14,9 +14,10 @@ import hashlib
 import hmac
 import os
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 
 from engine.store import db
@@ -40,7 +41,7 @@ def _key() -> bytes:
         except IntegrityError:  # another process made it first: use theirs
             pass
         with db.session() as s:
-            row = s.get(AppSecret, KEY_NAME)
+            row = s.get_one(AppSecret, KEY_NAME)
     return bytes.fromhex(row.value)
 
 
@@ -67,7 +68,7 @@ def start(user: User) -> tuple[str, int]:
 
 def _parse(cookie: str | None) -> tuple[int, int, str] | None:
     parts = (cookie or "").split(".")
-    if len(parts) != 4 or not parts[0].isdigit() or not parts[1].isdigit() or len(cookie) > 300:
+    if len(parts) != 4 or not parts[0].isdigit() or not parts[1].isdigit() or len(cookie or "") > 300:
         return None
     message = ".".join(parts[:3])
     if not hmac.compare_digest(_mac(message), parts[3]):
@@ -81,7 +82,7 @@ def user_of(cookie: str | None) -> User | None:
     if parsed is None:
         return None
     sid, expires, token = parsed
-    if datetime.fromtimestamp(expires, timezone.utc) <= now():
+    if datetime.fromtimestamp(expires, UTC) <= now():
         return None
     with db.session() as s:
         row = s.get(UserSession, sid)
@@ -98,7 +99,7 @@ def revoke(cookie: str | None) -> bool:
     with db.write_session() as s:
         done = s.execute(update(UserSession).where(UserSession.id == parsed[0], UserSession.revoked_at.is_(None))
                          .values(revoked_at=now()))
-    return bool(done.rowcount)
+    return bool(cast(CursorResult, done).rowcount)
 
 
 def revoke_all(user_id: int) -> None:
@@ -116,4 +117,4 @@ def active(user_id: int) -> list[UserSession]:
 
 
 def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from typing import cast
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import CursorResult, delete, func, select
 
+from engine.errors import StudioError
 from engine.store import db
 from engine.store.tables import SigninAttempt, now
 
@@ -35,18 +37,18 @@ class Policy:
     delay_base_s: float
 
     @classmethod
-    def from_env(cls) -> "Policy":
+    def from_env(cls) -> Policy:
         return cls(int(os.environ.get("STUDIO_SIGNIN_LOCKOUT_AFTER", "10")),
                    float(os.environ.get("STUDIO_SIGNIN_LOCKOUT_MINUTES", "15")),
                    float(os.environ.get("STUDIO_SIGNIN_DELAY_BASE_S", "1")))
 
 
-class Throttled(Exception):
+class Throttled(StudioError):
     """The attempt is refused before the password is checked; the message says when to try again."""
 
 
 def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _failures(column, value: str, since: datetime) -> tuple[int, datetime | None]:
@@ -102,5 +104,6 @@ def recent(limit: int = 200) -> list[SigninAttempt]:
 def unlock(name: str) -> int:
     """Forget an account's failures (an admin's decision); returns how many were cleared."""
     with db.write_session() as s:
-        return s.execute(delete(SigninAttempt).where(SigninAttempt.user_name == name,
-                                                     SigninAttempt.outcome.in_((*FAILURES, "locked")))).rowcount
+        done = s.execute(delete(SigninAttempt).where(SigninAttempt.user_name == name,
+                                                     SigninAttempt.outcome.in_((*FAILURES, "locked"))))
+    return cast(CursorResult, done).rowcount  # a DELETE's count is reliable on SQLite and psycopg alike

@@ -9,13 +9,17 @@ action that a role restricts calls `require(user, ...)`, so the check does not d
 
 from __future__ import annotations
 
+import hashlib
 import re
+import secrets
+from datetime import UTC, timedelta
 from functools import lru_cache
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from engine.store import db
+from engine.errors import StudioError
+from engine.store import db, throttle
 from engine.store.tables import SetupToken, User, now
 
 ROLES = ("admin", "analyst", "reviewer")
@@ -23,7 +27,7 @@ MIN_PASSWORD = 8
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,79}$")
 
 
-class UserError(ValueError):
+class UserError(StudioError, ValueError):
     """A user cannot be created or found as asked (one sentence)."""
 
 
@@ -32,7 +36,7 @@ class PermissionDenied(UserError):
 
 
 def _hasher():
-    from argon2 import PasswordHasher
+    from argon2 import PasswordHasher  # only signing in needs it
 
     return PasswordHasher()
 
@@ -72,7 +76,6 @@ SETUP_TOKEN_HOURS = 24
 def new_setup_token() -> str | None:
     """A one-time token for creating the first administrator from another machine (printed by `studio ui`); None
     once any user exists. Only its hash is stored; a new token replaces the old one."""
-    import secrets
 
     if has_users():
         return None
@@ -84,14 +87,12 @@ def new_setup_token() -> str | None:
 
 
 def _sha256(text: str) -> str:
-    import hashlib
 
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _take_setup_token(token: str | None) -> bool:
     """Use the token once: True when it is the current, unused, unexpired one."""
-    from datetime import timedelta
 
     if not token:
         return False
@@ -105,16 +106,14 @@ def _take_setup_token(token: str | None) -> bool:
 
 
 def _aware(value):
-    from datetime import timezone
-
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def create_first_admin(name: str, password: str, local: bool = False, token: str | None = None) -> User:
     """The first account of a fresh install; refused once any user exists (no takeover of a running install), and
     from another machine unless it brings the setup token `studio ui` printed. One INSERT ... SELECT ... WHERE NOT
     EXISTS, so two visitors racing on a fresh install cannot both win."""
-    from sqlalchemy import exists, insert, literal
+    from sqlalchemy import exists, insert, literal  # only the configured dialect's upsert is loaded
 
     name = _validated(name, "admin", password, None)
     if has_users():
@@ -130,7 +129,7 @@ def create_first_admin(name: str, password: str, local: bool = False, token: str
     if made is None:
         raise PermissionDenied("An administrator already exists; sign in instead.")
     with db.session() as s:
-        return s.scalar(select(User).where(User.name == name))
+        return s.scalars(select(User).where(User.name == name)).one()
 
 
 class SignInRefused(UserError):
@@ -140,8 +139,6 @@ class SignInRefused(UserError):
 def sign_in(name: str, password: str, address: str | None) -> User:
     """The user, after the throttle allowed the attempt and the password matched; SignInRefused otherwise. Every
     attempt is recorded with its address (never the password)."""
-    from engine.store import throttle
-
     name, address = (name or "").strip(), address or "local"
     try:
         throttle.check(name, address)
@@ -156,7 +153,7 @@ def sign_in(name: str, password: str, address: str | None) -> User:
 
 def verify(name: str, password: str) -> User | None:
     """The active user with this name and password, or None (the same answer for an unknown name)."""
-    from argon2.exceptions import InvalidHashError, VerificationError
+    from argon2.exceptions import InvalidHashError, VerificationError  # only signing in needs it
 
     with db.session() as s:
         user = s.scalar(select(User).where(User.name == (name or "").strip(), User.active.is_(True)))
@@ -173,13 +170,12 @@ def verify(name: str, password: str) -> User | None:
         return None
     if hasher.check_needs_rehash(user.password_hash):
         with db.session() as s:
-            s.get(User, user.id).password_hash = hasher.hash(password)
+            s.get_one(User, user.id).password_hash = hasher.hash(password)
     return user
 
 
 @lru_cache(maxsize=1)
 def _dummy_hash() -> str:
-    import secrets
 
     return _hasher().hash(secrets.token_hex(16))
 
@@ -208,7 +204,7 @@ def list_users(role: str | None = None) -> list[User]:
 
 def has_users() -> bool:
     with db.session() as s:
-        return s.scalar(select(func.count(User.id))) > 0
+        return (s.scalar(select(func.count(User.id))) or 0) > 0
 
 
 def set_role(actor: User, user_id: int, role: str) -> None:
@@ -216,7 +212,10 @@ def set_role(actor: User, user_id: int, role: str) -> None:
     if role not in ROLES:
         raise UserError(f"Unknown role {role!r}; choose one of {', '.join(ROLES)}.")
     with db.session() as s:
-        s.get(User, user_id).role = role
+        target = s.get(User, user_id)
+        if target is None:
+            raise UserError(f"There is no user {user_id}.")
+        target.role = role
 
 
 # The command line acts as an administrator: whoever runs `studio` on the machine owns the workspace files anyway.
@@ -234,5 +233,5 @@ def require(user: User | None, *roles: str) -> User:
     if role not in roles:
         raise PermissionDenied(f"Your role ({role or 'none'}) does not allow this; it needs {' or '.join(roles)}.")
     if role != user.role:
-        user = get_user(user.id)
+        user = get_user(user.id) or user
     return user

@@ -9,8 +9,11 @@ Uploaded file names are never used as paths: stored files are named by content h
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+from engine.errors import StudioError
 
 DEFAULT_HOME = "workspace"
 # A few MB kept in reserve (CockroachDB calls its own an emergency ballast): on a full disk the supervisor deletes
@@ -56,7 +59,7 @@ class Workspace:
     def demo_model(self) -> Path:
         return self.models / "demo"
 
-    def ensure(self) -> "Workspace":
+    def ensure(self) -> Workspace:
         """Create the workspace (readable by its owner only: it holds data, models and the user database)."""
         if not self.root.is_dir():
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -67,7 +70,6 @@ class Workspace:
         return self
 
     def _keep_reserve(self) -> None:
-        import shutil
 
         path = self.root / RESERVE_FILE
         if path.exists():
@@ -119,7 +121,7 @@ def current() -> Workspace:
     return Workspace(root()).ensure()
 
 
-class WorkspaceMissing(Exception):
+class WorkspaceMissing(StudioError):
     """A command that only reads found no workspace (or no database in it); nothing was created."""
 
 

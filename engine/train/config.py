@@ -12,10 +12,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from engine.errors import StudioError
+
 TECHNIQUES = ("lora", "qlora", "full", "prompt_tuning", "prefix_tuning")
 
 
-class ConfigError(ValueError):
+class ConfigError(StudioError, ValueError):
     """The configuration is invalid; the message lists every problem."""
 
 
@@ -87,7 +89,7 @@ class RunConfig(BaseModel):
                                                                                        "online needs a key.")
 
     @model_validator(mode="after")
-    def _coherent(self) -> "RunConfig":
+    def _coherent(self) -> RunConfig:
         problems = []
         if self.early_stopping and not self.eval_file:
             problems.append("early stopping needs validation data (eval_file)")
@@ -108,7 +110,7 @@ class RunConfig(BaseModel):
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: Path) -> "RunConfig":
+    def load(cls, path: Path) -> RunConfig:
         try:
             return cls.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
         except (OSError, json.JSONDecodeError) as err:
@@ -117,7 +119,7 @@ class RunConfig(BaseModel):
             raise ConfigError(describe(err)) from None
 
     @classmethod
-    def build(cls, **values) -> "RunConfig":
+    def build(cls, **values) -> RunConfig:
         try:
             return cls(**values)
         except ValidationError as err:

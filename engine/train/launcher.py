@@ -8,19 +8,26 @@ little disk for the checkpoints, an invalid config.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
 
+from engine.data import split, versions
+from engine.data.loading import load_records
+from engine.data.quality import cached_report, report_for_version
+from engine.data.readers import InputError
+from engine.data.test_lock import project_of
+from engine.data.versions import get_version
+from engine.errors import StudioError
 from engine.jobs import supervisor
-
-from engine.store import workspace
-from engine.train.recommend import model_facts, recommend_hyperparameters
-from engine.train.config import RunConfig
+from engine.store import projects, workspace
 from engine.store.tables import Run
+from engine.train.config import RunConfig
+from engine.train.recommend import model_facts, recommend_hyperparameters, recommend_technique
 
 
-class LaunchRefused(ValueError):
+class LaunchRefused(StudioError, ValueError):
     """The run cannot start; the message says why (one sentence per problem)."""
 
 
@@ -31,7 +38,7 @@ def model_available(name_or_path: str) -> str | None:
         if not (path / "config.json").is_file():
             return f"The base model folder {name_or_path} has no config.json."
         return None
-    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache  # only a hub model id needs it
 
     cached = try_to_load_from_cache(name_or_path, "config.json")
     if isinstance(cached, str):
@@ -59,12 +66,6 @@ def size_text(n_bytes: float) -> str:
 
 def preflight(config: RunConfig, dataset_version_id: int | None = None) -> list[str]:
     """Every reason this run cannot start (empty when it can)."""
-    from engine.data import versions
-    from engine.data import split
-    from engine.data.loading import load_records
-    from engine.data.quality import report_for_version
-    from engine.data.readers import InputError
-
     problems = []
     if dataset_version_id is not None:
         version = versions.get_version(dataset_version_id)
@@ -73,7 +74,6 @@ def preflight(config: RunConfig, dataset_version_id: int | None = None) -> list[
             codes = ", ".join(f.code for f in report.errors)
             problems.append(f"Dataset v{version.version} has blocking errors ({codes}); fix them on the Quality "
                             "page first.")
-    from engine.data.test_lock import project_of
 
     project_id = project_of(dataset_version_id)
     for label, path, purpose in (("training", config.train_file, "training"),
@@ -131,15 +131,12 @@ def launch_checked(config: RunConfig, project_id: int | None = None, request_key
 
 def config_for_split(split_row, base_model: str, name: str = "run", **overrides) -> RunConfig:
     """A run config on a split's train and validation parts with the recommended settings (overrides win)."""
-    from engine.data import split as split_mod
-    from engine.data.versions import get_version
-
     version = get_version(split_row.dataset_version_id)
     values = recommended_values(base_model, split_row.counts["train"], config_p95(version),
                                 overrides.get("technique"))
     values.update(name=name, base_model=base_model, dataset_version_id=version.id, split_id=split_row.id,
-                  train_file=str(split_mod.split_path(split_row, "train")),
-                  eval_file=str(split_mod.split_path(split_row, "validation")) if split_row.counts["validation"]
+                  train_file=str(split.split_path(split_row, "train")),
+                  eval_file=str(split.split_path(split_row, "validation")) if split_row.counts["validation"]
                   else None)
     if not values["eval_file"]:
         values["early_stopping"] = False
@@ -147,9 +144,27 @@ def config_for_split(split_row, base_model: str, name: str = "run", **overrides)
     return RunConfig.build(**values)
 
 
-def config_p95(version) -> float | None:
-    from engine.data.quality import cached_report
+# Settings the Train page's number inputs may hand over as floats (3.0) that the trainer wants as integers.
+_INTEGER_SETTINGS = ("max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "lora_r",
+                     "lora_alpha", "num_virtual_tokens", "warmup_steps", "eval_steps", "save_steps", "logging_steps",
+                     "early_stopping_patience", "seed", "num_gpus")
 
+
+def config_from_form(split_row, base_model: str, name: str, technique: str, values: dict) -> RunConfig:
+    """The Train page's settings as a run config: integers where the trainer wants them, and early stopping only
+    when the split has a validation part to stop on."""
+    clean = {k: int(v) if k in _INTEGER_SETTINGS and v is not None else v for k, v in values.items()}
+    clean["early_stopping"] = bool(clean.get("early_stopping")) and bool(split_row.counts["validation"])
+    return config_for_split(split_row, base_model, name=name, technique=technique, **clean)
+
+
+def request_key(project_id: int, draft: str, config: RunConfig) -> str:
+    """The idempotency key of a launch: the same draft with the same settings is the same request, so a double click
+    or a resubmitted form starts one run."""
+    return hashlib.sha256(f"{project_id}:{draft}:{config.model_dump_json()}".encode()).hexdigest()[:32]
+
+
+def config_p95(version) -> float | None:
     report = cached_report(version)
     return report.stats.get("tokens_per_example", {}).get("p95") if report else None
 
@@ -157,8 +172,6 @@ def config_p95(version) -> float | None:
 def recommended_values(base_model: str, n_train: int, p95: float | None, technique: str | None = None,
                        gpu_gb: float = 0) -> dict:
     """Every recommended setting for this model and data; the technique too unless one is given."""
-    from engine.train.recommend import recommend_technique
-
     facts = model_facts(base_model)
     technique = technique or recommend_technique(facts)[0]
     rec = recommend_hyperparameters(facts, technique, n_train, p95, gpu_gb)
@@ -168,10 +181,6 @@ def recommended_values(base_model: str, n_train: int, p95: float | None, techniq
 
 def config_from_cli(args) -> tuple[RunConfig, int | None]:
     """`studio train CONFIG.json|RUN_DIR` or the quick form `--model PATH --data FILE ...`."""
-    from engine.data import versions
-    from engine.store import projects
-    from engine.data import split
-
     if args.config is not None:
         path = args.config / "config.json" if args.config.is_dir() else args.config
         return RunConfig.load(path), None

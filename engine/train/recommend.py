@@ -172,30 +172,8 @@ def recommend_technique(facts: ModelFacts) -> tuple[str, str]:
 def recommend_hyperparameters(facts: ModelFacts, technique: str, n_examples: int, p95_tokens: float | None = None,
                               gpu_gb: float = 0) -> dict[str, tuple]:
     """field -> (value, reason), to pre-fill the Train page and the quick CLI form."""
-    b = facts.params / 1e9
-    out: dict[str, tuple] = {"technique": recommend_technique(facts)}
-    if technique == "full":
-        lr, why = (1e-5, "full fine-tuning of a 7B+ model: about 1e-5") if b >= 7 else \
-                  (1e-4, "full fine-tuning of a model under 1B: about 1e-4") if b < 1 else \
-                  (2e-5, "full fine-tuning of a 1-7B model: between 1e-4 (small) and 1e-5 (7B+)")
-    elif technique in ("lora", "qlora"):
-        lr, why = 2e-4, "LoRA typically 1e-4 to 2e-4"
-    else:
-        lr, why = 3e-3, "prompt and prefix tuning train few parameters and want a large step (1e-3 to 1e-2)"
-    if 0 < b < 0.01:
-        lr, why = 2e-3, "a tiny model (under 10M parameters, like the demo) learns with a larger step"
-    out["learning_rate"] = (lr, why)
-    small_model = 0 < facts.params < SMALL_MODEL_PARAMS
-    if n_examples < 1000:
-        out["num_train_epochs"] = (8.0, f"{n_examples:,} examples is small data and a small model learns slowly: 8 "
-                                        "epochs, early stopping keeps the best checkpoint") if small_model else \
-            (3.0, f"{n_examples:,} examples is small data: 3 epochs, with early stopping to catch overfitting")
-    elif n_examples < 10000:
-        out["num_train_epochs"] = (4.0 if small_model else 2.0, f"{n_examples:,} examples: "
-                                   + ("4 epochs for a small model" if small_model else "2 epochs"))
-    else:
-        out["num_train_epochs"] = (2.0 if small_model else 1.0, f"{n_examples:,} examples: "
-                                   + ("2 passes for a small model" if small_model else "one pass is usually enough"))
+    out: dict[str, tuple] = {"technique": recommend_technique(facts), "learning_rate": _learning_rate(facts, technique)}
+    out["num_train_epochs"] = _epochs(n_examples, 0 < facts.params < SMALL_MODEL_PARAMS)
     if 0 < facts.params < SMALL_MODEL_PARAMS:
         out["lora_r"] = (32, f"a small model ({facts.params / 1e6:.1f}M parameters): a large rank, or the adapter "
                              "has almost nothing to learn with")
@@ -208,14 +186,7 @@ def recommend_hyperparameters(facts: ModelFacts, technique: str, n_examples: int
                                                        "capacity")
     out["lora_dropout"] = (0.05, "light regularization")
     if p95_tokens:
-        length = 2 ** math.ceil(math.log2(max(p95_tokens, 64)))
-        why = (f"the power of two at or above the length of 95% of your examples ({p95_tokens:.0f} tokens), so they "
-               "are not cut")
-        if facts.context and length > facts.context:
-            length = facts.context
-            why = (f"the model's context ({facts.context:,} tokens); 5% or more of your examples are longer "
-                   f"({p95_tokens:.0f} tokens at the 95th percentile) and will be cut")
-        out["max_length"] = (int(length), why)
+        out["max_length"] = _max_length(facts, p95_tokens)
     batch = 8
     if gpu_gb:
         for candidate in (16, 8, 4, 2, 1):
@@ -235,3 +206,39 @@ def recommend_hyperparameters(facts: ModelFacts, technique: str, n_examples: int
     out["save_steps"] = (every, "a checkpoint at every evaluation (early stopping restores the best one)")
     out["logging_steps"] = (max(1, min(10, every // 2)), "several points between evaluations")
     return out
+
+
+def _learning_rate(facts: ModelFacts, technique: str) -> tuple[float, str]:
+    b = facts.params / 1e9
+    if 0 < b < 0.01:
+        return 2e-3, "a tiny model (under 10M parameters, like the demo) learns with a larger step"
+    if technique == "full":
+        return (1e-5, "full fine-tuning of a 7B+ model: about 1e-5") if b >= 7 else \
+               (1e-4, "full fine-tuning of a model under 1B: about 1e-4") if b < 1 else \
+               (2e-5, "full fine-tuning of a 1-7B model: between 1e-4 (small) and 1e-5 (7B+)")
+    if technique in ("lora", "qlora"):
+        return 2e-4, "LoRA typically 1e-4 to 2e-4"
+    return 3e-3, "prompt and prefix tuning train few parameters and want a large step (1e-3 to 1e-2)"
+
+
+def _epochs(n_examples: int, small_model: bool) -> tuple[float, str]:
+    if n_examples < 1000:
+        return (8.0, f"{n_examples:,} examples is small data and a small model learns slowly: 8 epochs, early "
+                     "stopping keeps the best checkpoint") if small_model else \
+            (3.0, f"{n_examples:,} examples is small data: 3 epochs, with early stopping to catch overfitting")
+    if n_examples < 10000:
+        return (4.0 if small_model else 2.0, f"{n_examples:,} examples: "
+                + ("4 epochs for a small model" if small_model else "2 epochs"))
+    return (2.0 if small_model else 1.0, f"{n_examples:,} examples: "
+            + ("2 passes for a small model" if small_model else "one pass is usually enough"))
+
+
+def _max_length(facts: ModelFacts, p95_tokens: float) -> tuple[int, str]:
+    length = 2 ** math.ceil(math.log2(max(p95_tokens, 64)))
+    why = (f"the power of two at or above the length of 95% of your examples ({p95_tokens:.0f} tokens), so they "
+           "are not cut")
+    if facts.context and length > facts.context:
+        length = facts.context
+        why = (f"the model's context ({facts.context:,} tokens); 5% or more of your examples are longer "
+               f"({p95_tokens:.0f} tokens at the 95th percentile) and will be cut")
+    return int(length), why

@@ -51,6 +51,16 @@ def summarize(run: Run) -> RunSummary:
     )
 
 
+def best_run(summaries: list[RunSummary]) -> tuple[RunSummary, float] | None:
+    """The run with the lowest validation loss at any evaluation, and that loss (None when no run was validated).
+    The validation loss, not the test set: the locked test set never chooses a model."""
+    scored = [(min(p["eval_loss"] for p in s.curves["eval"]), s) for s in summaries if s.curves["eval"]]
+    if not scored:
+        return None
+    loss, best = min(scored, key=lambda pair: pair[0])
+    return best, loss
+
+
 def config_diff(runs: list[Run]) -> list[dict]:
     """The config keys whose values differ between the runs (one row per key, one column per run)."""
     keys = sorted({k for r in runs for k in r.config})

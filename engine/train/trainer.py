@@ -11,7 +11,8 @@ its final event and exits 0. Heavy imports happen inside `fit`, after the SIGTER
 
 from __future__ import annotations
 
-import json
+import errno
+import importlib.util
 import os
 import random
 import signal
@@ -20,10 +21,16 @@ import time
 import traceback
 from pathlib import Path
 
+from engine.data import split
+from engine.data.loading import load_records
+from engine.data.quality import usable
+from engine.data.readers import InputError
+from engine.data.test_lock import project_of
 from engine.jobs import heartbeat
 from engine.jobs.checkpoints import COMPLETE_MARKER, complete_checkpoints
 from engine.jobs.event_log import MetricsWriter, perplexity
 from engine.jobs.failures import DataError, ModelLoadError, RunConfigError, classify_exception, write_failure
+from engine.store import workspace
 from engine.train.config import RunConfig
 from engine.train.stop_flag import STOP, request_stop
 
@@ -40,7 +47,6 @@ def main(argv: list[str] | None = None) -> int:
     resume = "--resume" in argv[1:]
     if FAULT == "ignore_sigterm":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from engine.store import workspace
 
     workspace.apply_library_env(workspace.current())
     writer = MetricsWriter(run_dir)
@@ -64,11 +70,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def load_examples(path: str, purpose: str, project_id: int | None = None) -> list[dict]:
     """OpenAI-style records ready for TRL, refusing any record of a locked test split."""
-    from engine.data import split
-    from engine.data.loading import load_records
-    from engine.data.quality import usable
-    from engine.data.readers import InputError
-
     try:
         records = usable(load_records(Path(path)).records)
     except InputError as err:
@@ -79,12 +80,10 @@ def load_examples(path: str, purpose: str, project_id: int | None = None) -> lis
         split.refuse_locked(records, purpose, project_id)
     except split.LockedTestError as err:
         raise DataError(str(err)) from None
-    return [{"messages": [{"role": m["role"], "content": m["content"]} for m in r.messages]} for r in records]
+    return [{"messages": [{"role": m["role"], "content": m["content"]} for m in r.messages or []]} for r in records]
 
 
 def training_examples(config: RunConfig) -> list[dict]:
-    from engine.data.test_lock import project_of
-
     project_id = project_of(config.dataset_version_id)
     rows = load_examples(config.train_file, "training", project_id)
     if config.mix_file and config.mix_share > 0:
@@ -97,7 +96,7 @@ def training_examples(config: RunConfig) -> list[dict]:
 
 def resolve_device(config: RunConfig) -> tuple[str, str]:
     """(device, precision) for this machine."""
-    import torch
+    import torch  # the ML stack loads in seconds: only jobs that train or generate import it
 
     cuda = torch.cuda.is_available()
     device = "cuda" if config.device == "auto" and cuda else ("cpu" if config.device == "auto" else config.device)
@@ -114,13 +113,12 @@ def resolve_device(config: RunConfig) -> tuple[str, str]:
 
 
 def importlib_spec(name: str) -> bool:
-    import importlib.util
 
     return importlib.util.find_spec(name) is not None
 
 
 def peft_config(config: RunConfig):
-    from peft import LoraConfig, PrefixTuningConfig, PromptTuningConfig, TaskType
+    from peft import LoraConfig, PrefixTuningConfig, PromptTuningConfig, TaskType  # heavy: loaded on first use
 
     if config.technique in ("lora", "qlora"):
         targets = "all-linear" if config.target_modules == ["all-linear"] else config.target_modules
@@ -141,15 +139,15 @@ def resolve_batching(config: RunConfig, device: str) -> str:
 
 
 def load_model(config: RunConfig, device: str, precision: str, batching: str = "padding"):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import torch  # the ML stack loads in seconds: only jobs that train or generate import it
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # heavy: loaded on first use
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     kwargs = {"dtype": dtype}
     if batching == "packing" and device == "cuda" and importlib_spec("flash_attn"):
         kwargs["attn_implementation"] = "flash_attention_2"
     if config.technique == "qlora":
-        from transformers import BitsAndBytesConfig
+        from transformers import BitsAndBytesConfig  # heavy: loaded on first use
 
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                            bnb_4bit_compute_dtype=dtype,
@@ -160,7 +158,7 @@ def load_model(config: RunConfig, device: str, precision: str, batching: str = "
     except OSError as err:
         raise ModelLoadError(f"{config.base_model}: {str(err).splitlines()[0][:200]}") from None
     if config.technique == "qlora":
-        from peft import prepare_model_for_kbit_training
+        from peft import prepare_model_for_kbit_training  # heavy: loaded on first use
 
         model = prepare_model_for_kbit_training(model)
     if tokenizer.pad_token is None:
@@ -172,11 +170,9 @@ def load_model(config: RunConfig, device: str, precision: str, batching: str = "
 
 
 def fit(config: RunConfig, run_dir: Path, writer: MetricsWriter, resume: bool) -> dict:
-    from datasets import Dataset
-
-    from engine.data.test_lock import project_of
-    from transformers import EarlyStoppingCallback
-    from trl import SFTConfig, SFTTrainer
+    from datasets import Dataset  # the ML stack loads in seconds: only jobs that train or generate import it
+    from transformers import EarlyStoppingCallback  # heavy: loaded on first use
+    from trl import SFTTrainer  # the ML stack loads in seconds: only jobs that train or generate import it
 
     device, precision = resolve_device(config)
     batching = resolve_batching(config, device)
@@ -185,24 +181,7 @@ def fit(config: RunConfig, run_dir: Path, writer: MetricsWriter, resume: bool) -
                                project_of(config.dataset_version_id)) if config.eval_file else None)
     model, tokenizer = load_model(config, device, precision, batching)
     report_to = start_wandb(config, run_dir, writer)
-    args = SFTConfig(
-        output_dir=str(run_dir / "checkpoints"), run_name=config.name, seed=config.seed,
-        learning_rate=config.learning_rate, num_train_epochs=config.num_train_epochs, max_steps=config.max_steps,
-        per_device_train_batch_size=config.per_device_train_batch_size,
-        per_device_eval_batch_size=config.per_device_train_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps, warmup_steps=config.warmup_steps,
-        lr_scheduler_type=config.lr_scheduler_type, weight_decay=config.weight_decay,
-        max_length=config.max_length, assistant_only_loss=config.assistant_only_loss,
-        packing=batching == "packing", padding_free=batching == "packing" and importlib_spec("flash_attn"),
-        train_sampling_strategy="group_by_length" if batching == "length_grouping" else "random",
-        logging_steps=config.logging_steps, logging_first_step=True,
-        eval_strategy="steps" if eval_rows else "no", eval_steps=config.eval_steps,
-        save_strategy="steps", save_steps=config.save_steps, save_total_limit=config.save_total_limit,
-        load_best_model_at_end=bool(eval_rows) and config.early_stopping, metric_for_best_model="eval_loss",
-        greater_is_better=False, report_to=report_to, use_cpu=device == "cpu",
-        bf16=precision == "bf16", fp16=precision == "fp16", gradient_checkpointing=False,
-        disable_tqdm=True, dataloader_num_workers=0,
-    )
+    args = sft_args(config, run_dir, bool(eval_rows), device, precision, batching, report_to)
     callbacks = [studio_callback(writer)]
     if eval_rows and config.early_stopping:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
@@ -226,7 +205,7 @@ def fit(config: RunConfig, run_dir: Path, writer: MetricsWriter, resume: bool) -
         early = next((c for c in callbacks if isinstance(c, EarlyStoppingCallback)), None)
         stopped_early = bool(early and early.early_stopping_patience_counter >= config.early_stopping_patience)
         best = state.best_model_checkpoint
-        summary = next((h for h in reversed(state.log_history) if "train_runtime" in h), {})
+        summary: dict = next((h for h in reversed(state.log_history) if "train_runtime" in h), {})
         tokens = next((h["num_tokens"] for h in reversed(state.log_history) if "num_tokens" in h), None)
         return {"outcome": "cancelled" if cancelled else "succeeded", "step": state.global_step,
                 "train_runtime": summary.get("train_runtime"), "num_tokens": tokens,
@@ -237,9 +216,35 @@ def fit(config: RunConfig, run_dir: Path, writer: MetricsWriter, resume: bool) -
         finish_wandb()
 
 
+def sft_args(config: RunConfig, run_dir: Path, validated: bool, device: str, precision: str, batching: str,
+             report_to: list[str] | str):
+    """The TRL training arguments for this run (checkpoints in <run>/checkpoints, evaluation and early stopping only
+    with a validation set)."""
+    from trl import SFTConfig  # the ML stack loads in seconds: only jobs that train or generate import it
+
+    return SFTConfig(
+        output_dir=str(run_dir / "checkpoints"), run_name=config.name, seed=config.seed,
+        learning_rate=config.learning_rate, num_train_epochs=config.num_train_epochs, max_steps=config.max_steps,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        per_device_eval_batch_size=config.per_device_train_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps, warmup_steps=config.warmup_steps,
+        lr_scheduler_type=config.lr_scheduler_type, weight_decay=config.weight_decay,
+        max_length=config.max_length, assistant_only_loss=config.assistant_only_loss,
+        packing=batching == "packing", padding_free=batching == "packing" and importlib_spec("flash_attn"),
+        train_sampling_strategy="group_by_length" if batching == "length_grouping" else "random",
+        logging_steps=config.logging_steps, logging_first_step=True,
+        eval_strategy="steps" if validated else "no", eval_steps=config.eval_steps,
+        save_strategy="steps", save_steps=config.save_steps, save_total_limit=config.save_total_limit,
+        load_best_model_at_end=validated and config.early_stopping, metric_for_best_model="eval_loss",
+        greater_is_better=False, report_to=report_to, use_cpu=device == "cpu",
+        bf16=precision == "bf16", fp16=precision == "fp16", gradient_checkpointing=False,
+        disable_tqdm=True, dataloader_num_workers=0,
+    )
+
+
 def studio_callback(writer: MetricsWriter):
     """Metrics lines with throughput and ETA; stop-and-save on SIGTERM; a marker once a checkpoint is complete."""
-    from transformers import TrainerCallback
+    from transformers import TrainerCallback  # heavy: loaded on first use
 
     class StudioCallback(TrainerCallback):
         def __init__(self):
@@ -299,11 +304,10 @@ def _inject(fault: str, step: int) -> None:
     if step < int(at):
         return
     if kind == "gpu_oom":
-        import torch
+        import torch  # the ML stack loads in seconds: only jobs that train or generate import it
 
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
     if kind == "disk_full":
-        import errno
 
         raise OSError(errno.ENOSPC, "No space left on device (injected)")
     raise RuntimeError("injected failure")
@@ -320,9 +324,9 @@ def start_wandb(config: RunConfig, run_dir: Path, writer: MetricsWriter) -> list
     os.environ.setdefault("WANDB_X_TRANSACTION_LOG_FLUSH_INTERVAL", "1")
     os.environ["WANDB_DIR"] = str(run_dir)
     os.environ["WANDB_SILENT"] = "true"
-    import wandb
+    import wandb  # the ML stack loads in seconds: only jobs that train or generate import it
 
-    modes = ["online", "offline"] if config.wandb_mode == "online" else ["offline"]
+    modes: list = ["online", "offline"] if config.wandb_mode == "online" else ["offline"]
     for mode in modes:
         try:
             _wandb_run = wandb.init(project=config.wandb_project, name=config.name, dir=str(run_dir), mode=mode,

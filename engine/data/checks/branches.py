@@ -21,12 +21,12 @@ _SPACE = re.compile(r"\s+")
 
 
 def _opening(rec: Record) -> str | None:
-    first = next((m["content"] for m in rec.messages if m["role"] == "user"), None)
+    first = next((m["content"] for m in rec.turns if m["role"] == "user"), None)
     return _SPACE.sub(" ", first.casefold()).strip() if first else None
 
 
 def _turns(rec: Record) -> int:
-    return sum(1 for m in rec.messages if m["role"] == "user")
+    return sum(1 for m in rec.turns if m["role"] == "user")
 
 
 def rank_of(rec: Record) -> float | None:

@@ -35,11 +35,11 @@ def _norm(text: str) -> str:
 
 
 def _answer(rec: Record) -> str | None:
-    return rec.messages[-1]["content"] if rec.messages[-1]["role"] == "assistant" else None
+    return rec.turns[-1]["content"] if rec.turns[-1]["role"] == "assistant" else None
 
 
 def _prompt(rec: Record) -> str:
-    return next((m["content"] for m in reversed(rec.messages[:-1]) if m["role"] == "user"), "")
+    return next((m["content"] for m in reversed(rec.turns[:-1]) if m["role"] == "user"), "")
 
 
 def check_short(records: list[Record]) -> Finding | None:
@@ -96,7 +96,7 @@ def repetition_ratio(text: str) -> float | None:
 def check_repetitive(records: list[Record]) -> Finding | None:
     details = {}
     for rec in records:
-        for m in rec.messages:
+        for m in rec.turns:
             if m["role"] != "assistant":
                 continue
             ratio = repetition_ratio(m["content"])
@@ -115,7 +115,7 @@ def _first_match(records: list[Record], pattern: re.Pattern, roles: tuple[str, .
     """location -> (matched text, role) of the first message (of these roles) the pattern matches."""
     found = {}
     for rec in records:
-        for m in rec.messages:
+        for m in rec.turns:
             if m["role"] in roles and (hit := pattern.search(m["content"])):
                 found[rec.location] = (hit.group(0), m["role"])
                 break

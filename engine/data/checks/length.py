@@ -14,12 +14,12 @@ OUTLIER_RATIO = 2.5  # and at least this many times longer (or shorter) than the
 
 def token_lengths(records: list[Record], counter: TokenCounter) -> tuple[np.ndarray, np.ndarray]:
     """(tokens per conversation including the chat template, assistant content tokens) for each record."""
-    counts = counter.count([m["content"] for r in records for m in r.messages])
+    counts = counter.count([m["content"] for r in records for m in r.turns])
     totals = np.zeros(len(records), dtype=np.int64)
     assistant = np.zeros(len(records), dtype=np.int64)
     k = 0
     for i, rec in enumerate(records):
-        for m in rec.messages:
+        for m in rec.turns:
             totals[i] += counts[k] + counter.overhead.get(m["role"], 4)
             if m["role"] == "assistant":
                 assistant[i] += counts[k]
@@ -37,7 +37,7 @@ def distribution(values: np.ndarray) -> dict:
 
 def length_stats(records: list[Record], totals: np.ndarray, assistant: np.ndarray, max_length: int,
                  tokenizer_name: str) -> dict:
-    turns = np.array([len(r.messages) for r in records], dtype=np.int64)
+    turns = np.array([len(r.turns) for r in records], dtype=np.int64)
     return {
         "tokenizer": tokenizer_name,
         "max_length": max_length,

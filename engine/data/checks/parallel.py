@@ -11,7 +11,8 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class Helper:
@@ -31,6 +32,7 @@ class Helper:
     def result(self) -> Any:
         if self._process is None:
             return self._work()
+        assert self._reader is not None  # made with the process
         try:
             ok, value = self._reader.recv()
         except EOFError:  # the helper died (killed, out of memory): do the work here

@@ -16,7 +16,9 @@ on a single line costs what the same bytes cost in ordinary records.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+from typing import Any
 
 from engine.data.checks import windows
 from engine.data.report import Finding, Fix
@@ -58,7 +60,7 @@ _ENTROPY_PLUGINS = {"Base64HighEntropyString", "HexHighEntropyString"}
 
 
 def _valid(kind: str, value: str) -> bool:
-    from stdnum import iban, luhn
+    from stdnum import iban, luhn  # only the personal-data check needs it
 
     digits = re.sub(r"\D", "", value)
     if kind == "card":
@@ -79,15 +81,14 @@ DEFAULT_PHONE_REGIONS = "US,GB,DE,FR,IN"
 
 def phone_regions() -> list[str]:
     """Regions whose national formats count (international +NN numbers count from everywhere)."""
-    import os
 
     return [r.strip().upper() for r in os.environ.get("STUDIO_PHONE_REGIONS", DEFAULT_PHONE_REGIONS).split(",")
             if r.strip()]
 
 
 def _phones(text: str) -> list[tuple[str, int, int]]:
-    import phonenumbers
-    from phonenumbers import Leniency
+    import phonenumbers  # its metadata is large: only the personal-data check needs it
+    from phonenumbers import Leniency  # its metadata is large: only the personal-data check needs it
 
     found = {}
     # "+CC ..." states its country: valid in that country's plan is enough. National formats must also be grouped
@@ -148,7 +149,7 @@ def check_pii(records: list[Record]) -> Finding | None:
         return seen[text]
 
     for rec in records:
-        kinds = sorted(set().union(*(kinds_in(m["content"]) for m in rec.messages)))
+        kinds = sorted(set().union(*(kinds_in(m["content"]) for m in rec.turns)))
         if kinds:
             details[rec.location] = ", ".join(kinds)
     if not details:
@@ -164,14 +165,14 @@ class SecretScanner:
     """detect-secrets' regex plugins. Use as a context manager: its settings are applied once for a whole batch."""
 
     def __init__(self):
-        from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+        from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class  # heavy: loaded on first use
 
         self.plugins = sorted(cls.__name__ for cls in get_mapping_from_secret_type_to_class().values()
                               if cls.__name__ not in _ENTROPY_PLUGINS)
-        self._settings = None
+        self._settings: Any = None
 
-    def __enter__(self) -> "SecretScanner":
-        from detect_secrets.settings import transient_settings
+    def __enter__(self) -> SecretScanner:
+        from detect_secrets.settings import transient_settings  # heavy: loaded on first use
 
         self._settings = transient_settings({"plugins_used": [{"name": name} for name in self.plugins]})
         self._settings.__enter__()
@@ -193,16 +194,16 @@ class SecretScanner:
     def _spans_in(self, text: str) -> list[tuple[str, int, int]]:
         if not _secret_hint(text):
             return []
-        from detect_secrets.core.scan import scan_line
+        from detect_secrets.core.scan import scan_line  # its plugins load on first use: only the secrets check needs it
 
-        found = [(m.lastgroup, m.start(), m.end()) for m in _EXTRA_SECRETS.finditer(text)]
+        found = [(m.lastgroup or "secret", m.start(), m.end()) for m in _EXTRA_SECRETS.finditer(text)]
         start = 0
         for line in text.split("\n"):
             if _secret_hint(line):
                 for s in scan_line(line):
                     at = line.find(s.secret_value) if s.secret_value else -1
                     if at >= 0:
-                        found.append((s.type, start + at, start + at + len(s.secret_value)))
+                        found.append((s.type or "secret", start + at, start + at + len(s.secret_value or "")))
             start += len(line) + 1
         return found
 
@@ -212,10 +213,10 @@ def check_secrets(records: list[Record]) -> Finding | None:
     seen: dict[str, frozenset] = {}
     with SecretScanner() as scanner:
         for rec in records:
-            for m in rec.messages:
+            for m in rec.turns:
                 if m["content"] not in seen:
                     seen[m["content"]] = frozenset(kind for kind, _ in scanner.kinds(m["content"]))
-            kinds = sorted(set().union(*(seen[m["content"]] for m in rec.messages)))
+            kinds = sorted(set().union(*(seen[m["content"]] for m in rec.turns)))
             if kinds:
                 details[rec.location] = ", ".join(kinds)
     if not details:

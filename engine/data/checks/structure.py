@@ -74,7 +74,8 @@ def check_mapped_columns(records: list[Record], mapping: dict[str, str] | None) 
     column was mapped: a traffic log, say) blocks training, naming the column."""
     if not mapping:
         return []
-    sentences, details = [], {}
+    sentences: list[str] = []
+    details: dict[int, str] = {}
     for key, role in (("prompt", "user"), ("completion", "assistant")):
         column = mapping.get(key)
         bad = {}
@@ -101,7 +102,7 @@ def check_turns(records: list[Record]) -> list[Finding]:
     """missing_system, missing_user, last_turn_not_assistant on readable records."""
     no_system, no_user, bad_last = [], [], []
     for rec in records:
-        roles = [m["role"] for m in rec.messages]
+        roles = [m["role"] for m in rec.turns]
         if "system" not in roles:
             no_system.append(rec.location)
         if "user" not in roles:
@@ -129,7 +130,7 @@ def check_turns(records: list[Record]) -> list[Finding]:
 
 def check_system_prompts(records: list[Record]) -> Finding | None:
     """Records whose system prompt differs from the most common one (when there are several)."""
-    prompts = {rec.location: next((m["content"] for m in rec.messages if m["role"] == "system"), None)
+    prompts = {rec.location: next((m["content"] for m in rec.turns if m["role"] == "system"), None)
                for rec in records}
     counts = Counter(p.strip() for p in prompts.values() if p)
     if len(counts) < 2:

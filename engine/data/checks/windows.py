@@ -12,7 +12,7 @@ of Python strings.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 WINDOW = 8192
 OVERLAP = 512  # longer than anything the scans look for (an e-mail address is at most 320 characters)

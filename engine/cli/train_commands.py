@@ -1,0 +1,87 @@
+"""`studio train`, `runs`, `cancel` and `resume`: training runs from the command line, followed until they end."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from engine.cli.common import EXIT_BLOCKING, EXIT_OK
+from engine.jobs import event_log, supervisor
+from engine.store.projects import find_project
+from engine.train import launcher
+
+
+def train_command(args) -> int:
+    run_config, project_id = launcher.config_from_cli(args)
+    if args.dry_run:
+        command = launcher.trainer_command(run_config)
+        print(" ".join(p.replace("{python}", sys.executable).replace("{run_dir}", str(args.out or "RUN_DIR"))
+                       for p in command))
+        return EXIT_OK
+    run = launcher.launch_checked(run_config, project_id, run_dir=args.out)
+    print(f"Run {run.id} ({run.status}) in {supervisor.run_path(run)}", flush=True)
+    if args.detach:
+        return EXIT_OK
+    return _follow(run.id)
+
+
+def _follow(run_id: int) -> int:
+    """Print progress lines until the run ends; Ctrl-C cancels it (gracefully)."""
+    shown = 0
+    try:
+        while True:
+            supervisor.reconcile()
+            run = supervisor.get_run(run_id)
+            events = event_log.read_events(supervisor.run_path(run))
+            for e in events[shown:]:
+                if e["event"] == "log":
+                    print(f"step {e['step']}/{e.get('max_steps') or '?'}  loss {e['loss']:.4f}  lr "
+                          f"{e.get('learning_rate') or 0:.2e}", flush=True)
+                elif e["event"] == "eval":
+                    print(f"step {e['step']}  validation loss {e['eval_loss']:.4f}", flush=True)
+            shown = len(events)
+            if run.status not in supervisor.ACTIVE:
+                break
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("Cancelling (the trainer saves a checkpoint first)...", file=sys.stderr, flush=True)
+        supervisor.cancel(run_id)
+        run = supervisor.wait(run_id, timeout=supervisor.grace_seconds() + 5)
+    print(f"Run {run.id} {run.status}" + (f": {run.error_message}" if run.error_message else "."))
+    return EXIT_OK if run.status == "succeeded" else EXIT_BLOCKING
+
+
+def runs_command(args) -> int:
+    supervisor.reconcile()
+    project_id = None
+    if args.project:
+        project_id = find_project(args.project).id
+    rows = [{"id": r.id, "kind": r.kind, "name": r.name, "status": r.status, "step": r.step,
+             "max_steps": r.max_steps, "error_kind": r.error_kind, "pid": r.pid}
+            for r in supervisor.list_runs(project_id, kind=None)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("No runs yet.")
+    else:
+        print(f"{'id':>4}  {'kind':<5} {'status':<10} {'step':>11}  {'error':<12} {'pid':>7}  name")
+        for r in rows:
+            step = f"{r['step']}/{r['max_steps'] or '?'}" if r["kind"] == "train" else f"{r['step']}%"
+            print(f"{r['id']:>4}  {r['kind']:<5} {r['status']:<10} {step:>11}  {r['error_kind'] or '':<12} "
+                  f"{r['pid'] or '':>7}  {r['name']}")
+    return EXIT_OK
+
+
+def cancel_command(args) -> int:
+    run = supervisor.cancel(args.run)
+    if run.status in supervisor.ACTIVE:
+        run = supervisor.wait(args.run, timeout=supervisor.grace_seconds() + 5)
+    print(f"Run {run.id} is {run.status}.")
+    return EXIT_OK
+
+
+def resume_command(args) -> int:
+    run = supervisor.resume(args.run)
+    print(f"Run {run.id} is {run.status}; it continues from its last complete checkpoint.")
+    return EXIT_OK

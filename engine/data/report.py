@@ -17,7 +17,7 @@ WARNING_CODES = ("missing_system", "missing_user", "last_turn_not_assistant", "e
                  "conversation_branches", "contradiction", "short_output", "output_copies_input", "repetitive", "too_long", "length_outlier",
                  "template_placeholder", "ai_boilerplate", "pii", "secret", "inconsistent_system_prompt",
                  "language_mix")
-MIN_EXAMPLES = 10
+MIN_EXAMPLES = 10  # fewer usable examples than this cannot train anything: a blocking error
 # What the page calls each finding (the code stays in the JSON and the CLI).
 TITLES = {
     "unparseable_line": "Records that cannot be read", "not_an_object": "Records that are not objects",

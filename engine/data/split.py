@@ -43,6 +43,8 @@ from engine.store import db, workspace
 from engine.store.tables import DatasetVersion, Split
 
 PARTS = ("train", "validation", "test")
+# Contamination: a shared 13-word sequence, the n-gram the GPT-3 paper (Brown et al. 2020) used to find test data in
+# training data.
 NGRAM = 13
 _WORD = re.compile(r"\w+")
 

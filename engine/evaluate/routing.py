@@ -14,7 +14,7 @@ import numpy as np
 
 from engine.evaluate.report_types import Interval, RoutingPoint, RoutingReport, RoutingRule
 
-K_SHOT = 3
+K_SHOT = 3  # the fallback prompt's training examples: few-shot gains flatten after a handful (GPT-3 paper)
 THRESHOLDS = [round(x, 2) for x in np.linspace(0, 1, 21)]
 
 

@@ -20,6 +20,8 @@ import numpy as np
 
 from engine.evaluate.report_types import MetricComparison, PerplexityRatio, Verdict
 
+# 1,000 paired bootstrap resamples (Koehn 2004, as sacrebleu's paired test): the 2.5th/97.5th percentiles of the
+# difference are stable to about 0.01 at that count. A fixed seed makes a report reproducible.
 N_RESAMPLES = 1000
 SEED = 0
 METRICS_BY_TASK = {

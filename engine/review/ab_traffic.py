@@ -35,6 +35,8 @@ TIME_COLUMNS = ("timestamp", "time", "ts", "datetime", "date", "event_time", "cr
 MAPPABLE = ("variant", "user", "time")
 LOWER_IS_BETTER = ("latency", "latency_ms", "latency_s", "error", "errors", "cost")
 PRIMARY_ORDER = ("satisfaction", "resolved", "csat", "thumbs_up", "conversion")
+# A sample-ratio mismatch is flagged at p < 0.001 (Kohavi, Tang and Xu, Trustworthy Online Controlled Experiments):
+# strict, because a mismatch invalidates the whole test, and large tests make tiny imbalances significant.
 SRM_ALPHA = 0.001
 
 

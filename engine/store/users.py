@@ -23,7 +23,7 @@ from engine.store import db, throttle
 from engine.store.tables import SetupToken, User, now
 
 ROLES = ("admin", "analyst", "reviewer")
-MIN_PASSWORD = 8
+MIN_PASSWORD = 8  # NIST SP 800-63B: at least 8 characters for a password the user chooses
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,79}$")
 
 

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     signal.signal(signal.SIGTERM, request_stop)
     if not argv:
-        print("usage: python -m engine.train.trainer RUN_DIR [--resume]", file=sys.stderr)
+        print("usage: python -m engine.train RUN_DIR [--resume]", file=sys.stderr)
         return 2
     run_dir = Path(argv[0]).resolve()
     resume = "--resume" in argv[1:]

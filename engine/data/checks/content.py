@@ -26,6 +26,7 @@ BOILERPLATE = re.compile(
     r"|\bI (?:do not|don't) have (?:personal )?(?:opinions|feelings|emotions|beliefs|preferences)\b"
     r"|\bmy (?:knowledge|training)(?: data)? cut-?off\b|\bI (?:cannot|can't|am unable to) browse\b",
     re.IGNORECASE)
+# A degenerate answer: 30+ words of which under 30% of the 3-grams are distinct (a model stuck in a loop).
 REPEAT_MIN_WORDS = 30
 REPEAT_MAX_DISTINCT = 0.3
 

@@ -16,6 +16,8 @@ from engine.data.checks import windows
 from engine.data.report import Finding, Fix, drop_fix
 from engine.data.shapes import Record
 
+# Near duplicates: estimated Jaccard similarity of word shingles >= 0.8 with 128 MinHash permutations (Lee et al.
+# 2022, Deduplicating Training Data Makes Language Models Better, use 0.8 with MinHash-LSH).
 NEAR_THRESHOLD = 0.8
 NUM_PERM = 128
 SEED = 42

@@ -14,6 +14,7 @@ from pathlib import Path
 from engine.data.report import Finding, drop_fix
 from engine.data.shapes import Record
 
+# Language identification is unreliable on short texts: judge only texts with 20+ letters and a score of 0.6+.
 MIN_LETTERS = 20
 MIN_SCORE = 0.6
 _NON_LETTERS = re.compile(r"[\W\d_]+")

@@ -8,6 +8,7 @@ from engine.data.report import Finding, Fix, drop_fix
 from engine.data.shapes import Record
 from engine.data.tokens import TokenCounter
 
+# Outliers by the modified z-score (median and MAD) above 3.5, the cut-off Iglewicz and Hoaglin recommend.
 OUTLIER_Z = 3.5
 OUTLIER_RATIO = 2.5  # and at least this many times longer (or shorter) than the median: "far", not "a bit"
 

@@ -41,6 +41,7 @@ bench: install
 	$(PY) bench/train_overhead.py
 	$(PY) bench/eval_generation.py
 	$(PY) bench/review_load.py
+	$(PY) bench/serve_throughput.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -27,6 +27,7 @@ PAGES = [
     ("pages/playground.py", "Playground", ":material/forum:", ("admin", "analyst")),
     ("pages/review.py", "6 · Review", ":material/reviews:", ("admin", "analyst")),
     ("pages/ab.py", "7 · A/B", ":material/science:", ("admin", "analyst")),
+    ("pages/models.py", "8 · Models", ":material/deployed_code:", ("admin", "analyst")),
     ("pages/my_reviews.py", "My reviews", ":material/rate_review:", ("admin", "analyst", "reviewer")),
     ("pages/users.py", "Users", ":material/group:", ("admin",)),
 ]

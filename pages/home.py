@@ -6,6 +6,7 @@ from engine.data import split, versions
 from engine.data.quality import cached_report
 from engine.evaluate import results
 from engine.jobs import supervisor
+from engine.models import registry
 from engine.review import stats
 from engine.train.summary import best_run, summarize
 from ui import charts, session, state
@@ -102,3 +103,15 @@ with st.container(border=True):
         st.page_link("pages/review.py", label="Open Review", icon=":material/arrow_forward:")
     with c2:
         st.page_link("pages/ab.py", label="Open A/B", icon=":material/arrow_forward:")
+
+with st.container(border=True):
+    st.subheader("8 · Models")
+    model_versions = registry.list_versions(project.id)
+    in_production = registry.production(project.id)
+    if not model_versions:
+        st.write("No model version yet: register a succeeded run on the Models page.")
+    else:
+        c1, c2 = st.columns(2)
+        c1.metric("Versions", len(model_versions))
+        c2.metric("In production", in_production.label if in_production else "none")
+    st.page_link("pages/models.py", label="Open Models", icon=":material/arrow_forward:")

@@ -19,7 +19,7 @@ class _Parser(argparse.ArgumentParser):
 def build() -> argparse.ArgumentParser:
     p = _Parser(prog="studio", description="Finetune Studio: fine-tune open LLMs by the book.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    for add in (_ui, _data, _train, _evaluate, _versions, _users, _review, _db, _runs):
+    for add in (_ui, _data, _train, _evaluate, _versions, _users, _review, _db, _runs, _models):
         add(sub)
     return p
 
@@ -166,6 +166,8 @@ def _review(sub) -> None:
     analyze.add_argument("--map", dest="mapping", metavar="variant=COL,user=COL,time=COL",
                          help="name the variant, user and time columns when their names are not the usual ones")
     analyze.add_argument("--json", action="store_true")
+    analyze.add_argument("--version", dest="model_version", metavar="NAME-vX.Y.Z",
+                         help="record the decision in this model version's lineage (the version the test served)")
 
 
 
@@ -188,3 +190,43 @@ def _runs(sub) -> None:
                        ("resume", "continue a failed or cancelled run from its last checkpoint")):
         sp = sub.add_parser(name, help=text)
         sp.add_argument("run", type=int)
+
+
+def _models(sub) -> None:
+    """studio models; studio model register, promote, rollback, show, card, export; studio serve"""
+    models = sub.add_parser("models", help="list model versions with their stage and lineage")
+    models.add_argument("--project", help="only this project's versions")
+    models.add_argument("--json", action="store_true")
+    model = sub.add_parser("model", help="register, promote, roll back, describe and export model versions")
+    model_sub = model.add_subparsers(dest="model_command", required=True)
+    register = model_sub.add_parser("register", help="make a succeeded run the next version of its project's model")
+    register.add_argument("run", type=int)
+    register.add_argument("--name", help="the model's name (default: the project's name, lowercased with dashes)")
+    register.add_argument("--version", dest="number", metavar="X.Y.Z",
+                          help="a higher number than the proposed one (never lower, never reused)")
+    promote = model_sub.add_parser("promote", help="move a version to another stage (production needs evidence)")
+    promote.add_argument("version", help="NAME-vX.Y.Z or its id")
+    promote.add_argument("--to", required=True, choices=["candidate", "staging", "production", "archived"])
+    promote.add_argument("--reason", default="", help="why (stored in the audit log; required for --override)")
+    promote.add_argument("--override", action="store_true",
+                         help="an administrator's decision to promote without the evidence (needs --reason)")
+    rollback = model_sub.add_parser("rollback", help="put the previous production version back")
+    rollback.add_argument("--project", default="default")
+    rollback.add_argument("--reason", default="")
+    for name, text in (("show", "a version's lineage, promotion evidence and audit log"),
+                       ("card", "print a version's model card (Hugging Face format)")):
+        sp = model_sub.add_parser(name, help=text)
+        sp.add_argument("version", help="NAME-vX.Y.Z or its id")
+        if name == "show":
+            sp.add_argument("--json", action="store_true")
+    export = model_sub.add_parser("export", help="write the adapter or the merged model, with its card")
+    export.add_argument("version", help="NAME-vX.Y.Z or its id")
+    export.add_argument("--format", choices=["adapter", "merged"], required=True)
+    export.add_argument("--out", type=Path, required=True, help="a new folder")
+    serve = sub.add_parser("serve", help="serve a version through vLLM or transformers (OpenAI-compatible API)")
+    serve.add_argument("version", help="NAME-vX.Y.Z or its id")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1", help="the interface (default this machine only)")
+    serve.add_argument("--engine", choices=["auto", "vllm", "transformers"], default="auto")
+    serve.add_argument("--smoke-examples", type=int, default=20, help="locked test prompts for the smoke test")
+    serve.add_argument("--detach", action="store_true", help="queue the server and return (stop: studio cancel JOB)")

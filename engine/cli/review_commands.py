@@ -6,6 +6,7 @@ import json
 import sys
 
 from engine.cli.common import EXIT_OK, UsageError
+from engine.models import registry
 from engine.review import ab_traffic, campaigns, stats
 from engine.store import users
 
@@ -55,6 +56,9 @@ def review_command(args) -> int:
 def ab_command(args) -> int:
     result = ab_traffic.analyze(args.log, args.split, args.treatment, args.primary,
                                 ab_traffic.parse_mapping(args.mapping))
+    if args.model_version:  # the decision joins the version's lineage (and its model card)
+        version = registry.record_ab_decision(users.SYSTEM, args.model_version, dict(result))
+        print(f"Recorded the decision ({result['decision']}) in {version.label}'s lineage.", file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=2, default=str))
         return EXIT_OK

@@ -31,6 +31,13 @@ METRICS_BY_TASK = {
     "extraction": ("exact_match", "json_valid", "rougeL"),
     "code": ("chrf", "length"),  # plus compiles and tests_pass (engine.evaluate.comparison.code_report)
 }
+# The metric a promotion decides on, per task: the first of these the report has.
+PRIMARY_BY_TASK = {"chat": ("rougeL",), "summarization": ("rougeL",), "classification": ("accuracy",),
+                   "extraction": ("exact_match",), "code": ("tests_pass", "compiles", "chrf")}
+
+
+def primary_metric(task: str, metrics: dict) -> str | None:
+    return next((m for m in PRIMARY_BY_TASK.get(task, ("rougeL",)) if m in metrics), None)
 
 
 @dataclass

@@ -82,7 +82,7 @@ def launch(config, command: list[str], project_id: int | None = None, request_ke
             raise RunError(f"The run folder {folder} is not empty.")
         rel = folder
     else:
-        prefix = "eval-" if kind == "eval" else ""
+        prefix = "" if kind == "train" else f"{kind}-"
         rel = Path("runs") / f"{prefix}{_now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
         folder = ws.root / rel
     folder.mkdir(parents=True, exist_ok=True)
@@ -373,7 +373,7 @@ def resume(run_id: int) -> Run:
     """Queue a failed or cancelled run again; it continues from its last complete checkpoint."""
     run = get_run(run_id)
     if run.kind != "train":
-        raise RunError(f"Job {run_id} is an evaluation; start the evaluation again instead of resuming it.")
+        raise RunError(f"Job {run_id} is a {run.kind} job; start it again instead of resuming it.")
     if run.status not in ("failed", "cancelled"):
         raise RunError(f"Run {run_id} is {run.status}; only a failed or cancelled run can be resumed.")
     if not complete_checkpoints(run_path(run)):

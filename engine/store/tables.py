@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -213,3 +213,51 @@ class AppSecret(Base):
     __tablename__ = "app_secrets"
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(200))
+
+
+class ModelVersion(Base):
+    """A registered model: NAME-vMAJOR.MINOR.PATCH made from a succeeded run, its stage, and the lineage that ties it
+    to its data, split, config, evaluations, reviews and A/B decisions (a JSON snapshot taken at registration and
+    extended as evidence arrives)."""
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("project_id", "name", "major", "minor", "patch",
+                                       name="uq_model_version_number"),
+                      Index("uq_one_production_per_project", "project_id", unique=True,
+                            sqlite_where=text("stage = 'production'"), postgresql_where=text("stage = 'production'")))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    name: Mapped[str] = mapped_column(String(80))
+    major: Mapped[int] = mapped_column(Integer)
+    minor: Mapped[int] = mapped_column(Integer)
+    patch: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(16), index=True)  # candidate staging production archived
+    bump_reason: Mapped[str] = mapped_column(Text, default="")
+    lineage: Mapped[dict] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+    @property
+    def number(self) -> str:
+        return f"{self.major}.{self.minor}.{self.patch}"
+
+    @property
+    def label(self) -> str:
+        """What people call it: customer-support-v2.1.0."""
+        return f"{self.name}-v{self.number}"
+
+
+class ModelEvent(Base):
+    """The audit log of a model version: registration, every stage change (with the evidence, or an admin's
+    override and written reason), exports, serving and A/B decisions."""
+    __tablename__ = "model_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(24))  # registered stage export serve ab_decision
+    actor: Mapped[str] = mapped_column(String(80))
+    from_stage: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    to_stage: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    override: Mapped[bool] = mapped_column(Boolean, default=False)
+    details: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)

@@ -1,0 +1,26 @@
+"""What people do to a model version, as the page and the CLI call it: register a run, move a version between
+stages, roll production back. Each also logs the version as a W&B model artifact with its new stage as the alias
+(in the background: engine.models.wandb_artifact)."""
+
+from __future__ import annotations
+
+from engine.models import registry, stages, wandb_artifact
+from engine.store.tables import ModelVersion, User
+
+
+def register(actor: User, run_id: int, name: str | None = None, number: str | None = None) -> ModelVersion:
+    version = registry.register(actor, run_id, name, number)
+    wandb_artifact.start(version, version.stage)
+    return version
+
+
+def promote(actor: User, ref: int | str, to: str, reason: str = "", override: bool = False) -> ModelVersion:
+    version = stages.promote(actor, ref, to, reason, override)
+    wandb_artifact.start(version, version.stage)
+    return version
+
+
+def rollback(actor: User, project_id: int, reason: str = "") -> ModelVersion:
+    version = stages.rollback(actor, project_id, reason)
+    wandb_artifact.start(version, version.stage)
+    return version

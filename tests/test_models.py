@@ -1,0 +1,239 @@
+"""Model versions end to end on the demo: register runs (bump rules), promotion on evidence and by override, rollback,
+one production model under concurrent promotions, export (adapter and merged) that reloads to the evaluation's
+answers, the model card, serving through `transformers serve` with its smoke test, and the Models page."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, app_as, run_studio, shown, user_of
+
+from engine.data import demo_project, split, versions
+from engine.evaluate import generation, queue, results
+from engine.evaluate.options import EvalOptions
+from engine.jobs import event_log, supervisor
+from engine.models import card, evidence, export, lifecycle, naming, registry, serving, stages
+from engine.store import db, users, workspace
+from engine.store.tables import ModelVersion
+from engine.train import launcher
+
+pytestmark = pytest.mark.xdist_group("models")  # one worker trains the module's runs once
+STEPS = 24  # short runs: these tests are about what happens after training
+
+
+@pytest.fixture(scope="module")
+def runs(module_ws, demo_model):
+    """Two LoRA runs on the demo split (the second with another rank: a hyper-parameter change), the first
+    evaluated against its base model."""
+    shutil.copytree(demo_model, workspace.current().demo_model)
+    project = demo_project.ensure_demo(build_model=False)
+    made = split.list_splits(versions.list_versions(project.id)[0].id)[0]
+    model = str(workspace.current().demo_model)
+    first = launcher.launch(launcher.config_for_split(made, model, name="lora-a", technique="lora",
+                                                      max_steps=STEPS), project.id)
+    second = launcher.launch(launcher.config_for_split(made, model, name="lora-b", technique="lora",
+                                                       max_steps=STEPS, lora_r=8), project.id)
+    first, second = (supervisor.wait(r.id, timeout=300) for r in (first, second))
+    assert first.status == second.status == "succeeded"
+    job = queue.queue(EvalOptions(run_id=first.id, limit=8, max_new_tokens=32))
+    assert supervisor.wait(job.id, timeout=300).status == "succeeded"
+    return project, first, second
+
+
+def test_version_numbers_follow_what_changed():
+    base = {"base_model": "m", "technique": "lora", "task": "chat", "dataset_version_id": 1,
+            "config": {"learning_rate": 2e-4, "lora_r": 8, "name": "a"}}
+    previous = {"number": (1, 2, 3), "facts": base}
+    assert naming.propose(None, base).number == (1, 0, 0)
+    assert naming.propose(previous, {**base, "base_model": "other"}).number == (2, 0, 0)
+    assert naming.propose(previous, {**base, "technique": "full"}).reason.startswith("major: the technique")
+    assert naming.propose(previous, {**base, "task": "classification"}).number == (2, 0, 0)
+    assert naming.propose(previous, {**base, "dataset_version_id": 2}).number == (1, 3, 0)
+    tuned = naming.propose(previous, {**base, "config": {**base["config"], "lora_r": 16, "name": "b"}})
+    assert tuned.number == (1, 2, 4) and "lora_r" in tuned.reason and "name" not in tuned.reason
+    assert naming.check_override((1, 3, 0), tuned, {(1, 2, 3)}, (1, 2, 3)) == (1, 3, 0)  # upward is fine
+    with pytest.raises(naming.VersionError, match="never reused"):
+        naming.check_override((1, 2, 3), tuned, {(1, 2, 3)}, (1, 2, 3))
+    with pytest.raises(naming.VersionError, match="only be numbered upward"):
+        naming.check_override((1, 2, 3 + 0), naming.Bump(1, 3, 0, "minor"), set(), (1, 2, 2))
+    assert naming.slug("Customer Support (EU)!") == "customer-support-eu"
+    assert naming.parse_label("customer-support-v2.1.0") == ("customer-support", (2, 1, 0))
+    with pytest.raises(naming.VersionError):
+        naming.parse_label("customer support v2")
+
+
+def test_register_promote_override_and_roll_back(runs, module_ws):
+    project, first, second = runs
+    admin, analyst = users.SYSTEM, user_of("analyst")
+    v1 = lifecycle.register(analyst, first.id)
+    assert v1.number == "1.0.0" and v1.stage == "candidate" and v1.label == f"{naming.slug(project.name)}-v1.0.0"
+    with pytest.raises(registry.RegistryError, match="already registered"):
+        registry.register(analyst, first.id)
+    v2 = lifecycle.register(analyst, second.id)
+    assert v2.number == "1.0.1" and v2.bump_reason.startswith("patch: only hyper-parameters changed (lora_r")
+    lineage = v2.lineage
+    assert lineage["split"]["test_sha256"] and lineage["dataset"]["id"] == first.config["dataset_version_id"]
+    assert lineage["run"]["id"] == second.id and lineage["base_model"]["name"]
+
+    # v1 has an evaluation against the base model: production on evidence
+    proof = evidence.for_production(registry.get_version(v1.id))
+    assert [c.name for c in proof.checks] == ["primary metric", "forgetting"] and proof.ok, proof.missing
+    v1 = lifecycle.promote(analyst, v1.id, "production", "first release")
+    assert v1.stage == "production"
+
+    # v2 has no evaluation against v1 (in production): blocked, with what is missing
+    with pytest.raises(stages.PromotionBlocked) as blocked:
+        lifecycle.promote(analyst, v2.id, "production")
+    assert any(f"--baseline {first.id}" in m for m in blocked.value.missing)
+    with pytest.raises(users.PermissionDenied):  # only an administrator overrides
+        lifecycle.promote(analyst, v2.id, "production", "trust me on this one", override=True)
+    with pytest.raises(registry.RegistryError, match="written reason"):
+        lifecycle.promote(admin, v2.id, "production", "ok", override=True)
+    v2 = lifecycle.promote(admin, v2.id, "production", "hotfix for a known bad answer; evaluation follows",
+                           override=True)
+    assert v2.stage == "production" and registry.get_version(v1.id).stage == "archived"
+    last = registry.events(v2.id)[0]
+    assert last.override and last.reason.startswith("hotfix") and last.details["ok"] is False
+
+    back = lifecycle.rollback(analyst, project.id)
+    assert back.id == v1.id and back.stage == "production" and registry.get_version(v2.id).stage == "archived"
+    kinds = [(e.kind, e.from_stage, e.to_stage) for e in registry.events(project_id=project.id)]
+    assert ("rollback", "archived", "production") in kinds and ("rollback", "production", "archived") in kinds
+
+    listed = json.loads(run_studio("models", "--json", env_home=module_ws.root).stdout)
+    assert {r["version"]: r["stage"] for r in listed} == {v1.label: "production", v2.label: "archived"}
+    assert set(listed[0]) >= {"version", "name", "stage", "run_id", "dataset_version_id", "base_model", "created_at",
+                              "metrics", "lineage"}
+    refused = run_studio("model", "promote", v2.label, "--to", "production", env_home=module_ws.root)
+    assert refused.returncode == 1 and "missing evidence" in refused.stderr and "--baseline" in refused.stderr
+
+
+def test_one_production_version_even_under_concurrent_promotions(runs, module_ws):
+    project, first, second = runs
+    mine = [v for v in registry.list_versions(project.id)]
+    assert len(mine) >= 2, "runs after test_register_promote_override_and_roll_back in this module"
+    labels = [v.label for v in mine[:2]]
+    procs = [subprocess.Popen([sys.executable, "-m", "engine.cli", "model", "promote", label, "--to", "production",
+                               "--override", "--reason", "concurrency test of two promotions"],
+                              env={**os.environ, "STUDIO_HOME": str(module_ws.root)}, cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for label in labels]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode in (0, 2) for p in procs), outs
+    assert sum(1 for v in registry.list_versions(project.id) if v.stage == "production") == 1
+    from sqlalchemy import update
+    from sqlalchemy.exc import IntegrityError
+
+    with pytest.raises(IntegrityError):  # the index itself refuses a second production version
+        with db.session() as s:
+            s.execute(update(ModelVersion).where(ModelVersion.project_id == project.id).values(stage="production"))
+
+
+def test_export_adapter_and_merged_reload_to_the_evaluations_answers(runs, tmp_path):
+    project, first, _ = runs
+    version = next(v for v in registry.list_versions(project.id) if v.run_id == first.id)
+    rows = [json.loads(line) for line in (results.eval_dir(first) / "outputs.jsonl").read_text().splitlines()]
+    prompts = [r["prompt"] for r in rows]
+    expected = [r["finetuned"]["answer"] for r in rows]
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    for fmt in ("adapter", "merged"):
+        out = export.export(users.SYSTEM, version.label, fmt, tmp_path / fmt)
+        assert (out / "README.md").read_text().startswith("---\n") and (out / "lineage.json").is_file()
+        assert (out / ("adapter_config.json" if fmt == "adapter" else "config.json")).is_file()
+        model = AutoModelForCausalLM.from_pretrained(str(out)).eval()  # from_pretrained alone, no studio code
+        tokenizer = AutoTokenizer.from_pretrained(str(out))
+        tokenizer.padding_side = "left"
+        answers = [a.text for a in generation.generate(model, tokenizer, prompts, 16, 32)]
+        assert answers == expected, fmt
+    with pytest.raises(export.ExportError, match="already exists"):
+        export.export(users.SYSTEM, version.label, "merged", tmp_path / "merged")
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_the_model_card_carries_the_lineage(runs):
+    project, first, _ = runs
+    version = next(v for v in registry.list_versions(project.id) if v.run_id == first.id)
+    text = card.render(version)
+    meta = text.split("---\n")[1]
+    assert "base_model:" in meta and "license:" in meta and "model-index:" in meta and "rougeL" in meta
+    for section in ("## Intended use", "## Training data", "## Training settings", "## Evaluation",
+                    "## Human review", "## Limitations"):
+        assert section in text
+    assert version.lineage["split"]["test_sha256"] in text and "95%" in text
+
+
+def test_a_registered_version_is_logged_as_a_wandb_artifact(runs):
+    project, first, _ = runs
+    version = next(v for v in registry.list_versions(project.id) if v.run_id == first.id)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        logged = [e for e in registry.events(version.id) if e.kind == "wandb_artifact"]
+        if logged:
+            break
+        time.sleep(0.5)
+    assert logged, (workspace.current().root / "logs" / "wandb-models.log").read_text()[-2000:]
+    assert "candidate" in {e.details["alias"] for e in logged}  # one per stage the version has had
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serving_with_transformers_passes_its_smoke_test_and_stops_with_its_job(runs, module_ws):
+    project, first, _ = runs
+    version = next(v for v in registry.list_versions(project.id) if v.run_id == first.id)
+    port = _free_port()
+    job = serving.serve(users.SYSTEM, version.label, port, "auto", smoke_examples=8)
+    assert job.kind == "serve" and job.config["engine"] == "transformers"  # no vLLM and no CUDA here
+    deadline, smoke = time.monotonic() + 240, None
+    while time.monotonic() < deadline and smoke is None:
+        supervisor.reconcile()
+        assert supervisor.get_run(job.id).status in supervisor.ACTIVE, supervisor.get_run(job.id).error_message
+        smoke = next((e for e in event_log.read_events(supervisor.run_path(job)) if e["event"] == "smoke"), None)
+        time.sleep(0.5)
+    assert smoke and smoke["passed"] and smoke["prompts"] == 8 and smoke["model"] == version.label
+    assert smoke["latency_p50_s"] > 0 and smoke["latency_p95_s"] >= smoke["latency_p50_s"]
+    answer, _ = serving.chat(smoke["url"], version.label, [{"role": "user", "content": "Hello"}], 8)
+    assert isinstance(answer, str)
+    listed = json.loads(run_studio("runs", "--json", env_home=module_ws.root).stdout)
+    assert any(r["id"] == job.id and r["kind"] == "serve" for r in listed)
+    supervisor.cancel(job.id)
+    assert supervisor.wait(job.id, timeout=60).status == "cancelled"
+    time.sleep(0.5)
+    with socket.socket() as s:  # the server went down with its job
+        assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_the_models_page_shows_versions_evidence_and_no_server_paths(runs, module_ws):
+    at = app_as("analyst")
+    at.switch_page("pages/models.py")
+    at.run()
+    assert not at.exception
+    text = " ".join(shown(m.value) for m in [*at.markdown, *at.caption, *at.success, *at.error, *at.info])
+    assert "Lineage" in " ".join(s.value for s in at.subheader) and "Audit log" in " ".join(s.value for s in
+                                                                                             at.subheader)
+    assert str(module_ws.root) not in text
+    project, first, second = runs
+    other = next(v for v in registry.list_versions(project.id) if v.stage != "production")
+    at.selectbox(key="models_version").select(other.label).run()
+    at.selectbox(key=f"models_to_{other.id}").select("staging" if other.stage != "staging" else "candidate").run()
+    at.text_input(key=f"models_reason_{other.id}").input("ready for the staging test").run()
+    at.button(key=f"models_apply_{other.id}").click().run()
+    assert not at.exception and registry.get_version(other.id).stage in ("staging", "candidate")
+    assert registry.events(other.id)[0].reason == "ready for the staging test"
+    at.button(key=f"models_export_{other.id}").click().run()
+    done = " ".join(shown(m.value) for m in at.success)
+    assert "workspace/exports/" in done and str(module_ws.root) not in done
+    reviewer = app_as("reviewer")
+    reviewer.switch_page("pages/models.py")
+    reviewer.run()
+    assert not reviewer.exception and not reviewer.dataframe  # reviewers see no versions (nor model names)

@@ -47,6 +47,18 @@ def runs(module_ws, demo_model):
     return project, first, second
 
 
+@pytest.fixture(scope="module")
+def registered(runs):
+    """Both runs registered by an analyst, in order (v1.0.0, then v1.0.1: the rank changed)."""
+    project, first, second = runs
+    analyst = user_of("analyst")
+    return lifecycle.register(analyst, first.id), lifecycle.register(analyst, second.id)
+
+
+def _version_of(project, run):
+    return next(v for v in registry.list_versions(project.id) if v.run_id == run.id)
+
+
 def test_version_numbers_follow_what_changed():
     base = {"base_model": "m", "technique": "lora", "task": "chat", "dataset_version_id": 1,
             "config": {"learning_rate": 2e-4, "lora_r": 8, "name": "a"}}
@@ -69,15 +81,18 @@ def test_version_numbers_follow_what_changed():
         naming.parse_label("customer support v2")
 
 
-def test_register_promote_override_and_roll_back(runs, module_ws):
+def test_register_promote_override_and_roll_back(runs, registered, module_ws):
     project, first, second = runs
     admin, analyst = users.SYSTEM, user_of("analyst")
-    v1 = lifecycle.register(analyst, first.id)
-    assert v1.number == "1.0.0" and v1.stage == "candidate" and v1.label == f"{naming.slug(project.name)}-v1.0.0"
+    v1, v2 = registered
+    assert v1.number == "1.0.0" and v1.created_by == analyst.name
+    assert v1.label == f"{naming.slug(project.name)}-v1.0.0"
     with pytest.raises(registry.RegistryError, match="already registered"):
         registry.register(analyst, first.id)
-    v2 = lifecycle.register(analyst, second.id)
     assert v2.number == "1.0.1" and v2.bump_reason.startswith("patch: only hyper-parameters changed (lora_r")
+    for v in (v1, v2):  # another test of this module may have moved them: start from candidates
+        if registry.get_version(v.id).stage != "candidate":
+            stages.promote(admin, v.id, "candidate", "reset for this test")
     lineage = v2.lineage
     assert lineage["split"]["test_sha256"] and lineage["dataset"]["id"] == first.config["dataset_version_id"]
     assert lineage["run"]["id"] == second.id and lineage["base_model"]["name"]
@@ -115,11 +130,9 @@ def test_register_promote_override_and_roll_back(runs, module_ws):
     assert refused.returncode == 1 and "missing evidence" in refused.stderr and "--baseline" in refused.stderr
 
 
-def test_one_production_version_even_under_concurrent_promotions(runs, module_ws):
+def test_one_production_version_even_under_concurrent_promotions(runs, registered, module_ws):
     project, first, second = runs
-    mine = [v for v in registry.list_versions(project.id)]
-    assert len(mine) >= 2, "runs after test_register_promote_override_and_roll_back in this module"
-    labels = [v.label for v in mine[:2]]
+    labels = [v.label for v in registered]
     procs = [subprocess.Popen([sys.executable, "-m", "engine.cli", "model", "promote", label, "--to", "production",
                                "--override", "--reason", "concurrency test of two promotions"],
                               env={**os.environ, "STUDIO_HOME": str(module_ws.root)}, cwd=ROOT,
@@ -135,9 +148,9 @@ def test_one_production_version_even_under_concurrent_promotions(runs, module_ws
             s.execute(update(ModelVersion).where(ModelVersion.project_id == project.id).values(stage="production"))
 
 
-def test_export_adapter_and_merged_reload_to_the_evaluations_answers(runs, tmp_path):
+def test_export_adapter_and_merged_reload_to_the_evaluations_answers(runs, registered, tmp_path):
     project, first, _ = runs
-    version = next(v for v in registry.list_versions(project.id) if v.run_id == first.id)
+    version = _version_of(project, first)
     rows = [json.loads(line) for line in (results.eval_dir(first) / "outputs.jsonl").read_text().splitlines()]
     prompts = [r["prompt"] for r in rows]
     expected = [r["finetuned"]["answer"] for r in rows]
@@ -157,9 +170,9 @@ def test_export_adapter_and_merged_reload_to_the_evaluations_answers(runs, tmp_p
     assert not list(tmp_path.glob("*.part"))
 
 
-def test_the_model_card_carries_the_lineage(runs):
+def test_the_model_card_carries_the_lineage(runs, registered):
     project, first, _ = runs
-    version = next(v for v in registry.list_versions(project.id) if v.run_id == first.id)
+    version = _version_of(project, first)
     text = card.render(version)
     meta = text.split("---\n")[1]
     assert "base_model:" in meta and "license:" in meta and "model-index:" in meta and "rougeL" in meta
@@ -169,9 +182,9 @@ def test_the_model_card_carries_the_lineage(runs):
     assert version.lineage["split"]["test_sha256"] in text and "95%" in text
 
 
-def test_a_registered_version_is_logged_as_a_wandb_artifact(runs):
+def test_a_registered_version_is_logged_as_a_wandb_artifact(runs, registered):
     project, first, _ = runs
-    version = next(v for v in registry.list_versions(project.id) if v.run_id == first.id)
+    version = _version_of(project, first)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         logged = [e for e in registry.events(version.id) if e.kind == "wandb_artifact"]
@@ -188,9 +201,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_serving_with_transformers_passes_its_smoke_test_and_stops_with_its_job(runs, module_ws):
+def test_serving_with_transformers_passes_its_smoke_test_and_stops_with_its_job(runs, registered, module_ws):
     project, first, _ = runs
-    version = next(v for v in registry.list_versions(project.id) if v.run_id == first.id)
+    version = _version_of(project, first)
     port = _free_port()
     job = serving.serve(users.SYSTEM, version.label, port, "auto", smoke_examples=8)
     assert job.kind == "serve" and job.config["engine"] == "transformers"  # no vLLM and no CUDA here
@@ -213,7 +226,7 @@ def test_serving_with_transformers_passes_its_smoke_test_and_stops_with_its_job(
         assert s.connect_ex(("127.0.0.1", port)) != 0
 
 
-def test_the_models_page_shows_versions_evidence_and_no_server_paths(runs, module_ws):
+def test_the_models_page_shows_versions_evidence_and_no_server_paths(runs, registered, module_ws):
     at = app_as("analyst")
     at.switch_page("pages/models.py")
     at.run()

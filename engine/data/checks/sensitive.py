@@ -167,8 +167,8 @@ class SecretScanner:
     def __init__(self):
         from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class  # heavy: loaded on first use
 
-        self.plugins = sorted(cls.__name__ for cls in get_mapping_from_secret_type_to_class().values()
-                              if cls.__name__ not in _ENTROPY_PLUGINS)
+        classes: list[Any] = list(get_mapping_from_secret_type_to_class().values())
+        self.plugins = sorted(cls.__name__ for cls in classes if cls.__name__ not in _ENTROPY_PLUGINS)
         self._settings: Any = None
 
     def __enter__(self) -> SecretScanner:

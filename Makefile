@@ -42,6 +42,7 @@ bench: install
 	$(PY) bench/eval_generation.py
 	$(PY) bench/review_load.py
 	$(PY) bench/serve_throughput.py
+	$(PY) bench/monitor_ingest.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -28,6 +28,7 @@ PAGES = [
     ("pages/review.py", "6 · Review", ":material/reviews:", ("admin", "analyst")),
     ("pages/ab.py", "7 · A/B", ":material/science:", ("admin", "analyst")),
     ("pages/models.py", "8 · Models", ":material/deployed_code:", ("admin", "analyst")),
+    ("pages/monitor.py", "9 · Monitor", ":material/query_stats:", ("admin", "analyst")),
     ("pages/my_reviews.py", "My reviews", ":material/rate_review:", ("admin", "analyst", "reviewer")),
     ("pages/users.py", "Users", ":material/group:", ("admin",)),
 ]
@@ -48,7 +49,7 @@ else:
     stand_in = signin.not_for_this_role
 pages += [st.Page(stand_in, title=title, url_path=url_path(file), visibility="hidden")
           for file, title, _, _ in PAGES if file not in {p[0] for p in allowed}]
-navigation = st.navigation(pages)
+navigation = st.navigation(pages, expanded=True)  # every step in view: collapsed, the last pages hid behind "more"
 session.sync_cookie()
 sidebar.render(user)
 navigation.run()

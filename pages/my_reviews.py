@@ -66,7 +66,20 @@ def advance() -> None:
     st.session_state[pos_key] = later[0].position if later else position
 
 
-if view["kind"] == "rating":
+if view["kind"] == "correction":
+    st.caption("The model's answer (a user rated it low)")
+    st.text(view["answers"]["answer"])
+    with st.form(f"reviews_correction_{entry.assignment_id}"):
+        st.caption("Write the answer the model should have given. Keep what was right; it becomes training data.")
+        text = st.text_area("Corrected answer", value=previous.get("correction") or view["answers"]["answer"],
+                            height=200, key=f"reviews_correction_{aid}")
+        comment = st.text_area("Comment (optional)", value=previous.get("comment", ""), key=f"reviews_comment_{aid}")
+        if st.form_submit_button("Save and next", type="primary"):
+            with shown_as_message():
+                campaigns.submit(user, entry.assignment_id, correction=text, comment=comment)
+                advance()
+                st.rerun()
+elif view["kind"] == "rating":
     st.caption("Answer")
     st.text(view["answers"]["answer"])
     with st.form(f"reviews_rating_{entry.assignment_id}"):

@@ -74,6 +74,10 @@ c2.download_button("Export CSV", lambda: campaigns.export(user, cid, "csv"), fil
 c3.download_button("Export JSON", lambda: campaigns.export(user, cid, "json"), file_name=f"campaign-{cid}.json",
                    mime="application/json", key="review_json")
 
+if campaign.kind == campaigns.CORRECTION:
+    st.info("Reviewers write corrected answers in this campaign; they go into the model's retraining data (Monitor "
+            "page). Export the campaign to read them.")
+    st.stop()
 results = stats.campaign_results(user, cid)
 if campaign.kind == "pairwise":
     st.info("Pairwise results (win rate, sign test, length bias) are on the A/B page.")

@@ -176,3 +176,36 @@ def score_distributions(criteria: dict, names: tuple[str, ...]) -> go.Figure:
                                      legendgroup=model))
                 drawn += 1
     return fig if drawn else _empty(fig)
+
+
+def daily_series(daily, column: str, title: str, band: bool = False) -> go.Figure:
+    """One line per model version over days (rows of {"model", "day", column[, column_low, column_high]}); with band,
+    the 95% interval as error bars."""
+    rows = daily.to_dict("records") if hasattr(daily, "to_dict") else list(daily or [])
+    fig = go.Figure()
+    fig.update_layout(height=260, margin=MARGIN, title=title)
+    pts = _points(rows, column)
+    if not pts:
+        return _empty(fig)
+    for model in dict.fromkeys(str(r["model"]) for r in pts):
+        mine = [r for r in pts if str(r["model"]) == model]
+        with_band = band and all(_number(r.get(f"{column}_low")) and _number(r.get(f"{column}_high")) for r in mine)
+        fig.add_trace(go.Scatter(
+            x=[r["day"] for r in mine], y=[r[column] for r in mine], mode="lines+markers", name=plot_text(model),
+            error_y=dict(type="data", symmetric=False, array=[r[f"{column}_high"] - r[column] for r in mine],
+                         arrayminus=[r[column] - r[f"{column}_low"] for r in mine]) if with_band else None))
+    return fig
+
+
+def psi_bars(features: dict, stable: float, significant: float) -> go.Figure:
+    """PSI per drift feature against the 0.10 and 0.20 lines; a feature over the significant line in red."""
+    fig = go.Figure()
+    fig.update_layout(height=260, margin=MARGIN, title="PSI per feature", yaxis_title="PSI")
+    pts = {k: v for k, v in (features or {}).items() if _number(v)}
+    if not pts:
+        return _empty(fig)
+    fig.add_trace(go.Bar(x=[plot_text(k) for k in pts], y=list(pts.values()),
+                         marker_color=[RED if v > significant else BLUE for v in pts.values()]))
+    for line in (stable, significant):
+        fig.add_hline(y=line, line_dash="dash", line_color=GREY, annotation_text=f"{line:.2f}")
+    return fig

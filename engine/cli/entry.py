@@ -25,11 +25,11 @@ COMMANDS = {
     "review": "review_commands:review_command", "ab": "review_commands:ab_command",
     "ui": "admin_commands:ui_command", "users": "admin_commands:users_command", "db": "admin_commands:db_command",
     "models": "model_commands:models_command", "model": "model_commands:model_command",
-    "serve": "model_commands:serve_command",
+    "serve": "model_commands:serve_command", "monitor": "monitor_commands:monitor_command",
 }
 # Commands that only read: they never create a workspace, a database or a project.
 READ_ONLY = {("runs",), ("versions",), ("review", "results"), ("review", "export"), ("users", "list"), ("models",),
-             ("model", "show"), ("model", "card")}
+             ("model", "show"), ("model", "card"), ("monitor", "report")}
 
 
 def _reads_only(args) -> bool:

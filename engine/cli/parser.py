@@ -19,7 +19,7 @@ class _Parser(argparse.ArgumentParser):
 def build() -> argparse.ArgumentParser:
     p = _Parser(prog="studio", description="Finetune Studio: fine-tune open LLMs by the book.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    for add in (_ui, _data, _train, _evaluate, _versions, _users, _review, _db, _runs, _models):
+    for add in (_ui, _data, _train, _evaluate, _versions, _users, _review, _db, _runs, _models, _monitor):
         add(sub)
     return p
 
@@ -230,3 +230,34 @@ def _models(sub) -> None:
     serve.add_argument("--engine", choices=["auto", "vllm", "transformers"], default="auto")
     serve.add_argument("--smoke-examples", type=int, default=20, help="locked test prompts for the smoke test")
     serve.add_argument("--detach", action="store_true", help="queue the server and return (stop: studio cancel JOB)")
+
+
+def _monitor(sub) -> None:
+    """studio monitor import, watch, report, corrections, retrain"""
+    monitor = sub.add_parser("monitor", help="production logs: import, watch a folder, report, retrain on drift")
+    monitor_sub = monitor.add_subparsers(dest="monitor_command", required=True)
+    imp = monitor_sub.add_parser("import", help="import a request log (JSONL, CSV/TSV or Parquet)")
+    imp.add_argument("log", type=Path)
+    imp.add_argument("--json", action="store_true")
+    watch = monitor_sub.add_parser("watch", help="import the log files that appear in a folder, until Ctrl-C")
+    watch.add_argument("folder", type=Path)
+    watch.add_argument("--interval", type=float, default=5.0, help="seconds between looks (default 5)")
+    for sp in (imp, watch):
+        sp.add_argument("--project", default="default")
+        sp.add_argument("--model", help="the model version that served the log, when it has no such column")
+        sp.add_argument("--map", dest="mapping", metavar="time=COL,model=COL,request=COL,response=COL,...",
+                        help="name the columns when their names are not the usual ones (also latency, error, "
+                             "rating, thumbs, resolved, user, fallback)")
+    rep = monitor_sub.add_parser("report", help="a model version in production: figures, drift, recommendation")
+    retrain = monitor_sub.add_parser("retrain", help="build the retraining candidate from production and queue its run")
+    fix = monitor_sub.add_parser("corrections", help="send low-rated answers from the drifted bins to reviewers, "
+                                                     "who write the corrected answers")
+    fix.add_argument("--reviewers", required=True, help="comma-separated user names")
+    fix.add_argument("--limit", type=int, default=100, help="answers to send (default 100)")
+    fix.add_argument("--overlap", type=int, default=1, help="reviewers per answer (default 1)")
+    for sp in (rep, retrain, fix):
+        sp.add_argument("--project", default="default")
+        sp.add_argument("--model", help="NAME-vX.Y.Z (default: the version in production)")
+        sp.add_argument("--json", action="store_true")
+    rep.add_argument("--window-days", type=int, default=7)
+    retrain.add_argument("--yes", action="store_true", help="confirm: build the dataset and start the run")

@@ -7,7 +7,7 @@ import sys
 
 from engine.cli.common import EXIT_OK, UsageError
 from engine.models import registry
-from engine.review import ab_traffic, campaigns, stats
+from engine.review import ab_traffic, campaigns, corrections, stats
 from engine.store import users
 
 
@@ -23,6 +23,12 @@ def review_command(args) -> int:
                                       campaigns.parse_gold(args.gold, args.kind), args.seed)
         total = sum(p["total"] for p in campaigns.progress(users.SYSTEM, made.id))
         print(f"Campaign {made.id} created: {total} items across {len(names)} reviewers.")
+        return EXIT_OK
+    if args.review_command == "results" and campaigns.get_campaign(args.campaign).kind == campaigns.CORRECTION:
+        summary = corrections.summary(users.SYSTEM, args.campaign)
+        print(json.dumps(summary, indent=2) if args.json else
+              f"Campaign {args.campaign}: {summary['corrected']} of {summary['items']} answers corrected (they go "
+              "into the model's retraining data).")
         return EXIT_OK
     if args.review_command == "results":
         result = stats.campaign_results(users.SYSTEM, args.campaign)

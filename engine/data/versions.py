@@ -117,7 +117,7 @@ def create_child(parent: DatasetVersion, records: list[Record], fix: dict) -> Da
         version = DatasetVersion(
             project_id=parent.project_id, name=parent.name, version=_next_version(s, parent.project_id, parent.name),
             sha256=sha, path=rel, container="jsonl", shape="openai", mapping=None, records=len(records),
-            parent_id=parent.id, fixes=[*parent.fixes, fix], removed=parent.records - len(records))
+            parent_id=parent.id, fixes=[*parent.fixes, fix], removed=max(0, parent.records - len(records)))
         s.add(version)
         s.flush()
         return version

@@ -32,7 +32,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from engine.errors import StudioError
-from engine.jobs import heartbeat
+from engine.jobs import heartbeat, processes
 from engine.jobs.checkpoints import complete_checkpoints
 from engine.jobs.event_log import final_event, latest_step, read_events
 from engine.jobs.failures import classify_exit
@@ -62,9 +62,10 @@ def run_path(run: Run) -> Path:
 
 def launch(config, command: list[str], project_id: int | None = None, request_key: str | None = None,
            run_dir: Path | None = None, device: str | None = None, kind: str = "train",
-           target_run_id: int | None = None) -> Run:
+           target_run_id: int | None = None, then_command: list[str] | None = None) -> Run:
     """Register a job (queued) with its config.json and command, then schedule. The same request_key returns the
-    same job.
+    same job. then_command runs once the job has succeeded ("{python}" and "{run_id}" filled in), with nobody
+    watching: the hand-over a stage asks for (a retraining run registers its model version).
 
     config: the job's typed config (a pydantic model with name, device, max_steps; saved as config.json). command:
     what runs it, with "{python}" and "{run_dir}" placeholders; a resumed job gets "--resume" appended. The stage
@@ -93,7 +94,8 @@ def launch(config, command: list[str], project_id: int | None = None, request_ke
             run = Run(project_id=project_id, name=config.name, status="queued", run_dir=str(rel),
                       config=json.loads(config.model_dump_json()), request_key=key, device=device, resume=False,
                       attempts=0, step=0, max_steps=max(config.max_steps, 0), kind=kind,
-                      target_run_id=target_run_id, command=list(command))
+                      target_run_id=target_run_id, command=list(command),
+                      then_command=list(then_command) if then_command else None)
             s.add(run)
             s.flush()
             run_id = run.id
@@ -110,15 +112,7 @@ def default_device(config) -> str:
         return "cpu"
     if config.device == "cuda":
         return "cuda"
-    return "cuda" if _cuda_count() > 0 else "cpu"
-
-
-def _cuda_count() -> int:
-    # nvidia-smi's absence is the common case here; no torch import on this path.
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
-    return len(list(Path("/dev").glob("nvidia[0-9]*")))
+    return "cuda" if processes.cuda_count() > 0 else "cpu"
 
 
 def get_run(run_id: int) -> Run:
@@ -195,10 +189,10 @@ def _start(run: Run) -> None:
     monitor.stdout.close()
     values: dict[str, Any] = {"attempts": Run.attempts + 1, "exit_code": None, "error_kind": None, "error_message": None,
               "finished_at": None, "started_at": _now(), "heartbeat": _now(), "monitor_pid": monitor.pid,
-              "monitor_start": _create_time(psutil, monitor.pid)}
+              "monitor_start": processes.create_time(psutil, monitor.pid)}
     if line.strip().isdigit():
         pid = int(line)
-        values.update(status="running", pid=pid, proc_start=_create_time(psutil, pid))
+        values.update(status="running", pid=pid, proc_start=processes.create_time(psutil, pid))
     else:  # the monitor could not start the job: its error is in the log
         monitor.wait()
         values.update(status="failed", pid=None, error_kind="crashed", finished_at=_now(), log_tail=log_tail(folder),
@@ -207,38 +201,17 @@ def _start(run: Run) -> None:
         s.execute(update(Run).where(Run.id == run.id).values(**values))
 
 
-def _create_time(psutil, pid: int) -> float | None:
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
-
-
 def _reap_monitors() -> None:
     """Collect the exit status of monitors this process started, so none lingers as a zombie."""
     _monitors[:] = [m for m in _monitors if m.poll() is None]
 
 
 def _alive(run: Run) -> bool:
-    return _process_alive(run.pid, run.proc_start)
+    return processes.process_alive(run.pid, run.proc_start)
 
 
 def _monitor_alive(run: Run) -> bool:
-    return _process_alive(run.monitor_pid, run.monitor_start)
-
-
-def _process_alive(pid: int | None, started: float | None) -> bool:
-    import psutil  # only process checks need it
-
-    if not pid:
-        return False
-    try:
-        proc = psutil.Process(pid)
-        if started is not None and abs(proc.create_time() - started) > 0.01:
-            return False  # the pid now belongs to another process
-        return proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+    return processes.process_alive(run.monitor_pid, run.monitor_start)
 
 
 def _attempt_events(folder: Path) -> list[dict]:
@@ -269,7 +242,7 @@ def reconcile() -> None:
         folder = run_path(run)
         if _alive(run):
             if run.cancel_requested_at and (_now() - _aware(run.cancel_requested_at)).total_seconds() > grace_seconds():
-                _signal_group(run.pid, signal.SIGKILL)
+                processes.signal_group(run.pid, signal.SIGKILL)
             else:
                 with db.session() as s:
                     s.execute(update(Run).where(Run.id == run.id).values(**_progress(folder)))
@@ -306,11 +279,23 @@ def _finish(run: Run, code: int | None) -> None:
     values = dict(_progress(folder), status=status, exit_code=code, error_kind=kind, error_message=message,
                   log_tail=log_tail(folder), finished_at=_now())
 
-    def write() -> None:
+    def write() -> bool:
         with db.session() as s:
-            s.execute(update(Run).where(Run.id == run.id, Run.status == "running").values(**values))
+            return s.execute(update(Run).where(Run.id == run.id, Run.status == "running").values(**values)
+                             .returning(Run.id)).scalar() is not None
 
-    db.write_with_reserve(write)
+    if db.write_with_reserve(write) and status == "succeeded" and run.then_command:
+        _hand_over(run)
+
+
+def _hand_over(run: Run) -> None:
+    """Start the job's follow-up command in the background (its output appended to the job's log)."""
+    command = [part.replace("{python}", sys.executable).replace("{run_id}", str(run.id))
+               for part in run.then_command or []]
+    folder = run_path(run)
+    with (folder / LOG_FILE).open("ab") as log:
+        subprocess.Popen(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                         start_new_session=True)
 
 
 def record_progress(run_id: int, pid: int) -> None:
@@ -344,15 +329,6 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _signal_group(pid: int | None, sig: int) -> None:
-    if not pid or pid <= 1:  # never signal our own group (0) or every process (-1, 1)
-        return
-    try:
-        os.killpg(pid, sig)  # the trainer leads its own session, so its pgid is its pid
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def cancel(run_id: int) -> Run:
     """Ask a run to stop: a queued run is cancelled at once; a running one gets SIGTERM (SIGKILL after grace)."""
     run = get_run(run_id)
@@ -365,7 +341,7 @@ def cancel(run_id: int) -> Run:
             with db.session() as s:
                 s.execute(update(Run).where(Run.id == run_id).values(cancel_requested_at=_now()))
         if run.pid and _alive(run):
-            _signal_group(run.pid, signal.SIGTERM)
+            processes.signal_group(run.pid, signal.SIGTERM)
     return get_run(run_id)
 
 

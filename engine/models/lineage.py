@@ -95,7 +95,7 @@ def reviews(run: Run) -> list[dict[str, Any]]:
     """The review campaigns over this run's evaluation outputs, with their results."""
     out = []
     for campaign in campaigns.list_campaigns(run.project_id):
-        if campaign.run_id != run.id:
+        if campaign.run_id != run.id or campaign.kind == campaigns.CORRECTION:  # corrections are not a verdict
             continue
         result: dict[str, Any] = dict(stats.campaign_results(users.SYSTEM, campaign.id))
         entry = {"campaign": campaign.id, "name": campaign.name, "kind": campaign.kind,

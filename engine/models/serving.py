@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.errors import StudioError
 from engine.evaluate import queue, results
-from engine.jobs import supervisor
+from engine.jobs import processes, supervisor
 from engine.models import registry
 from engine.store import users
 from engine.store.tables import ModelVersion, Run, User
@@ -54,11 +54,11 @@ def pick_engine(engine: str) -> str:
     if engine not in ENGINES:
         raise ServeError(f"Unknown serving engine {engine!r}; choose auto, vllm or transformers.")
     has_vllm = importlib.util.find_spec("vllm") is not None
-    if engine == "vllm" and not (has_vllm and supervisor._cuda_count() > 0):
+    if engine == "vllm" and not (has_vllm and processes.cuda_count() > 0):
         raise ServeError("vLLM needs its package (`pip install vllm`) and a CUDA GPU; neither is here. Use "
                          "--engine transformers (or auto).")
     if engine == "auto":
-        return "vllm" if has_vllm and supervisor._cuda_count() > 0 else "transformers"
+        return "vllm" if has_vllm and processes.cuda_count() > 0 else "transformers"
     return engine
 
 

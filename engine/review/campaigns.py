@@ -33,7 +33,9 @@ from engine.store.tables import Assignment, Campaign, CampaignItem, Rating, User
 CRITERIA = ("accuracy", "helpfulness", "consistency", "tone", "safety")
 VOTES = ("A", "B", "tie", "both_bad")
 MODELS = ("base", "finetuned")
-KINDS = ("rating", "pairwise")
+KINDS = ("rating", "pairwise")  # over evaluation outputs; "correction" campaigns are made by engine.review.corrections
+CORRECTION = "correction"
+MAX_CORRECTION = 20_000  # characters of a corrected answer
 ANALYSTS = ("admin", "analyst")
 
 
@@ -96,20 +98,20 @@ def create_campaign(actor: User, run_id: int, kind: str = "rating", reviewer_ids
         s.flush()
         load = Counter({r.id: 0 for r in reviewers})
         for item in items:
-            for reviewer_id in _least_loaded(load, set(), overlap, rng):
-                s.add(_assignment(campaign, item, reviewer_id, rng))
+            for reviewer_id in least_loaded(load, set(), overlap, rng):
+                s.add(assignment_for(campaign, item, reviewer_id, rng))
                 load[reviewer_id] += 1
         return campaign
 
 
-def _least_loaded(load: Counter, exclude: set[int], k: int, rng: random.Random) -> list[int]:
+def least_loaded(load: Counter, exclude: set[int], k: int, rng: random.Random) -> list[int]:
     """k reviewers with the fewest items so far (ties drawn at random): queues stay balanced."""
     pool = [r for r in load if r not in exclude]
     rng.shuffle(pool)
     return sorted(pool, key=lambda r: load[r])[:k]
 
 
-def _assignment(campaign: Campaign, item: CampaignItem, reviewer_id: int, rng: random.Random) -> Assignment:
+def assignment_for(campaign: Campaign, item: CampaignItem, reviewer_id: int, rng: random.Random) -> Assignment:
     return Assignment(campaign_id=campaign.id, item_id=item.id, reviewer_id=reviewer_id,
                       order_key=rng.randrange(1 << 30),
                       left_model=rng.choice(MODELS) if campaign.kind == "pairwise" else None)
@@ -195,13 +197,15 @@ def task(reviewer: User, assignment_id: int) -> dict:
     else:
         view["answers"] = {"answer": item.answers["answer"]}
         if rating is not None:
-            previous = {"scores": rating.scores, "safety_flag": rating.safety_flag, "comment": rating.comment}
+            previous = {"scores": rating.scores, "safety_flag": rating.safety_flag, "comment": rating.comment,
+                        "correction": rating.correction}
     view["previous"] = previous
     return view
 
 
 def submit(reviewer: User, assignment_id: int, scores: dict | None = None, safety_flag: bool = False,
-           comment: str = "", vote: str | None = None, criterion_votes: dict | None = None) -> int:
+           comment: str = "", vote: str | None = None, criterion_votes: dict | None = None,
+           correction: str | None = None) -> int:
     """Save the reviewer's answer to an assignment; the same reviewer and item always map to the same row."""
     reviewer = users.require(reviewer, "reviewer", *ANALYSTS)
     with db.session() as s:  # one light query: this sits on the path of every click of every reviewer
@@ -212,8 +216,14 @@ def submit(reviewer: User, assignment_id: int, scores: dict | None = None, safet
         raise users.PermissionDenied("This item is not in your queue.")
     kind = a.kind
     values = {"campaign_id": a.campaign_id, "item_id": a.item_id, "reviewer_id": reviewer.id,
-              "comment": (comment or "")[:5000], "safety_flag": bool(safety_flag), "updated_at": now()}
-    if kind == "rating":
+              "comment": (comment or "")[:5000], "safety_flag": bool(safety_flag), "updated_at": now(),
+              "correction": None}
+    if kind == CORRECTION:
+        text = (correction or "").strip()
+        if not text:
+            raise ReviewError("Write the corrected answer (or keep the answer as it is if it is right).")
+        values.update(scores=None, vote=None, criterion_votes=None, correction=text[:MAX_CORRECTION])
+    elif kind == "rating":
         scores = {c: scores.get(c) for c in CRITERIA} if isinstance(scores, dict) else {}
         bad = [c for c, v in scores.items() if not (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 5)]
         if bad:
@@ -245,7 +255,8 @@ def _upsert(values: dict) -> int:
     stmt = insert(Rating).values(**values, created_at=values["updated_at"])
     stmt = stmt.on_conflict_do_update(index_elements=["item_id", "reviewer_id"],
                                       set_={k: stmt.excluded[k] for k in ("scores", "safety_flag", "comment", "vote",
-                                                                          "criterion_votes", "updated_at")})
+                                                                          "criterion_votes", "correction",
+                                                                          "updated_at")})
     with db.write_session() as s:
         return s.execute(stmt.returning(Rating.id)).scalar_one()
 
@@ -274,16 +285,18 @@ def escalate(actor: User, campaign_id: int, spread: int = 2) -> int:
     sent = 0
     with db.session() as s:
         for item_id in disagreeing:
-            extra = _least_loaded(load, reviewers_of[item_id], 1, rng)
+            extra = least_loaded(load, reviewers_of[item_id], 1, rng)
             if not extra:
                 continue
-            s.add(_assignment(campaign, s.get_one(CampaignItem, item_id), extra[0], rng))
+            s.add(assignment_for(campaign, s.get_one(CampaignItem, item_id), extra[0], rng))
             load[extra[0]] += 1
             sent += 1
     return sent
 
 
 def _disagree(kind: str, rs: list[Rating], spread: int) -> bool:
+    if kind == CORRECTION:  # two written answers are not votes to reconcile
+        return False
     if kind == "pairwise":
         return len({r.vote for r in rs}) > 1
     overall = [sum(r.scores.values()) / len(r.scores) for r in rs if r.scores]
@@ -315,7 +328,9 @@ def ratings_table(actor: User, campaign_id: int) -> list[dict]:
         row = {"item": item.id, "example": item.example_index + 1, "reviewer": reviewer, "model": item.model,
                "gold": item.gold, "question": question, "comment": rating.comment,
                "safety_flag": rating.safety_flag, "updated_at": rating.updated_at.isoformat()}
-        if rating.scores:
+        if rating.correction is not None:
+            row.update(answer=item.answers["answer"], correction=rating.correction)
+        elif rating.scores:
             row.update({c: rating.scores.get(c) for c in CRITERIA})
             row["answer"] = item.answers["answer"]
         else:

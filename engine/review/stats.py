@@ -271,6 +271,9 @@ def _pairwise_verdict(r: dict) -> str:
 def campaign_results(actor, campaign_id: int) -> RatingResults | PairwiseResults:
     users.require(actor, *campaigns.ANALYSTS)
     campaign = campaigns.get_campaign(campaign_id)
+    if campaign.kind == campaigns.CORRECTION:
+        raise campaigns.ReviewError(f"Campaign {campaign_id} collects corrected answers, not scores: its corrections "
+                                    "go into the model's retraining data (export them to read them).")
     rows = campaigns.ratings_table(actor, campaign_id)
     if campaign.kind == "rating":
         rated = rating_results(rows)

@@ -82,6 +82,7 @@ class Run(Base):
     run_dir: Mapped[str] = mapped_column(String(400))  # relative to the workspace
     config: Mapped[dict] = mapped_column(JSON)
     command: Mapped[list | None] = mapped_column(JSON, nullable=True)  # with {python} and {run_dir} placeholders
+    then_command: Mapped[list | None] = mapped_column(JSON, nullable=True)  # run by the monitor after a success
     request_key: Mapped[str] = mapped_column(String(64), unique=True)  # a double click launches one run
     device: Mapped[str] = mapped_column(String(16), default="cpu")
     resume: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -117,12 +118,13 @@ class User(Base):
 
 
 class Campaign(Base):
-    """A human review of stored evaluation outputs: single-answer ratings or blind pairwise votes."""
+    """A human review of stored evaluation outputs (single-answer ratings or blind pairwise votes), or of low-rated
+    production answers that reviewers correct (kind "correction")."""
     __tablename__ = "campaigns"
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"), nullable=True, index=True)
     name: Mapped[str] = mapped_column(String(120))
-    kind: Mapped[str] = mapped_column(String(16))  # rating | pairwise
+    kind: Mapped[str] = mapped_column(String(16))  # rating | pairwise | correction
     run_id: Mapped[int] = mapped_column(Integer)
     baseline: Mapped[str] = mapped_column(String(16), default="base")
     overlap: Mapped[int] = mapped_column(Integer, default=1)
@@ -172,6 +174,7 @@ class Rating(Base):
     comment: Mapped[str] = mapped_column(Text, default="")
     vote: Mapped[str | None] = mapped_column(String(16), nullable=True)  # base | finetuned | tie | both_bad
     criterion_votes: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # criterion -> base|finetuned|tie
+    correction: Mapped[str | None] = mapped_column(Text, nullable=True)  # correction campaigns: the better answer
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
 
@@ -261,3 +264,19 @@ class ModelEvent(Base):
     override: Mapped[bool] = mapped_column(Boolean, default=False)
     details: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
+class MonitorImport(Base):
+    """One production log file imported into the monitor store (by its SHA-256: a file is imported once)."""
+    __tablename__ = "monitor_imports"
+    __table_args__ = (UniqueConstraint("project_id", "sha256", name="uq_monitor_import_file"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    rows: Mapped[int] = mapped_column(Integer)
+    stored: Mapped[int] = mapped_column(Integer)
+    invalid: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    columns: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)

@@ -20,7 +20,7 @@ from engine.data.readers import InputError
 from engine.data.test_lock import project_of
 from engine.data.versions import get_version
 from engine.errors import StudioError
-from engine.jobs import supervisor
+from engine.jobs import processes, supervisor
 from engine.store import projects, workspace
 from engine.store.tables import Run
 from engine.train.config import RunConfig
@@ -93,10 +93,10 @@ def preflight(config: RunConfig, dataset_version_id: int | None = None) -> list[
     why = model_available(config.base_model)
     if why:
         problems.append(why)
-    if config.technique == "qlora" and config.device != "cpu" and supervisor._cuda_count() == 0:
+    if config.technique == "qlora" and config.device != "cpu" and processes.cuda_count() == 0:
         problems.append("QLoRA needs a CUDA GPU (bitsandbytes 4-bit) and none is visible here; use LoRA.")
-    if config.num_gpus > 1 and supervisor._cuda_count() < config.num_gpus:
-        problems.append(f"The config asks for {config.num_gpus} GPUs; {supervisor._cuda_count()} are visible.")
+    if config.num_gpus > 1 and processes.cuda_count() < config.num_gpus:
+        problems.append(f"The config asks for {config.num_gpus} GPUs; {processes.cuda_count()} are visible.")
     free = shutil.disk_usage(workspace.current().root).free
     need = checkpoint_bytes(config) if not why else 0
     if need > free:
@@ -116,17 +116,18 @@ def trainer_command(config: RunConfig) -> list[str]:
 
 
 def launch(config: RunConfig, project_id: int | None = None, request_key: str | None = None,
-           run_dir: Path | None = None) -> Run:
+           run_dir: Path | None = None, then_command: list[str] | None = None) -> Run:
     """Hand a training run to the supervisor (no checks: launch_checked is what the page and the CLI call)."""
-    return supervisor.launch(config, trainer_command(config), project_id, request_key, run_dir=run_dir)
+    return supervisor.launch(config, trainer_command(config), project_id, request_key, run_dir=run_dir,
+                             then_command=then_command)
 
 
 def launch_checked(config: RunConfig, project_id: int | None = None, request_key: str | None = None,
-                   run_dir: Path | None = None) -> Run:
+                   run_dir: Path | None = None, then_command: list[str] | None = None) -> Run:
     problems = preflight(config, config.dataset_version_id)
     if problems:
         raise LaunchRefused(" ".join(problems))
-    return launch(config, project_id, request_key, run_dir)
+    return launch(config, project_id, request_key, run_dir, then_command)
 
 
 def config_for_split(split_row, base_model: str, name: str = "run", **overrides) -> RunConfig:

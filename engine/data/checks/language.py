@@ -76,3 +76,8 @@ def check_language(records: list[Record]) -> Finding | None:
                    f"Records not in the dataset's main language '{main}', or switching language between question and "
                    "answer: mixed data splits the model's effort (fine if multilingual is the goal).",
                    locs, drop_fix("language_mix"), details=details)
+
+
+def languages(texts: list[str]) -> list[str]:
+    """The language code of each text ("unknown" when it is too short to tell), in one batched call."""
+    return [label or "unknown" for label in _labels([_prepare(t) for t in texts])]

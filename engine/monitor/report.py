@@ -1,0 +1,94 @@
+"""The monitoring report of one model version over a window (the last WINDOW_DAYS days of its logs): production
+figures with intervals, drift against its training data, guardrail alerts, and whether retraining is recommended
+and why. `studio monitor report --json` prints it; the Monitor page shows it."""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+import numpy as np
+
+from engine.errors import StudioError
+from engine.models import registry
+from engine.monitor import drift, storage, tracking
+from engine.store.tables import ModelVersion
+
+WINDOW_DAYS = 7
+RETRAIN_DRIFT = drift.SIGNIFICANT  # the guidance: retrain when distribution drift exceeds 0.20
+
+
+class MonitorError(StudioError, ValueError):
+    """A report that cannot be made; the message says why."""
+
+
+class MonitorReport(TypedDict):
+    model: str
+    registered: bool
+    window: dict[str, Any]
+    requests: int
+    latency: dict[str, Any]
+    error_rate: dict[str, Any] | None
+    satisfaction: dict[str, Any] | None
+    fallback_rate: dict[str, Any] | None
+    drift: dict[str, Any] | None
+    alerts: list[dict[str, Any]]
+    retrain_recommended: bool
+    reasons: list[str]
+    daily: list[dict[str, Any]]
+
+
+def models_seen(project_id: int) -> list[str]:
+    frame = storage.read(project_id, ("model",))
+    return sorted(frame["model"].dropna().unique().tolist()) if len(frame) else []
+
+
+def default_model(project_id: int) -> str:
+    """The version in production, else the one with the most logged requests."""
+    current = registry.production(project_id)
+    if current is not None:
+        return current.label
+    frame = storage.read(project_id, ("model",))
+    if not len(frame):
+        raise MonitorError("No production logs yet: import some with `studio monitor import LOG` (or the Monitor "
+                           "page).")
+    return str(frame["model"].value_counts().idxmax())
+
+
+def _version(label: str) -> ModelVersion | None:
+    try:
+        return registry.get_version(label)
+    except StudioError:
+        return None
+
+
+def report(project_id: int, model: str | None = None, window_days: int = WINDOW_DAYS) -> MonitorReport:
+    label = model or default_model(project_id)
+    frame = storage.read(project_id, storage.NUMBERS, model=label)  # every row, without the texts
+    if not len(frame):
+        raise MonitorError(f"No production logs of {label} yet; its rows name another model (`studio monitor "
+                           f"report --model NAME`), or import its logs first.")
+    end = frame["ts"].max()
+    window = frame[frame["ts"] > end - np.timedelta64(window_days, "D")]
+    figures = tracking.summary(window)
+    baseline = tracking.first_week(frame)
+    alerts = tracking.against_first_week(window, baseline) \
+        if window["ts"].min() >= baseline["ts"].max() else []  # the window must come after the first week
+    version = _version(label)
+    drifted = None
+    if version is not None:
+        facts = version.lineage.get("facts", {})
+        ref = drift.reference(facts.get("config", {}).get("split_id"), str(facts.get("base_model")))
+        texts = storage.read(project_id, ("request",), model=label, since=end - np.timedelta64(window_days, "D"))
+        drifted = drift.drift(ref, texts["request"].dropna().astype(str).tolist()) if ref else None
+    reasons = []
+    if drifted and drifted["distribution_drift"] > RETRAIN_DRIFT:
+        reasons.append(f"Distribution drift {drifted['distribution_drift']:.2f} on {drifted['feature']} is above "
+                       f"{RETRAIN_DRIFT:.2f} (significant): production requests no longer look like the training "
+                       "data.")
+    reasons += [a["sentence"] for a in alerts if a["kind"] == "satisfaction"]
+    return {"model": label, "registered": version is not None,
+            "window": {"start": str(window["ts"].min()), "end": str(end), "days": window_days},
+            "requests": figures["requests"], "latency": figures["latency"], "error_rate": figures["error_rate"],
+            "satisfaction": figures["satisfaction"], "fallback_rate": figures["fallback_rate"], "drift": drifted,
+            "alerts": alerts, "retrain_recommended": bool(reasons), "reasons": reasons,
+            "daily": tracking.daily(frame)}

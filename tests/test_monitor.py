@@ -1,0 +1,223 @@
+"""Production monitoring on the demo: logs in (masked, idempotent, validated), figures and drift of a registered
+version, the retraining recommendation when topics shift, and the retraining candidate that keeps the locked test
+set locked and registers itself as the next minor version."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from conftest import app_as, run_studio, shown, user_of
+from sqlalchemy import select
+
+from engine.data import demo_project, split, test_lock, versions
+from engine.data.loading import load_records
+from engine.demo import traffic
+from engine.jobs import supervisor
+from engine.models import lifecycle, registry
+from engine.monitor import drift, feedback, ingest, report, retrain, storage, watch
+from engine.review import campaigns
+from engine.store import db, users, workspace
+from engine.store.tables import LockedRecord
+from engine.train import launcher
+
+pytestmark = pytest.mark.xdist_group("monitor")
+
+
+def test_psi_matches_a_hand_computation():
+    p, q = [0.5, 0.3, 0.2], [0.25, 0.35, 0.4]
+    expected = sum((a - b) * math.log(a / b) for a, b in zip(p, q))
+    assert drift.psi(np.array(p), np.array(q)) == pytest.approx(expected)
+    assert drift.psi(np.array([0.0, 1.0]), np.array([0.5, 0.5])) == pytest.approx(
+        (1e-4 - 0.5) * math.log(1e-4 / 0.5) + 0.5 * math.log(1 / 0.5))  # an empty bin is floored at 1e-4
+    assert [drift.band(v) for v in (0.05, 0.15, 0.25)] == ["stable", "moderate", "significant"]
+
+
+@pytest.fixture(scope="module")
+def deployed(module_ws, demo_model):
+    """The demo project with a short run registered and in production (the monitor needs its training split)."""
+    shutil.copytree(demo_model, workspace.current().demo_model)
+    project = demo_project.ensure_demo(build_model=False)
+    made = split.list_splits(versions.list_versions(project.id)[0].id)[0]
+    config = launcher.config_for_split(made, str(workspace.current().demo_model), name="deployed", max_steps=4)
+    run = supervisor.wait(launcher.launch(config, project.id).id, timeout=300)
+    assert run.status == "succeeded"
+    version = lifecycle.register(users.SYSTEM, run.id)
+    lifecycle.promote(users.SYSTEM, version.id, "production", "monitoring test fixture", override=True)
+    return project, registry.get_version(version.id)
+
+
+def _log(path, **kwargs):
+    return traffic.write_csv(path, traffic.rows(**kwargs))
+
+
+@pytest.fixture(scope="module")
+def traffic_reports(deployed, tmp_path_factory):
+    """Calm traffic for the production version, then traffic whose topics shift: the report after each. The tests
+    that need the shifted state ask for this fixture, so they do not depend on the order the tests run in."""
+    project, version = deployed
+    folder = tmp_path_factory.mktemp("traffic")
+    calm = ingest.import_log(project.id, _log(folder / "calm.csv", n=2000, model=version.label, seed=1))
+    calm_report = report.report(project.id, version.label)
+    shifted = _log(folder / "shift.csv", n=2000, model=version.label, seed=2, shift_from=7,
+                   start=datetime(2026, 11, 15, tzinfo=UTC))
+    ingest.import_log(project.id, shifted)
+    return calm, calm_report, report.report(project.id, version.label)
+
+
+def test_in_distribution_traffic_is_stable_and_shifted_topics_recommend_retraining(deployed, traffic_reports,
+                                                                                   module_ws):
+    project, version = deployed
+    calm, found, shifted_report = traffic_reports
+    assert calm.stored == 2000 and calm.invalid == 0
+    assert found["drift"]["distribution_drift"] < 0.10 and found["drift"]["band"] == "stable"
+    assert not found["retrain_recommended"] and found["requests"] > 0
+    assert found["latency"]["p95"] >= found["latency"]["mean"] > 0
+    sat = found["satisfaction"]
+    assert sat["ci_low"] <= sat["value"] <= sat["ci_high"] and sat["kind"].startswith("mean rating")
+
+    found = shifted_report
+    assert found["drift"]["distribution_drift"] > 0.20 and found["drift"]["band"] == "significant"
+    assert found["drift"]["feature"] == "topic" and found["retrain_recommended"]
+    assert any("above 0.20" in r for r in found["reasons"])
+    grew = found["drift"]["grew"]["topic"]
+    assert grew["production_share"] > grew["training_share"] and grew["examples"]
+    proc = run_studio("monitor", "report", "--model", version.label, "--json", "--project", project.name,
+                      env_home=module_ws.root)
+    assert proc.returncode == 0, proc.stderr
+    printed = json.loads(proc.stdout)
+    assert set(printed) >= {"model", "window", "requests", "latency", "error_rate", "satisfaction", "drift",
+                            "retrain_recommended", "reasons"}
+    assert set(printed["drift"]) >= {"distribution_drift", "features", "band"}
+    assert set(printed["drift"]["features"]) == {"length", "topic", "language"}
+
+
+def test_importing_the_same_log_twice_changes_nothing(deployed, tmp_path):
+    project, version = deployed
+    path = _log(tmp_path / "twice.csv", n=300, model="support-old", seed=9, start=datetime(2026, 6, 1, tzinfo=UTC))
+    first = ingest.import_log(project.id, path)
+    before = len(storage.read(project.id, ("row_hash",)))
+    again = ingest.import_log(project.id, path)
+    assert first.stored == 300 and again.skipped_file and len(storage.read(project.id, ("row_hash",))) == before
+    rows = path.read_text().splitlines()  # the same rows in another file (reordered, one new): only the new one stays
+    extra = _log(tmp_path / "one.csv", n=1, model="support-old", seed=99, start=datetime(2026, 6, 3, tzinfo=UTC))
+    (tmp_path / "mixed.csv").write_text("\n".join([rows[0], *reversed(rows[1:]), extra.read_text().splitlines()[1]])
+                                        + "\n")
+    mixed = ingest.import_log(project.id, tmp_path / "mixed.csv")
+    assert (mixed.stored, mixed.duplicates) == (1, 300)
+    assert len(storage.read(project.id, ("row_hash",))) == before + 1
+
+
+def test_bad_rows_are_named_by_line_and_personal_data_is_masked_before_storage(deployed, tmp_path):
+    project, version = deployed
+    log = tmp_path / "messy.jsonl"
+    lines = [{"ts": "2026-05-01T10:00:00Z", "prompt": "Call me on +44 20 7946 0958 or ana.lopez@example.com",
+              "output": "Sure. My key is sk-proj-abcdefghijklmnopqrstuvwxyz0123456789", "latency": 0.42},
+             {"ts": "not a time", "prompt": "hello", "output": "hi", "latency": 0.3},
+             {"ts": "2026-05-01T11:00:00Z", "prompt": "", "output": "hi", "latency": 0.3},
+             {"ts": "2026-05-01T12:00:00Z", "prompt": "password: hunter2hunter2 please reset", "output": "ok",
+              "latency": 0.5}]
+    log.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    result = ingest.import_log(project.id, log, model="legacy-bot")
+    assert (result.stored, result.invalid) == (2, 2)
+    assert result.bad_lines == ["line 2: time cannot be read", "line 3: no request"]
+    stored = " ".join(pq.read_table(f).to_pandas()[["request", "response"]].to_string()
+                      for f in storage.root(project.id).glob("day=2026-05-01/*.parquet"))
+    for secret in ("7946", "ana.lopez@example.com", "sk-proj-abc", "hunter2hunter2"):
+        assert secret not in stored
+    assert "[NUMBER]" in stored and "[EMAIL]" in stored and "[SECRET]" in stored
+    frame = storage.read(project.id, ("latency_ms",), model="legacy-bot")
+    assert sorted(frame["latency_ms"]) == [420.0, 500.0]  # a plain "latency" under 30 is seconds
+    with pytest.raises(ingest.LogError, match="needs a time"):
+        (tmp_path / "nocol.csv").write_text("a,b\n1,2\n")
+        ingest.import_log(project.id, tmp_path / "nocol.csv", model="x")
+
+
+def test_a_watched_folder_imports_files_as_they_arrive(deployed, tmp_path):
+    project, version = deployed
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    sizes: dict = {}
+    _log(inbox / "day1.csv", n=50, model="support-old", seed=5, start=datetime(2026, 4, 1, tzinfo=UTC))
+    assert watch.scan_once(project.id, inbox, sizes) == []  # first look: size noted, not yet taken
+    done = watch.scan_once(project.id, inbox, sizes)
+    assert len(done) == 1 and done[0].stored == 50
+    assert watch.scan_once(project.id, inbox, sizes) == []  # never again
+
+
+def test_the_retraining_candidate_keeps_the_locked_test_set_and_registers_the_next_minor(deployed, traffic_reports):
+    project, version = deployed
+    assert report.report(project.id, version.label)["retrain_recommended"]
+    with pytest.raises(retrain.RetrainError, match="confirm"):
+        retrain.build(users.SYSTEM, project.id, version.label)
+    # Low-rated answers of the drifted bins go to a reviewer, whose corrections join the candidate.
+    reviewer = user_of("reviewer")
+    campaign = feedback.send_for_correction(users.SYSTEM, project.id, version.label, [reviewer.id], limit=3)
+    queue = campaigns.queue(reviewer, campaign.id)
+    assert len(queue) == 3
+    sent = [campaigns.task(reviewer, e.assignment_id) for e in queue]
+    low = {(r, a) for r, a in feedback.low_rated(project.id, version.label)}
+    assert all((v["prompt"][-1]["content"], v["answers"]["answer"]) in low for v in sent)
+    with pytest.raises(campaigns.ReviewError, match="corrected answer"):
+        campaigns.submit(reviewer, queue[0].assignment_id, correction="  ")
+    fixes = [f"Corrected answer {i}: open Settings, then Payments, and choose the new method." for i in range(2)]
+    for entry, text in zip(queue, fixes):
+        campaigns.submit(reviewer, entry.assignment_id, correction=text)
+        campaigns.submit(reviewer, entry.assignment_id, correction=text)  # a double click: still one correction
+    at = app_as("reviewer")  # the third through the reviewer's form, which opens at it with the model's answer
+    at.switch_page("pages/my_reviews.py")
+    at.run()
+    box = next(t for t in at.text_area if t.label == "Corrected answer")
+    assert box.value == sent[2]["answers"]["answer"]
+    by_page = "Corrected on the page: the subscription can be cancelled any time under Account."
+    box.set_value(by_page)
+    next(b for b in at.button if b.label == "Save and next").click().run()
+    assert not at.exception
+    made = retrain.build(users.SYSTEM, project.id, version.label, confirmed=True)
+    assert made["added_examples"] > 0 and made["parent_version"] == version.lineage["facts"]["dataset_version_id"]
+    assert made["corrected_examples"] == 3
+    child = versions.get_version(made["dataset_version"])
+    assert child.parent_id == made["parent_version"] and child.fixes[-1]["id"] == "retrain_from_production"
+    answers = [r.messages[-1]["content"] for r in versions.load_version(child).records if r.messages]
+    assert all(answers.count(text) == 1 for text in fixes + [by_page])
+    home = workspace.current().root
+    proc = run_studio("review", "results", str(campaign.id), "--json", env_home=home)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["corrected"] == 3, proc.stderr
+    proc = run_studio("monitor", "corrections", "--reviewers", "nobody", "--project", project.name, env_home=home)
+    assert proc.returncode == 2 and "No such user: nobody" in proc.stderr
+    with db.session() as s:
+        locked = set(s.scalars(select(LockedRecord.content_key).where(LockedRecord.content_key.is_not(None))))
+    new_split = next(x for x in split.list_splits(child.id) if x.id == made["split"])
+    train = load_records(split.split_path(new_split, "train")).records
+    assert locked and not {test_lock.content_key(r) for r in train} & locked  # no locked record trains
+    old_test = load_records(split.split_path(split.list_splits(made["parent_version"])[-1], "test")).records
+    assert {test_lock.content_key(r) for r in old_test} <= _keys(new_split, "test")  # the old test set stays test
+    run = supervisor.wait(made["run"], timeout=300)
+    assert run.status == "succeeded"
+    deadline = time.monotonic() + 60  # the run hands over to its registration, with nobody watching
+    while time.monotonic() < deadline and not any(v.run_id == run.id for v in registry.list_versions(project.id)):
+        time.sleep(0.5)
+    newer = next(v for v in registry.list_versions(project.id) if v.run_id == run.id)
+    assert (newer.major, newer.minor, newer.patch) == (version.major, version.minor + 1, 0)
+    assert newer.bump_reason.startswith("minor: the training data changed")
+
+
+def _keys(made, part: str) -> set[str]:
+    return {test_lock.content_key(r) for r in load_records(split.split_path(made, part)).records}
+
+
+def test_the_monitor_page_shows_figures_drift_and_the_recommendation(deployed, traffic_reports, module_ws):
+    at = app_as("analyst")
+    at.switch_page("pages/monitor.py")
+    at.run()
+    assert not at.exception
+    text = " ".join(shown(m.value) for m in [*at.markdown, *at.error, *at.success, *at.caption])
+    assert "Retraining is recommended" in text and "significant" in text
+    assert [m.label for m in at.metric][:4] == ["Requests", "Latency", "Error rate", "Satisfaction"]
+    assert str(module_ws.root) not in text

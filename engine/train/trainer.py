@@ -239,6 +239,8 @@ def sft_args(config: RunConfig, run_dir: Path, validated: bool, device: str, pre
         greater_is_better=False, report_to=report_to, use_cpu=device == "cpu",
         bf16=precision == "bf16", fp16=precision == "fp16", gradient_checkpointing=False,
         disable_tqdm=True, dataloader_num_workers=0,
+        # Liger's fused kernels (RMSNorm, SwiGLU, RoPE, the loss without full logits) on CUDA when installed.
+        use_liger_kernel=device == "cuda" and importlib_spec("liger_kernel"),
     )
 
 

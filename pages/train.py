@@ -157,6 +157,7 @@ with st.form("train_form", enter_to_submit=False):  # Enter in a field never lau
         values["wandb_project"] = c1.text_input("wandb project", value=RunConfig.model_fields["wandb_project"].default,
                                                 max_chars=128, key="train_wandb_project", help=HELP["wandb_project"])
         values["num_gpus"] = field(c2, "num_gpus", "number", min_value=1, max_value=64)
+        values["distributed"] = field(c2, "distributed", "select", options=["ddp", "zero2", "zero3", "fsdp"])
         mix = [v for v in versions.list_versions(project.id) if v.id != version.id]
         mix_choice = c3.selectbox("mix in general examples from", [None] + [v.id for v in mix], key="train_mix",
                                   format_func=lambda i: "nothing" if i is None else
@@ -173,7 +174,8 @@ with st.form("train_form", enter_to_submit=False):  # Enter in a field never lau
 
 estimate = recommend.memory_estimate(facts, technique, int(values["per_device_train_batch_size"]),
                                      int(values["max_length"]), "fp32" if not gpu_gb else "bf16",
-                                     int(values.get("lora_r", 8)), values.get("target_modules"))
+                                     int(values.get("lora_r", 8)), values.get("target_modules"),
+                                     int(values.get("num_gpus", 1)), values.get("distributed", "ddp"))
 st.subheader("Memory estimate")
 m = st.columns(6)
 for col, key, label in zip(m, ("weights", "adapters", "optimizer", "activations", "overhead", "total"),

@@ -182,3 +182,30 @@ def app_as(role: str = "admin", timeout: int = 90, name: str | None = None):
     at = AppTest.from_file("../app.py", default_timeout=timeout)
     at.session_state["user_id"] = user_of(role, name).id
     return at
+
+
+@pytest.fixture
+def setup(ws, demo_model, tmp_path):
+    """A project with 160 sample conversations (past the planted flaws), split, and a helper for short configs.
+    (Training and distributed-training tests.)"""
+    from engine.data import split, versions
+    from engine.demo import sample
+    from engine.store import projects
+    from engine.train import launcher
+    from engine.train.config import RunConfig
+
+    project = projects.create_project("Train tests")
+    rows = sample.generate(600, seed=3)[300:460]
+    data = tmp_path / "support.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    version = versions.import_file(project.id, data, "support.jsonl")
+    made = split.create_split(version, (0.8, 0.1, 0.1))
+
+    def config(**overrides) -> RunConfig:
+        values = dict(max_steps=16, logging_steps=2, eval_steps=4, save_steps=4, max_length=256,
+                      per_device_train_batch_size=4, wandb_mode="disabled", early_stopping=False)
+        values.update(overrides)
+        base = values.pop("base_model", str(demo_model))
+        return launcher.config_for_split(made, base, name="t", **values)
+
+    return project, made, config

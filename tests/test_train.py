@@ -19,29 +19,7 @@ from conftest import ROOT, app_as, run_studio
 from engine.data import split, versions
 from engine.demo import sample
 from engine.jobs import event_log, supervisor
-from engine.store import projects
 from engine.train import launcher
-from engine.train.config import RunConfig
-
-
-@pytest.fixture
-def setup(ws, demo_model, tmp_path):
-    """A project with 160 sample conversations (past the planted flaws), split, and a helper for short configs."""
-    project = projects.create_project("Train tests")
-    rows = sample.generate(600, seed=3)[300:460]
-    data = tmp_path / "support.jsonl"
-    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    version = versions.import_file(project.id, data, "support.jsonl")
-    made = split.create_split(version, (0.8, 0.1, 0.1))
-
-    def config(**overrides) -> RunConfig:
-        values = dict(max_steps=16, logging_steps=2, eval_steps=4, save_steps=4, max_length=256,
-                      per_device_train_batch_size=4, wandb_mode="disabled", early_stopping=False)
-        values.update(overrides)
-        base = values.pop("base_model", str(demo_model))
-        return launcher.config_for_split(made, base, name="t", **values)
-
-    return project, made, config
 
 
 def wait_until(predicate, timeout: float, poll: float = 0.2):
@@ -219,20 +197,6 @@ def test_mix_in_adds_the_requested_share(setup, ws):
     added = len(mixed) - len(base)
     assert added == round(len(base) * 0.2 / 0.8)
     assert mixed[:len(base)] == base
-
-
-def test_multi_gpu_launch_is_an_accelerate_command(setup, ws):
-    project, made, config = setup
-    path = ws.root / "cfg.json"
-    config(num_gpus=2).save(path)
-    proc = run_studio("train", path, "--dry-run", env_home=ws.root)
-    assert proc.returncode == 0
-    cmd = proc.stdout.split()
-    assert cmd[1:4] == ["-m", "accelerate.commands.launch", "--num_processes"] and cmd[4] == "2"
-    from accelerate.commands.launch import launch_command_parser
-
-    parsed = launch_command_parser().parse_args(cmd[3:])
-    assert parsed.num_processes == 2 and parsed.module and parsed.training_script == "engine.train"
 
 
 def test_a_restarted_dashboard_sees_the_run_still_going(setup, ws):

@@ -15,9 +15,18 @@ from engine.train import launcher
 def train_command(args) -> int:
     run_config, project_id = launcher.config_from_cli(args)
     if args.dry_run:
+        run_dir = str(args.out or "RUN_DIR")
         command = launcher.trainer_command(run_config)
-        print(" ".join(p.replace("{python}", sys.executable).replace("{run_dir}", str(args.out or "RUN_DIR"))
-                       for p in command))
+        print(" ".join(p.replace("{python}", sys.executable).replace("{run_dir}", run_dir) for p in command))
+        if run_config.num_gpus > 1:
+            import yaml  # only this branch prints YAML
+
+            from engine.train import distributed
+
+            print(f"# which writes {run_dir}/{distributed.CONFIG_NAME} and runs:")
+            print(" ".join(distributed.accelerate_command(f"{run_dir}/{distributed.CONFIG_NAME}", run_dir)))
+            print(f"# {distributed.CONFIG_NAME}:")
+            print(yaml.safe_dump(distributed.cluster_config(run_config).to_dict(), sort_keys=True).rstrip())
         return EXIT_OK
     run = launcher.launch_checked(run_config, project_id, run_dir=args.out)
     print(f"Run {run.id} ({run.status}) in {supervisor.run_path(run)}", flush=True)

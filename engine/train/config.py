@@ -81,7 +81,11 @@ class RunConfig(BaseModel):
                                                                                   "support it, fp32 on CPU.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train.")
     num_gpus: int = Field(1, ge=1, le=64, description="GPUs for one run (more than one launches through "
-                                                      "accelerate).")
+                                                      "accelerate; with device cpu, the number of CPU processes).")
+    distributed: Literal["ddp", "zero2", "zero3", "fsdp"] = Field(
+        "ddp", description="With more than one GPU: ddp copies the model to every GPU (fastest when it fits); "
+                           "zero2 (DeepSpeed) shards gradients and optimizer state; zero3 (DeepSpeed) and fsdp "
+                           "(PyTorch FSDP2) also shard the weights, for models too large for one GPU.")
 
     wandb_project: str = Field("finetune-studio", max_length=128, description="W&B project name.")
     wandb_mode: Literal["offline", "online", "disabled"] = Field("offline", description="offline writes the W&B "
@@ -99,6 +103,10 @@ class RunConfig(BaseModel):
             problems.append("mix_share is set but there is no mix_file")
         if not self.target_modules:
             problems.append("target_modules is empty")
+        if self.num_gpus > 1 and self.device == "cpu" and self.distributed != "ddp":
+            problems.append(f"{self.distributed} shards over GPUs; several CPU processes train with ddp")
+        if self.distributed != "ddp" and self.technique == "qlora":
+            problems.append("QLoRA trains on one GPU or with ddp; 4-bit weights do not shard")
         if problems:
             raise ValueError("; ".join(problems))
         return self

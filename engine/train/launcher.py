@@ -9,6 +9,7 @@ little disk for the checkpoints, an invalid config.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -95,8 +96,12 @@ def preflight(config: RunConfig, dataset_version_id: int | None = None) -> list[
         problems.append(why)
     if config.technique == "qlora" and config.device != "cpu" and processes.cuda_count() == 0:
         problems.append("QLoRA needs a CUDA GPU (bitsandbytes 4-bit) and none is visible here; use LoRA.")
-    if config.num_gpus > 1 and processes.cuda_count() < config.num_gpus:
+    if config.num_gpus > 1 and config.device != "cpu" and processes.cuda_count() < config.num_gpus:
         problems.append(f"The config asks for {config.num_gpus} GPUs; {processes.cuda_count()} are visible.")
+    if config.num_gpus > 1 and config.distributed in ("zero2", "zero3") and importlib.util.find_spec(
+            "deepspeed") is None:
+        problems.append(f"{config.distributed} needs DeepSpeed: `.venv/bin/pip install deepspeed` on the GPU machine, "
+                        "or choose ddp or fsdp.")
     free = shutil.disk_usage(workspace.current().root).free
     need = checkpoint_bytes(config) if not why else 0
     if need > free:
@@ -107,11 +112,10 @@ def preflight(config: RunConfig, dataset_version_id: int | None = None) -> list[
 
 def trainer_command(config: RunConfig) -> list[str]:
     """The command that trains ({python} and {run_dir} filled in by the supervisor): the trainer module itself, or
-    `accelerate launch` of it for more than one GPU."""
+    for more than one GPU engine.train.distributed, which writes the run's Accelerate config and execs
+    `accelerate launch` with it."""
     if config.num_gpus > 1:
-        return ["{python}", "-m", "accelerate.commands.launch", "--num_processes", str(config.num_gpus),
-                "--mixed_precision", "bf16" if config.precision in ("auto", "bf16") else "no",
-                "-m", "engine.train", "{run_dir}"]
+        return ["{python}", "-m", "engine.train.distributed", "{run_dir}"]
     return ["{python}", "-m", "engine.train", "{run_dir}"]
 
 

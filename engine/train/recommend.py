@@ -113,8 +113,13 @@ def lora_trainable(facts: ModelFacts, r: int, target_modules: list[str]) -> floa
 
 
 def memory_estimate(facts: ModelFacts, technique: str, batch: int, max_length: int, precision: str = "bf16",
-                    r: int = 8, target_modules: list[str] | None = None) -> dict:
-    """GB for weights, trainable adapters, gradients + optimizer state, and activations (no checkpointing)."""
+                    r: int = 8, target_modules: list[str] | None = None, gpus: int = 1,
+                    distributed: str = "ddp") -> dict:
+    """GB per GPU for weights, trainable adapters, gradients + optimizer state, and activations (no checkpointing).
+    With several GPUs, zero2 splits gradients and optimizer state across them; zero3 and fsdp the weights and
+    adapters too; ddp keeps a full copy on each (activations are per GPU in every case)."""
+    from engine.train.distributed import memory_divisors  # (the strategies' table lives with the launcher)
+
     gb = 1024 ** 3
     p = facts.params
     weight_bytes = {"fp32": 4, "bf16": 2, "fp16": 2}.get(precision, 2)
@@ -127,6 +132,10 @@ def memory_estimate(facts: ModelFacts, technique: str, batch: int, max_length: i
         trainable = 20 * facts.hidden * (2 * facts.layers if technique == "prefix_tuning" else 1)
     adapters = 0.0 if technique == "full" else trainable * 4
     optimizer = trainable * 12  # fp32 gradients (4) + AdamW moments (8)
+    if gpus > 1:
+        split_weights, split_grads, split_state = memory_divisors(distributed, gpus)
+        weights, adapters = weights / split_weights, adapters / split_weights
+        optimizer = trainable * 4 / split_grads + trainable * 8 / split_state
     activations = batch * max_length * facts.hidden * facts.layers * 34 * (2 if precision == "fp32" else 1) / 2
     parts = {"weights": weights / gb, "adapters": adapters / gb, "optimizer": optimizer / gb,
              "activations": activations / gb}

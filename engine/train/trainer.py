@@ -1,7 +1,12 @@
 """The trainer: builds the model, the PEFT config and TRL's SFTTrainer from <run>/config.json, and trains.
 
     python -m engine.train RUN_DIR [--resume]                                (engine/train/__main__.py)
-    accelerate launch --num_processes 2 -m engine.train RUN_DIR      (several GPUs)
+    accelerate launch --config_file RUN_DIR/accelerate.yaml -m engine.train RUN_DIR   (several processes:
+                                                                          engine/train/distributed.py starts it)
+
+With several processes, the first (rank 0) writes the run's metrics, W&B and the final files; each other rank writes
+its own events to <run>/rank-N/metrics.jsonl; a stop (SIGTERM, or the run folder deleted) seen by any rank stops
+them all at the same step.
 
 It reads only the run folder's config.json. It appends one flushed JSON line per log and eval event to
 <run>/metrics.jsonl and a final event with the outcome, logs the same to W&B (offline unless a key is configured; a
@@ -37,6 +42,8 @@ from engine.train.stop_flag import STOP, request_stop
 # Fault injection for the fault tests (tests/test_train.py) only: "ignore_sigterm", or "raise:<kind>:<step>" with
 # kind gpu_oom, disk_full or crash. Unset in normal use.
 FAULT = os.environ.get("STUDIO_FAULT", "")
+RANK = int(os.environ.get("RANK", "0"))  # set for each process by accelerate launch (torchrun); 0 when alone
+WORLD_SIZE = int(os.environ.get("WORLD_SIZE", "1"))
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     signal.signal(signal.SIGTERM, request_stop)
@@ -49,9 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     workspace.apply_library_env(workspace.current())
-    writer = MetricsWriter(run_dir)
+    events_dir = run_dir if RANK == 0 else run_dir / f"rank-{RANK}"
+    events_dir.mkdir(exist_ok=True)
+    writer = MetricsWriter(events_dir)
     heartbeat.start(run_dir, writer)
-    writer.write("start", pid=os.getpid(), resume=resume)
+    writer.write("start", pid=os.getpid(), resume=resume, rank=RANK, world_size=WORLD_SIZE)
     try:
         config = RunConfig.load(run_dir / "config.json")
         outcome = fit(config, run_dir, writer, resume)
@@ -180,7 +189,7 @@ def fit(config: RunConfig, run_dir: Path, writer: MetricsWriter, resume: bool) -
     eval_rows = (load_examples(config.eval_file, "early stopping and model selection",
                                project_of(config.dataset_version_id)) if config.eval_file else None)
     model, tokenizer = load_model(config, device, precision, batching)
-    report_to = start_wandb(config, run_dir, writer)
+    report_to = start_wandb(config, run_dir, writer) if RANK == 0 else "none"
     args = sft_args(config, run_dir, bool(eval_rows), device, precision, batching, report_to)
     callbacks = [studio_callback(writer)]
     if eval_rows and config.early_stopping:
@@ -200,8 +209,9 @@ def fit(config: RunConfig, run_dir: Path, writer: MetricsWriter, resume: bool) -
         state = trainer.state
         cancelled = STOP.is_set()
         if not cancelled:
-            trainer.save_model(str(run_dir / "final"))
-            tokenizer.save_pretrained(str(run_dir / "final"))
+            trainer.save_model(str(run_dir / "final"))  # every rank takes part (sharded weights are gathered)
+            if RANK == 0:
+                tokenizer.save_pretrained(str(run_dir / "final"))
         early = next((c for c in callbacks if isinstance(c, EarlyStoppingCallback)), None)
         stopped_early = bool(early and early.early_stopping_patience_counter >= config.early_stopping_patience)
         best = state.best_model_checkpoint
@@ -284,11 +294,12 @@ def studio_callback(writer: MetricsWriter):
         def on_step_end(self, args, state, control, **kwargs):
             if FAULT.startswith("raise:"):
                 _inject(FAULT, state.global_step)
-            if heartbeat.folder_gone():  # the run folder was deleted: save nothing (it would recreate the path)
+            gone, stop = _stop_flags(args.device)
+            if gone:  # the run folder was deleted: save nothing (it would recreate the path)
                 control.should_save = False
                 control.should_training_stop = True
                 return control
-            if STOP.is_set():
+            if stop:
                 control.should_training_stop = True
                 control.should_save = True
             return control
@@ -299,6 +310,27 @@ def studio_callback(writer: MetricsWriter):
                 (folder / COMPLETE_MARKER).write_text(str(state.global_step))
 
     return StudioCallback()
+
+
+def _stop_flags(device) -> tuple[bool, bool]:
+    """(the run folder is gone, a stop was asked for), as seen by any rank: every rank must stop at the same step,
+    or the others wait forever for it."""
+    gone, stop = heartbeat.folder_gone(), STOP.is_set()
+    if WORLD_SIZE > 1:
+        gone, stop = _any_rank([gone, stop], device)
+    return gone, stop
+
+
+def _any_rank(flags: list[bool], device) -> list[bool]:
+    """Each flag set on any rank (an all-reduce of a few integers per step)."""
+    import torch  # the ML stack loads in seconds: only jobs that train or generate import it
+    import torch.distributed as dist  # (same)
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flags
+    values = torch.tensor([int(f) for f in flags], dtype=torch.int32, device=device)
+    dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in values.tolist()]
 
 
 def _inject(fault: str, step: int) -> None:

@@ -12,7 +12,7 @@ PYTEST_ARGS ?= -n 2 --dist loadgroup
 # --no-compile: byte-compiling every installed module costs half the install time; Python compiles what it imports.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --no-compile -e '.[test]'
+	$(PY) -m pip install --quiet --no-compile -e '.[test,ray]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pandas as pd
 import streamlit as st
 
-from engine.jobs import supervisor
+from engine.jobs import ray_backend, supervisor
 from engine.train.summary import config_diff, summarize
 from ui import charts, session, state
 from ui.errors import shown_as_message
@@ -35,7 +35,9 @@ def table(rows) -> pd.DataFrame:
         out.append({"run": r.id, "name": r.name, "status": f"{ICONS.get(r.status, '')} {r.status}",
                     "progress": s.progress, "step": f"{r.step}/{r.max_steps or '?'}",
                     "ETA": str(timedelta(seconds=int(s.eta_seconds))) if s.eta_seconds else "",
-                    "error": r.error_kind or "", "pid": r.pid, "started": r.started_at})
+                    "error": r.error_kind or "", "pid": r.pid,
+                    "where": "local" if r.backend == "local" else f"ray {r.node or '(waiting)'}",
+                    "started": r.started_at})
     return pd.DataFrame(out)
 
 
@@ -83,6 +85,11 @@ def live_panel() -> None:
     finished run never shows "running 0%" and Resume is enabled as soon as a cancel has landed."""
     supervisor.reconcile()
     current = supervisor.list_runs(project.id)
+    if ray_backend.configured() == "ray":
+        with shown_as_message():
+            gpus = ray_backend.cluster_gpus(supervisor.list_runs(kind=None))
+            st.caption(f"Jobs run on the Ray cluster at {md_escape(ray_backend.address())}: {gpus['nodes']} "
+                       f"node(s), {gpus['gpus']:g} GPU(s), {gpus['free']:g} free for the studio's jobs.")
     for job in [j for j in supervisor.list_runs(project.id, kind="eval") if j.status in supervisor.ACTIVE]:
         st.caption(f"Evaluation job {job.id} ({md_escape(job.name)}) is {job.status} at {job.step}% and shares the "
                    "device queue with training runs (one job per device).")

@@ -14,6 +14,21 @@ from engine.store import backup, throttle, users
 from engine.store.workspace import current
 
 
+def _say_job_backend() -> None:
+    """Where jobs will run, and what a Ray cluster still lacks (checked at start; a launch checks again)."""
+    from engine.jobs import ray_backend  # small; Ray itself loads only when the backend is ray
+    from engine.store import db
+
+    if ray_backend.configured() != "ray":
+        return
+    try:
+        problems = ray_backend.check(db.get_engine().dialect.name, current().root)
+    except ray_backend.RayError as err:
+        problems = [str(err)]
+    print(f"Jobs run on the Ray cluster at {ray_backend.address()}" + (": " + " ".join(problems) if problems
+                                                                        else "."), flush=True)
+
+
 def ui_command(args) -> int:
     if args.demo:
         started = time.monotonic()
@@ -27,7 +42,7 @@ def ui_command(args) -> int:
     if args.headless:
         cmd += ["--server.headless", "true"]
     print(f"Workspace: {current().root}", flush=True)
-
+    _say_job_backend()
     backup.backup_if_stale()
     token = users.new_setup_token()
     if token:

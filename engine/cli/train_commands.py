@@ -67,18 +67,20 @@ def runs_command(args) -> int:
     if args.project:
         project_id = find_project(args.project).id
     rows = [{"id": r.id, "kind": r.kind, "name": r.name, "status": r.status, "step": r.step,
-             "max_steps": r.max_steps, "error_kind": r.error_kind, "pid": r.pid}
+             "max_steps": r.max_steps, "error_kind": r.error_kind, "pid": r.pid, "backend": r.backend,
+             "node": r.node}
             for r in supervisor.list_runs(project_id, kind=None)]
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:
         print("No runs yet.")
     else:
-        print(f"{'id':>4}  {'kind':<5} {'status':<10} {'step':>11}  {'error':<12} {'pid':>7}  name")
+        print(f"{'id':>4}  {'kind':<5} {'status':<10} {'step':>11}  {'error':<12} {'pid':>7}  {'where':<16} name")
         for r in rows:
             step = f"{r['step']}/{r['max_steps'] or '?'}" if r["kind"] == "train" else f"{r['step']}%"
+            where = "local" if r["backend"] == "local" else f"ray {r['node'] or ''}".strip()
             print(f"{r['id']:>4}  {r['kind']:<5} {r['status']:<10} {step:>11}  {r['error_kind'] or '':<12} "
-                  f"{r['pid'] or '':>7}  {r['name']}")
+                  f"{r['pid'] or '':>7}  {where:<16} {r['name']}")
     return EXIT_OK
 
 

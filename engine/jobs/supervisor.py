@@ -11,6 +11,10 @@
 Each job runs under a small monitor process that records its end (with the real exit status) and starts the next
 queued job, so nothing depends on anyone watching; every reader also runs `reconcile`, and a restarted dashboard
 simply reads the state: nothing lives in a process's memory.
+
+With STUDIO_JOB_BACKEND=ray (engine.jobs.ray_backend), training and evaluation jobs are submitted to a Ray cluster
+at once (Ray queues them by their resources) and run under the same monitor there; reconcile maps Ray's job states
+onto the studio's, and cancel is Ray's stop_job.
 """
 
 from __future__ import annotations
@@ -32,15 +36,15 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from engine.errors import StudioError
-from engine.jobs import heartbeat, processes
+from engine.jobs import heartbeat, job_files, processes, ray_backend
 from engine.jobs.checkpoints import complete_checkpoints
-from engine.jobs.event_log import final_event, latest_step, read_events
+from engine.jobs.event_log import final_event
 from engine.jobs.failures import classify_exit
+from engine.jobs.job_files import LOG_FILE, log_tail
 from engine.store import db, workspace
 from engine.store.tables import Run
 
 ACTIVE = ("queued", "running")
-LOG_FILE = "train.log"  # a job's stdout and stderr, in its run folder (written by its monitor)
 _monitors: list[subprocess.Popen] = []  # job monitors this process started (reaped when they end)
 
 
@@ -52,7 +56,7 @@ def grace_seconds() -> float:
     return float(os.environ.get("STUDIO_CANCEL_GRACE", "20"))
 
 
-def _now() -> datetime:
+def now() -> datetime:
     return datetime.now(UTC)
 
 
@@ -76,6 +80,11 @@ def launch(config, command: list[str], project_id: int | None = None, request_ke
         existing = s.scalar(select(Run).where(Run.request_key == key))
         if existing is not None:
             return existing
+    backend = ray_backend.backend_for(kind)
+    if backend == "ray":  # a cluster that cannot take it is one sentence now, not a failed job later
+        problems = ray_backend.check(db.get_engine().dialect.name, workspace.current().root)
+        if problems:
+            raise ray_backend.RayError(" ".join(problems))
     ws = workspace.current()
     if run_dir is not None:  # the user's own folder (studio train --out): stored as an absolute path
         folder = Path(run_dir).resolve()
@@ -84,7 +93,7 @@ def launch(config, command: list[str], project_id: int | None = None, request_ke
         rel = folder
     else:
         prefix = "" if kind == "train" else f"{kind}-"
-        rel = Path("runs") / f"{prefix}{_now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
+        rel = Path("runs") / f"{prefix}{now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
         folder = ws.root / rel
     folder.mkdir(parents=True, exist_ok=True)
     config.save(folder / "config.json")
@@ -94,7 +103,7 @@ def launch(config, command: list[str], project_id: int | None = None, request_ke
             run = Run(project_id=project_id, name=config.name, status="queued", run_dir=str(rel),
                       config=json.loads(config.model_dump_json()), request_key=key, device=device, resume=False,
                       attempts=0, step=0, max_steps=max(config.max_steps, 0), kind=kind,
-                      target_run_id=target_run_id, command=list(command),
+                      target_run_id=target_run_id, command=list(command), backend=backend,
                       then_command=list(then_command) if then_command else None)
             s.add(run)
             s.flush()
@@ -135,7 +144,7 @@ def list_runs(project_id: int | None = None, kind: str | None = "train") -> list
 
 
 @contextmanager
-def _scheduler_lock():
+def scheduler_lock():
     """One scheduler at a time across processes (dashboard, CLI, finishing trainers)."""
     path = workspace.current().root / "runs" / ".scheduler.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,11 +159,16 @@ def _scheduler_lock():
 def schedule() -> list[int]:
     """Start the oldest queued run of every free device. Returns the ids started."""
     started = []
-    with _scheduler_lock():
+    with scheduler_lock():
         with db.session() as s:
-            busy = set(s.scalars(select(Run.device).where(Run.status == "running")))
+            busy = set(s.scalars(select(Run.device).where(Run.status == "running", Run.backend == "local")))
             queued = list(s.scalars(select(Run).where(Run.status == "queued").order_by(Run.id)))
         for run in queued:
+            if run.backend == "ray":  # Ray's own queue decides when it starts
+                if run.backend_job is None:
+                    _submit_ray(run)
+                    started.append(run.id)
+                continue
             if run.device in busy:
                 continue
             _start(run)
@@ -169,16 +183,37 @@ def job_command(run: Run, folder: Path) -> list[str]:
     return filled + (["--resume"] if run.resume else [])
 
 
+def _job_env() -> dict[str, str]:
+    ws = workspace.current()
+    env = {**ws.library_env(), "STUDIO_HOME": str(ws.root), "TMPDIR": str(ws.tmp), "PYTHONUNBUFFERED": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
+    root = Path(__file__).resolve().parent.parent
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _submit_ray(run: Run) -> None:
+    """Submit the job to the Ray cluster under its monitor; a cluster that refuses it fails it in one sentence."""
+    folder = run_path(run)
+    gpus = int(run.config.get("num_gpus") or 1) if run.device == "cuda" else 0
+    cpus = float(run.config.get("num_gpus") or 1) if run.config.get("device") == "cpu" else 1.0
+    env = ray_backend.job_env({**_job_env(), "STUDIO_ON_RAY": "1"}, grace_seconds())
+    values: dict[str, Any] = {"attempts": Run.attempts + 1, "exit_code": None, "error_kind": None,
+                              "error_message": None, "finished_at": None, "pid": None, "node": None}
+    try:
+        values["backend_job"] = ray_backend.submit(run.id, str(folder), job_command(run, folder), env, gpus, cpus)
+    except ray_backend.RayError as err:
+        values.update(status="failed", error_kind="backend", error_message=str(err), finished_at=now())
+    with db.session() as s:
+        s.execute(update(Run).where(Run.id == run.id).values(**values))
+
+
 def _start(run: Run) -> None:
     """Start the job under its monitor (engine.jobs.monitor), which records its end and starts the next one."""
     import psutil  # only process checks need it
 
     folder = run_path(run)
-    ws = workspace.current()
-    env = {**os.environ, **ws.library_env(), "STUDIO_HOME": str(ws.root), "TMPDIR": str(ws.tmp),
-           "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
-    root = Path(__file__).resolve().parent.parent
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, **_job_env()}
     with (folder / LOG_FILE).open("ab") as log:
         monitor = subprocess.Popen([sys.executable, "-m", "engine.jobs.monitor", str(run.id), str(folder), "--",
                                     *job_command(run, folder)], cwd=folder, env=env, stdout=subprocess.PIPE,
@@ -188,14 +223,14 @@ def _start(run: Run) -> None:
     line = monitor.stdout.readline()
     monitor.stdout.close()
     values: dict[str, Any] = {"attempts": Run.attempts + 1, "exit_code": None, "error_kind": None, "error_message": None,
-              "finished_at": None, "started_at": _now(), "heartbeat": _now(), "monitor_pid": monitor.pid,
+              "finished_at": None, "started_at": now(), "heartbeat": now(), "monitor_pid": monitor.pid,
               "monitor_start": processes.create_time(psutil, monitor.pid)}
     if line.strip().isdigit():
         pid = int(line)
         values.update(status="running", pid=pid, proc_start=processes.create_time(psutil, pid))
     else:  # the monitor could not start the job: its error is in the log
         monitor.wait()
-        values.update(status="failed", pid=None, error_kind="crashed", finished_at=_now(), log_tail=log_tail(folder),
+        values.update(status="failed", pid=None, error_kind="crashed", finished_at=now(), log_tail=log_tail(folder),
                       error_message="The job could not be started; see its log.")
     with db.session() as s:
         s.execute(update(Run).where(Run.id == run.id).values(**values))
@@ -214,60 +249,58 @@ def _monitor_alive(run: Run) -> bool:
     return processes.process_alive(run.monitor_pid, run.monitor_start)
 
 
-def _attempt_events(folder: Path) -> list[dict]:
-    """Events of the latest attempt (after the last start event)."""
-    events = read_events(folder)
-    starts = [i for i, e in enumerate(events) if e["event"] == "start"]
-    return events[starts[-1]:] if starts else events
-
-
-def log_tail(folder: Path, lines: int = 40) -> str:
-    path = folder / LOG_FILE
-    if not path.is_file():
-        return ""
-    with path.open("rb") as f:
-        f.seek(max(0, path.stat().st_size - 64 * 1024))
-        text = f.read().decode("utf-8", errors="replace")
-    return "\n".join(text.splitlines()[-lines:])
-
-
 def reconcile() -> None:
     """Bring every running job's state in line with its process, then start what can start. A job whose process
     has ended is left to its monitor, which knows the exit status; only a job whose monitor is gone too (killed, or
     the machine restarted) is finished here."""
     _reap_monitors()
     with db.session() as s:
-        running = list(s.scalars(select(Run).where(Run.status == "running")))
+        running = list(s.scalars(select(Run).where(Run.status == "running", Run.backend == "local")))
+        on_ray = list(s.scalars(select(Run).where(Run.status.in_(ACTIVE), Run.backend == "ray",
+                                                  Run.backend_job.is_not(None))))
+    for run in on_ray:
+        _reconcile_ray(run)
     for run in running:
         folder = run_path(run)
         if _alive(run):
-            if run.cancel_requested_at and (_now() - _aware(run.cancel_requested_at)).total_seconds() > grace_seconds():
+            if run.cancel_requested_at and (now() - _aware(run.cancel_requested_at)).total_seconds() > grace_seconds():
                 processes.signal_group(run.pid, signal.SIGKILL)
             else:
                 with db.session() as s:
-                    s.execute(update(Run).where(Run.id == run.id).values(**_progress(folder)))
+                    s.execute(update(Run).where(Run.id == run.id).values(**job_files.progress(folder)))
             continue
         if not _monitor_alive(run):
-            _finish(run, None)
+            finish_job(run, None)
     schedule()
 
 
-def _progress(folder: Path) -> dict:
-    events = read_events(folder)
-    values: dict[str, Any] = {"step": latest_step(events)}
-    steps = [e["max_steps"] for e in events if e.get("max_steps")]
-    if steps:
-        values["max_steps"] = int(steps[-1])
-    beat = heartbeat.read(folder)
-    if beat.get("time"):
-        values["heartbeat"] = datetime.fromtimestamp(beat["time"], UTC)
-    return values
+def _reconcile_ray(run: Run) -> None:
+    """Ray's view of a submitted job: where it runs, and its end when its monitor could not record it (the node
+    was lost, or the monitor was killed). A cluster that does not answer leaves the state for the next look."""
+    try:
+        found = ray_backend.info(str(run.backend_job))
+    except ray_backend.RayError:
+        return
+    values: dict[str, Any] = {"node": found["node"] or run.node}
+    if found["state"] == "running" and run.status == "queued":
+        values.update(status="running", started_at=now())
+    if found["state"] in ACTIVE:
+        values.update(job_files.progress(run_path(run)) if found["state"] == "running" else {})
+        with db.session() as s:
+            s.execute(update(Run).where(Run.id == run.id).values(**values))
+        return
+    with db.session() as s:  # ended in Ray but not recorded by its monitor: record it from Ray's exit status
+        s.execute(update(Run).where(Run.id == run.id, Run.status.in_(ACTIVE)).values(status="running", **values))
+    code = found["exit_code"]
+    if found["state"] == "cancelled" and code is None:
+        code = -signal.SIGTERM
+    finish_job(get_run(run.id), code)
 
 
-def _finish(run: Run, code: int | None) -> None:
+def finish_job(run: Run, code: int | None) -> None:
     """Record how a job whose process has ended finished: its final event, or else its exit status."""
     folder = run_path(run)
-    final = final_event(_attempt_events(folder))
+    final = final_event(job_files.attempt_events(folder))
     if final is not None:
         status = {"succeeded": "succeeded", "cancelled": "cancelled"}.get(str(final.get("outcome")), "failed")
         kind, message = final.get("error_kind"), final.get("message")
@@ -276,8 +309,8 @@ def _finish(run: Run, code: int | None) -> None:
     else:
         status = "failed"
         kind, message = classify_exit(code, heartbeat.read(folder).get("rss_fraction"))
-    values = dict(_progress(folder), status=status, exit_code=code, error_kind=kind, error_message=message,
-                  log_tail=log_tail(folder), finished_at=_now())
+    values = dict(job_files.progress(folder), status=status, exit_code=code, error_kind=kind, error_message=message,
+                  log_tail=log_tail(folder), finished_at=now())
 
     def write() -> bool:
         with db.session() as s:
@@ -298,33 +331,6 @@ def _hand_over(run: Run) -> None:
                          start_new_session=True)
 
 
-def record_progress(run_id: int, pid: int) -> None:
-    """The monitor's periodic update of a running job's step and heartbeat; a failure is left for the next one."""
-    try:
-        if not workspace.exists():
-            return
-        with db.session() as s:
-            run = s.get(Run, run_id)
-            if run is not None and run.status == "running" and run.pid == pid:
-                for key, value in _progress(run_path(run)).items():
-                    setattr(run, key, value)
-    except Exception:  # noqa: BLE001 - a busy or full database must not end the monitor (record_exit retries)
-        pass
-
-
-def record_exit(run_id: int, pid: int, code: int) -> None:
-    """Called by a job's monitor when the job has exited: record its end, then start the next queued job. Does
-    nothing when the workspace (or its database) is gone: nothing may be recreated behind the user's back."""
-    if not workspace.exists():
-        return
-    with _scheduler_lock():  # the supervisor that started this job has finished writing its pid
-        pass
-    run = get_run(run_id)
-    if run.status == "running" and run.pid == pid:
-        _finish(run, code)
-    schedule()
-
-
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
@@ -335,12 +341,14 @@ def cancel(run_id: int) -> Run:
     if run.status == "queued":
         with db.session() as s:
             s.execute(update(Run).where(Run.id == run_id, Run.status == "queued").values(
-                status="cancelled", finished_at=_now(), error_message="Cancelled before it started."))
-    elif run.status == "running":
+                status="cancelled", finished_at=now(), error_message="Cancelled before it started."))
+    elif run.status == "running" or run.backend_job:
         if run.cancel_requested_at is None:
             with db.session() as s:
-                s.execute(update(Run).where(Run.id == run_id).values(cancel_requested_at=_now()))
-        if run.pid and _alive(run):
+                s.execute(update(Run).where(Run.id == run_id).values(cancel_requested_at=now()))
+        if run.backend == "ray" and run.backend_job:  # SIGTERM to its monitor there, which passes it on
+            ray_backend.stop(run.backend_job)
+        elif run.pid and _alive(run):
             processes.signal_group(run.pid, signal.SIGTERM)
     return get_run(run_id)
 
@@ -357,7 +365,7 @@ def resume(run_id: int) -> Run:
     with db.session() as s:
         s.execute(update(Run).where(Run.id == run_id).values(
             status="queued", resume=True, cancel_requested_at=None, error_kind=None, error_message=None,
-            finished_at=None))
+            finished_at=None, backend_job=None))
     schedule()
     return get_run(run_id)
 

@@ -85,6 +85,9 @@ class Run(Base):
     then_command: Mapped[list | None] = mapped_column(JSON, nullable=True)  # run by the monitor after a success
     request_key: Mapped[str] = mapped_column(String(64), unique=True)  # a double click launches one run
     device: Mapped[str] = mapped_column(String(16), default="cpu")
+    backend: Mapped[str] = mapped_column(String(16), default="local", server_default="local")  # local | ray
+    backend_job: Mapped[str | None] = mapped_column(String(80), nullable=True)  # Ray's submission id
+    node: Mapped[str | None] = mapped_column(String(120), nullable=True)  # where it runs (Ray: the node's address)
     resume: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     pid: Mapped[int | None] = mapped_column(Integer, nullable=True)

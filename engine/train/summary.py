@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine.jobs import event_log
-from engine.jobs.supervisor import log_tail, run_path
+from engine.jobs.job_files import log_tail
+from engine.jobs.supervisor import run_path
 from engine.store.tables import Run
 
 

@@ -103,6 +103,16 @@ class StepClock:
         return Clock()
 
 
+def timed_rate(trainer, clock, warmup: int) -> tuple[float | None, int, int]:
+    """(non-padding tokens per second after the warm-up steps, the first timed step, the last step), from TRL's
+    num_tokens (logged every step) and the step clock."""
+    tokens = {h["step"]: h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h}
+    last = max(tokens)
+    warm = min(warmup, last - 1)
+    seconds = clock.times[last] - clock.times[warm]
+    return ((tokens[last] - tokens[warm]) / seconds if seconds > 0 else None), warm, last
+
+
 def padding_share(trainer, batches: int) -> float:
     """Padding tokens over all tokens in the first `batches` batches of the real dataloader."""
     real = total = 0
@@ -143,11 +153,7 @@ def train_once(args, mode: str, tokenizer, rows, device: str, precision: str, tm
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
-    tokens = {h["step"]: h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h}
-    warm = min(args.warmup, args.steps - 1)
-    last = max(tokens)
-    seconds = clock.times[last] - clock.times[warm]
-    rate = (tokens[last] - tokens[warm]) / seconds if seconds > 0 else None
+    rate, warm, last = timed_rate(trainer, clock, args.warmup)
     out = {"mode": mode, "batching": batching, "optim": str(trainer.args.optim), "params": params,
            "tokens_per_second": rate, "padding_share": round(pad, 4), "steps_timed": last - warm,
            "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None}
@@ -217,13 +223,10 @@ def qlora_check(args, device: str, tokenizer, rows, tmp: Path) -> dict:
     torch.cuda.reset_peak_memory_stats()
     trainer.train()
     logs = [h for h in trainer.state.log_history if "loss" in h and "num_tokens" in h]
-    warm = min(args.warmup, steps - 1)
-    tokens = {h["step"]: h["num_tokens"] for h in logs}
-    last = max(tokens)
+    rate, _, last = timed_rate(trainer, clock, args.warmup)
     out = {"status": "passed" if logs and logs[-1]["loss"] < logs[0]["loss"] else "failed",
            "first_loss": logs[0]["loss"], "last_loss": logs[-1]["loss"], "steps": last,
-           "tokens_per_second": (tokens[last] - tokens[warm]) / (clock.times[last] - clock.times[warm]),
-           "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+           "tokens_per_second": rate, "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2),
            "load_in_4bit": bool(getattr(model, "is_loaded_in_4bit", False))}
     del trainer, model
     torch.cuda.empty_cache()

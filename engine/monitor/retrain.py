@@ -36,23 +36,23 @@ class RetrainError(StudioError, ValueError):
 
 
 def good_feedback(frame) -> np.ndarray:
-    good = np.zeros(len(frame), dtype=bool)
-    if "rating" in frame:
-        good |= (frame["rating"] >= GOOD_RATING).fillna(False).to_numpy(bool)
-    for key in ("thumbs", "resolved"):
-        if key in frame:
-            good |= (frame[key] == 1).fillna(False).to_numpy(bool)
-    return good
+    return _feedback(frame, good=True)
 
 
 def low_feedback(frame) -> np.ndarray:
-    low = np.zeros(len(frame), dtype=bool)
+    return _feedback(frame, good=False)
+
+
+def _feedback(frame, good: bool) -> np.ndarray:
+    """Rows whose feedback is good (rating 4-5, thumbs up, resolved) or low (rating 1-2, thumbs down, unresolved)."""
+    out = np.zeros(len(frame), dtype=bool)
     if "rating" in frame:
-        low |= (frame["rating"] <= LOW_RATING).fillna(False).to_numpy(bool)
+        rating = frame["rating"] >= GOOD_RATING if good else frame["rating"] <= LOW_RATING
+        out |= rating.fillna(False).to_numpy(bool)
     for key in ("thumbs", "resolved"):
         if key in frame:
-            low |= (frame[key] == 0).fillna(False).to_numpy(bool)
-    return low
+            out |= (frame[key] == (1 if good else 0)).fillna(False).to_numpy(bool)
+    return out
 
 
 def candidate_rows(project_id: int, label: str):

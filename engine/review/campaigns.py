@@ -52,13 +52,7 @@ def create_campaign(actor: User, run_id: int, kind: str = "rating", reviewer_ids
     actor = users.require(actor, *ANALYSTS)
     if kind not in KINDS:
         raise ReviewError(f"Unknown campaign kind {kind!r}; choose rating or pairwise.")
-    found = [users.get_user(i) for i in (reviewer_ids or [])]
-    reviewers = [r for r in found if r is not None]
-    if not reviewers or len(reviewers) < len(found):
-        raise ReviewError("Choose at least one reviewer (active users).")
-    if not 1 <= overlap <= len(reviewers):
-        raise ReviewError(f"The overlap (reviewers per item) must be between 1 and the {len(reviewers)} reviewers "
-                          "chosen.")
+    reviewers = chosen_reviewers(reviewer_ids, overlap)
     if sample_size < 1:
         raise ReviewError("The sample size must be at least 1.")
     run = supervisor.get_run(run_id)
@@ -102,6 +96,18 @@ def create_campaign(actor: User, run_id: int, kind: str = "rating", reviewer_ids
                 s.add(assignment_for(campaign, item, reviewer_id, rng))
                 load[reviewer_id] += 1
         return campaign
+
+
+def chosen_reviewers(reviewer_ids: list[int] | None, overlap: int) -> list[User]:
+    """The active users chosen as a campaign's reviewers, checked against the overlap asked for."""
+    found = [users.get_user(i) for i in (reviewer_ids or [])]
+    reviewers = [r for r in found if r is not None]
+    if not reviewers or len(reviewers) < len(found):
+        raise ReviewError("Choose at least one reviewer (active users).")
+    if not 1 <= overlap <= len(reviewers):
+        raise ReviewError(f"The overlap (reviewers per item) must be between 1 and the {len(reviewers)} reviewers "
+                          "chosen.")
+    return reviewers
 
 
 def least_loaded(load: Counter, exclude: set[int], k: int, rng: random.Random) -> list[int]:

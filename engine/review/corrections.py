@@ -25,13 +25,7 @@ def create(actor: User, project_id: int, run_id: int, pairs: list[tuple[str, str
            overlap: int = 1, name: str | None = None, seed: int = 0) -> Campaign:
     """A correction campaign over (request, answer) pairs; run_id is the run behind the model that answered."""
     actor = users.require(actor, *campaigns.ANALYSTS)
-    found = [users.get_user(i) for i in reviewer_ids]
-    reviewers = [r for r in found if r is not None]
-    if not reviewers or len(reviewers) < len(found):
-        raise campaigns.ReviewError("Choose at least one reviewer (active users).")
-    if not 1 <= overlap <= len(reviewers):
-        raise campaigns.ReviewError(f"The overlap (reviewers per item) must be between 1 and the {len(reviewers)} "
-                                    "reviewers chosen.")
+    reviewers = campaigns.chosen_reviewers(reviewer_ids, overlap)
     if not pairs:
         raise campaigns.ReviewError("There are no answers to correct.")
     rng = random.Random(seed)

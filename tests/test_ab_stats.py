@@ -33,6 +33,21 @@ def test_wilson_interval_matches_its_formula():
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     low, high = review_stats.wilson(s, n)
     assert low == pytest.approx(centre - half, abs=1e-9) and high == pytest.approx(centre + half, abs=1e-9)
+    from statsmodels.stats.proportion import proportion_confint  # the library's answer, as an oracle
+
+    for successes, total in ((s, n), (0, 12), (12, 12), (3, 1000)):
+        assert review_stats.wilson(successes, total) == pytest.approx(
+            proportion_confint(successes, total, alpha=0.05, method="wilson"), abs=1e-12)
+
+
+def test_mean_interval_matches_scipy():
+    from scipy import stats
+
+    x = np.random.default_rng(4).normal(3.7, 0.9, 57)
+    ci = stats.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=stats.sem(x))
+    got = review_stats.mean_ci(x)
+    assert (got["ci_low"], got["ci_high"]) == pytest.approx(ci, rel=1e-12)
+    assert review_stats.mean_ci([4.0])["ci_low"] == 4.0
 
 
 def test_holm_sign_test_and_sample_size_on_known_values():

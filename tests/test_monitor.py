@@ -114,6 +114,53 @@ def test_importing_the_same_log_twice_changes_nothing(deployed, tmp_path):
     assert len(storage.read(project.id, ("row_hash",))) == before + 1
 
 
+def test_rows_stored_under_another_hash_scheme_are_still_recognised(deployed, tmp_path):
+    """Polars' row hash is stable only within one Polars version: files written under another scheme (or by the
+    first, pandas-based store, with nanosecond times and no scheme) have their hashes recomputed when compared."""
+    import pyarrow as pa
+
+    project, _ = deployed
+    path = _log(tmp_path / "old.csv", n=120, model="support-older", seed=21, start=datetime(2026, 3, 1, tzinfo=UTC))
+    first = ingest.import_log(project.id, path)
+    assert first.stored == 120
+    for f in storage.root(project.id).glob("day=2026-03-0*/import-*.parquet"):
+        table = pq.read_table(f)
+        if "support-older" not in table.column("model").to_pylist():
+            continue
+        old = table.set_column(table.schema.get_field_index("row_hash"), "row_hash",  # another scheme's hashes
+                               pa.array([0] * table.num_rows, pa.uint64()))
+        old = old.set_column(0, "ts", old.column("ts").cast(pa.timestamp("ns", tz="UTC"))).replace_schema_metadata()
+        pq.write_table(old, f)
+    again = path.read_text() + "\n"  # other bytes, the same rows
+    (tmp_path / "again.csv").write_text(again)
+    result = ingest.import_log(project.id, tmp_path / "again.csv")
+    assert not result.skipped_file and (result.stored, result.duplicates) == (0, 120)
+    assert len(storage.read(project.id, ("request",), model="support-older")) == 120
+
+
+def test_mixed_time_formats_stray_values_and_a_broken_json_line(deployed, tmp_path):
+    project, _ = deployed
+    log = tmp_path / "mixed.csv"
+    log.write_text("timestamp,prompt,output,latency_ms,rating,thumbs_up\n"
+                   "2026-04-02T10:00:00+02:00,a,x,120,5,yes\n"
+                   "2026-04-02 09:30,b,x,n/a,4,no\n"
+                   "04/02/2026 11:00,c,x,130,excellent,maybe\n"
+                   "not a time,d,x,140,3,1\n")
+    result = ingest.import_log(project.id, log, model="support-mixed")
+    assert (result.stored, result.invalid, result.bad_lines) == (3, 1, ["line 5: time cannot be read"])
+    frame = storage.read(project.id, ("request", "latency_ms", "rating", "thumbs"), model="support-mixed") \
+        .sort_values("request")
+    assert [t.isoformat() for t in frame["ts"]] == ["2026-04-02T08:00:00+00:00", "2026-04-02T09:30:00+00:00",
+                                                    "2026-04-02T11:00:00+00:00"]
+    assert frame["latency_ms"].isna().tolist() == [False, True, False]  # a stray value empties its field only
+    assert frame["rating"].isna().tolist() == [False, False, True]
+    assert frame["thumbs"].tolist()[:2] == [1.0, 0.0] and math.isnan(frame["thumbs"].tolist()[2])
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"ts": "2026-04-03T10:00:00Z", "prompt": "a", "output": "b"}\n{"ts": "2026-04-03T1\n')
+    with pytest.raises(ingest.LogError, match="line 2 is not valid JSON"):
+        ingest.import_log(project.id, broken, model="support-mixed")
+
+
 def test_bad_rows_are_named_by_line_and_personal_data_is_masked_before_storage(deployed, tmp_path):
     project, version = deployed
     log = tmp_path / "messy.jsonl"

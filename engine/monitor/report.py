@@ -4,9 +4,8 @@ and why. `studio monitor report --json` prints it; the Monitor page shows it."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, TypedDict
-
-import numpy as np
 
 from engine.errors import StudioError
 from engine.models import registry
@@ -38,8 +37,10 @@ class MonitorReport(TypedDict):
 
 
 def models_seen(project_id: int) -> list[str]:
-    frame = storage.read(project_id, ("model",))
-    return sorted(frame["model"].dropna().unique().tolist()) if len(frame) else []
+    lazy = storage.scan(project_id, ("model",))
+    if lazy is None:
+        return []
+    return sorted(lazy.select("model").drop_nulls().unique().collect()["model"].to_list())
 
 
 def default_model(project_id: int) -> str:
@@ -47,11 +48,13 @@ def default_model(project_id: int) -> str:
     current = registry.production(project_id)
     if current is not None:
         return current.label
-    frame = storage.read(project_id, ("model",))
-    if not len(frame):
+    lazy = storage.scan(project_id, ("model",))
+    counts = lazy.group_by("model").len().drop_nulls("model").sort(["len", "model"], descending=[True, False]) \
+        .collect() if lazy is not None else None
+    if counts is None or counts.is_empty():
         raise MonitorError("No production logs yet: import some with `studio monitor import LOG` (or the Monitor "
                            "page).")
-    return str(frame["model"].value_counts().idxmax())
+    return str(counts["model"][0])
 
 
 def _version(label: str) -> ModelVersion | None:
@@ -62,13 +65,17 @@ def _version(label: str) -> ModelVersion | None:
 
 
 def report(project_id: int, model: str | None = None, window_days: int = WINDOW_DAYS) -> MonitorReport:
+    import polars as pl  # the log engine: only imports and reports need it
+
     label = model or default_model(project_id)
-    frame = storage.read(project_id, storage.NUMBERS, model=label)  # every row, without the texts
-    if not len(frame):
+    lazy = storage.scan(project_id, storage.NUMBERS, model=label)  # every row, without the texts
+    frame = lazy.collect() if lazy is not None else None
+    if frame is None or frame.is_empty():
         raise MonitorError(f"No production logs of {label} yet; its rows name another model (`studio monitor "
                            f"report --model NAME`), or import its logs first.")
     end = frame["ts"].max()
-    window = frame[frame["ts"] > end - np.timedelta64(window_days, "D")]
+    start = end - timedelta(days=window_days)
+    window = frame.filter(pl.col("ts") > start)
     figures = tracking.summary(window)
     baseline = tracking.first_week(frame)
     alerts = tracking.against_first_week(window, baseline) \
@@ -78,8 +85,12 @@ def report(project_id: int, model: str | None = None, window_days: int = WINDOW_
     if version is not None:
         facts = version.lineage.get("facts", {})
         ref = drift.reference(facts.get("config", {}).get("split_id"), str(facts.get("base_model")))
-        texts = storage.read(project_id, ("request",), model=label, since=end - np.timedelta64(window_days, "D"))
-        drifted = drift.drift(ref, texts["request"].dropna().astype(str).tolist()) if ref else None
+        texts = storage.scan(project_id, ("request",), model=label, since=start)
+        if ref and texts is not None:
+            requests = texts.select("request").drop_nulls().collect()["request"]
+            if len(requests) > drift.SAMPLE:  # sampled here, before a million texts become Python strings
+                requests = requests.sample(drift.SAMPLE, seed=0)
+            drifted = drift.drift(ref, requests.to_list())
     reasons = []
     if drifted and drifted["distribution_drift"] > RETRAIN_DRIFT:
         reasons.append(f"Distribution drift {drifted['distribution_drift']:.2f} on {drifted['feature']} is above "

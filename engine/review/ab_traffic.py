@@ -154,7 +154,7 @@ def _variants(df, treatment: str | None) -> tuple[str, str]:
 def welch(control: np.ndarray, treatment: np.ndarray) -> Welch:
     """Difference of means (treatment - control) with Welch's 95% interval and p-value, and the relative lift with a
     delta-method interval."""
-    from scipy import stats  # the scientific stack costs a second to import: only when statistics are computed
+    from scipy.special import stdtr, stdtrit  # Student's t, without importing scipy.stats (a second)
 
     mc, mt = float(np.mean(control)), float(np.mean(treatment))
     vc, vt = float(np.var(control, ddof=1)), float(np.var(treatment, ddof=1))
@@ -166,8 +166,8 @@ def welch(control: np.ndarray, treatment: np.ndarray) -> Welch:
                 "relative_lift": diff / mc if mc else None, "lift_ci_low": None, "lift_ci_high": None,
                 "p_value": 1.0 if diff == 0 else 0.0}
     dof = (vc / nc + vt / nt) ** 2 / ((vc / nc) ** 2 / (nc - 1) + (vt / nt) ** 2 / (nt - 1))
-    q = float(stats.t.ppf(0.975, dof))
-    p = float(stats.ttest_ind(treatment, control, equal_var=False).pvalue)
+    q = float(stdtrit(dof, 0.975))
+    p = float(2 * stdtr(dof, -abs(diff) / se))  # Welch's two-sided p-value, as scipy.stats.ttest_ind gives it
     out: Welch = {"control": mc, "treatment": mt, "diff": diff, "ci_low": diff - q * se, "ci_high": diff + q * se,
            "p_value": p, "relative_lift": None, "lift_ci_low": None, "lift_ci_high": None}
     if mc != 0:

@@ -28,6 +28,7 @@ from engine.review.result_types import PairwiseResults, RatingResults
 from engine.store import users
 
 BANDS = ((0.8, "reliable"), (0.667, "tentative"), (-math.inf, "unreliable"))
+Z95 = 1.959963984540054  # the 97.5% quantile of the standard normal
 
 
 def band(alpha: float | None) -> str | None:
@@ -36,28 +37,38 @@ def band(alpha: float | None) -> str | None:
     return next(name for low, name in BANDS if alpha >= low)
 
 
-def mean_ci(values: list[float]) -> dict:
+def mean_ci(values) -> dict:
     """Mean with its 95% t interval."""
-    from scipy import stats  # the scientific stack costs a second to import: only when statistics are computed
-
     x = np.asarray(values, dtype=float)
     n = len(x)
     if n == 0:
         return {"mean": None, "ci_low": None, "ci_high": None, "n": 0}
     m = float(x.mean())
-    if n < 2 or x.std(ddof=1) == 0:
-        return {"mean": m, "ci_low": m, "ci_high": m, "n": n}
-    low, high = stats.t.interval(0.95, n - 1, loc=m, scale=stats.sem(x))
-    return {"mean": m, "ci_low": float(low), "ci_high": float(high), "n": n}
+    low, high = t_interval(m, float(x.std(ddof=1)) if n > 1 else 0.0, n)
+    return {"mean": m, "ci_low": low, "ci_high": high, "n": n}
+
+
+def t_interval(mean: float, sd: float, n: int) -> tuple[float, float]:
+    """The 95% t interval of a mean from its summary figures (the mean itself when n < 2 or sd is 0). Student's t
+    quantile from scipy.special: the same function scipy.stats calls, without the second scipy.stats costs to
+    import (the monitoring report runs from the command line)."""
+    from scipy.special import stdtrit  # loaded on first use
+
+    if n < 2 or not sd:
+        return mean, mean
+    half = float(stdtrit(n - 1, 0.975)) * sd / math.sqrt(n)
+    return mean - half, mean + half
 
 
 def wilson(successes: float, n: int) -> tuple[float, float]:
-    from statsmodels.stats.proportion import proportion_confint  # heavy: loaded on first use
-
+    """Wilson's 95% score interval of a share (statsmodels' proportion_confint(method="wilson") gives the same; its
+    import costs most of a second, and the monitoring report computes dozens of these from the command line)."""
     if n == 0:
         return (0.0, 1.0)
-    low, high = proportion_confint(successes, n, alpha=0.05, method="wilson")
-    return float(low), float(high)
+    p, z = successes / n, Z95
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(max(p * (1 - p), 0.0) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def holm(p_values: dict[str, float | None]) -> dict[str, float | None]:

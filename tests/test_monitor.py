@@ -159,6 +159,13 @@ def test_mixed_time_formats_stray_values_and_a_broken_json_line(deployed, tmp_pa
     broken.write_text('{"ts": "2026-04-03T10:00:00Z", "prompt": "a", "output": "b"}\n{"ts": "2026-04-03T1\n')
     with pytest.raises(ingest.LogError, match="line 2 is not valid JSON"):
         ingest.import_log(project.id, broken, model="support-mixed")
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text('timestamp,prompt,output\n2026-04-03T10:00:00Z,"a, b",c\n2026-04-03T10:00:01Z,a,b,c,d\n')
+    with pytest.raises(ingest.LogError, match="line 3 has 5 fields where the header has 3"):
+        ingest.import_log(project.id, ragged, model="support-mixed")
+    array = tmp_path / "rows.json"  # one JSON array rather than JSON lines
+    array.write_text(json.dumps([{"ts": "2026-04-04T10:00:00Z", "prompt": "an array row", "output": "ok"}]))
+    assert ingest.import_log(project.id, array, model="support-mixed").stored == 1
 
 
 def test_bad_rows_are_named_by_line_and_personal_data_is_masked_before_storage(deployed, tmp_path):

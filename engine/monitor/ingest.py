@@ -140,14 +140,39 @@ def _read(path: Path):
     try:
         if suffix == ".parquet":
             return pl.read_parquet(path), 1
+        if suffix == ".json" and _starts_with(path, b"["):  # one JSON array of rows
+            return pl.read_json(path, infer_schema_length=None), 1
         if suffix in (".jsonl", ".ndjson", ".json"):
             return pl.read_ndjson(path, infer_schema_length=None), 1
-        return pl.read_csv(path, separator="\t" if suffix == ".tsv" else ",", infer_schema=False,
-                           encoding="utf8-lossy", raise_if_empty=False), 2
+        return pl.read_csv(path, separator=_separator(path), infer_schema=False, encoding="utf8-lossy",
+                           raise_if_empty=False), 2
     except (pl.exceptions.PolarsError, OSError, ValueError) as err:
-        where = _first_bad_json_line(path) if suffix in (".jsonl", ".ndjson", ".json") else None
+        where = _first_bad_json_line(path) if suffix in (".jsonl", ".ndjson", ".json") \
+            else _first_ragged_line(path, _separator(path))
         reason = where or str(err).strip().splitlines()[0][:300]
-        raise LogError(f"{path.name} cannot be read as {suffix.lstrip('.') or 'CSV'}: {reason}") from None
+        raise LogError(f"{path.name} cannot be read as {suffix.lstrip('.').upper() or 'CSV'}: {reason}") from None
+
+
+def _separator(path: Path) -> str:
+    return "\t" if path.suffix.lower() == ".tsv" else ","
+
+
+def _starts_with(path: Path, prefix: bytes) -> bool:
+    with path.open("rb") as f:
+        return f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(prefix)
+
+
+def _first_ragged_line(path: Path, separator: str) -> str | None:
+    """"line N has K fields where the header has H" for the first such row (only run when the fast reader failed)."""
+    import csv
+
+    with path.open(newline="", encoding="utf-8", errors="replace") as f:
+        reader = csv.reader(f, delimiter=separator)
+        header = next(reader, None)
+        for row in reader:
+            if header is not None and row and len(row) != len(header):
+                return f"line {reader.line_num} has {len(row)} fields where the header has {len(header)}."
+    return None
 
 
 def _first_bad_json_line(path: Path) -> str | None:
@@ -170,6 +195,8 @@ def _normalize(table, mapping: dict[str, str], model: str | None, first_line: in
     parsed time "ts"."""
     import polars as pl  # the log engine: only imports and reports need it
 
+    if not table.columns:
+        raise LogError("The log is empty.")
     names = {c.lower().strip(): c for c in table.columns}
     found: dict[str, str] = {}
     for key, candidates in COLUMNS.items():

@@ -166,6 +166,12 @@ def test_mixed_time_formats_stray_values_and_a_broken_json_line(deployed, tmp_pa
     array = tmp_path / "rows.json"  # one JSON array rather than JSON lines
     array.write_text(json.dumps([{"ts": "2026-04-04T10:00:00Z", "prompt": "an array row", "output": "ok"}]))
     assert ingest.import_log(project.id, array, model="support-mixed").stored == 1
+    chat = tmp_path / "chat.jsonl"  # OpenAI-style messages: the last user message is the request
+    turns = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "first question"},
+             {"role": "assistant", "content": "an answer"}, {"role": "user", "content": "mail bo@example.org"}]
+    chat.write_text(json.dumps({"ts": "2026-04-05T10:00:00Z", "messages": turns, "output": "ok"}) + "\n")
+    assert ingest.import_log(project.id, chat, model="support-chat").stored == 1
+    assert storage.read(project.id, ("request",), model="support-chat")["request"].tolist() == ["mail [EMAIL]"]
 
 
 def test_bad_rows_are_named_by_line_and_personal_data_is_masked_before_storage(deployed, tmp_path):

@@ -237,12 +237,21 @@ def _text(values):
     JSON) reduced to its last user message."""
     import polars as pl  # the log engine: only imports and reports need it
 
+    message = pl.Struct({"role": pl.String, "content": pl.String})
     if values.dtype == pl.String:
         head = [v for v in values.head(50).to_list() if v]
         if not (head and all(v.lstrip().startswith("[") for v in head)):
             return values
+        try:  # JSON text of messages: decoded in one pass when every row is such a list
+            values = values.str.json_decode(pl.List(message))
+        except pl.exceptions.PolarsError:
+            pass
     elif not isinstance(values.dtype, pl.List):
         return values.cast(pl.String, strict=False)
+    inner = values.dtype.inner if isinstance(values.dtype, pl.List) else None
+    if isinstance(inner, pl.Struct) and {"role", "content"} <= {f.name for f in inner.fields}:
+        user = pl.element().filter(pl.element().struct.field("role") == "user").struct.field("content")
+        return values.list.eval(user.cast(pl.String, strict=False)).list.last()
     return pl.Series(values.name, [_last_user(v) if v is not None else None for v in values.to_list()], pl.String)
 
 

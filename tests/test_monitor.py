@@ -138,6 +138,23 @@ def test_rows_stored_under_another_hash_scheme_are_still_recognised(deployed, tm
     assert len(storage.read(project.id, ("request",), model="support-older")) == 120
 
 
+def test_an_import_that_fails_while_writing_leaves_no_record_and_loses_no_row(deployed, tmp_path):
+    """A day folder that cannot be made (a file in its place) fails the write half-way: the file is not marked
+    imported, and importing it again once the obstacle is gone stores every row once."""
+    project, _ = deployed
+    path = _log(tmp_path / "fault.csv", n=200, model="support-fault", days=4, seed=31,
+                start=datetime(2026, 8, 1, tzinfo=UTC))
+    blocker = storage.root(project.id) / "day=2026-08-03"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("in the way")
+    with pytest.raises(OSError):
+        ingest.import_log(project.id, path)
+    blocker.unlink()
+    again = ingest.import_log(project.id, path)
+    assert not again.skipped_file and again.stored + again.duplicates == 200
+    assert len(storage.read(project.id, ("request",), model="support-fault")) == 200
+
+
 def test_mixed_time_formats_stray_values_and_a_broken_json_line(deployed, tmp_path):
     project, _ = deployed
     log = tmp_path / "mixed.csv"

@@ -40,6 +40,8 @@ COLUMNS = {
     "fallback": ("fallback", "routed_to_fallback", "used_fallback"),
 }
 REQUIRED = ("time", "request", "response")
+FORMATS = {".parquet": "Parquet", ".jsonl": "JSON lines", ".ndjson": "JSON lines", ".json": "JSON", ".tsv": "TSV",
+           ".csv": "CSV"}
 MAX_BAD_SHOWN = 20
 
 
@@ -100,6 +102,8 @@ def import_log(project_id: int, path: Path | str, model: str | None = None, mapp
     frame, result.columns = _normalize(table, mapping or {}, model, first_line)
     del table
     result.rows = frame.height
+    if not result.rows:
+        raise LogError(f"{result.file} has no rows.")
     frame, result.invalid, result.bad_lines = _valid_rows(frame)
     if frame.is_empty():
         raise LogError(f"{result.file}: no row could be imported (" + "; ".join(result.bad_lines[:3]) + ").")
@@ -111,15 +115,16 @@ def import_log(project_id: int, path: Path | str, model: str | None = None, mapp
     seen = storage.stored_hashes(project_id, [d.isoformat() for d in days])
     fresh = frame.filter(~pl.col("row_hash").is_in(seen.implode())) if len(seen) else frame
     result.duplicates = result.rows - result.invalid - fresh.height
-    with db.write_session() as s:
+    result.stored = fresh.height
+    # The record commits only after the files are written: a crash in between leaves no record (the file is not
+    # "imported") and, at worst, rows on disk that the next import of the file recognises by their hashes.
+    with db.session() as s:
         record = MonitorImport(project_id=project_id, sha256=digest, name=result.file[:200], rows=result.rows,
                                stored=fresh.height, invalid=result.invalid, duplicates=result.duplicates,
                                columns=result.columns)
         s.add(record)
         s.flush()
-        import_id = record.id
-    result.stored = fresh.height
-    result.days = storage.write(project_id, import_id, fresh) if fresh.height else []
+        result.days = storage.write(project_id, record.id, fresh) if fresh.height else []
     return result
 
 
@@ -150,7 +155,8 @@ def _read(path: Path):
         where = _first_bad_json_line(path) if suffix in (".jsonl", ".ndjson", ".json") \
             else _first_ragged_line(path, _separator(path))
         reason = where or str(err).strip().splitlines()[0][:300]
-        raise LogError(f"{path.name} cannot be read as {suffix.lstrip('.').upper() or 'CSV'}: {reason}") from None
+        kind = FORMATS.get(suffix, "CSV")
+        raise LogError(f"{path.name} cannot be read as {kind}: {reason}") from None
 
 
 def _separator(path: Path) -> str:

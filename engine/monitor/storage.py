@@ -1,5 +1,5 @@
-"""The production store: Parquet partitioned by day, <workspace>/monitor/project-<id>/day=YYYY-MM-DD/import-<n>.parquet.
-Typed on write (latency in milliseconds, flags and feedback as numbers), read back lazily by columns and days.
+"""The production store: Parquet partitioned by day,
+<workspace>/monitor/project-<id>/day=YYYY-MM-DD/import-<n>-<random>.parquet. Typed on write (latency in milliseconds, flags and feedback as numbers), read back lazily by columns and days.
 
 Each file names, in its Parquet metadata, the scheme of its row hashes (Polars' row hash is only stable within one
 Polars version): a file written under another scheme, or before schemes were recorded, has its hashes recomputed from
@@ -7,6 +7,7 @@ its own stored columns when an import compares against it, so an upgrade never l
 
 from __future__ import annotations
 
+import secrets
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -51,14 +52,17 @@ def write(project_id: int, import_id: int, frame) -> list[str]:
     parts = frame.partition_by("day", as_dict=True)
     scheme = hash_scheme()
 
+    token = secrets.token_hex(4)  # an import whose record was rolled back may see its number again: never overwrite
+
     def one(day, part) -> str:
         name = day[0].isoformat()
         folder = root(project_id) / f"day={name}"
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f"import-{import_id}.parquet.part"
+        final = folder / f"import-{import_id}-{token}.parquet"
+        tmp = final.with_suffix(".part")
         part.select(SCHEMA_COLUMNS).write_parquet(tmp, compression="zstd", compression_level=1,
                                                   metadata={SCHEME_KEY: scheme})
-        tmp.rename(folder / f"import-{import_id}.parquet")  # a reader never sees half a file
+        tmp.rename(final)  # a reader never sees half a file
         return name
 
     with ThreadPoolExecutor(WRITERS) as pool:

@@ -29,6 +29,9 @@ def scan_once(project_id: int, folder: Path, sizes: dict[Path, int], model: str 
             out.append(ingest.import_log(project_id, path, model, mapping))
         except StudioError as err:
             out.append(f"{path.name}: {err}")
+        except OSError as err:  # the store could not be written (disk full, permissions): nothing was recorded
+            out.append(f"{path.name}: could not be stored ({err.strerror or err}); trying again next round")
+            continue
         sizes[path] = -1  # done (imported, already imported, or refused): not looked at again
     return out
 

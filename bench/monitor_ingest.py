@@ -102,6 +102,7 @@ def main() -> int:
     print(f"studio import: {mine['import_seconds']:.2f} s ({mine['rows'] / mine['import_seconds']:,.0f} rows/s); "
           f"import + report: {mine['seconds']:.2f} s; peak {mine['peak_mb']:.0f} MB; report window "
           f"{mine['requests']:,} requests, drift {mine['drift']:.3f}")
+    print(f"import alone: {mine['import_seconds'] / base['seconds']:.2f}x the floor")
     print(f"ratio to the floor: {mine['seconds'] / base['seconds']:.2f}x (budget 3x); peak memory "
           f"{mine['peak_mb'] / 1024:.2f} GB (budget 2 GB)")
     return 0

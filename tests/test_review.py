@@ -396,14 +396,16 @@ def test_thirty_wrong_passwords_are_slowed_then_locked_out(ws):
 
 def test_only_one_first_admin_even_when_two_visitors_race(ws):
     results: list = []
+    start = threading.Barrier(8)
 
     def attempt(name: str) -> None:
+        start.wait()  # all at once: on PostgreSQL a NOT EXISTS check alone let two of them in
         try:
             results.append(users.create_first_admin(name, "a long password", local=True))
         except users.PermissionDenied as err:
             results.append(err)
 
-    threads = [threading.Thread(target=attempt, args=(f"first{i}",)) for i in range(4)]
+    threads = [threading.Thread(target=attempt, args=(f"first{i}",)) for i in range(8)]
     for t in threads:
         t.start()
     for t in threads:
@@ -412,6 +414,33 @@ def test_only_one_first_admin_even_when_two_visitors_race(ws):
     assert len(admins) == 1 and len(users.list_users()) == 1 and admins[0].role == "admin"
     with pytest.raises(users.UserError, match="too short"):
         users.create_first_admin("x", "short", local=True)
+
+
+def test_a_visitor_creating_the_first_admin_while_another_one_commits_is_refused(ws):
+    """The race made certain: one visitor's transaction has taken the first-admin lock and inserted its admin but not
+    committed when a second visitor tries. The second must wait and then be refused (on PostgreSQL, under READ
+    COMMITTED, a NOT EXISTS check alone saw no admin and let the second one in)."""
+    from engine.store.tables import now
+
+    outcome: list = []
+    with db.session() as first:
+        db.serialize(first, db.FIRST_ADMIN_LOCK_KEY)
+        first.add(User(name="first", role="admin", password_hash="x", active=True, created_at=now()))
+        first.flush()
+        second = threading.Thread(target=lambda: outcome.append(_try_first_admin("second")))
+        second.start()
+        second.join(timeout=1.0)  # it must be waiting on the first visitor now
+        assert second.is_alive() or outcome and isinstance(outcome[0], users.PermissionDenied)
+    second.join(timeout=60)
+    assert isinstance(outcome[0], users.PermissionDenied)
+    assert [u.name for u in users.list_users()] == ["first"]
+
+
+def _try_first_admin(name: str):
+    try:
+        return users.create_first_admin(name, "a long password", local=True)
+    except users.PermissionDenied as err:
+        return err
 
 
 def test_with_oidc_configured_visitors_get_the_provider_sign_in(ws):

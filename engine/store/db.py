@@ -26,6 +26,7 @@ from engine.store import workspace
 HEAD = "0011"  # the newest migration; a test checks it matches engine/migrations/versions
 BUSY_TIMEOUT_MS = 15000
 MIGRATION_LOCK_KEY = 0x57D10  # pg_advisory_xact_lock key of the studio's migrations
+FIRST_ADMIN_LOCK_KEY = 0x57D11  # (same) of creating the first administrator
 _engines: dict[str, Engine] = {}
 _write_locks: dict[str, threading.Lock] = {}
 
@@ -230,3 +231,12 @@ def write_session() -> Iterator[Session]:
     with lock:
         with session() as s:
             yield s
+
+
+def serialize(s: Session, key: int) -> None:
+    """Make transactions that take the same key run one after another (until this one commits). SQLite already runs
+    one writer at a time; on PostgreSQL, under READ COMMITTED, two transactions could each check a condition the
+    other is about to break (`INSERT ... WHERE NOT EXISTS` both inserting), so they take a transaction-level
+    advisory lock first, and the second then sees the first's committed rows."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})

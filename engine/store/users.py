@@ -112,7 +112,8 @@ def _aware(value):
 def create_first_admin(name: str, password: str, local: bool = False, token: str | None = None) -> User:
     """The first account of a fresh install; refused once any user exists (no takeover of a running install), and
     from another machine unless it brings the setup token `studio ui` printed. One INSERT ... SELECT ... WHERE NOT
-    EXISTS, so two visitors racing on a fresh install cannot both win."""
+    EXISTS, serialized (SQLite's single writer, PostgreSQL's advisory lock), so two visitors racing on a fresh install
+    cannot both win."""
     from sqlalchemy import exists, insert, literal  # only the configured dialect's upsert is loaded
 
     name = _validated(name, "admin", password, None)
@@ -124,6 +125,7 @@ def create_first_admin(name: str, password: str, local: bool = False, token: str
     row = select(literal(name), literal("admin"), literal(_hasher().hash(password)), literal(True), literal(now())) \
         .where(~exists(select(User.id)))
     with db.write_session() as s:  # RETURNING, not rowcount: psycopg reports -1 for INSERT ... SELECT
+        db.serialize(s, db.FIRST_ADMIN_LOCK_KEY)
         made = s.execute(insert(User).from_select(["name", "role", "password_hash", "active", "created_at"], row)
                          .returning(User.id)).scalar()
     if made is None:

@@ -155,6 +155,29 @@ def test_an_import_that_fails_while_writing_leaves_no_record_and_loses_no_row(de
     assert len(storage.read(project.id, ("request",), model="support-fault")) == 200
 
 
+def test_two_imports_of_the_same_rows_at_once_store_them_once(deployed, module_ws, tmp_path):
+    """Imports into a project take turns (a lock across processes): the same rows in two files imported at once by
+    two processes are stored once. The test holds the lock while both start, so they really are at once."""
+    import os
+    import subprocess
+
+    from conftest import ROOT, STUDIO
+
+    project, _ = deployed
+    path = _log(tmp_path / "a.csv", n=150, model="support-race", seed=41, start=datetime(2026, 9, 1, tzinfo=UTC))
+    (tmp_path / "b.csv").write_text(path.read_text() + "\n")  # other bytes, the same rows
+    env = {**os.environ, "STUDIO_HOME": str(module_ws.root)}
+    with storage.import_lock(project.id):
+        procs = [subprocess.Popen([*STUDIO, "monitor", "import", str(tmp_path / name), "--project", project.name],
+                                  env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for name in ("a.csv", "b.csv")]
+        time.sleep(4)  # both have read, masked and hashed their file by now, and wait for the lock
+        assert all(p.poll() is None for p in procs)
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    assert len(storage.read(project.id, ("request",), model="support-race")) == 150
+
+
 def test_mixed_time_formats_stray_values_and_a_broken_json_line(deployed, tmp_path):
     project, _ = deployed
     log = tmp_path / "mixed.csv"

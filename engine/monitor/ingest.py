@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from engine.errors import StudioError
 from engine.monitor import coerce, masking, storage
@@ -94,11 +95,9 @@ def import_log(project_id: int, path: Path | str, model: str | None = None, mapp
         finally:
             digest = pending.result()
     result = ImportResult(file=name or path.name, sha256=digest)
-    with db.session() as s:
-        if s.scalars(select(MonitorImport).where(MonitorImport.project_id == project_id,
-                                                 MonitorImport.sha256 == digest)).first():
-            result.skipped_file = True
-            return result
+    if _imported_before(project_id, digest):
+        result.skipped_file = True
+        return result
     frame, result.columns = _normalize(table, mapping or {}, model, first_line)
     del table
     result.rows = frame.height
@@ -111,21 +110,44 @@ def import_log(project_id: int, path: Path | str, model: str | None = None, mapp
     frame = frame.with_columns(row_hash=storage.row_hashes(frame))
     if frame["row_hash"].n_unique() < frame.height:  # counting is cheap; filtering only when a row repeats
         frame = frame.filter(pl.col("row_hash").is_first_distinct())
-    days = frame["day"].unique().sort()
-    seen = storage.stored_hashes(project_id, [d.isoformat() for d in days])
+    with storage.import_lock(project_id):  # one import at a time compares with and adds to a project's rows
+        if _imported_before(project_id, digest):
+            result.skipped_file = True
+            return result
+        _store(project_id, result, frame)
+    return result
+
+
+def _imported_before(project_id: int, digest: str) -> bool:
+    with db.session() as s:
+        return s.scalars(select(MonitorImport.id).where(MonitorImport.project_id == project_id,
+                                                        MonitorImport.sha256 == digest)).first() is not None
+
+
+def _store(project_id: int, result: ImportResult, frame) -> None:
+    """The rows not stored yet, written, then the import's record committed. A crash in between leaves no record (the
+    file is not "imported") and, at worst, rows on disk that the next import of the file recognises by their hashes;
+    a record refused by the database (the same file imported from another host at once) takes its files back."""
+    import polars as pl  # the log engine: only imports and reports need it
+
+    seen = storage.stored_hashes(project_id, [d.isoformat() for d in frame["day"].unique().sort()])
     fresh = frame.filter(~pl.col("row_hash").is_in(seen.implode())) if len(seen) else frame
     result.duplicates = result.rows - result.invalid - fresh.height
     result.stored = fresh.height
-    # The record commits only after the files are written: a crash in between leaves no record (the file is not
-    # "imported") and, at worst, rows on disk that the next import of the file recognises by their hashes.
-    with db.session() as s:
-        record = MonitorImport(project_id=project_id, sha256=digest, name=result.file[:200], rows=result.rows,
-                               stored=fresh.height, invalid=result.invalid, duplicates=result.duplicates,
-                               columns=result.columns)
-        s.add(record)
-        s.flush()
-        result.days = storage.write(project_id, record.id, fresh) if fresh.height else []
-    return result
+    written: list[Path] = []
+    try:
+        with db.session() as s:
+            record = MonitorImport(project_id=project_id, sha256=result.sha256, name=result.file[:200],
+                                   rows=result.rows, stored=fresh.height, invalid=result.invalid,
+                                   duplicates=result.duplicates, columns=result.columns)
+            s.add(record)
+            s.flush()
+            written = storage.write(project_id, record.id, fresh) if fresh.height else []
+    except IntegrityError:
+        storage.discard(written)
+        result.skipped_file, result.stored, result.duplicates = True, 0, 0
+        return
+    result.days = sorted({p.parent.name.removeprefix("day=") for p in written})
 
 
 def _sha256(path: Path) -> str:

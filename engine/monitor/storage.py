@@ -8,9 +8,12 @@ its own stored columns when an import compares against it, so an upgrade never l
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
+from engine.errors import StudioError
 from engine.store import workspace
 
 SCHEMA_COLUMNS = ("ts", "model", "request", "response", "latency_ms", "error", "rating", "thumbs", "resolved", "user",
@@ -43,9 +46,29 @@ def root(project_id: int) -> Path:
     return workspace.current().root / "monitor" / f"project-{project_id}"
 
 
-def write(project_id: int, import_id: int, frame) -> list[str]:
+@contextmanager
+def import_lock(project_id: int, timeout: float = 600) -> Iterator[None]:
+    """Imports into one project one at a time (across processes on this host): each compares its rows with the
+    stored ones and then adds its own, so two at once could both add a row the other also has."""
+    from filelock import FileLock, Timeout  # only imports need it
+
+    root(project_id).mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(root(project_id) / ".import.lock", timeout=timeout):
+            yield
+    except Timeout:
+        raise StudioError("Another import into this project has been running for ten minutes; try again when it "
+                          "ends.") from None
+
+
+def discard(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def write(project_id: int, import_id: int, frame) -> list[Path]:
     """Store the rows (typed as dtypes(), with a Date column "day"), one file per day of this import; returns the
-    days written."""
+    files written."""
     import polars as pl  # the log engine: only imports and reports need it
 
     frame = frame.with_columns(import_id=pl.lit(import_id, pl.Int32))
@@ -54,7 +77,7 @@ def write(project_id: int, import_id: int, frame) -> list[str]:
 
     token = secrets.token_hex(4)  # an import whose record was rolled back may see its number again: never overwrite
 
-    def one(day, part) -> str:
+    def one(day, part) -> Path:
         name = day[0].isoformat()
         folder = root(project_id) / f"day={name}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -63,7 +86,7 @@ def write(project_id: int, import_id: int, frame) -> list[str]:
         part.select(SCHEMA_COLUMNS).write_parquet(tmp, compression="zstd", compression_level=1,
                                                   metadata={SCHEME_KEY: scheme})
         tmp.rename(final)  # a reader never sees half a file
-        return name
+        return final
 
     with ThreadPoolExecutor(WRITERS) as pool:
         return sorted(pool.map(lambda item: one(*item), parts.items()))

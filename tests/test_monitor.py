@@ -8,7 +8,7 @@ import json
 import math
 import shutil
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -96,6 +96,45 @@ def test_in_distribution_traffic_is_stable_and_shifted_topics_recommend_retraini
                             "retrain_recommended", "reasons"}
     assert set(printed["drift"]) >= {"distribution_drift", "features", "band"}
     assert set(printed["drift"]["features"]) == {"length", "topic", "language"}
+
+
+def test_figures_intervals_and_alerts_equal_a_direct_computation(deployed, tmp_path):
+    """Two weeks of one version: latency, errors and ratings get worse in the second. The report's figures (from
+    streamed aggregates) equal numpy/scipy/statsmodels on the rows themselves, and the alerts fire."""
+    from scipy import stats as sps
+    from statsmodels.stats.proportion import proportion_confint
+
+    project, _ = deployed
+    rng = np.random.default_rng(5)
+    rows, start = [], datetime(2026, 10, 1, tzinfo=UTC)
+    for i in range(1400):
+        late = i >= 700
+        rows.append({"timestamp": (start + timedelta(seconds=i * 864)).isoformat(),  # 100 a day, 14 days
+                     "model_version": "support-figures", "request": f"question {i}", "response": "ok",
+                     "latency_ms": round(float(rng.normal(260 if late else 200, 25)), 2),
+                     "error": int(rng.random() < (0.08 if late else 0.02)),
+                     "rating": int(rng.choice([2, 3, 4] if late else [4, 5, 5]))})
+    ingest.import_log(project.id, traffic.write_csv(tmp_path / "figures.csv", rows))
+    found = report.report(project.id, "support-figures")
+    frame = storage.read(project.id, storage.NUMBERS, model="support-figures")
+    end = frame["ts"].max()
+    window = frame[frame["ts"] > end - np.timedelta64(7, "D")]
+    first = frame[frame["ts"] < frame["ts"].min() + np.timedelta64(7, "D")]
+    assert found["requests"] == len(window) and sum(d["requests"] for d in found["daily"]) == 1400
+    assert found["latency"]["mean"] == pytest.approx(window["latency_ms"].mean(), rel=1e-12)
+    assert found["latency"]["p95"] == pytest.approx(np.percentile(window["latency_ms"], 95), rel=1e-12)
+    errors = window["error"].to_numpy()
+    assert (found["error_rate"]["ci_low"], found["error_rate"]["ci_high"]) == pytest.approx(
+        proportion_confint(errors.sum(), len(errors), method="wilson"), abs=1e-12)
+    ratings = window["rating"].to_numpy()
+    assert (found["satisfaction"]["ci_low"], found["satisfaction"]["ci_high"]) == pytest.approx(
+        sps.t.interval(0.95, len(ratings) - 1, loc=ratings.mean(), scale=sps.sem(ratings)), rel=1e-12)
+    alerts = {a["metric"]: a for a in found["alerts"]}
+    assert set(alerts) == {"latency", "error rate", "satisfaction"}
+    ci = sps.ttest_ind(window["latency_ms"], first["latency_ms"], equal_var=False).confidence_interval(0.95)
+    assert (alerts["latency"]["ci_low"], alerts["latency"]["ci_high"]) == pytest.approx((ci.low, ci.high), rel=1e-9)
+    assert found["retrain_recommended"] and any("Satisfaction" in r for r in found["reasons"])
+    assert found["drift"] is None  # not a registered version: nothing to compare with
 
 
 def test_importing_the_same_log_twice_changes_nothing(deployed, tmp_path):

@@ -65,32 +65,21 @@ def _version(label: str) -> ModelVersion | None:
 
 
 def report(project_id: int, model: str | None = None, window_days: int = WINDOW_DAYS) -> MonitorReport:
-    import polars as pl  # the log engine: only imports and reports need it
-
     label = model or default_model(project_id)
     lazy = storage.scan(project_id, storage.NUMBERS, model=label)  # every row, without the texts
-    frame = lazy.collect() if lazy is not None else None
-    if frame is None or frame.is_empty():
+    found = tracking.figures(lazy, window_days) if lazy is not None else None
+    if found is None or found["window"] is None:
         raise MonitorError(f"No production logs of {label} yet; its rows name another model (`studio monitor "
                            f"report --model NAME`), or import its logs first.")
-    end = frame["ts"].max()
-    start = end - timedelta(days=window_days)
-    window = frame.filter(pl.col("ts") > start)
+    window, baseline = found["window"], found["first_week"]
     figures = tracking.summary(window)
-    baseline = tracking.first_week(frame)
     alerts = tracking.against_first_week(window, baseline) \
-        if window["ts"].min() >= baseline["ts"].max() else []  # the window must come after the first week
+        if window["ts_min"] >= baseline["ts_max"] else []  # the window must come after the first week
+    end = window["ts_max"]
     version = _version(label)
     drifted = None
     if version is not None:
-        facts = version.lineage.get("facts", {})
-        ref = drift.reference(facts.get("config", {}).get("split_id"), str(facts.get("base_model")))
-        texts = storage.scan(project_id, ("request",), model=label, since=start)
-        if ref and texts is not None:
-            requests = texts.select("request").drop_nulls().collect()["request"]
-            if len(requests) > drift.SAMPLE:  # sampled here, before a million texts become Python strings
-                requests = requests.sample(drift.SAMPLE, seed=0)
-            drifted = drift.drift(ref, requests.to_list())
+        drifted = _drift(project_id, label, version, since=end - timedelta(days=window_days))
     reasons = []
     if drifted and drifted["distribution_drift"] > RETRAIN_DRIFT:
         reasons.append(f"Distribution drift {drifted['distribution_drift']:.2f} on {drifted['feature']} is above "
@@ -98,8 +87,22 @@ def report(project_id: int, model: str | None = None, window_days: int = WINDOW_
                        "data.")
     reasons += [a["sentence"] for a in alerts if a["kind"] == "satisfaction"]
     return {"model": label, "registered": version is not None,
-            "window": {"start": str(window["ts"].min()), "end": str(end), "days": window_days},
+            "window": {"start": str(window["ts_min"]), "end": str(end), "days": window_days},
             "requests": figures["requests"], "latency": figures["latency"], "error_rate": figures["error_rate"],
             "satisfaction": figures["satisfaction"], "fallback_rate": figures["fallback_rate"], "drift": drifted,
             "alerts": alerts, "retrain_recommended": bool(reasons), "reasons": reasons,
-            "daily": tracking.daily(frame)}
+            "daily": found["daily"]}
+
+
+def _drift(project_id: int, label: str, version: ModelVersion, since) -> dict | None:
+    """PSI of the window's requests (a sample, drawn before a million texts become Python strings) against the
+    version's training requests; None when it has no training data to compare with."""
+    facts = version.lineage.get("facts", {})
+    ref = drift.reference(facts.get("config", {}).get("split_id"), str(facts.get("base_model")))
+    texts = storage.scan(project_id, ("request",), model=label, since=since)
+    if not ref or texts is None:
+        return None
+    requests = texts.select("request").drop_nulls().collect()["request"]
+    if len(requests) > drift.SAMPLE:
+        requests = requests.sample(drift.SAMPLE, seed=0)
+    return drift.drift(ref, requests.to_list())

@@ -1,104 +1,105 @@
 """What a model version does in production, per day and over a window: requests, latency (mean and p95), error rate,
 satisfaction (mean rating, else thumbs-up share, else resolved share) with 95% intervals, the hybrid-routing fallback
-rate where the log has it, and guardrail alerts against the version's own first week. Frames are Polars frames of
-the stored columns (engine.monitor.storage)."""
+rate where the log has it, and guardrail alerts against the version's own first week.
+
+Everything is computed from aggregates of Polars lazy frames (counts, means, variances, the 95th percentile), never
+from the rows themselves: a month of traffic at a million requests a day is summarised in one streaming pass without
+being held in memory. Welch's interval needs only each side's mean, variance and count."""
 
 from __future__ import annotations
 
 import math
 from datetime import timedelta
-
-import numpy as np
+from typing import Any
 
 from engine.review import ab_traffic, stats
 
 FIRST_WEEK_DAYS = 7
 Z95 = 1.959963984540054
 SATISFACTION = (("rating", "mean rating (1-5)"), ("thumbs", "thumbs-up share"), ("resolved", "resolved share"))
+SHARES = ("error", "fallback", "thumbs", "resolved")
 
 
-def _values(frame, column: str) -> np.ndarray:
-    if column not in frame.columns:
-        return np.array([], dtype=float)
-    return frame[column].drop_nulls().to_numpy().astype(float)
+def aggregates() -> list:
+    """The Polars expressions every figure is made from (one row per group)."""
+    import polars as pl  # the log engine: only imports and reports need it
+
+    out = [pl.len().alias("requests"), pl.col("ts").min().alias("ts_min"), pl.col("ts").max().alias("ts_max")]
+    for c in ("latency_ms", "rating", *SHARES):
+        out += [pl.col(c).count().alias(f"{c}_n"), pl.col(c).mean().alias(f"{c}_mean"),
+                pl.col(c).var().alias(f"{c}_var")]
+    return [*out, pl.col("latency_ms").quantile(0.95, "linear").alias("latency_ms_p95")]
 
 
-def _interval(kind: str, mean: float, sd: float | None, n: int) -> tuple[float, float]:
-    """95% interval of a mean rating (t) or of a share (Wilson), from its summary figures."""
-    if kind == "rating":
-        return stats.t_interval(mean, sd or 0.0, n)
-    return stats.wilson(mean * n, n)
+def _share(row: dict, column: str) -> dict | None:
+    n = row.get(f"{column}_n") or 0
+    if not n:
+        return None
+    low, high = stats.wilson(row[f"{column}_mean"] * n, n)
+    return {"value": row[f"{column}_mean"], "ci_low": low, "ci_high": high, "n": n}
 
 
-def satisfaction(frame) -> dict | None:
+def satisfaction(row: dict) -> dict | None:
     """{"kind", "value", "ci_low", "ci_high", "n"} from the best feedback the rows have, or None."""
     for key, kind in SATISFACTION:
-        values = _values(frame, key)
-        if len(values):
-            sd = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-            low, high = _interval(key, float(values.mean()), sd, len(values))
-            return {"kind": kind, "value": float(values.mean()), "ci_low": low, "ci_high": high, "n": len(values)}
+        n = row.get(f"{key}_n") or 0
+        if not n:
+            continue
+        mean = row[f"{key}_mean"]
+        if key == "rating":
+            low, high = stats.t_interval(mean, math.sqrt(row["rating_var"] or 0.0), n)
+        else:
+            low, high = stats.wilson(mean * n, n)
+        return {"kind": kind, "value": mean, "ci_low": low, "ci_high": high, "n": n}
     return None
 
 
-def _share(frame, column: str) -> dict | None:
-    values = _values(frame, column)
-    if not len(values):
-        return None
-    low, high = stats.wilson(float(values.sum()), len(values))
-    return {"value": float(values.mean()), "ci_low": low, "ci_high": high, "n": len(values)}
+def summary(row: dict) -> dict:
+    """The figures of one group of rows, from its aggregates."""
+    has_latency = bool(row.get("latency_ms_n"))
+    return {"requests": row["requests"],
+            "latency": {"mean": row["latency_ms_mean"] if has_latency else None,
+                        "p95": row["latency_ms_p95"] if has_latency else None, "unit": "ms"},
+            "error_rate": _share(row, "error"), "satisfaction": satisfaction(row),
+            "fallback_rate": _share(row, "fallback")}
 
 
-def summary(frame) -> dict:
-    """The window's figures for one version."""
-    latency = _values(frame, "latency_ms")
-    return {"requests": frame.height,
-            "latency": {"mean": float(latency.mean()) if len(latency) else None,
-                        "p95": float(np.percentile(latency, 95)) if len(latency) else None, "unit": "ms"},
-            "error_rate": _share(frame, "error"), "satisfaction": satisfaction(frame),
-            "fallback_rate": _share(frame, "fallback")}
-
-
-def daily(frame) -> list[dict]:
-    """Per model version and day (the time series the page plots), aggregated in one pass."""
+def figures(lazy, window_days: int) -> dict[str, Any]:
+    """{"window", "first_week", "daily"} aggregates of one version's rows (a lazy frame), in one pass over them."""
     import polars as pl  # the log engine: only imports and reports need it
 
-    feedback = [c for c, _ in SATISFACTION if c in frame.columns]
-    aggregates = [pl.len().alias("requests"), pl.col("latency_ms").mean().alias("latency_mean"),
-                  pl.col("latency_ms").quantile(0.95, "linear").alias("latency_p95"),
-                  pl.col("error").mean().alias("error_rate")]
-    for c in feedback:
-        aggregates += [pl.col(c).count().alias(f"{c}_n"), pl.col(c).mean().alias(f"{c}_mean"),
-                       pl.col(c).std().alias(f"{c}_sd")]
-    rows = []
-    for g in frame.group_by(["model", "day"]).agg(aggregates).sort(["model", "day"]).iter_rows(named=True):
-        row = {"model": g["model"], "day": g["day"].isoformat(), "requests": g["requests"],
-               "latency_mean": g["latency_mean"], "latency_p95": g["latency_p95"], "error_rate": g["error_rate"],
-               "satisfaction": None, "satisfaction_low": None, "satisfaction_high": None}
-        key = next((c for c in feedback if g[f"{c}_n"]), None)
-        if key is not None:
-            low, high = _interval(key, g[f"{key}_mean"], g[f"{key}_sd"], g[f"{key}_n"])
-            row.update(satisfaction=g[f"{key}_mean"], satisfaction_low=low, satisfaction_high=high)
-        rows.append(row)
-    return rows
+    bounds = lazy.select(pl.col("ts").min().alias("first"), pl.col("ts").max().alias("end")).collect()
+    first, end = bounds["first"][0], bounds["end"][0]
+    if end is None:
+        return {"window": None, "first_week": None, "daily": []}
+    window, first_week, daily = pl.collect_all(
+        [lazy.filter(pl.col("ts") > end - timedelta(days=window_days)).select(aggregates()),
+         lazy.filter(pl.col("ts") < first + timedelta(days=FIRST_WEEK_DAYS)).select(aggregates()),
+         lazy.group_by("model", "day").agg(aggregates()).sort("model", "day")], engine="streaming")
+    return {"window": window.row(0, named=True), "first_week": first_week.row(0, named=True),
+            "daily": [_day(row) for row in daily.iter_rows(named=True)]}
 
 
-def first_week(frame):
-    """The version's first FIRST_WEEK_DAYS days in production (its own baseline)."""
-    import polars as pl  # the log engine: only imports and reports need it
+def _day(row: dict) -> dict:
+    s = summary(row)
+    sat = s["satisfaction"]
+    return {"model": row["model"], "day": row["day"].isoformat(), "requests": row["requests"],
+            "latency_mean": s["latency"]["mean"], "latency_p95": s["latency"]["p95"],
+            "error_rate": s["error_rate"]["value"] if s["error_rate"] else None,
+            "satisfaction": sat["value"] if sat else None, "satisfaction_low": sat["ci_low"] if sat else None,
+            "satisfaction_high": sat["ci_high"] if sat else None}
 
-    return frame.filter(pl.col("ts") < frame["ts"].min() + timedelta(days=FIRST_WEEK_DAYS))
 
-
-def against_first_week(window, baseline) -> list[dict]:
+def against_first_week(window: dict, baseline: dict) -> list[dict]:
     """Guardrails (latency, errors) surely worse, and satisfaction surely lower, than in the first week: each with
     the difference and its 95% interval."""
     out = []
     for column, name in (("latency_ms", "latency"), ("error", "error rate")):  # higher is worse for both
-        a, b = _values(baseline, column), _values(window, column)
-        if len(a) < 2 or len(b) < 2:
+        a, b = (baseline.get(f"{column}_n") or 0), (window.get(f"{column}_n") or 0)
+        if a < 2 or b < 2:
             continue
-        w = ab_traffic.welch(a, b)
+        w = ab_traffic.welch_from(baseline[f"{column}_mean"], baseline[f"{column}_var"], a,
+                                  window[f"{column}_mean"], window[f"{column}_var"], b)
         if w["ci_low"] > 0:
             out.append({"metric": name, "kind": "guardrail", "first_week": w["control"], "window": w["treatment"],
                         "diff": w["diff"], "ci_low": w["ci_low"], "ci_high": w["ci_high"],

@@ -154,11 +154,15 @@ def _variants(df, treatment: str | None) -> tuple[str, str]:
 def welch(control: np.ndarray, treatment: np.ndarray) -> Welch:
     """Difference of means (treatment - control) with Welch's 95% interval and p-value, and the relative lift with a
     delta-method interval."""
+    return welch_from(float(np.mean(control)), float(np.var(control, ddof=1)), len(control),
+                      float(np.mean(treatment)), float(np.var(treatment, ddof=1)), len(treatment))
+
+
+def welch_from(mc: float, vc: float, nc: int, mt: float, vt: float, nt: int) -> Welch:
+    """The same from each side's mean, variance (ddof 1) and count (what an aggregate over millions of rows gives)."""
     from scipy.special import stdtr, stdtrit  # Student's t, without importing scipy.stats (a second)
 
-    mc, mt = float(np.mean(control)), float(np.mean(treatment))
-    vc, vt = float(np.var(control, ddof=1)), float(np.var(treatment, ddof=1))
-    nc, nt = len(control), len(treatment)
+    vc, vt = vc or 0.0, vt or 0.0
     se = math.sqrt(vc / nc + vt / nt)
     diff = mt - mc
     if se == 0:

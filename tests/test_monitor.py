@@ -325,6 +325,11 @@ def test_the_retraining_candidate_keeps_the_locked_test_set_and_registers_the_ne
     assert child.parent_id == made["parent_version"] and child.fixes[-1]["id"] == "retrain_from_production"
     answers = [r.messages[-1]["content"] for r in versions.load_version(child).records if r.messages]
     assert all(answers.count(text) == 1 for text in fixes + [by_page])
+    old = [r for r in versions.load_version(versions.get_version(made["parent_version"])).records if r.messages]
+    added = [(r.messages[-2]["content"], r.messages[-1]["content"])
+             for r in versions.load_version(child).records if r.messages][len(old):]
+    assert len(added) == made["added_examples"] and len(set(added)) == len(added)  # distinct pairs only
+    assert made["added_examples"] - 3 <= max(retrain.MIN_ADDED, len(old))  # at most as many as the old data
     home = workspace.current().root
     proc = run_studio("review", "results", str(campaign.id), "--json", env_home=home)
     assert proc.returncode == 0 and json.loads(proc.stdout)["corrected"] == 3, proc.stderr

@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 
 from engine.data import quality, split, versions
@@ -25,6 +27,10 @@ from engine.store import projects, users
 from engine.store.tables import User
 from engine.train import launcher
 
+# Production examples added: distinct (request, answer) pairs, newest first, at most as many as the training data has
+# (at least MIN_ADDED), so the drifted traffic is at most half of the new data and the old topics are not forgotten
+# (a 1:1 replay of old data is the usual guard against forgetting when fine-tuning continues on new data).
+MIN_ADDED = 200
 GOOD_RATING = 4.0  # ratings of 4 and 5 (of 5) count as good feedback
 LOW_RATING = 2.0  # ratings of 1 and 2 (of 5) count as low: worth a reviewer's correction
 # Run settings that belong to the old run and its data, not to how it trained.
@@ -69,10 +75,11 @@ def drifted_rows(project_id: int, label: str):
     ref = drift.reference(facts.get("config", {}).get("split_id"), str(facts.get("base_model")))
     if ref is None:
         raise RetrainError(f"{label} has no training data to compare with (its split is gone or too small).")
-    frame = storage.read(project_id, model=label)
-    if not len(frame):
+    lazy = storage.scan(project_id, ("model",), model=label)
+    end = lazy.select("ts").max().collect().item() if lazy is not None else None
+    if end is None:
         raise RetrainError(f"No production logs of {label}.")
-    frame = frame[frame["ts"] > frame["ts"].max() - np.timedelta64(report.WINDOW_DAYS, "D")]  # the report's window
+    frame = storage.read(project_id, model=label, since=end - timedelta(days=report.WINDOW_DAYS))  # the window only
     frame = frame[frame["request"].notna() & frame["response"].notna()]
     if "error" in frame:
         frame = frame[frame["error"].fillna(0) != 1]
@@ -93,14 +100,14 @@ def build(actor: User, project_id: int, label: str | None = None, confirmed: boo
     label = label or report.default_model(project_id)
     version = registry.get_version(label)
     rows, found = candidate_rows(project_id, label)
-    pairs = list(zip(rows["request"].astype(str), rows["response"].astype(str)))
+    facts = version.lineage["facts"]
+    parent = versions.get_version(facts["dataset_version_id"])
+    old = versions.load_version(parent).records
+    pairs = _distinct_newest(rows, max(MIN_ADDED, len(old)))
     fixed = corrections.corrected(project_id, version.run_id)
     if not pairs and not fixed:
         raise RetrainError(f"No production request of {label} from the drifted bins has good feedback (rating 4-5, "
                            "thumbs up or resolved) or a reviewer's correction to learn from yet.")
-    facts = version.lineage["facts"]
-    parent = versions.get_version(facts["dataset_version_id"])
-    old = versions.load_version(parent).records
     system = (projects.get_project(project_id).system_prompt or "").strip()
     start = max((r.location for r in old), default=0) + 1
     added = [Record(location=start + i, messages=([{"role": "system", "content": system}] if system else [])
@@ -123,3 +130,9 @@ def build(actor: User, project_id: int, label: str | None = None, confirmed: boo
     return {"model": label, "added_examples": len(added), "corrected_examples": len(fixed),
             "dataset_version": child.id, "parent_version": parent.id, "split": made.id, "kept_in_test": made.overlap.get("kept_in_test", 0), "counts": made.counts,
             "run": run.id, "drift": found["distribution_drift"], "feature": found["feature"]}
+
+
+def _distinct_newest(rows, limit: int) -> list[tuple[str, str]]:
+    """Up to `limit` distinct (request, answer) pairs of the rows, the newest first."""
+    rows = rows.sort_values("ts", ascending=False).drop_duplicates(["request", "response"]).head(limit)
+    return list(zip(rows["request"].astype(str), rows["response"].astype(str)))

@@ -108,6 +108,7 @@ class Workspace:
             "TMPDIR": str(self.tmp),
             "MPLCONFIGDIR": str(cache / "matplotlib"),
             "TRITON_CACHE_DIR": str(cache / "triton"),
+            "POLARS_TEMP_DIR": str(self.tmp),  # the streaming engine spills here when a log outgrows memory
         }
 
 

@@ -137,6 +137,35 @@ def test_figures_intervals_and_alerts_equal_a_direct_computation(deployed, tmp_p
     assert found["drift"] is None  # not a registered version: nothing to compare with
 
 
+def test_real_public_requests_drift_from_the_demo_shop(deployed, realdata, tmp_path):
+    """Real instructions as production traffic (llama_factory's alpaca_en_demo.json and identity.json, Apache-2.0,
+    see ../shared/realdata/README.md), logged in the OpenAI messages shape: imported whole, and against the demo
+    shop's training requests general instructions drift by topic while staying English, and the English/Chinese
+    identity questions drift by language."""
+    project, version = deployed
+    facts = version.lineage["facts"]
+    ref = drift.reference(facts["config"]["split_id"], str(facts["base_model"]))
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    for name, model in (("alpaca_en_demo.json", "realdata-alpaca"), ("identity.json", "realdata-identity")):
+        records = json.loads((realdata / "llama_factory" / name).read_text())
+        log = tmp_path / f"{model}.jsonl"
+        log.write_text("".join(json.dumps({
+            "timestamp": (start + timedelta(minutes=i)).isoformat(), "model": model, "response": r["output"],
+            "messages": [{"role": "system", "content": "You are helpful."},
+                         {"role": "user", "content": r["instruction"] + ("\n" + r["input"] if r["input"] else "")}]})
+            + "\n" for i, r in enumerate(records)))
+        result = ingest.import_log(project.id, log)
+        assert (result.rows, result.invalid, result.stored) == (len(records), 0, len(records))
+        stored = storage.read(project.id, ("request",), model=model)["request"].tolist()
+        assert sorted(stored)[:3] == sorted(r["instruction"] + ("\n" + r["input"] if r["input"] else "")
+                                            for r in records)[:3]  # the last user message, not the system one
+        found = drift.drift(ref, stored)
+        if model == "realdata-alpaca":
+            assert found["features"]["topic"] > 0.20 and found["features"]["language"] < 0.10
+        else:
+            assert found["feature"] == "language" and found["band"] == "significant"
+
+
 def test_importing_the_same_log_twice_changes_nothing(deployed, tmp_path):
     project, version = deployed
     path = _log(tmp_path / "twice.csv", n=300, model="support-old", seed=9, start=datetime(2026, 6, 1, tzinfo=UTC))

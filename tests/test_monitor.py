@@ -280,6 +280,10 @@ def test_mixed_time_formats_stray_values_and_a_broken_json_line(deployed, tmp_pa
     chat.write_text(json.dumps({"ts": "2026-04-05T10:00:00Z", "messages": turns, "output": "ok"}) + "\n")
     assert ingest.import_log(project.id, chat, model="support-chat").stored == 1
     assert storage.read(project.id, ("request",), model="support-chat")["request"].tolist() == ["mail [EMAIL]"]
+    unnamed = tmp_path / "unnamed.csv"  # a model column with a gap, and no --model to fill it
+    unnamed.write_text("timestamp,model,prompt,output\n2026-04-06T10:00:00Z,support-unnamed,a,x\n"
+                       "2026-04-06T10:01:00Z,,b,x\n")
+    assert ingest.import_log(project.id, unnamed).bad_lines == ["line 3: no model version (name it with --model)"]
 
 
 def test_bad_rows_are_named_by_line_and_personal_data_is_masked_before_storage(deployed, tmp_path):

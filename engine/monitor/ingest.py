@@ -295,14 +295,19 @@ def _last_user(value) -> str | None:
 
 
 def _valid_rows(frame):
-    """Rows with a readable time and a request; (the valid rows with "ts" and "day", how many were not, the first
-    reasons)."""
+    """Rows with a readable time, a request and a model version; (the valid rows with "ts" and "day", how many were
+    not, the first reasons)."""
     import polars as pl  # the log engine: only imports and reports need it
 
-    no_time = pl.col("ts").is_null()
-    no_request = pl.col("request").is_null() | (pl.col("request").str.strip_chars() == "")
-    bad = frame.filter(no_time | no_request).head(MAX_BAD_SHOWN)
-    reasons = [f"line {line}: {'time cannot be read' if missing else 'no request'}"
-               for line, missing in zip(bad["line"].to_list(), bad["ts"].is_null().to_list())]
-    good = frame.filter(~(no_time | no_request)).with_columns(day=pl.col("ts").dt.date())
+    checks = (("time cannot be read", pl.col("ts").is_null()),
+              ("no request", pl.col("request").is_null() | (pl.col("request").str.strip_chars() == "")),
+              ("no model version (name it with --model)",
+               pl.col("model").is_null() | (pl.col("model").str.strip_chars() == "")))
+    reason = pl.when(checks[0][1]).then(pl.lit(checks[0][0]))
+    for text, failed in checks[1:]:
+        reason = reason.when(failed).then(pl.lit(text))
+    frame = frame.with_columns(reason=reason.otherwise(None))
+    bad = frame.filter(pl.col("reason").is_not_null()).head(MAX_BAD_SHOWN)
+    reasons = [f"line {line}: {why}" for line, why in zip(bad["line"].to_list(), bad["reason"].to_list())]
+    good = frame.filter(pl.col("reason").is_null()).drop("reason").with_columns(day=pl.col("ts").dt.date())
     return good, frame.height - good.height, reasons

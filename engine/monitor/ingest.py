@@ -303,10 +303,8 @@ def _valid_rows(frame):
               ("no request", pl.col("request").is_null() | (pl.col("request").str.strip_chars() == "")),
               ("no model version (name it with --model)",
                pl.col("model").is_null() | (pl.col("model").str.strip_chars() == "")))
-    reason = pl.when(checks[0][1]).then(pl.lit(checks[0][0]))
-    for text, failed in checks[1:]:
-        reason = reason.when(failed).then(pl.lit(text))
-    frame = frame.with_columns(reason=reason.otherwise(None))
+    reason = pl.coalesce([pl.when(failed).then(pl.lit(text)) for text, failed in checks])  # the first that fails
+    frame = frame.with_columns(reason=reason)
     bad = frame.filter(pl.col("reason").is_not_null()).head(MAX_BAD_SHOWN)
     reasons = [f"line {line}: {why}" for line, why in zip(bad["line"].to_list(), bad["reason"].to_list())]
     good = frame.filter(pl.col("reason").is_null()).drop("reason").with_columns(day=pl.col("ts").dt.date())

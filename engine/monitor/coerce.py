@@ -70,21 +70,18 @@ def typed(frame, latency_column: str | None):
     import polars as pl  # the log engine: only imports and reports need it
 
     schema = frame.schema
-    present = set(frame.columns)
     missing = {"latency": pl.Float64, "error": pl.Float64, "rating": pl.Float64, "thumbs": pl.Float64,
                "resolved": pl.Float64, "fallback": pl.Float64, "user": pl.String}
 
-    def given(key: str, expression):
-        return (expression if key in present else pl.lit(None, missing[key])).alias(key)
+    def given(key: str, read):
+        """The column read by read(name, dtype), or all missing when the log has no such column."""
+        return (read(key, schema[key]) if key in schema else pl.lit(None, missing[key])).alias(key)
 
-    latency = given("latency", _number("latency", schema.get("latency")) if "latency" in present else None)
     out = frame.select(
         "ts", pl.col("model").cast(pl.String), pl.col("request").cast(pl.String),
-        pl.col("response").cast(pl.String), latency,
-        *(given(k, _flag(k, schema.get(k)) if k in present else None) for k in ("error", "thumbs", "resolved",
-                                                                               "fallback")),
-        given("rating", _number("rating", schema.get("rating")) if "rating" in present else None),
-        given("user", pl.col("user").cast(pl.String) if "user" in present else None), "day")
+        pl.col("response").cast(pl.String), given("latency", _number),
+        *(given(k, _flag) for k in ("error", "thumbs", "resolved", "fallback")), given("rating", _number),
+        given("user", lambda name, _: pl.col(name).cast(pl.String)), "day")
     name = (latency_column or "").lower()
     median = out["latency"].median()
     seconds = name.endswith("_s") or (name == "latency" and median is not None and float(median) < SECONDS_MEDIAN)

@@ -16,9 +16,7 @@ DEFAULT_LIMIT = 100  # answers per campaign: about an hour of a reviewer's work
 def low_rated(project_id: int, label: str, limit: int = DEFAULT_LIMIT) -> list[tuple[str, str]]:
     """Up to `limit` distinct (request, answer) pairs of the drifted bins with low feedback, most recent first."""
     rows, _ = retrain.drifted_rows(project_id, label)
-    rows = rows[retrain.low_feedback(rows)].sort_values("ts", ascending=False)
-    rows = rows.drop_duplicates(["request", "response"]).head(limit)
-    return list(zip(rows["request"].astype(str), rows["response"].astype(str)))
+    return retrain.distinct_newest(rows[retrain.low_feedback(rows)], limit)
 
 
 def send_for_correction(actor: User, project_id: int, label: str | None = None, reviewer_ids: list[int] | None = None,

@@ -12,7 +12,6 @@ by a 64-bit hash of its time, model, request, response and user, and a row alrea
 
 from __future__ import annotations
 
-import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from engine.data import versions
 from engine.errors import StudioError
 from engine.monitor import coerce, masking, storage
 from engine.store import db
@@ -89,7 +89,7 @@ def import_log(project_id: int, path: Path | str, model: str | None = None, mapp
     if not path.is_file():
         raise LogError(f"There is no file at {path}.")
     with ThreadPoolExecutor(1) as pool:  # the file's digest while it is read (hashlib lets go of the GIL)
-        pending = pool.submit(_sha256, path)
+        pending = pool.submit(versions.sha256_file, path)
         try:
             table, first_line = _read(path)
         finally:
@@ -148,14 +148,6 @@ def _store(project_id: int, result: ImportResult, frame) -> None:
         result.skipped_file, result.stored, result.duplicates = True, 0, 0
         return
     result.days = sorted({p.parent.name.removeprefix("day=") for p in written})
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _read(path: Path):

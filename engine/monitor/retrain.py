@@ -103,7 +103,7 @@ def build(actor: User, project_id: int, label: str | None = None, confirmed: boo
     facts = version.lineage["facts"]
     parent = versions.get_version(facts["dataset_version_id"])
     old = versions.load_version(parent).records
-    pairs = _distinct_newest(rows, max(MIN_ADDED, len(old)))
+    pairs = distinct_newest(rows, max(MIN_ADDED, len(old)))
     fixed = corrections.corrected(project_id, version.run_id)
     if not pairs and not fixed:
         raise RetrainError(f"No production request of {label} from the drifted bins has good feedback (rating 4-5, "
@@ -132,7 +132,7 @@ def build(actor: User, project_id: int, label: str | None = None, confirmed: boo
             "run": run.id, "drift": found["distribution_drift"], "feature": found["feature"]}
 
 
-def _distinct_newest(rows, limit: int) -> list[tuple[str, str]]:
+def distinct_newest(rows, limit: int) -> list[tuple[str, str]]:
     """Up to `limit` distinct (request, answer) pairs of the rows, the newest first."""
     rows = rows.sort_values("ts", ascending=False).drop_duplicates(["request", "response"]).head(limit)
     return list(zip(rows["request"].astype(str), rows["response"].astype(str)))

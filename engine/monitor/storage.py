@@ -1,5 +1,6 @@
 """The production store: Parquet partitioned by day,
-<workspace>/monitor/project-<id>/day=YYYY-MM-DD/import-<n>-<random>.parquet. Typed on write (latency in milliseconds, flags and feedback as numbers), read back lazily by columns and days.
+<workspace>/monitor/project-<id>/day=YYYY-MM-DD/import-<n>-<random>.parquet. Typed on write (latency in milliseconds,
+flags and feedback as numbers), read back lazily by columns and days.
 
 Each file names, in its Parquet metadata, the scheme of its row hashes (Polars' row hash is only stable within one
 Polars version): a file written under another scheme, or before schemes were recorded, has its hashes recomputed from

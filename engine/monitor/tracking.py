@@ -41,16 +41,14 @@ def _share(row: dict, column: str) -> dict | None:
 
 def satisfaction(row: dict) -> dict | None:
     """{"kind", "value", "ci_low", "ci_high", "n"} from the best feedback the rows have, or None."""
-    for key, kind in SATISFACTION:
-        n = row.get(f"{key}_n") or 0
-        if not n:
-            continue
-        mean = row[f"{key}_mean"]
-        if key == "rating":
-            low, high = stats.t_interval(mean, math.sqrt(row["rating_var"] or 0.0), n)
-        else:
-            low, high = stats.wilson(mean * n, n)
-        return {"kind": kind, "value": mean, "ci_low": low, "ci_high": high, "n": n}
+    if row.get("rating_n"):
+        n, mean = row["rating_n"], row["rating_mean"]
+        low, high = stats.t_interval(mean, math.sqrt(row["rating_var"] or 0.0), n)
+        return {"kind": SATISFACTION[0][1], "value": mean, "ci_low": low, "ci_high": high, "n": n}
+    for key, kind in SATISFACTION[1:]:
+        share = _share(row, key)
+        if share:
+            return {"kind": kind, **share}
     return None
 
 

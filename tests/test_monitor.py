@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,7 @@ from engine.data.loading import load_records
 from engine.demo import traffic
 from engine.jobs import supervisor
 from engine.models import lifecycle, registry
-from engine.monitor import drift, feedback, ingest, report, retrain, storage, watch
+from engine.monitor import drift, feedback, ingest, reference, report, retrain, storage, watch
 from engine.review import campaigns
 from engine.store import db, users, workspace
 from engine.store.tables import LockedRecord
@@ -144,7 +145,7 @@ def test_real_public_requests_drift_from_the_demo_shop(deployed, realdata, tmp_p
     identity questions drift by language."""
     project, version = deployed
     facts = version.lineage["facts"]
-    ref = drift.reference(facts["config"]["split_id"], str(facts["base_model"]))
+    ref = reference.load(facts["config"]["split_id"], str(facts["base_model"]))
     start = datetime(2026, 12, 1, tzinfo=UTC)
     for name, model in (("alpaca_en_demo.json", "realdata-alpaca"), ("identity.json", "realdata-identity")):
         records = json.loads((realdata / "llama_factory" / name).read_text())
@@ -164,6 +165,57 @@ def test_real_public_requests_drift_from_the_demo_shop(deployed, realdata, tmp_p
             assert found["features"]["topic"] > 0.20 and found["features"]["language"] < 0.10
         else:
             assert found["feature"] == "language" and found["band"] == "significant"
+
+
+def test_topics_placed_without_scikit_learn_are_scikit_learn_s_own(deployed, realdata):
+    """The report puts requests in topics with NumPy on the kept vocabulary, idf and centres: on the training
+    requests, real public instructions (English and Chinese) and awkward texts, every label is the one scikit-learn's
+    fitted TfidfVectorizer + KMeans.predict gives."""
+    import dataclasses
+
+    project, version = deployed
+    facts = version.lineage["facts"]
+    ref = reference.load(facts["config"]["split_id"], str(facts["base_model"]))
+    with db.session() as s:
+        from engine.store.tables import Split
+
+        made = s.get(Split, facts["config"]["split_id"])
+    training = [t for t in reference.training_requests(made) if t.strip()]
+    vectorizer, kmeans = reference.fit_topics(training)
+    mine = dataclasses.replace(ref, **reference.topic_fields(vectorizer, kmeans))
+    public = [r["instruction"] + " " + r["input"] for name in ("alpaca_en_demo.json", "identity.json")
+              for r in json.loads((realdata / "llama_factory" / name).read_text())]
+    awkward = ["", "   ", "?!", "A", "ORDER ORDER ORDER refund refund", "Ünïcödé wörds, émojis 🙂 and 数字 123",
+               "where is my order where is my order " * 50, "x" * 10_000]
+    texts = training + public + awkward
+    assert (mine.topic_bins(texts) == kmeans.predict(vectorizer.transform(texts))).all()
+    assert len(set(mine.topic_bins(public))) > 1  # not one bin for everything
+
+
+def test_the_reference_is_kept_at_registration_and_a_new_process_reads_it(deployed, traffic_reports, module_ws):
+    """Registering fitted the version's reference into the workspace; a report in a new process reads it (same drift
+    as this process found) without importing scikit-learn; a damaged copy is fitted again, not trusted."""
+    import subprocess
+    import sys
+
+    project, version = deployed
+    kept = [p for p in reference.folder().iterdir() if not p.name.count(".part-")]
+    assert len(kept) == 1 and {p.name for p in kept[0].iterdir()} == {"arrays.npz", "reference.json"}
+    code = ("import json, sys; from engine.monitor import report; "
+            f"found = report.report({project.id}, {version.label!r}); "
+            "print(json.dumps([found['drift']['features'], 'sklearn' in sys.modules]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "STUDIO_HOME": str(module_ws.root)})
+    assert proc.returncode == 0, proc.stderr
+    features, imported = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert not imported and features == traffic_reports[2]["drift"]["features"]
+
+    (kept[0] / "arrays.npz").write_bytes(b"not a NumPy file")
+    reference._loaded.clear()
+    facts = version.lineage["facts"]
+    again = reference.load(facts["config"]["split_id"], str(facts["base_model"]))
+    assert again is not None and np.load(kept[0] / "arrays.npz")["centers"].shape == again.centers.shape
+    assert drift.drift(again, ["Where is my order NW-12345?"] * 30)["features"]
 
 
 def test_importing_the_same_log_twice_changes_nothing(deployed, tmp_path):

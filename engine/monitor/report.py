@@ -9,7 +9,7 @@ from typing import Any, TypedDict
 
 from engine.errors import StudioError
 from engine.models import registry
-from engine.monitor import drift, storage, tracking
+from engine.monitor import drift, reference, storage, tracking
 from engine.store.tables import ModelVersion
 
 WINDOW_DAYS = 7
@@ -98,7 +98,7 @@ def _drift(project_id: int, label: str, version: ModelVersion, since) -> dict | 
     """PSI of the window's requests (a sample, drawn before a million texts become Python strings) against the
     version's training requests; None when it has no training data to compare with."""
     facts = version.lineage.get("facts", {})
-    ref = drift.reference(facts.get("config", {}).get("split_id"), str(facts.get("base_model")))
+    ref = reference.load(facts.get("config", {}).get("split_id"), str(facts.get("base_model")))
     texts = storage.scan(project_id, ("request",), model=label, since=since)
     if not ref or texts is None:
         return None

@@ -21,7 +21,7 @@ from engine.data import quality, split, versions
 from engine.data.shapes import Record
 from engine.errors import StudioError
 from engine.models import registry
-from engine.monitor import drift, report, storage
+from engine.monitor import drift, reference, report, storage
 from engine.review import corrections
 from engine.store import projects, users
 from engine.store.tables import User
@@ -72,7 +72,7 @@ def drifted_rows(project_id: int, label: str):
     (the bins of the most drifted feature whose share grew), and the drift found."""
     version = registry.get_version(label)
     facts = version.lineage.get("facts", {})
-    ref = drift.reference(facts.get("config", {}).get("split_id"), str(facts.get("base_model")))
+    ref = reference.load(facts.get("config", {}).get("split_id"), str(facts.get("base_model")))
     if ref is None:
         raise RetrainError(f"{label} has no training data to compare with (its split is gone or too small).")
     lazy = storage.scan(project_id, ("model",), model=label)
@@ -88,7 +88,7 @@ def drifted_rows(project_id: int, label: str):
     feature = found["feature"]
     bins = {"length": ref.length_bins, "topic": ref.topic_bins, "language": ref.language_bins}[feature](texts)
     training = {"length": ref.length_shares, "topic": ref.topic_shares, "language": ref.language_shares}[feature]
-    grown = np.flatnonzero(drift.shares(bins, len(training)) > training)
+    grown = np.flatnonzero(reference.shares(bins, len(training)) > training)
     return frame[np.isin(bins, grown)], found
 
 

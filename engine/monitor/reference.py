@@ -1,0 +1,228 @@
+"""The training side of the drift features (a version's "reference"): the bins and shares of its training requests.
+
+Fitted once per training split and tokenizer, when the version is registered (or by the first report of a version
+registered before), and kept in the workspace under monitor/references/<key>/ as JSON and NumPy arrays (read without
+pickle). A report in a new process - the CLI, another dashboard - then loads a few arrays instead of importing
+scikit-learn (about a second on two cores) and clustering the training data again.
+
+The topics are fitted with scikit-learn (TF-IDF + k-means). Putting a request in its topic is that vectorizer's
+`transform` followed by k-means' nearest centre, done here with NumPy on the stored vocabulary, idf weights and
+centres (the same tokens, bigrams, sublinear counts, idf and L2 norm); tests check it gives scikit-learn's own labels
+on real data, so the two cannot drift apart unnoticed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+import shutil
+from dataclasses import dataclass
+from functools import cached_property
+from itertools import chain
+from pathlib import Path
+
+import numpy as np
+
+from engine.data import split, tokens, versions
+from engine.data.checks import language
+from engine.data.loading import load_records
+from engine.data.quality import usable
+from engine.store import db, workspace
+from engine.store.tables import Split
+
+FORMAT = 1  # bump when what is stored or how it is fitted changes: older references are then fitted again
+MAX_TOPICS = 8
+MIN_REQUESTS = 20
+MIN_LANGUAGE_SHARE = 0.01  # languages under 1% of the training requests are pooled as "other"
+VECTORIZER = {"max_features": 5000, "sublinear_tf": True, "ngram_range": (1, 2), "min_df": 2}
+TOKEN = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token_pattern
+
+
+def shares(labels: np.ndarray, bins: int) -> np.ndarray:
+    counts = np.bincount(np.asarray(labels, dtype=int), minlength=bins)[:bins].astype(float)
+    return counts / counts.sum() if counts.sum() else counts
+
+
+@dataclass
+class Reference:
+    """The training side of each feature: its bins and shares, and how to put a request in a bin."""
+    length_edges: np.ndarray
+    length_shares: np.ndarray
+    topic_shares: np.ndarray
+    topic_names: list[str]
+    languages: list[str]
+    language_shares: np.ndarray
+    vocabulary: dict[str, int]  # the TF-IDF terms (words and word pairs) and their columns
+    idf: np.ndarray
+    centers: np.ndarray  # k-means' centres, one row per topic
+    tokenizer: str  # the folder whose tokenizer counts request lengths
+
+    @cached_property
+    def counter(self) -> tokens.TokenCounter:
+        return tokens.load_counter(self.tokenizer)
+
+    def length_bins(self, texts: list[str]) -> np.ndarray:
+        return np.searchsorted(self.length_edges, np.asarray(self.counter.count(texts)), side="right")
+
+    def topic_bins(self, texts: list[str]) -> np.ndarray:
+        """Each text's nearest centre, as KMeans.predict(TfidfVectorizer.transform(texts)) gives it."""
+        docs: list[int] = []
+        terms: list[int] = []
+        vocabulary = self.vocabulary
+        for i, text in enumerate(texts):
+            words = TOKEN.findall(text.lower())
+            for gram in chain(words, map(" ".join, zip(words, words[1:]))):
+                found = vocabulary.get(gram)
+                if found is not None:
+                    docs.append(i)
+                    terms.append(found)
+        n, width = len(texts), len(self.idf)
+        pairs, counts = np.unique(np.asarray(docs, np.int64) * width + np.asarray(terms, np.int64),
+                                  return_counts=True)  # sorted: each row's terms in column order, as in CSR
+        row, column = pairs // width, pairs % width
+        weight = (1.0 + np.log(counts)) * self.idf[column]
+        norm = np.sqrt(np.bincount(row, weight * weight, minlength=n))
+        weight = weight / norm[row]
+        dots = np.stack([np.bincount(row, weight * center[column], minlength=n) for center in self.centers], 1)
+        # squared distance up to the row's own norm, which is the same for every centre
+        return np.argmin((self.centers ** 2).sum(1)[None, :] - 2 * dots, axis=1)
+
+    def language_bins(self, texts: list[str]) -> np.ndarray:
+        index = {lang: i for i, lang in enumerate(self.languages)}
+        other = len(self.languages)
+        return np.array([index.get(lang, other) for lang in language.languages(texts)], dtype=int)
+
+
+def training_requests(made: Split) -> list[str]:
+    """The last user message of each training conversation of a split."""
+    records = usable(load_records(split.split_path(made, "train")).records)
+    return [next((m["content"] for m in reversed(r.turns) if m["role"] == "user"), "") for r in records]
+
+
+def _tokenizer_folder(base_model: str) -> Path:
+    """The base model's tokenizer where it has one, else the demo tokenizer."""
+    folder = Path(base_model)
+    return folder if (folder / "tokenizer.json").is_file() else tokens.default_tokenizer_path()
+
+
+def _key(made: Split, tokenizer: Path) -> str:
+    """What the reference is fitted from: the training file's bytes, the tokenizer file and how it is fitted."""
+    stat = (tokenizer / "tokenizer.json").stat()
+    facts = [FORMAT, VECTORIZER, MAX_TOPICS, MIN_LANGUAGE_SHARE, str(tokenizer.resolve()), stat.st_size,
+             stat.st_mtime_ns, versions.sha256_file(split.split_path(made, "train"))]
+    return hashlib.sha256(json.dumps(facts, default=str).encode()).hexdigest()[:32]
+
+
+def folder() -> Path:
+    return workspace.current().root / "monitor" / "references"
+
+
+_loaded: dict[str, Reference] = {}  # per process, by the file it was read from
+
+
+def load(split_id: int | None, base_model: str) -> Reference | None:
+    """The split's reference (from memory, else the workspace, else fitted and kept); None when the split is gone
+    or has fewer than MIN_REQUESTS training requests."""
+    with db.session() as s:
+        made = s.get(Split, split_id) if split_id is not None else None
+    if made is None or not split.split_path(made, "train").is_file():
+        return None
+    tokenizer = _tokenizer_folder(base_model)
+    place = folder() / _key(made, tokenizer)
+    if str(place) in _loaded:
+        return _loaded[str(place)]
+    ref = _read(place)
+    if ref is None:
+        ref = fit(training_requests(made), tokenizer)
+        if ref is None:
+            return None
+        shutil.rmtree(place, ignore_errors=True)  # a damaged copy, if any, is replaced
+        _write(place, ref)
+    _loaded[str(place)] = ref
+    return ref
+
+
+def fit(requests: list[str], tokenizer: Path) -> Reference | None:
+    """Bins and shares of the training requests (scikit-learn's TF-IDF + k-means for the topics)."""
+    requests = [t for t in requests if t.strip()]
+    if len(requests) < MIN_REQUESTS:
+        return None
+    counter = tokens.load_counter(tokenizer)
+    lengths = np.asarray(counter.count(requests))
+    edges = np.unique(np.quantile(lengths, np.linspace(0.1, 0.9, 9)))
+    vectorizer, kmeans = fit_topics(requests)
+    found = language.languages(requests)
+    counts = {lang: found.count(lang) / len(found) for lang in set(found)}
+    kept = sorted(lang for lang, share in counts.items() if share >= MIN_LANGUAGE_SHARE)
+    ref = Reference(length_edges=edges, length_shares=shares(np.searchsorted(edges, lengths, side="right"),
+                                                             len(edges) + 1),
+                    topic_shares=shares(kmeans.labels_, kmeans.n_clusters), languages=kept,
+                    language_shares=np.array([]), tokenizer=str(tokenizer), **topic_fields(vectorizer, kmeans))
+    ref.counter = counter  # the one already loaded
+    ref.language_shares = shares(ref.language_bins(requests), len(kept) + 1)
+    return ref
+
+
+def fit_topics(requests: list[str]):
+    """(the fitted TfidfVectorizer, the fitted KMeans) of the training requests."""
+    from sklearn.cluster import KMeans  # the scientific stack costs a second to import: only when fitting
+    from sklearn.feature_extraction.text import TfidfVectorizer  # (same)
+
+    vectorizer = TfidfVectorizer(**VECTORIZER)
+    matrix = vectorizer.fit_transform(requests)
+    kmeans = KMeans(n_clusters=max(2, min(MAX_TOPICS, len(requests) // 50)), n_init=4, random_state=0).fit(matrix)
+    return vectorizer, kmeans
+
+
+def topic_fields(vectorizer, kmeans) -> dict:
+    """What the reference keeps of the fitted topics: vocabulary, idf, centres, and each topic named by its three
+    heaviest terms."""
+    terms = vectorizer.get_feature_names_out()
+    centers = np.asarray(kmeans.cluster_centers_, dtype=float)
+    return {"vocabulary": {str(t): i for i, t in enumerate(terms)}, "idf": np.asarray(vectorizer.idf_, float),
+            "centers": centers,
+            "topic_names": ["topic: " + ", ".join(terms[np.argsort(row)[::-1][:3]]) for row in centers]}
+
+
+ARRAYS = ("length_edges", "length_shares", "topic_shares", "language_shares", "idf", "centers")
+
+
+def _write(place: Path, ref: Reference) -> None:
+    """Into a fresh folder, then renamed into place: a reader never sees half a reference, and two processes that
+    fit the same one at once both succeed (the second's copy is dropped)."""
+    place.parent.mkdir(parents=True, exist_ok=True)
+    tmp = place.with_name(f"{place.name}.part-{secrets.token_hex(4)}")
+    tmp.mkdir()
+    try:
+        np.savez(tmp / "arrays.npz", **{name: getattr(ref, name) for name in ARRAYS})
+        terms = sorted(ref.vocabulary, key=ref.vocabulary.__getitem__)
+        (tmp / "reference.json").write_text(json.dumps(
+            {"format": FORMAT, "topic_names": ref.topic_names, "languages": ref.languages, "terms": terms,
+             "tokenizer": ref.tokenizer}), encoding="utf-8")
+        tmp.rename(place)
+    except OSError:  # already there (fitted by another process), or the disk refused: this process keeps its own
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read(place: Path) -> Reference | None:
+    """A stored reference, or None when there is none or it cannot be read (it is then fitted again)."""
+    try:
+        meta = json.loads((place / "reference.json").read_text(encoding="utf-8"))
+        with np.load(place / "arrays.npz", allow_pickle=False) as stored:
+            arrays = {name: np.asarray(stored[name]) for name in ARRAYS}
+    except (OSError, ValueError, KeyError):
+        return None
+    if meta.get("format") != FORMAT or len(meta.get("terms", [])) != len(arrays["idf"]):
+        return None
+    return Reference(**arrays, topic_names=list(meta["topic_names"]), languages=list(meta["languages"]),
+                     vocabulary={t: i for i, t in enumerate(meta["terms"])}, tokenizer=str(meta["tokenizer"]))
+
+
+def prepare(facts: dict) -> None:
+    """Fit and keep the reference of a version being registered (its lineage facts), so its first report is as fast
+    as the next. A failure here is not the registration's: the first report fits it again and says what is wrong."""
+    try:
+        load(facts.get("config", {}).get("split_id"), str(facts.get("base_model")))
+    except Exception:  # noqa: BLE001 - a cache being filled; the report path raises the same error with context
+        pass

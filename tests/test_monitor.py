@@ -190,6 +190,9 @@ def test_topics_placed_without_scikit_learn_are_scikit_learn_s_own(deployed, rea
     texts = training + public + awkward
     assert (mine.topic_bins(texts) == kmeans.predict(vectorizer.transform(texts))).all()
     assert len(set(mine.topic_bins(public))) > 1  # not one bin for everything
+    repeated = texts[:300] + texts[:300][::-1]  # repeated texts are placed once, and every copy gets that bin
+    for feature, place in (("length", ref.length_bins), ("topic", ref.topic_bins), ("language", ref.language_bins)):
+        assert (ref.bins(feature, repeated) == place(repeated)).all()
 
 
 def test_the_reference_is_kept_at_registration_and_a_new_process_reads_it(deployed, traffic_reports, module_ws):
@@ -336,6 +339,37 @@ def test_mixed_time_formats_stray_values_and_a_broken_json_line(deployed, tmp_pa
     unnamed.write_text("timestamp,model,prompt,output\n2026-04-06T10:00:00Z,support-unnamed,a,x\n"
                        "2026-04-06T10:01:00Z,,b,x\n")
     assert ingest.import_log(project.id, unnamed).bad_lines == ["line 3: no model version (name it with --model)"]
+
+
+def test_iso_times_read_on_the_fast_path_are_the_instants_pandas_reads():
+    """ISO 8601 times (either separator, fractions of 1-9 digits, Z, offsets with and without a colon, naive) are
+    read by slicing rather than by Polars' %z parser; every instant equals pandas' reading, and what is not a valid
+    time (30 February, an hour offset of 99, a trailing PM) stays unreadable."""
+    import random
+
+    import pandas as pd
+    import polars as pl
+
+    from engine.monitor import coerce
+
+    rng = random.Random(7)
+    values = []
+    for _ in range(5000):
+        value = (f"{rng.randint(1971, 2037):04d}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+                 f"{rng.choice('T ')}{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}")
+        if rng.random() < 0.5:
+            value += "." + "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 9)))
+        value += rng.choice(["", "Z", f"{rng.choice('+-')}{rng.randint(0, 14):02d}{rng.choice([':', ''])}"
+                                       f"{rng.choice([0, 30, 45]):02d}"])
+        values.append(value)
+    odd = ["2026-02-30T10:00:00Z", "2026-11-01T08:31:54 PM", "2026-11-01T08:31:54+99:99", "not a time", "",
+           "2026-11-01", "2026-04-02 09:30", "04/02/2026 11:00"]
+    for column in (values + odd, odd + values):  # the first value decides the format Polars would infer
+        got = coerce.timestamps(pl.Series("t", column)).to_list()
+        want = pd.to_datetime(pd.Series(column), format="mixed", utc=True, errors="coerce").astype("datetime64[us, UTC]")
+        assert got == [None if pd.isna(w) else w.to_pydatetime() for w in want]
+    assert coerce.timestamps(pl.Series("t", ["2026-11-01T08:31:54.5+05:30"])).to_list()[0].isoformat() == \
+        "2026-11-01T03:01:54.500000+00:00"
 
 
 def test_bad_rows_are_named_by_line_and_personal_data_is_masked_before_storage(deployed, tmp_path):

@@ -10,8 +10,9 @@ SECONDS_MEDIAN = 30  # a plain "latency" column whose median is under this is in
 
 def timestamps(values):
     """A column of times (text in any usual format, dates, datetimes, epoch seconds or milliseconds) as Polars
-    Datetime(us, UTC); unreadable values are null. Text goes through Polars' parser with the format it infers (fast);
-    only the values that format misses go through pandas' mixed-format parser."""
+    Datetime(us, UTC); unreadable values are null. ISO 8601 text (most logs) is read by _iso; other text goes
+    through Polars' parser with the format it infers, and only the values that format misses through pandas'
+    mixed-format parser."""
     import polars as pl  # the log engine: only imports and reports need it
 
     utc = pl.Datetime("us", "UTC")
@@ -26,11 +27,54 @@ def timestamps(values):
         seconds = pl.select(pl.when(seconds.abs() > 1e11).then(seconds / 1000).otherwise(seconds)).to_series()
         return pl.from_epoch((seconds * 1e6).cast(pl.Int64, strict=False), time_unit="us").dt.replace_time_zone("UTC")
     text = values.cast(pl.String, strict=False).str.strip_chars()
+    parsed = _iso(text)
+    missed = parsed.is_null() & text.is_not_null() & (text != "")
+    if not missed.any():
+        return parsed
+    rest = text.filter(missed)
+    # As before this fast path: Polars infers one format from the column's first time and pandas' mixed-format
+    # parser reads what that format misses. When the first time is ISO, the fast path has read every ISO value.
+    first = int(text.is_not_null().arg_max() or 0)
+    rest = _mixed(rest) if parsed[first] is not None else _inferred(rest)
+    return parsed.scatter(missed.arg_true(), rest)
+
+
+# What may follow YYYY-MM-DDTHH:MM:SS in an ISO 8601 time: a fraction of a second, then Z or an offset.
+_ISO_REST = r"^(?<fraction>\.[0-9]{1,9}|)(?:[Zz]|(?<sign>[+-])(?<hours>[01][0-9]|2[0-3]):?(?<minutes>[0-5][0-9]))?$"
+
+
+def _iso(text):
+    """ISO 8601 times (a date and time of day to the second, then an optional fraction and Z or an offset) in UTC;
+    null where a value is not one. The date and time go through Polars' parser with a fixed format and the rest is
+    read from its digits: four times faster than Polars' own %z parsing, which a million-row log notices."""
+    import polars as pl  # the log engine: only imports and reports need it
+
+    sample = text.drop_nulls().head(1).to_list()
+    separator = " " if sample and len(sample[0]) > 10 and sample[0][10] == " " else "T"
+    fraction, sign = pl.col("fraction"), pl.col("sign")
+    micro = pl.when(fraction.str.len_bytes() > 1) \
+        .then(fraction.str.slice(1).str.pad_end(9, "0").cast(pl.Int64) // 1000).otherwise(0)
+    minutes = pl.when(sign.is_not_null()).then(
+        (pl.col("hours").cast(pl.Int64) * 60 + pl.col("minutes").cast(pl.Int64))
+        * pl.when(sign == "-").then(-1).otherwise(1)).otherwise(0)
+    return text.to_frame("t").select(
+        base=pl.col("t").str.slice(0, 19).str.to_datetime(f"%Y-%m-%d{separator}%H:%M:%S", time_unit="us",
+                                                           strict=False),
+        rest=pl.col("t").str.slice(19).str.extract_groups(_ISO_REST)).unnest("rest").select(
+        pl.when(fraction.is_not_null())  # null when what follows the seconds is not a fraction and a zone
+        .then(pl.col("base") + pl.duration(microseconds=micro) - pl.duration(minutes=minutes))
+        .dt.replace_time_zone("UTC").alias(text.name)).to_series()
+
+
+def _inferred(text):
+    """Times in the format Polars infers from the first, then what it misses through pandas."""
+    import polars as pl  # the log engine: only imports and reports need it
+
     try:
         parsed = text.str.to_datetime(time_zone="UTC", time_unit="us", strict=False)
     except pl.exceptions.PolarsError:  # no format could be inferred from the first value
-        parsed = pl.Series(values.name, [None] * len(text), utc)
-    missed = parsed.is_null() & text.is_not_null() & (text != "")
+        parsed = pl.Series(text.name, [None] * len(text), pl.Datetime("us", "UTC"))
+    missed = parsed.is_null()
     if not missed.any():
         return parsed
     return parsed.scatter(missed.arg_true(), _mixed(text.filter(missed)))

@@ -50,10 +50,9 @@ def drift(ref: Reference, requests: list[str], seed: int = 0) -> dict:
         rng = np.random.default_rng(seed)
         sample = [sample[i] for i in sorted(rng.choice(len(sample), SAMPLE, replace=False))]
     features, grown = {}, {}
-    for name, bins, training, labels in (
-            ("length", ref.length_bins(sample), ref.length_shares, _length_labels(ref)),
-            ("topic", ref.topic_bins(sample), ref.topic_shares, ref.topic_names),
-            ("language", ref.language_bins(sample), ref.language_shares, [*ref.languages, "other"])):
+    for name, labels in (("length", _length_labels(ref)), ("topic", ref.topic_names),
+                         ("language", [*ref.languages, "other"])):
+        bins, training = ref.bins(name, sample), ref.training_shares(name)
         production = shares(bins, len(training))
         features[name] = round(psi(production, training), 4)
         top = int(np.argmax(production - training))

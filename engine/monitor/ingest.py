@@ -7,7 +7,8 @@ copied or deleted with the shell, and no second database engine needs pinning ne
 runs in Polars (multi-threaded, columnar, no Python loop per row): a million-row log is read, masked, hashed and
 written in a few seconds on two cores (bench/monitor_ingest.py).
 
-Idempotent: a file whose bytes were imported before is skipped whole (SHA-256 in the database); a row is identified
+Idempotent: a file whose bytes were imported before is skipped whole (its BLAKE3 digest in the database: as
+collision-resistant as SHA-256 and five times faster on a file of hundreds of megabytes); a row is identified
 by a 64-bit hash of its time, model, request, response and user, and a row already stored is not stored again."""
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from engine.data import versions
 from engine.errors import StudioError
 from engine.monitor import coerce, masking, storage
 from engine.store import db
@@ -53,7 +53,7 @@ class LogError(StudioError, ValueError):
 @dataclass
 class ImportResult:
     file: str
-    sha256: str
+    digest: str
     rows: int = 0
     stored: int = 0
     duplicates: int = 0
@@ -88,13 +88,13 @@ def import_log(project_id: int, path: Path | str, model: str | None = None, mapp
     path = Path(path)
     if not path.is_file():
         raise LogError(f"There is no file at {path}.")
-    with ThreadPoolExecutor(1) as pool:  # the file's digest while it is read (hashlib lets go of the GIL)
-        pending = pool.submit(versions.sha256_file, path)
+    with ThreadPoolExecutor(1) as pool:  # the file's digest while it is read (blake3 lets go of the GIL)
+        pending = pool.submit(_digest, path)
         try:
             table, first_line = _read(path)
         finally:
             digest = pending.result()
-    result = ImportResult(file=name or path.name, sha256=digest)
+    result = ImportResult(file=name or path.name, digest=digest)
     if _imported_before(project_id, digest):
         result.skipped_file = True
         return result
@@ -118,10 +118,21 @@ def import_log(project_id: int, path: Path | str, model: str | None = None, mapp
     return result
 
 
+def _digest(path: Path) -> str:
+    """The file's BLAKE3 digest, on one thread (the reader has the others)."""
+    from blake3 import blake3  # only imports need it
+
+    hasher = blake3(max_threads=1)
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
 def _imported_before(project_id: int, digest: str) -> bool:
     with db.session() as s:
         return s.scalars(select(MonitorImport.id).where(MonitorImport.project_id == project_id,
-                                                        MonitorImport.sha256 == digest)).first() is not None
+                                                        MonitorImport.digest == digest)).first() is not None
 
 
 def _store(project_id: int, result: ImportResult, frame) -> None:
@@ -137,7 +148,7 @@ def _store(project_id: int, result: ImportResult, frame) -> None:
     written: list[Path] = []
     try:
         with db.session() as s:
-            record = MonitorImport(project_id=project_id, sha256=result.sha256, name=result.file[:200],
+            record = MonitorImport(project_id=project_id, digest=result.digest, name=result.file[:200],
                                    rows=result.rows, stored=fresh.height, invalid=result.invalid,
                                    duplicates=result.duplicates, columns=result.columns)
             s.add(record)

@@ -58,6 +58,20 @@ class Reference:
     centers: np.ndarray  # k-means' centres, one row per topic
     tokenizer: str  # the folder whose tokenizer counts request lengths
 
+    def bins(self, feature: str, texts: list[str]) -> np.ndarray:
+        """Each text's bin of one feature ("length", "topic" or "language"); a text that repeats (production traffic
+        is full of them) is placed once."""
+        place = {"length": self.length_bins, "topic": self.topic_bins, "language": self.language_bins}[feature]
+        unique = list(dict.fromkeys(texts))
+        found = place(unique)
+        if len(unique) == len(texts):
+            return found
+        index = {text: i for i, text in enumerate(unique)}
+        return found[np.fromiter((index[t] for t in texts), dtype=np.int64, count=len(texts))]
+
+    def training_shares(self, feature: str) -> np.ndarray:
+        return {"length": self.length_shares, "topic": self.topic_shares, "language": self.language_shares}[feature]
+
     @cached_property
     def counter(self) -> tokens.TokenCounter:
         return tokens.load_counter(self.tokenizer)

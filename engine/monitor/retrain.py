@@ -86,8 +86,7 @@ def drifted_rows(project_id: int, label: str):
     texts = frame["request"].astype(str).tolist()
     found = drift.drift(ref, texts)
     feature = found["feature"]
-    bins = {"length": ref.length_bins, "topic": ref.topic_bins, "language": ref.language_bins}[feature](texts)
-    training = {"length": ref.length_shares, "topic": ref.topic_shares, "language": ref.language_shares}[feature]
+    bins, training = ref.bins(feature, texts), ref.training_shares(feature)
     grown = np.flatnonzero(reference.shares(bins, len(training)) > training)
     return frame[np.isin(bins, grown)], found
 

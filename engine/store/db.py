@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.errors import StudioError
 from engine.store import workspace
 
-HEAD = "0011"  # the newest migration; a test checks it matches engine/migrations/versions
+HEAD = "0012"  # the newest migration; a test checks it matches engine/migrations/versions
 BUSY_TIMEOUT_MS = 15000
 MIGRATION_LOCK_KEY = 0x57D10  # pg_advisory_xact_lock key of the studio's migrations
 FIRST_ADMIN_LOCK_KEY = 0x57D11  # (same) of creating the first administrator

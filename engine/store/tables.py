@@ -270,12 +270,12 @@ class ModelEvent(Base):
 
 
 class MonitorImport(Base):
-    """One production log file imported into the monitor store (by its SHA-256: a file is imported once)."""
+    """One production log file imported into the monitor store (by its BLAKE3 digest: a file is imported once)."""
     __tablename__ = "monitor_imports"
-    __table_args__ = (UniqueConstraint("project_id", "sha256", name="uq_monitor_import_file"),)
+    __table_args__ = (UniqueConstraint("project_id", "digest", name="uq_monitor_import_file"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
-    sha256: Mapped[str] = mapped_column(String(64))
+    digest: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(200))
     rows: Mapped[int] = mapped_column(Integer)
     stored: Mapped[int] = mapped_column(Integer)

@@ -58,6 +58,12 @@ with shown_as_message():
     c4.metric("Satisfaction", f"{sat['value']:.3g}" if sat else "-",
               f"{sat['kind']}, 95% [{sat['ci_low']:.3g}, {sat['ci_high']:.3g}]" if sat else None, delta_color="off",
               delta_arrow="off")
+    fallback, rule = found["fallback_rate"], found["routing"]
+    if fallback:
+        expected = f"; the evaluation expected {rule['expected']:.1%}" if rule else ""
+        st.metric("Fallback rate (hybrid routing)", f"{fallback['value']:.1%}",
+                  f"95% [{fallback['ci_low']:.1%}, {fallback['ci_high']:.1%}]{expected}", delta_color="off",
+                  delta_arrow="off")
     for alert in found["alerts"]:
         st.warning(md_escape(alert["sentence"]))
 

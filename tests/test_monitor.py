@@ -138,6 +138,64 @@ def test_figures_intervals_and_alerts_equal_a_direct_computation(deployed, tmp_p
     assert found["drift"] is None  # not a registered version: nothing to compare with
 
 
+def test_the_fallback_rate_under_the_routing_rule_and_its_alert(deployed, tmp_path):
+    """A version whose evaluation recommended hybrid routing (fall back below confidence 0.8, expected 20% of the
+    time on 200 test examples) logs its confidence: the report's fallback rate is the share under 0.8 (a logged
+    fallback flag wins over the confidence), with statsmodels' Wilson interval, and it alerts only when production
+    falls back surely more often than the evaluation expected."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    from engine.evaluate import results
+
+    project, _ = deployed
+    made = split.list_splits(versions.list_versions(project.id)[0].id)[0]
+    config = launcher.config_for_split(made, str(workspace.current().demo_model), name="routed", max_steps=2)
+    run = supervisor.wait(launcher.launch(config, project.id).id, timeout=300)
+    version = lifecycle.register(users.SYSTEM, run.id)
+    rng = np.random.default_rng(11)
+    rows, start = [], datetime(2026, 9, 1, tzinfo=UTC)
+    for i in range(600):
+        row = {"timestamp": (start + timedelta(minutes=7 * i)).isoformat(), "model_version": version.label,
+               "request": f"question {i}", "response": "ok", "confidence": "", "fallback": ""}
+        if i % 10 == 0:
+            row["fallback"] = "true"  # routed by the serving layer itself, whatever the confidence says
+            row["confidence"] = "0.99"
+        elif i % 10 != 1:  # one row in ten logs neither
+            row["confidence"] = f"{rng.uniform(0.35, 1.0):.3f}"
+        rows.append(row)
+    ingest.import_log(project.id, traffic.write_csv(tmp_path / "routed.csv", rows))
+    folder = results.eval_dir(registry.run_of(version))
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def evaluated(expected: float) -> None:  # what comparison.py stores of a routed evaluation
+        rule = {"route": "fine-tuned model", "fallback": "base model with a 3-shot prompt", "threshold": 0.8,
+                "confidence": "mean probability of the fine-tuned answer's tokens", "fallback_when": "confidence < 0.8",
+                "expected_fallback_rate": expected, "expected_quality": 0.5}
+        (folder / "report.json").write_text(json.dumps({"run": run.id, "n_examples": 200, "routing": {"rule": rule}}))
+
+    evaluated(0.20)
+    found = report.report(project.id, version.label)
+    flags = [1.0 if r["fallback"] else float(r["confidence"]) < 0.8 for r in rows if r["fallback"] or r["confidence"]]
+    share = sum(flags) / len(flags)
+    rate = found["fallback_rate"]
+    assert rate["n"] == len(flags) == 540 and rate["value"] == pytest.approx(share, rel=1e-12)
+    assert (rate["ci_low"], rate["ci_high"]) == pytest.approx(
+        proportion_confint(sum(flags), len(flags), method="wilson"), abs=1e-12)
+    assert found["routing"] == {"threshold": 0.8, "expected": 0.20, "n": 200} and share > 0.35
+    assert [a["metric"] for a in found["alerts"]] == ["fallback rate"]
+    printed = run_studio("monitor", "report", "--model", version.label, "--project", project.name,
+                         env_home=workspace.current().root)
+    assert printed.returncode == 0, printed.stderr
+    assert f"fallback rate {share:.1%}" in printed.stdout and "the evaluation expected 20.0%" in printed.stdout
+    assert "alert: The fallback rate is higher than the evaluation expected" in printed.stdout
+    evaluated(share - 0.02)  # about what production does: nothing to say
+    assert report.report(project.id, version.label)["alerts"] == []
+    (folder / "report.json").write_text(json.dumps({"run": run.id, "n_examples": 200, "routing": {"rule": {
+        "threshold": 0, "expected_fallback_rate": 0.0}}}))  # the evaluation recommended no fallback
+    quiet = report.report(project.id, version.label)
+    assert quiet["routing"] is None and quiet["fallback_rate"]["n"] == 60  # only the logged flags
+
+
 def test_real_public_requests_drift_from_the_demo_shop(deployed, realdata, tmp_path):
     """Real instructions as production traffic (llama_factory's alpaca_en_demo.json and identity.json, Apache-2.0,
     see ../shared/realdata/README.md), logged in the OpenAI messages shape: imported whole, and against the demo
@@ -239,7 +297,8 @@ def test_importing_the_same_log_twice_changes_nothing(deployed, tmp_path):
 
 def test_rows_stored_under_another_hash_scheme_are_still_recognised(deployed, tmp_path):
     """Polars' row hash is stable only within one Polars version: files written under another scheme (or by the
-    first, pandas-based store, with nanosecond times and no scheme) have their hashes recomputed when compared."""
+    first, pandas-based store, with nanosecond times, no scheme and no confidence column) have their hashes
+    recomputed when compared, and read with the column missing."""
     import pyarrow as pa
 
     project, _ = deployed
@@ -253,12 +312,13 @@ def test_rows_stored_under_another_hash_scheme_are_still_recognised(deployed, tm
         old = table.set_column(table.schema.get_field_index("row_hash"), "row_hash",  # another scheme's hashes
                                pa.array([0] * table.num_rows, pa.uint64()))
         old = old.set_column(0, "ts", old.column("ts").cast(pa.timestamp("ns", tz="UTC"))).replace_schema_metadata()
-        pq.write_table(old, f)
+        pq.write_table(old.drop_columns(["confidence"]), f)
     again = path.read_text() + "\n"  # other bytes, the same rows
     (tmp_path / "again.csv").write_text(again)
     result = ingest.import_log(project.id, tmp_path / "again.csv")
     assert not result.skipped_file and (result.stored, result.duplicates) == (0, 120)
-    assert len(storage.read(project.id, ("request",), model="support-older")) == 120
+    assert storage.read(project.id, ("request", "confidence"), model="support-older")["confidence"].isna().sum() == 120
+    assert report.report(project.id, "support-older")["requests"] > 0
 
 
 def test_an_import_that_fails_while_writing_leaves_no_record_and_loses_no_row(deployed, tmp_path):

@@ -64,6 +64,11 @@ def render(r) -> str:
         lines.append(f"  error rate {err['value']:.2%} [{err['ci_low']:.2%}, {err['ci_high']:.2%}]")
     if sat:
         lines.append(f"  satisfaction ({sat['kind']}) {sat['value']:.3g} [{sat['ci_low']:.3g}, {sat['ci_high']:.3g}]")
+    fallback, rule = r["fallback_rate"], r["routing"]
+    if fallback:
+        lines.append(f"  fallback rate {fallback['value']:.1%} [{fallback['ci_low']:.1%}, {fallback['ci_high']:.1%}]"
+                     + (f" (routing rule: confidence < {rule['threshold']:g}; the evaluation expected "
+                        f"{rule['expected']:.1%})" if rule else ""))
     if d:
         lines.append(f"  drift {d['distribution_drift']:.3f} ({d['band']}; worst: {d['feature']}); "
                      + ", ".join(f"{k} {v:.3f}" for k, v in d["features"].items()))

@@ -247,7 +247,7 @@ def _monitor(sub) -> None:
         sp.add_argument("--model", help="the model version that served the log, when it has no such column")
         sp.add_argument("--map", dest="mapping", metavar="time=COL,model=COL,request=COL,response=COL,...",
                         help="name the columns when their names are not the usual ones (also latency, error, "
-                             "rating, thumbs, resolved, user, fallback)")
+                             "rating, thumbs, resolved, user, fallback, confidence)")
     rep = monitor_sub.add_parser("report", help="a model version in production: figures, drift, recommendation")
     retrain = monitor_sub.add_parser("retrain", help="build the retraining candidate from production and queue its run")
     fix = monitor_sub.add_parser("corrections", help="send low-rated answers from the drifted bins to reviewers, "

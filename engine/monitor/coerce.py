@@ -96,6 +96,14 @@ def _number(name: str, dtype):
     return column.cast(pl.Float64, strict=False)
 
 
+def _probability(name: str, dtype):
+    """A number from 0 to 1 (the router's confidence); anything else is missing."""
+    import polars as pl  # the log engine: only imports and reports need it
+
+    value = _number(name, dtype)
+    return pl.when(value.is_between(0, 1)).then(value)
+
+
 def _flag(name: str, dtype):
     """Booleans, 0/1, yes/no, true/false, thumbs as 1.0/0.0 (anything else: missing)."""
     import polars as pl  # the log engine: only imports and reports need it
@@ -115,7 +123,7 @@ def typed(frame, latency_column: str | None):
 
     schema = frame.schema
     missing = {"latency": pl.Float64, "error": pl.Float64, "rating": pl.Float64, "thumbs": pl.Float64,
-               "resolved": pl.Float64, "fallback": pl.Float64, "user": pl.String}
+               "resolved": pl.Float64, "fallback": pl.Float64, "confidence": pl.Float64, "user": pl.String}
 
     def given(key: str, read):
         """The column read by read(name, dtype), or all missing when the log has no such column."""
@@ -125,6 +133,7 @@ def typed(frame, latency_column: str | None):
         "ts", pl.col("model").cast(pl.String), pl.col("request").cast(pl.String),
         pl.col("response").cast(pl.String), given("latency", _number),
         *(given(k, _flag) for k in ("error", "thumbs", "resolved", "fallback")), given("rating", _number),
+        given("confidence", _probability),
         given("user", lambda name, _: pl.col(name).cast(pl.String)), "day")
     name = (latency_column or "").lower()
     median = out["latency"].median()

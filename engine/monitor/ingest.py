@@ -39,6 +39,7 @@ COLUMNS = {
     "resolved": ("resolved", "solved"),
     "user": ("user_id", "user", "session_id", "session", "customer_id"),
     "fallback": ("fallback", "routed_to_fallback", "used_fallback"),
+    "confidence": ("confidence", "model_confidence", "tuned_confidence", "router_confidence"),
 }
 REQUIRED = ("time", "request", "response")
 FORMATS = {".parquet": "Parquet", ".jsonl": "JSON lines", ".ndjson": "JSON lines", ".json": "JSON", ".tsv": "TSV",

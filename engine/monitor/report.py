@@ -29,6 +29,7 @@ class MonitorReport(TypedDict):
     error_rate: dict[str, Any] | None
     satisfaction: dict[str, Any] | None
     fallback_rate: dict[str, Any] | None
+    routing: dict[str, Any] | None
     drift: dict[str, Any] | None
     alerts: list[dict[str, Any]]
     retrain_recommended: bool
@@ -65,8 +66,16 @@ def _version(label: str) -> ModelVersion | None:
 
 
 def report(project_id: int, model: str | None = None, window_days: int = WINDOW_DAYS) -> MonitorReport:
+    import polars as pl  # the log engine: only imports and reports need it
+
     label = model or default_model(project_id)
+    version = _version(label)
+    rule = routing_rule(version) if version is not None else None
     lazy = storage.scan(project_id, storage.NUMBERS, model=label)  # every row, without the texts
+    if lazy is not None and rule is not None:  # a logged fallback flag wins; else the rule applied to the confidence
+        routed = pl.when(pl.col("confidence").is_not_null()) \
+            .then((pl.col("confidence") < rule["threshold"]).cast(pl.Float64))
+        lazy = lazy.with_columns(fallback=pl.coalesce(pl.col("fallback"), routed))
     found = tracking.figures(lazy, window_days) if lazy is not None else None
     if found is None or found["window"] is None:
         raise MonitorError(f"No production logs of {label} yet; its rows name another model (`studio monitor "
@@ -75,8 +84,9 @@ def report(project_id: int, model: str | None = None, window_days: int = WINDOW_
     figures = tracking.summary(window)
     alerts = tracking.against_first_week(window, baseline) \
         if window["ts_min"] >= baseline["ts_max"] else []  # the window must come after the first week
+    if rule is not None:
+        alerts += tracking.against_evaluation(window, rule)
     end = window["ts_max"]
-    version = _version(label)
     drifted = None
     if version is not None:
         drifted = _drift(project_id, label, version, since=end - timedelta(days=window_days))
@@ -89,9 +99,27 @@ def report(project_id: int, model: str | None = None, window_days: int = WINDOW_
     return {"model": label, "registered": version is not None,
             "window": {"start": str(window["ts_min"]), "end": str(end), "days": window_days},
             "requests": figures["requests"], "latency": figures["latency"], "error_rate": figures["error_rate"],
-            "satisfaction": figures["satisfaction"], "fallback_rate": figures["fallback_rate"], "drift": drifted,
+            "satisfaction": figures["satisfaction"], "fallback_rate": figures["fallback_rate"], "routing": rule,
+            "drift": drifted,
             "alerts": alerts, "retrain_recommended": bool(reasons), "reasons": reasons,
             "daily": found["daily"]}
+
+
+def routing_rule(version: ModelVersion) -> dict | None:
+    """{"threshold", "expected", "n"}: the hybrid-routing rule the version's evaluation recommended (fall back to the
+    few-shot base model below a confidence threshold), its expected fallback rate and the test examples behind it;
+    None when the version was not evaluated or its evaluation recommended no fallback."""
+    from engine.evaluate import results  # the evaluation's stored report (no model is loaded)
+
+    try:
+        found = results.load_report(registry.run_of(version))
+    except StudioError:  # its run was deleted: no evaluation to read
+        return None
+    if found is None or "routing" not in found or not found["routing"]["rule"].get("threshold"):
+        return None
+    rule = found["routing"]["rule"]
+    return {"threshold": float(rule["threshold"]), "expected": float(rule["expected_fallback_rate"]),
+            "n": int(found["n_examples"])}
 
 
 def _drift(project_id: int, label: str, version: ModelVersion, since) -> dict | None:

@@ -12,14 +12,15 @@ import secrets
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
 from engine.errors import StudioError
 from engine.store import workspace
 
 SCHEMA_COLUMNS = ("ts", "model", "request", "response", "latency_ms", "error", "rating", "thumbs", "resolved", "user",
-                  "fallback", "row_hash", "import_id")
-NUMBERS = ("latency_ms", "error", "rating", "thumbs", "resolved", "fallback")
+                  "fallback", "confidence", "row_hash", "import_id")
+NUMBERS = ("latency_ms", "error", "rating", "thumbs", "resolved", "fallback", "confidence")
 HASH_KEYS = ("ts", "model", "request", "response", "user")  # what makes a row the same row
 SCHEME_KEY = "studio.row_hash"
 WRITERS = 2  # days written at once (each file is compressed on its own thread)
@@ -102,11 +103,23 @@ def _files(project_id: int, days: list[str] | None = None) -> list[Path]:
 
 
 def _scan_file(path: Path, columns: list[str]):
-    """One stored file, lazily, with our types (files from earlier versions may differ: nanosecond times)."""
+    """One stored file, lazily, with our types; files from earlier versions may differ (nanosecond times) or lack a
+    column added since (it reads as missing values)."""
     import polars as pl  # the log engine: only imports and reports need it
 
     types = dtypes()
-    return pl.scan_parquet(path).select(columns).cast({c: types[c] for c in columns})
+    present = _columns_of(str(path))
+    frame = pl.scan_parquet(path).select([c for c in columns if c in present])
+    absent = [pl.lit(None, types[c]).alias(c) for c in columns if c not in present]
+    return (frame.with_columns(absent) if absent else frame).select(columns).cast({c: types[c] for c in columns})
+
+
+@lru_cache(maxsize=4096)
+def _columns_of(path: str) -> frozenset[str]:
+    """A stored file's columns (files are written once under a fresh name and never changed: safe to remember)."""
+    import polars as pl  # the log engine: only imports and reports need it
+
+    return frozenset(pl.read_parquet_schema(path))
 
 
 def stored_hashes(project_id: int, days: list[str]):

@@ -1,6 +1,7 @@
 """What a model version does in production, per day and over a window: requests, latency (mean and p95), error rate,
 satisfaction (mean rating, else thumbs-up share, else resolved share) with 95% intervals, the hybrid-routing fallback
-rate where the log has it, and guardrail alerts against the version's own first week.
+rate (logged, or the share of logged confidences under the routing rule's threshold), guardrail alerts against the
+version's own first week, and an alert when more requests fall back than the version's evaluation expected.
 
 Everything is computed from aggregates of Polars lazy frames (counts, means, variances, the 95th percentile), never
 from the rows themselves: a month of traffic at a million requests a day is summarised in one streaming pass without
@@ -116,6 +117,29 @@ def against_first_week(window: dict, baseline: dict) -> list[dict]:
                                     f"{before['value']:.3g} -> {now['value']:.3g} (95% interval of the difference "
                                     f"{low:+.3g} to {high:+.3g})."})
     return out
+
+
+def against_evaluation(window: dict, rule: dict) -> list[dict]:
+    """The production fallback rate surely above the rate the version's evaluation expected of its routing rule
+    (on its locked test examples): fewer production requests are answered confidently than on the test set. Both
+    rates are estimates; the interval of their difference counts the uncertainty of each (Wilson)."""
+    now = _share(window, "fallback")
+    n = int(rule.get("n") or 0)
+    if not now or n < 1:
+        return []
+    expected = float(rule["expected"])
+    low_e, high_e = stats.wilson(expected * n, n)
+    diff = now["value"] - expected
+    se = math.sqrt(_se(now) ** 2 + ((high_e - low_e) / (2 * Z95)) ** 2)
+    low, high = diff - Z95 * se, diff + Z95 * se
+    if low <= 0:
+        return []
+    return [{"metric": "fallback rate", "kind": "routing", "expected": expected, "window": now["value"], "diff": diff,
+             "ci_low": low, "ci_high": high,
+             "sentence": f"The fallback rate is higher than the evaluation expected of the routing rule (confidence < "
+                         f"{rule['threshold']:g}): {expected:.1%} on {n} test examples -> {now['value']:.1%} in "
+                         f"production (95% interval of the difference {low:+.1%} to {high:+.1%}). Production "
+                         "requests are answered confidently less often than the test set."}]
 
 
 def _se(s: dict) -> float:

@@ -1,6 +1,6 @@
 """Benchmark: 1,000,000 production log rows (CSV, the demo shop's simulated traffic) imported and reported, against
-reading the same file with pyarrow alone (the floor, median of five warm reads), each in its own process so each peak
-memory is its own.
+reading the same file with pyarrow alone (the floor: the fastest of five warm reads), each in its own process so each
+peak memory is its own; the studio's figure is the median of three runs, each into an empty project.
 
 Import: read, validate, mask personal data and secrets, hash and de-duplicate, write the day partitions. Report: the
 registered version's figures over its last 7 days, its guardrail and satisfaction checks, drift on three features
@@ -74,6 +74,13 @@ def setup(home: Path, rows: int) -> tuple[Path, int, str]:
     return path, project.id, version.label
 
 
+def fresh_projects(n: int) -> list[int]:
+    """Empty projects to import the log into, one per timed run (a file imported twice into one is skipped)."""
+    from engine.store import projects
+
+    return [projects.create_project(f"monitor bench {i} {time.time_ns()}").id for i in range(n)]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -103,18 +110,20 @@ def main() -> int:
         while f.read(1 << 24):
             pass
     floors = sorted((child("--mode", "floor") for _ in range(5)), key=lambda r: r["seconds"])
-    base = floors[2]  # the median of five warm reads (this machine sometimes takes 2-4x longer for one read)
-    mine = child("--mode", "studio", "--project", str(project_id), "--label", label)
-    print(f"pyarrow read (floor, median of 5): {base['seconds']:.2f} s (all five: "
+    base = floors[0]  # the fastest of five warm reads: the strictest floor (one read in five or so is 2-4x slower here)
+    runs = sorted((child("--mode", "studio", "--project", str(pid), "--label", label) for pid in fresh_projects(3)),
+                  key=lambda r: r["seconds"])
+    mine = runs[1]  # the median of three imports, each into an empty project
+    print(f"pyarrow read (floor, fastest of 5): {base['seconds']:.2f} s (all five: "
           f"{', '.join(format(r['seconds'], '.2f') for r in floors)}), {base['rows'] / base['seconds']:,.0f} rows/s, "
-          f"peak "
-          f"{base['peak_mb']:.0f} MB")
-    print(f"studio import: {mine['import_seconds']:.2f} s ({mine['rows'] / mine['import_seconds']:,.0f} rows/s); "
-          f"import + report: {mine['seconds']:.2f} s; peak {mine['peak_mb']:.0f} MB; report window "
+          f"peak {base['peak_mb']:.0f} MB")
+    print(f"studio (median of 3; import + report of each: {', '.join(format(r['seconds'], '.2f') for r in runs)}): "
+          f"import {mine['import_seconds']:.2f} s ({mine['rows'] / mine['import_seconds']:,.0f} rows/s); "
+          f"import + report {mine['seconds']:.2f} s; peak {mine['peak_mb']:.0f} MB; report window "
           f"{mine['requests']:,} requests, drift {mine['drift']:.3f}")
     print(f"import alone: {mine['import_seconds'] / base['seconds']:.2f}x the floor")
     print(f"ratio to the floor: {mine['seconds'] / base['seconds']:.2f}x (budget 3x); peak memory "
-          f"{mine['peak_mb'] / 1024:.2f} GB (budget 2 GB)")
+          f"{max(r['peak_mb'] for r in runs) / 1024:.2f} GB (budget 2 GB)")
     return 0
 
 

@@ -253,9 +253,10 @@ def test_topics_placed_without_scikit_learn_are_scikit_learn_s_own(deployed, rea
         assert (ref.bins(feature, repeated) == place(repeated)).all()
 
 
-def test_the_reference_is_kept_at_registration_and_a_new_process_reads_it(deployed, traffic_reports, module_ws):
-    """Registering fitted the version's reference into the workspace; a report in a new process reads it (same drift
-    as this process found) without importing scikit-learn; a damaged copy is fitted again, not trusted."""
+def test_the_reference_is_kept_at_the_first_import_and_a_new_process_reads_it(deployed, traffic_reports, module_ws):
+    """The first import of the version's logs fitted its reference into the workspace; a report in a new process
+    reads it (same drift as this process found) without importing scikit-learn; a damaged copy is fitted again, not
+    trusted."""
     import subprocess
     import sys
 

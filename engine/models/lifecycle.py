@@ -1,7 +1,6 @@
 """What people do to a model version, as the page and the CLI call it: register a run, move a version between
 stages, roll production back. Each also logs the version as a W&B model artifact with its new stage as the alias
-(in the background: engine.models.wandb_artifact). Registering also fits the version's drift reference
-(engine.monitor.reference) while the training data is at hand."""
+(in the background: engine.models.wandb_artifact)."""
 
 from __future__ import annotations
 
@@ -12,9 +11,6 @@ from engine.store.tables import ModelVersion, User
 def register(actor: User, run_id: int, name: str | None = None, number: str | None = None) -> ModelVersion:
     version = registry.register(actor, run_id, name, number)
     wandb_artifact.start(version, version.stage)
-    from engine.monitor import reference  # scikit-learn, once per version: so that its reports need not import it
-
-    reference.prepare(version.lineage.get("facts", {}))
     return version
 
 

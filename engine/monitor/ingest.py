@@ -22,7 +22,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from engine.errors import StudioError
-from engine.monitor import coerce, masking, storage
+from engine.models import registry
+from engine.monitor import coerce, masking, reference, storage
 from engine.store import db
 from engine.store.tables import MonitorImport
 
@@ -116,7 +117,20 @@ def import_log(project_id: int, path: Path | str, model: str | None = None, mapp
             result.skipped_file = True
             return result
         _store(project_id, result, frame)
+    if result.stored:
+        _prepare_references(frame["model"].unique().to_list())
     return result
+
+
+def _prepare_references(labels: list[str]) -> None:
+    """The drift reference of each registered version the log names, fitted now if this is the first log of it (a
+    second or so, once per version), so that reports - the dashboard's, the CLI's - only read it."""
+    for label in labels:
+        try:
+            version = registry.get_version(label)
+        except StudioError:  # not a registered version: nothing to compare its requests with
+            continue
+        reference.prepare(version.lineage.get("facts", {}))
 
 
 def _digest(path: Path) -> str:

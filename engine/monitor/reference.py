@@ -1,7 +1,7 @@
 """The training side of the drift features (a version's "reference"): the bins and shares of its training requests.
 
-Fitted once per training split and tokenizer, when the version is registered (or by the first report of a version
-registered before), and kept in the workspace under monitor/references/<key>/ as JSON and NumPy arrays (read without
+Fitted once per training split and tokenizer, when the first production log of the version is imported (or by its
+first report, whichever comes first), and kept in the workspace under monitor/references/<key>/ as JSON and NumPy arrays (read without
 pickle). A report in a new process - the CLI, another dashboard - then loads a few arrays instead of importing
 scikit-learn (about a second on two cores) and clustering the training data again.
 
@@ -234,8 +234,8 @@ def _read(place: Path) -> Reference | None:
 
 
 def prepare(facts: dict) -> None:
-    """Fit and keep the reference of a version being registered (its lineage facts), so its first report is as fast
-    as the next. A failure here is not the registration's: the first report fits it again and says what is wrong."""
+    """Fit and keep the reference of a version (its lineage facts) if it is not kept yet. A failure here is not the
+    import's: the first report fits it again and says what is wrong."""
     try:
         load(facts.get("config", {}).get("split_id"), str(facts.get("base_model")))
     except Exception:  # noqa: BLE001 - a cache being filled; the report path raises the same error with context

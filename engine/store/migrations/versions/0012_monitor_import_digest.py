@@ -14,11 +14,11 @@ branch_labels = None
 depends_on = None
 
 
+# A plain RENAME COLUMN (SQLite 3.25+, PostgreSQL), which keeps the unique constraint, rather than Alembic's batch
+# mode, which copies the whole table on SQLite.
 def upgrade() -> None:
-    with op.batch_alter_table("monitor_imports") as batch:
-        batch.alter_column("sha256", new_column_name="digest")
+    op.alter_column("monitor_imports", "sha256", new_column_name="digest")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("monitor_imports") as batch:
-        batch.alter_column("digest", new_column_name="sha256")
+    op.alter_column("monitor_imports", "digest", new_column_name="sha256")

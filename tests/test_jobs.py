@@ -212,3 +212,26 @@ def test_a_full_disk_is_disk_full_and_nothing_prints_a_traceback(demo_model, tmp
     finally:
         db._engines.pop(f"sqlite:///{home / 'studio.db'}", None)
         subprocess.run(["umount", "-l", str(home)], capture_output=True)
+
+
+def test_a_process_is_known_by_its_start_since_boot_not_by_the_wall_clock():
+    """A job's process is recognised by when it started counted from boot (/proc/<pid>/stat), which a step of the
+    wall clock (NTP, a resumed virtual machine) does not move; a pid that later belongs to another process, and the
+    wall-clock start times recorded by earlier versions, are still told apart."""
+    import sys
+
+    from engine.jobs import processes
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = processes.create_time(psutil, child.pid)
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        assert 0 < started <= uptime
+        assert started == pytest.approx(psutil.Process(child.pid).create_time() - psutil.boot_time(), abs=1.01)
+        assert processes.process_alive(child.pid, started)
+        assert not processes.process_alive(child.pid, started + 1)  # the same pid, another start: another process
+        assert processes.process_alive(child.pid, psutil.Process(child.pid).create_time())  # recorded before
+    finally:
+        child.kill()
+        child.wait()
+    assert not processes.process_alive(child.pid, started)

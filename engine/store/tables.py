@@ -91,7 +91,7 @@ class Run(Base):
     resume: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    proc_start: Mapped[float | None] = mapped_column(nullable=True)  # process create time: tells a reused pid
+    proc_start: Mapped[float | None] = mapped_column(nullable=True)  # start, s since boot: tells a reused pid
     monitor_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)  # engine.jobs.monitor, the job's parent
     monitor_start: Mapped[float | None] = mapped_column(nullable=True)
     heartbeat: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -188,6 +188,14 @@ def test_the_fallback_rate_under_the_routing_rule_and_its_alert(deployed, tmp_pa
     assert printed.returncode == 0, printed.stderr
     assert f"fallback rate {share:.1%}" in printed.stdout and "the evaluation expected 20.0%" in printed.stdout
     assert "alert: The fallback rate is higher than the evaluation expected" in printed.stdout
+    at = app_as("analyst")
+    at.switch_page("pages/monitor.py")
+    at.run()
+    at.selectbox(key="monitor_version").select(version.label).run()
+    assert not at.exception
+    metric = next(m for m in at.metric if m.label == "Fallback rate (hybrid routing)")
+    assert metric.value == f"{share:.1%}" and "the evaluation expected 20.0%" in metric.delta
+    assert any("fallback rate is higher" in shown(w.value) for w in at.warning)
     evaluated(share - 0.02)  # about what production does: nothing to say
     assert report.report(project.id, version.label)["alerts"] == []
     (folder / "report.json").write_text(json.dumps({"run": run.id, "n_examples": 200, "routing": {"rule": {

@@ -239,3 +239,20 @@ def test_a_process_is_known_by_its_start_since_boot_not_by_the_wall_clock():
         child.kill()
         child.wait()
     assert not processes.process_alive(child.pid, started)
+
+
+def test_the_scheduler_of_a_finishing_job_never_recreates_a_deleted_workspace(tmp_path, monkeypatch):
+    """A job's monitor finishes with nobody watching; if the workspace was deleted meanwhile (after its check that
+    the workspace exists), taking the scheduler's lock or scheduling the next job must not make it again."""
+    from engine.jobs import monitor
+    from engine.store import workspace
+
+    gone = tmp_path / "deleted-workspace"
+    monkeypatch.setenv("STUDIO_HOME", str(gone))
+    with pytest.raises(workspace.WorkspaceMissing):
+        with supervisor.scheduler_lock(create=False):
+            pass
+    with pytest.raises(workspace.WorkspaceMissing):
+        supervisor.schedule(create=False)
+    monitor.record_exit(1, 12345, 0)
+    assert not gone.exists()

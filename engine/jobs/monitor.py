@@ -62,12 +62,15 @@ def record_exit(run_id: int, pid: int, code: int) -> None:
     nothing when the workspace (or its database) is gone: nothing may be recreated behind the user's back."""
     if not workspace.exists():
         return
-    with supervisor.scheduler_lock():  # the supervisor that started this job has finished writing its pid
-        pass
-    run = supervisor.get_run(run_id)
-    if run.status == "running" and run.pid == pid:
-        supervisor.finish_job(run, code)
-    supervisor.schedule()
+    try:  # the workspace may also go while this runs: the lock then refuses to create it again
+        with supervisor.scheduler_lock(create=False):  # the supervisor that started this job has written its pid
+            pass
+        run = supervisor.get_run(run_id)
+        if run.status == "running" and run.pid == pid:
+            supervisor.finish_job(run, code)
+        supervisor.schedule(create=False)
+    except workspace.WorkspaceMissing:
+        return
 
 
 def main(argv: list[str] | None = None) -> int:

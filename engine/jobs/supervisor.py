@@ -61,7 +61,9 @@ def now() -> datetime:
 
 
 def run_path(run: Run) -> Path:
-    return workspace.current().root / run.run_dir
+    """The job's folder (never creates the workspace: a job ending after its workspace was deleted must not bring it
+    back)."""
+    return workspace.root() / run.run_dir
 
 
 def launch(config, command: list[str], project_id: int | None = None, request_key: str | None = None,
@@ -144,11 +146,17 @@ def list_runs(project_id: int | None = None, kind: str | None = "train") -> list
 
 
 @contextmanager
-def scheduler_lock():
-    """One scheduler at a time across processes (dashboard, CLI, finishing trainers)."""
-    path = workspace.current().root / "runs" / ".scheduler.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as f:
+def scheduler_lock(create: bool = True):
+    """One scheduler at a time across processes (dashboard, CLI, finishing trainers). create=False is for a job's
+    monitor, which runs with nobody watching: a workspace deleted meanwhile is not made again (WorkspaceMissing)."""
+    root = workspace.current().root if create else workspace.root()
+    path = root / "runs" / ".scheduler.lock"
+    try:
+        path.parent.mkdir(parents=create, exist_ok=True)
+        f = path.open("w")
+    except FileNotFoundError:
+        raise workspace.WorkspaceMissing(f"There is no workspace at {root} any more; nothing was created.") from None
+    with f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -156,10 +164,10 @@ def scheduler_lock():
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def schedule() -> list[int]:
-    """Start the oldest queued run of every free device. Returns the ids started."""
+def schedule(create: bool = True) -> list[int]:
+    """Start the oldest queued run of every free device. Returns the ids started. create: as for scheduler_lock."""
     started = []
-    with scheduler_lock():
+    with scheduler_lock(create):
         with db.session() as s:
             busy = set(s.scalars(select(Run.device).where(Run.status == "running", Run.backend == "local")))
             queued = list(s.scalars(select(Run).where(Run.status == "queued").order_by(Run.id)))

@@ -42,6 +42,21 @@ def floor(path: Path) -> dict:
     return {"seconds": time.perf_counter() - began, "rows": table.num_rows, "peak_mb": peak_mb()}
 
 
+def bare(path: Path) -> dict:
+    """The least any import must do, for scale: read the file with Polars, one scan of the combined masking pattern over
+    both text columns, write it back as one Parquet file (no typing, times, hashing, de-duplication or report)."""
+    import polars as pl
+
+    from engine.monitor import masking
+
+    began = time.perf_counter()
+    frame = pl.read_csv(path, infer_schema=False)
+    frame.select(pl.col("request").str.contains(masking.ANY), pl.col("response").str.contains(masking.ANY))
+    with tempfile.TemporaryDirectory() as folder:
+        frame.write_parquet(Path(folder) / "bare.parquet", compression="zstd", compression_level=1)
+    return {"seconds": time.perf_counter() - began}
+
+
 def studio(path: Path, project_id: int, label: str) -> dict:
     import polars  # noqa: F401 - the log engine imported before the clock starts, as pyarrow.csv is for the floor
 
@@ -87,13 +102,16 @@ def fresh_projects(n: int) -> list[int]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--mode", choices=["all", "floor", "studio"], default="all")
+    parser.add_argument("--mode", choices=["all", "floor", "bare", "studio"], default="all")
     parser.add_argument("--path", type=Path)
     parser.add_argument("--project", type=int)
     parser.add_argument("--label")
     args = parser.parse_args()
     if args.mode == "floor":
         print(json.dumps(floor(args.path)))
+        return 0
+    if args.mode == "bare":
+        print(json.dumps(bare(args.path)))
         return 0
     if args.mode == "studio":
         print(json.dumps(studio(args.path, args.project, args.label)))
@@ -124,7 +142,10 @@ def main() -> int:
           f"import {mine['import_seconds']:.2f} s ({mine['rows'] / mine['import_seconds']:,.0f} rows/s); "
           f"import + report {mine['seconds']:.2f} s; peak {mine['peak_mb']:.0f} MB; report window "
           f"{mine['requests']:,} requests, drift {mine['drift']:.3f}")
-    print(f"import alone: {mine['import_seconds'] / base['seconds']:.2f}x the floor")
+    least = sorted((child("--mode", "bare") for _ in range(3)), key=lambda r: r["seconds"])[1]
+    print(f"import alone: {mine['import_seconds'] / base['seconds']:.2f}x the floor; for scale, Polars read + one "
+          f"masking scan + Parquet write and nothing else (median of 3): {least['seconds']:.2f} s, "
+          f"{least['seconds'] / base['seconds']:.2f}x")
     print(f"ratio to the floor: {mine['seconds'] / base['seconds']:.2f}x (budget 3x); peak memory "
           f"{max(r['peak_mb'] for r in runs) / 1024:.2f} GB (budget 2 GB)")
     return 0

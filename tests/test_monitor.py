@@ -410,6 +410,30 @@ def test_mixed_time_formats_stray_values_and_a_broken_json_line(deployed, tmp_pa
     assert ingest.import_log(project.id, unnamed).bad_lines == ["line 3: no model version (name it with --model)"]
 
 
+def test_a_reference_that_cannot_be_fitted_does_not_slow_every_import(deployed, tmp_path):
+    """The import fits a version's reference as a side task: when that fails (here a damaged tokenizer) the import
+    goes on, and the same process does not try again on every next file; a report still fits it once the cause is
+    gone, and says what is wrong until then."""
+    project, version = deployed
+    facts = version.lineage["facts"]
+    tokenizer = tmp_path / "tokenizer"
+    shutil.copytree(workspace.current().demo_model, tokenizer, ignore=shutil.ignore_patterns("*.safetensors"))
+    good = (tokenizer / "tokenizer.json").read_bytes()
+    (tokenizer / "tokenizer.json").write_text("{ not a tokenizer")
+    broken = {**facts, "base_model": str(tokenizer)}
+
+    def kept() -> set:
+        return set(reference.folder().iterdir()) if reference.folder().is_dir() else set()
+
+    before = kept()
+    reference.prepare(broken)  # fails quietly
+    (tokenizer / "tokenizer.json").write_bytes(good)
+    reference.prepare(broken)  # not tried again in this process
+    assert kept() == before
+    assert reference.load(facts["config"]["split_id"], str(tokenizer)) is not None  # the report's path fits it
+    assert len(kept() - before) == 1
+
+
 def test_iso_times_read_on_the_fast_path_are_the_instants_pandas_reads():
     """ISO 8601 times (either separator, fractions of 1-9 digits, Z, offsets with and without a colon, naive) are
     read by slicing rather than by Polars' %z parser; every instant equals pandas' reading, and what is not a valid

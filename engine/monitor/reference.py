@@ -233,10 +233,16 @@ def _read(place: Path) -> Reference | None:
                      vocabulary={t: i for i, t in enumerate(meta["terms"])}, tokenizer=str(meta["tokenizer"]))
 
 
+_failed: set[tuple] = set()  # per process: a reference that could not be fitted is not tried on every import
+
+
 def prepare(facts: dict) -> None:
     """Fit and keep the reference of a version (its lineage facts) if it is not kept yet. A failure here is not the
     import's: the first report fits it again and says what is wrong."""
+    wanted = (str(workspace.root()), facts.get("config", {}).get("split_id"), str(facts.get("base_model")))
+    if wanted in _failed:
+        return
     try:
-        load(facts.get("config", {}).get("split_id"), str(facts.get("base_model")))
+        load(wanted[1], wanted[2])
     except Exception:  # noqa: BLE001 - a cache being filled; the report path raises the same error with context
-        pass
+        _failed.add(wanted)

@@ -107,9 +107,7 @@ def against_first_week(window: dict, baseline: dict) -> list[dict]:
                                     f"{w['ci_high']:+.3g})."})
     before, now = satisfaction(baseline), satisfaction(window)
     if before and now and before["kind"] == now["kind"]:
-        diff = now["value"] - before["value"]
-        se = math.sqrt(_se(before) ** 2 + _se(now) ** 2)
-        low, high = diff - Z95 * se, diff + Z95 * se
+        diff, low, high = _difference(before, now)
         if high < 0:
             out.append({"metric": "satisfaction", "kind": "satisfaction", "first_week": before["value"],
                         "window": now["value"], "diff": diff, "ci_low": low, "ci_high": high,
@@ -129,9 +127,7 @@ def against_evaluation(window: dict, rule: dict) -> list[dict]:
         return []
     expected = float(rule["expected"])
     low_e, high_e = stats.wilson(expected * n, n)
-    diff = now["value"] - expected
-    se = math.sqrt(_se(now) ** 2 + ((high_e - low_e) / (2 * Z95)) ** 2)
-    low, high = diff - Z95 * se, diff + Z95 * se
+    diff, low, high = _difference({"value": expected, "ci_low": low_e, "ci_high": high_e}, now)
     if low <= 0:
         return []
     return [{"metric": "fallback rate", "kind": "routing", "expected": expected, "window": now["value"], "diff": diff,
@@ -140,6 +136,13 @@ def against_evaluation(window: dict, rule: dict) -> list[dict]:
                          f"{rule['threshold']:g}): {expected:.1%} on {n} test examples -> {now['value']:.1%} in "
                          f"production (95% interval of the difference {low:+.1%} to {high:+.1%}). Production "
                          "requests are answered confidently less often than the test set."}]
+
+
+def _difference(before: dict, now: dict) -> tuple[float, float, float]:
+    """now - before and its 95% interval, from each side's value and interval (independent estimates)."""
+    diff = now["value"] - before["value"]
+    se = math.sqrt(_se(before) ** 2 + _se(now) ** 2)
+    return diff, diff - Z95 * se, diff + Z95 * se
 
 
 def _se(s: dict) -> float:

@@ -256,3 +256,60 @@ def test_the_scheduler_of_a_finishing_job_never_recreates_a_deleted_workspace(tm
         supervisor.schedule(create=False)
     monitor.record_exit(1, 12345, 0)
     assert not gone.exists()
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """Whether the process has a SIGTERM handler of its own yet (its SigCgt mask in /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+    return False
+
+
+@pytest.mark.parametrize("module", ["engine.evaluate.job", "engine.models.serve_job"])
+def test_a_cancel_while_a_job_starts_up_is_recorded_as_cancelled_not_as_a_crash(module, ws, tmp_path):
+    """A cancel that arrives the moment the job's SIGTERM handler exists - during its own imports and while it opens
+    its event log, where nothing can catch an exception - ends the job as cancelled with its final event, not with a
+    traceback and exit status 1 (which the supervisor recorded as failed: CI saw it)."""
+    import sys
+
+    folder = tmp_path / "job"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}", encoding="utf-8")
+    child = subprocess.Popen([sys.executable, "-m", module, str(folder)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not _catches_sigterm(child.pid):
+        assert child.poll() is None and time.monotonic() < deadline
+        time.sleep(0.0005)
+    child.send_signal(signal.SIGTERM)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err
+    assert "Traceback" not in err
+    final = event_log.final_event(event_log.read_events(folder))
+    assert final is not None and final["outcome"] == "cancelled"
+
+
+def test_a_deferred_cancel_is_raised_only_where_the_job_can_record_it():
+    from engine.jobs.stop_signal import Deferred
+
+    class Stop(BaseException):
+        pass
+
+    before = signal.getsignal(signal.SIGTERM)
+    stop = Deferred(Stop)
+    stop.install()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)  # before the guarded work: kept
+        time.sleep(0.01)
+        with pytest.raises(Stop):
+            with stop.guarded():
+                raise AssertionError("a cancel that came before must stop the work before it starts")
+        with pytest.raises(Stop):  # during it: at once
+            with stop.guarded():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+        os.kill(os.getpid(), signal.SIGTERM)  # after it (the outcome is being written): nothing is raised
+        time.sleep(0.01)
+    finally:
+        signal.signal(signal.SIGTERM, before)

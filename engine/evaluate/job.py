@@ -5,24 +5,22 @@ so an evaluation never competes with a training run for the same GPU.
 
 JOB_DIR holds config.json (EvalOptions); the job writes metrics.jsonl events (start, progress with step = percent
 done, final with the outcome) and train.log, which the supervisor reads exactly as it reads a trainer's. SIGTERM
-(cancel) stops it at once: nothing is saved, the previous report of the run stays as it was.
+(cancel) stops it at once: nothing is saved, the previous report of the run stays as it was. A cancel during
+start-up (imports, opening the event log) is kept and acted on as the work begins (engine.jobs.stop_signal).
 """
 
 from __future__ import annotations
 
-import signal
+from engine.jobs.stop_signal import Deferred
 
 
 class Cancelled(BaseException):
-    """Raised by the SIGTERM handler (BaseException: no `except Exception` on the way swallows it)."""
+    """Raised for SIGTERM (BaseException: no `except Exception` on the way swallows it)."""
 
 
-def _cancel(signum, frame) -> None:
-    raise Cancelled()
-
-
+CANCEL = Deferred(Cancelled)
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _cancel)  # before the heavy imports: a cancel during start-up stops it too
+    CANCEL.install()  # before the heavy imports: a cancel during start-up is kept, not lost or fatal
 
 import os  # noqa: E402
 import sys  # noqa: E402
@@ -40,7 +38,7 @@ from engine.store import workspace  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    signal.signal(signal.SIGTERM, _cancel)
+    CANCEL.install()
     folder = Path(argv[0]).resolve()
     workspace.apply_library_env(workspace.current())
     writer = MetricsWriter(folder)
@@ -52,8 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{fraction:4.0%}] {label}", flush=True)
 
     try:
-        options = EvalOptions.model_validate_json((folder / "config.json").read_text(encoding="utf-8"))
-        report = comparison.evaluate_run(options, progress=progress)
+        with CANCEL.guarded():
+            options = EvalOptions.model_validate_json((folder / "config.json").read_text(encoding="utf-8"))
+            report = comparison.evaluate_run(options, progress=progress)
         writer.write("final", outcome="succeeded", step=STEPS, report=str(results.report_path(report)))
         return 0
     except Cancelled:

@@ -312,6 +312,8 @@ def finish_job(run: Run, code: int | None) -> None:
     if final is not None:
         status = {"succeeded": "succeeded", "cancelled": "cancelled"}.get(str(final.get("outcome")), "failed")
         kind, message = final.get("error_kind"), final.get("message")
+    elif run.cancel_requested_at and code == -signal.SIGTERM and run.backend == "local":  # before its handler was set
+        status, kind, message = "cancelled", None, "Cancelled while it was starting."
     elif run.cancel_requested_at and (code is None or code < 0):
         status, kind, message = "cancelled", None, "Cancelled; the job did not stop in time and was killed."
     else:

@@ -9,7 +9,6 @@ final) like any job's. The server's own output goes to train.log."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,21 +19,21 @@ from engine.errors import StudioError
 from engine.jobs import heartbeat
 from engine.jobs.event_log import MetricsWriter
 from engine.jobs.failures import classify_exception, write_failure
+from engine.jobs.stop_signal import Deferred
 from engine.models import export, registry, serving
 from engine.store import workspace
 
 
 class Stopped(BaseException):
-    """Raised by the SIGTERM handler (BaseException: no `except Exception` on the way swallows it)."""
+    """Raised for SIGTERM (BaseException: no `except Exception` on the way swallows it)."""
 
 
-def _stop(signum, frame) -> None:
-    raise Stopped()
+STOP = Deferred(Stopped)  # a stop during start-up is kept and acted on as the work begins
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    signal.signal(signal.SIGTERM, _stop)
+    STOP.install()
     folder = Path(argv[0]).resolve()
     workspace.apply_library_env(workspace.current())
     writer = MetricsWriter(folder)
@@ -42,29 +41,30 @@ def main(argv: list[str] | None = None) -> int:
     writer.write("start", pid=os.getpid(), resume=False)
     server: subprocess.Popen | None = None
     try:
-        options = serving.ServeOptions.model_validate_json((folder / "config.json").read_text(encoding="utf-8"))
-        version = registry.get_version(options.version_id)
-        writer.write("progress", step=10, max_steps=100, label="Preparing the model (merging the adapter once)")
-        model = export.served_model(version)
-        command = serving.server_command(options, model)
-        print("$ " + " ".join(command), flush=True)
-        server = subprocess.Popen(command, stdin=subprocess.DEVNULL, cwd=model.parent)
-        base_url = f"http://{options.host}:{options.port}"
-        writer.write("progress", step=40, max_steps=100, label=f"Starting the {options.engine} server")
-        serving.wait_healthy(base_url, lambda: server is not None and server.poll() is None)
-        writer.write("progress", step=70, max_steps=100, label="Smoke test: the locked test prompts")
-        name = options.label  # vLLM by --served-model-name, transformers by the folder's name
-        smoke = serving.smoke_test(version, base_url, name, options.engine, options.smoke_examples,
-                                   options.max_new_tokens)
-        writer.write("smoke", step=100, max_steps=100, url=base_url, model=name, **smoke)
-        registry.log_event(version, "smoke_test", "serving job", **smoke, url=base_url)
-        print(f"Serving {version.label} at {base_url} (model name {name}); smoke test "
-              f"{'passed' if smoke['passed'] else 'FAILED'}: {smoke['same_as_evaluation']}/{smoke['prompts']} "
-              f"answers as in the evaluation, p50 {smoke['latency_p50_s']:.2f} s.", flush=True)
-        while server.poll() is None:
-            time.sleep(1)
-        raise serving.ServeError(f"The {options.engine} server exited by itself (status {server.returncode}); its "
-                                 "output is in train.log.")
+        with STOP.guarded():
+            options = serving.ServeOptions.model_validate_json((folder / "config.json").read_text(encoding="utf-8"))
+            version = registry.get_version(options.version_id)
+            writer.write("progress", step=10, max_steps=100, label="Preparing the model (merging the adapter once)")
+            model = export.served_model(version)
+            command = serving.server_command(options, model)
+            print("$ " + " ".join(command), flush=True)
+            server = subprocess.Popen(command, stdin=subprocess.DEVNULL, cwd=model.parent)
+            base_url = f"http://{options.host}:{options.port}"
+            writer.write("progress", step=40, max_steps=100, label=f"Starting the {options.engine} server")
+            serving.wait_healthy(base_url, lambda: server is not None and server.poll() is None)
+            writer.write("progress", step=70, max_steps=100, label="Smoke test: the locked test prompts")
+            name = options.label  # vLLM by --served-model-name, transformers by the folder's name
+            smoke = serving.smoke_test(version, base_url, name, options.engine, options.smoke_examples,
+                                       options.max_new_tokens)
+            writer.write("smoke", step=100, max_steps=100, url=base_url, model=name, **smoke)
+            registry.log_event(version, "smoke_test", "serving job", **smoke, url=base_url)
+            print(f"Serving {version.label} at {base_url} (model name {name}); smoke test "
+                  f"{'passed' if smoke['passed'] else 'FAILED'}: {smoke['same_as_evaluation']}/{smoke['prompts']} "
+                  f"answers as in the evaluation, p50 {smoke['latency_p50_s']:.2f} s.", flush=True)
+            while server.poll() is None:
+                time.sleep(1)
+            raise serving.ServeError(f"The {options.engine} server exited by itself (status {server.returncode}); its "
+                                     "output is in train.log.")
     except Stopped:
         _end(server)
         writer.write("final", outcome="cancelled", message="Stopped; the server is down.")

@@ -106,6 +106,33 @@ def test_deeply_nested_json(tmp_path):
     assert "nested too deeply" in loaded.records[1].problems[0][1]
 
 
+def test_a_deeply_nested_record_in_a_json_array_stops_the_reading_before_the_parser_holds_it(tmp_path):
+    """ijson keeps the path of every open container: 100,000 `[` made it hold about 25 GB (the machine killed the
+    studio). Nesting is measured first; the records before a too-deep one are read, that one is named, and brackets
+    inside strings do not count."""
+    from engine.data import nesting
+
+    def nested(depth: int) -> str:  # a record whose "meta" field makes the whole nest `depth` levels deep
+        return '{"meta": ' + "[" * (depth - 2) + "]" * (depth - 2) + "}"
+
+    ok = json.dumps(chat(1))[:-1] + ', "note": "' + "[" * 5000 + '"}'
+    path = tmp_path / "deep.json"
+    path.write_text("[" + ",".join([ok, json.dumps(chat(2)), nested(20_000), json.dumps(chat(4))]) + "]")
+    loaded = load_records(path)
+    assert [r.location for r in loaded.records] == [1, 2, 3]
+    assert not loaded.records[0].problems and not loaded.records[1].problems
+    assert codes(loaded) == {(3, "unparseable_line")}
+    assert "Record 3 is nested more than 1,000 levels deep" in loaded.records[2].problems[0][1]
+    # the limit counts the array itself: a record that reaches level 1,000 is read, one level more is not
+    path.write_bytes(b"\xef\xbb\xbf[" + nested(nesting.MAX_DEPTH).encode() + b"]")
+    assert nesting.too_deep_record(path) is None
+    path.write_bytes(b"\xef\xbb\xbf[" + json.dumps(chat(1)).encode() + b"," + nested(nesting.MAX_DEPTH + 1).encode() + b"]")
+    assert nesting.too_deep_record(path) == 2
+    path.write_text("[" * 100_000)  # nothing but nesting, cut off: one sentence, not the machine's memory
+    with pytest.raises(InputError, match="Record 1 is nested more than"):
+        load_records(path)
+
+
 def test_json_array_record_numbers_and_truncation(tmp_path):
     path = tmp_path / "a.json"
     path.write_text(json.dumps([chat(1), [1], chat(3)]))

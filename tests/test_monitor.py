@@ -391,6 +391,10 @@ def test_mixed_time_formats_stray_values_and_a_broken_json_line(deployed, tmp_pa
     broken.write_text('{"ts": "2026-04-03T10:00:00Z", "prompt": "a", "output": "b"}\n{"ts": "2026-04-03T1\n')
     with pytest.raises(ingest.LogError, match="line 2 is not valid JSON"):
         ingest.import_log(project.id, broken, model="support-mixed")
+    deep = tmp_path / "deep.jsonl"  # hostile nesting: one sentence, not an unexpected RecursionError
+    deep.write_text('{"ts": "2026-04-03T10:00:00Z", "prompt": "a", "output": "b"}\n' + '{"a":' * 100_000 + "\n")
+    with pytest.raises(ingest.LogError, match="line 2 is nested too deeply to read"):
+        ingest.import_log(project.id, deep, model="support-mixed")
     ragged = tmp_path / "ragged.csv"
     ragged.write_text('timestamp,prompt,output\n2026-04-03T10:00:00Z,"a, b",c\n2026-04-03T10:00:01Z,a,b,c,d\n')
     with pytest.raises(ingest.LogError, match="line 3 has 5 fields where the header has 3"):

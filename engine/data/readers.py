@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.data import nesting
 from engine.data.shapes import shape_of
 from engine.errors import StudioError
 
@@ -224,12 +225,19 @@ def _read_json(path: Path) -> Iterator[Item]:
         yield from _read_json_object(path)
         return
     count = 0
+    deep = nesting.too_deep_record(path)  # ijson would hold the whole path of such a record: stop before it
+    if deep == 1:
+        yield Item(1, problem=_deep_problem(1))
+        return
     with path.open("rb") as f:
         if f.read(3) != codecs.BOM_UTF8:
             f.seek(0)
         try:
             for count, value in enumerate(ijson.items(f, "item", use_float=True), start=1):
                 yield Item(count, value)
+                if deep is not None and count == deep - 1:
+                    yield Item(deep, problem=_deep_problem(deep))
+                    return
         except ijson.common.IncompleteJSONError as err:
             if "premature EOF" in str(err) or "incomplete" in str(err).lower():
                 problem = f"Record {count + 1} is cut off: the JSON array ends in the middle of a record."
@@ -240,6 +248,11 @@ def _read_json(path: Path) -> Iterator[Item]:
             yield Item(count + 1, problem=f"Record {count + 1} is nested too deeply to read.")
         except ValueError:
             yield Item(count + 1, problem=f"Record {count + 1} holds a number too long to read (over 4,300 digits).")
+
+
+def _deep_problem(record: int) -> str:
+    return (f"Record {record} is nested more than {nesting.MAX_DEPTH:,} levels deep, which no training example needs; "
+            "the records after it were not read.")
 
 
 def _read_json_object(path: Path) -> Iterator[Item]:

@@ -229,6 +229,8 @@ def _first_bad_json_line(path: Path) -> str | None:
                 continue
             try:
                 value = json.loads(line)
+            except RecursionError:  # hostile nesting: Polars stopped at its depth limit, json at the recursion limit
+                return f"line {number} is nested too deeply to read."
             except ValueError:
                 return f"line {number} is not valid JSON."
             if not isinstance(value, dict):

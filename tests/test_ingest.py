@@ -155,6 +155,35 @@ def test_csv_rows_with_mapping_and_multiline_cells(tmp_path):
     assert loaded.records[0].extra == {"notes": "x"}
 
 
+def test_a_stray_quote_in_a_csv_is_named_and_the_rows_after_it_are_still_read(tmp_path):
+    """A lenient CSV reader makes every line after an unclosed quote part of one cell, up to the next quote or the
+    end of the file: 19,995 rows vanished into row 5 and the report said "5 records". Now the row is named and the
+    reading goes on from its next line; a real multi-line cell and a quote inside one line stay as they were."""
+    rows = [f"q{i},a{i}" for i in range(1, 21)]
+    rows[2] = 'q3,"a3 oops'  # closed, wrongly, by the stray quote of row 8
+    rows[7] = 'q8,"a8 oops'  # and once row 3 is skipped, this one runs to the quote that opens row 12's cell
+    rows[11] = 'q12,"a multi-line\nanswer, with a comma"'
+    rows[14] = 'q15,a "5" inch screen'
+    path = tmp_path / "stray.csv"
+    path.write_text("prompt,completion\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    loaded = load_records(path)
+    assert len(loaded.records) == 20 and codes(loaded) == {(3, "unparseable_line"), (8, "unparseable_line")}
+    problems = {r.location: r.problems[0][1] for r in loaded.records if r.problems}
+    assert problems[3] == ("Row 3 (line 4) opens a quoted field that runs to line 9; it was skipped and reading went "
+                           "on from the next line.")
+    assert problems[8].startswith("Row 8 (line 9) opens a quoted field that runs to line 13;")
+    by_row = {r.location: r.messages[-1]["content"] for r in loaded.records if not r.problems}
+    assert by_row[12] == "a multi-line\nanswer, with a comma" and by_row[15] == 'a "5" inch screen'
+    assert by_row[20] == "a20" and len(by_row) == 18
+    path.write_text('prompt,"completion\nq,a\n', encoding="utf-8")
+    with pytest.raises(InputError, match="header row opens a quoted field"):
+        load_records(path)
+    # every line a stray quote: each row is named, and every line is read at most about twice
+    path.write_text("prompt,completion\n" + "".join(f'q{i},"a{i}\n' for i in range(5000)), encoding="utf-8")
+    with pytest.raises(InputError, match="Row 1 \\(line 2\\) opens a quoted field"):
+        load_records(path)
+
+
 def test_csv_missing_mapped_column(tmp_path):
     path = tmp_path / "faq.csv"
     path.write_text("q,a\nhi,hello\n")

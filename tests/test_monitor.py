@@ -399,6 +399,10 @@ def test_mixed_time_formats_stray_values_and_a_broken_json_line(deployed, tmp_pa
     ragged.write_text('timestamp,prompt,output\n2026-04-03T10:00:00Z,"a, b",c\n2026-04-03T10:00:01Z,a,b,c,d\n')
     with pytest.raises(ingest.LogError, match="line 3 has 5 fields where the header has 3"):
         ingest.import_log(project.id, ragged, model="support-mixed")
+    ragged.write_text('timestamp,prompt,output\n2026-04-03T10:00:00Z,a,b\n2026-04-03T10:00:01Z,"a stray,b\n'
+                      '2026-04-03T10:00:02Z,c,d\n')  # the lenient count would blame line 4, where the cell ends
+    with pytest.raises(ingest.LogError, match="line 3 opens a quoted field that is not closed properly"):
+        ingest.import_log(project.id, ragged, model="support-mixed")
     array = tmp_path / "rows.json"  # one JSON array rather than JSON lines
     array.write_text(json.dumps([{"ts": "2026-04-04T10:00:00Z", "prompt": "an array row", "output": "ok"}]))
     assert ingest.import_log(project.id, array, model="support-mixed").stored == 1

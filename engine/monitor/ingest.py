@@ -209,16 +209,25 @@ def _starts_with(path: Path, prefix: bytes) -> bool:
 
 
 def _first_ragged_line(path: Path, separator: str) -> str | None:
-    """"line N has K fields where the header has H" for the first such row (only run when the fast reader failed)."""
+    """"line N has K fields where the header has H", or "line N opens a quoted field ..." (a stray quote makes the
+    lines after it one cell, so the field count only goes wrong where that cell ends) for the first such row; only
+    run when the fast reader failed."""
     import csv
 
     with path.open(newline="", encoding="utf-8", errors="replace") as f:
-        reader = csv.reader(f, delimiter=separator)
-        header = next(reader, None)
-        for row in reader:
-            if header is not None and row and len(row) != len(header):
-                return f"line {reader.line_num} has {len(row)} fields where the header has {len(header)}."
-    return None
+        reader = csv.reader(f, delimiter=separator, strict=True)
+        start = 1
+        try:
+            header = next(reader, None)
+            while True:
+                start = reader.line_num + 1
+                row = next(reader, None)
+                if row is None:
+                    return None
+                if header is not None and row and len(row) != len(header):
+                    return f"line {reader.line_num} has {len(row)} fields where the header has {len(header)}."
+        except csv.Error:
+            return f"line {start} opens a quoted field that is not closed properly (it runs to line {reader.line_num})."
 
 
 def _first_bad_json_line(path: Path) -> str | None:

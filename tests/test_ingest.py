@@ -133,6 +133,25 @@ def test_a_deeply_nested_record_in_a_json_array_stops_the_reading_before_the_par
         load_records(path)
 
 
+def test_a_lone_surrogate_escape_is_named_on_its_line_not_a_crash_later(tmp_path):
+    """json.loads reads `"\\ud800"` as a str that cannot be written as UTF-8: the check crashed in the tokenizer and
+    the split while writing. It is an error on its line; an escaped pair (an emoji) is text as usual."""
+    def turns(user: str, answer: str) -> str:  # escapes written by hand, as another program would
+        return ('{"messages": [{"role": "user", "content": "' + user + '"}, {"role": "assistant", "content": "'
+                + answer + '"}]}')
+
+    path = write_jsonl(tmp_path / "s.jsonl", [chat(i) for i in range(1, 4)],
+                       {1: turns("bad \\ud800 here", "x"),
+                        2: turns("a smile \\ud83d\\ude00", "\\\\ud800 is only a backslash")})
+    loaded = load_records(path)
+    assert codes(loaded) - {(3, "missing_system")} == {(2, "unparseable_line")}
+    assert loaded.records[1].problems[0][1].startswith("Line 2 holds a lone surrogate escape")
+    assert [m["content"] for m in loaded.records[2].messages] == ["a smile \U0001f600", "\\ud800 is only a backslash"]
+    wrapped = tmp_path / "w.json"  # one JSON object whose list holds the records, written over several lines
+    wrapped.write_text(json.dumps({"data": [chat(1), {"prompt": "q \udc80", "completion": "a"}]}, indent=1))
+    assert codes(load_records(wrapped)) == {(2, "unparseable_line")}
+
+
 def test_json_array_record_numbers_and_truncation(tmp_path):
     path = tmp_path / "a.json"
     path.write_text(json.dumps([chat(1), [1], chat(3)]))

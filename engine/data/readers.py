@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ from engine.errors import StudioError
 CONTAINERS = ("jsonl", "json", "csv", "tsv", "parquet")
 DEFAULT_MAX_MB = 200
 _CHUNK = 1 << 20
+# `\ud800`-`\udfff`: json.loads turns a lone one into a str that cannot be written as UTF-8 (ijson writes "?")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class InputError(StudioError):
@@ -210,7 +213,10 @@ def _read_jsonl(path: Path) -> Iterator[Item]:
 def _jsonl_item(line_no: int, raw: bytes, is_last: bool) -> Item:
     text = raw.decode("utf-8")
     try:
-        return Item(line_no, json.loads(text))
+        value = json.loads(text)
+        if _SURROGATE_ESCAPE.search(raw) and _holds_lone_surrogate(value):
+            return Item(line_no, problem=_surrogate_problem("Line", line_no))
+        return Item(line_no, value)
     except (json.JSONDecodeError, RecursionError) as err:
         return Item(line_no, problem=_parse_problem(err, line_no, is_last))
     except ValueError:  # Python refuses integers of more than 4,300 digits (a denial-of-service guard)
@@ -269,11 +275,32 @@ def _read_json_object(path: Path) -> Iterator[Item]:
 
     lists = [v for v in value.values() if isinstance(v, list)] if isinstance(value, dict) else []
     wrapper = shape_of(value) is None and len(lists) == 1 and lists[0] and all(isinstance(v, dict) for v in lists[0])
-    if wrapper:
-        for i, record in enumerate(lists[0], start=1):
-            yield Item(i, record)
-    else:
-        yield Item(1, value)
+    records = lists[0] if wrapper else [value]
+    for i, record in enumerate(records, start=1):
+        yield Item(i, problem=_surrogate_problem("Record", i)) if _holds_lone_surrogate(record) else Item(i, record)
+
+
+def _holds_lone_surrogate(value: Any) -> bool:
+    """Whether any text in the parsed value holds half of a surrogate pair (walked without recursion)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _surrogate_problem(kind: str, number: int) -> str:
+    return (f"{kind} {number} holds a lone surrogate escape (one of \\ud800-\\udfff without its pair), which is not "
+            "text; repair or remove it.")
 
 
 def _short(err: Exception) -> str:

@@ -9,37 +9,24 @@ record becomes an `Item` with a `problem` and the reading goes on.
 from __future__ import annotations
 
 import codecs
-import collections
 import csv
 import io
 import json
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.data import nesting
+from engine.data import csv_rows, nesting
+from engine.data.items import InputError, Item
 from engine.data.shapes import shape_of
-from engine.errors import StudioError
 
 CONTAINERS = ("jsonl", "json", "csv", "tsv", "parquet")
 DEFAULT_MAX_MB = 200
 _CHUNK = 1 << 20
 # `\ud800`-`\udfff`: json.loads turns a lone one into a str that cannot be written as UTF-8 (ijson writes "?")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-
-
-class InputError(StudioError):
-    """The input as a whole cannot be read; the message is one sentence for the user."""
-
-
-@dataclass(slots=True)
-class Item:
-    location: int
-    value: Any = None
-    problem: str | None = None  # set when this record could not be parsed
 
 
 def max_file_bytes() -> int:
@@ -176,7 +163,7 @@ def read_items(path: Path, container: str, delimiter: str | None = None) -> Iter
     elif container == "json":
         yield from _read_json(path)
     elif container in ("csv", "tsv"):
-        yield from _read_csv(path, delimiter or ("\t" if container == "tsv" else ","))
+        yield from csv_rows.read_csv(path, delimiter or ("\t" if container == "tsv" else ","), max_file_bytes())
     elif container == "parquet":
         yield from _read_parquet(path)
     else:
@@ -307,106 +294,6 @@ def _short(err: Exception) -> str:
     return str(err).splitlines()[0][:120]
 
 
-class _Lines:
-    """The file's decoded lines for the CSV reader, keeping those of the row being read (`recent`), whether they ran
-    out (`ended`), and lines to read again (`replay`): the lenient reader makes every line after a stray quote part
-    of one cell, up to the next quote or the end of the file, and those rows would vanish without a word."""
-
-    def __init__(self, path: Path) -> None:
-        self._source = self._read(path)
-        self._again: collections.deque[str] = collections.deque()
-        self.recent: list[str] = []
-        self.ended = False
-        self.read = self.replayed = 0  # lines read from the file, and read again
-
-    @staticmethod
-    def _read(path: Path) -> Iterator[str]:
-        with path.open("r", encoding="utf-8-sig", newline="") as f:
-            yield from f
-
-    def __iter__(self) -> _Lines:
-        return self
-
-    def __next__(self) -> str:
-        if self._again:
-            line = self._again.popleft()
-        else:
-            try:
-                line = next(self._source)
-            except StopIteration:
-                self.ended = True
-                raise
-            self.read += 1
-        self.recent.append(line)
-        return line
-
-    def replay(self, lines: list[str]) -> bool:
-        """Read these lines again, unless that would re-read more lines than the file has had so far (a hostile
-        file of stray quotes then stays linear: every line is read at most about twice)."""
-        if self.replayed + len(lines) > self.read + 1000:
-            return False
-        self.replayed += len(lines)
-        self._again.extendleft(reversed(lines))
-        self.ended = False
-        return True
-
-
-def _broken_quote(lines: _Lines, delimiter: str) -> bool:
-    """Whether the row just read spans lines only through a stray quote: read strictly, its lines are not CSV."""
-    if not lines.ended and len(lines.recent) < 2:
-        return False  # one line: the lenient reading (e.g. `"5" inch` as 5 inch) is kept
-    try:
-        for _ in csv.reader(lines.recent, delimiter=delimiter, strict=True):
-            pass
-    except csv.Error:
-        return True
-    return lines.ended  # a quoted field the end of the file closed
-
-
-def _read_csv(path: Path, delimiter: str) -> Iterator[Item]:
-    csv.field_size_limit(max(max_file_bytes(), 1 << 20))
-    lines = _Lines(path)
-    reader = csv.reader(lines, delimiter=delimiter)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise InputError("The CSV file has no header row.") from None
-    if _broken_quote(lines, delimiter):
-        raise InputError(f"The header row opens a quoted field that is never closed as CSV needs (it ran to line "
-                         f"{reader.line_num}); close or remove the quote.")
-    header = [h.strip() for h in header]
-    if not any(header):
-        raise InputError("The CSV file's first row is empty; it must name the columns.")
-    row_no, before = 0, 0  # before: lines counted by earlier readers (a re-read starts a new one)
-    while True:
-        first_line, lines.recent = before + reader.line_num + 1, []
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as err:
-            row_no += 1
-            yield Item(row_no, problem=f"Row {row_no} (line {before + reader.line_num}) cannot be read as CSV ({err}).")
-            continue
-        if not any(cell.strip() for cell in row):
-            continue
-        row_no += 1
-        if _broken_quote(lines, delimiter):  # name the row, then read on from its second line
-            end = "the end of the file" if lines.ended else f"line {before + reader.line_num}"
-            again = len(lines.recent) > 1 and lines.replay(lines.recent[1:])
-            yield Item(row_no, problem=f"Row {row_no} (line {first_line}) opens a quoted field that runs to {end}; "
-                                       + ("it was skipped and reading went on from the next line." if again
-                                          else "close or remove the stray quote."))
-            if again:
-                before, reader = first_line, csv.reader(lines, delimiter=delimiter)
-            continue
-        if len(row) != len(header):
-            yield Item(row_no, problem=f"Row {row_no} (line {before + reader.line_num}) has {len(row)} fields but "
-                                       f"the header has {len(header)}.")
-            continue
-        yield Item(row_no, dict(zip(header, row)))
-
-
 def _read_parquet(path: Path) -> Iterator[Item]:
     import pyarrow.parquet as pq  # only Parquet files need it
 
@@ -427,5 +314,5 @@ def column_names(path: Path, container: str) -> list[str]:
         import pyarrow.parquet as pq  # only Parquet files need it
 
         return list(pq.ParquetFile(path).schema_arrow.names)
-    reader = csv.reader(io.StringIO(next(_Lines(path), "")), delimiter="\t" if container == "tsv" else ",")
+    reader = csv.reader(io.StringIO(csv_rows.first_line(path)), delimiter="\t" if container == "tsv" else ",")
     return [h.strip() for h in next(reader, [])]

@@ -39,6 +39,19 @@ def test_near_duplicate_families_stay_on_one_side(ws, tmp_path):
     assert 8 <= result.counts["test"] <= 24 and result.counts["train"] >= 110
 
 
+def test_records_that_are_all_near_copies_of_each_other_get_no_empty_test_split(ws, tmp_path):
+    """A templated file whose records differ only in a number is one leakage group: it went to train whole, and the
+    split reported an empty test part as "locked". Refused with the reason; the CLI says it in one sentence."""
+    rows = [{"prompt": f"Please summarize the support ticket about the delayed refund for order {i}.",
+             "completion": f"The customer wants a refund for order {i}."} for i in range(40)]
+    path = write_jsonl(tmp_path / "t.jsonl", rows)
+    with pytest.raises(split.SplitError, match="No test set can be held out without leakage: 40 of the 40"):
+        split.split_records(load_records(path).records)
+    done = run_studio("split", str(path), "--out", str(tmp_path / "parts"), env_home=ws.root)
+    assert done.returncode != 0 and "No test set can be held out" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "parts" / "test.jsonl").exists()
+
+
 def test_split_is_deterministic_per_seed(ws, tmp_path):
     recs = load_records(write_jsonl(tmp_path / "d.jsonl", [chat(i) for i in range(100)])).records
     a = split.split_records(recs, seed=1)

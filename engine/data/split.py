@@ -130,6 +130,11 @@ def split_records(records: list[Record], ratios=(0.8, 0.1, 0.1), seed: int = 0,
         k = max(range(3), key=lambda p: (targets[p] - sizes[p]) / max(targets[p], 1e-9) if targets[p] else -1e9)
         assigned[k] += group
         sizes[k] += len(group)
+    if not assigned[2]:  # a locked test split of nothing would let every later score rest on no evidence
+        biggest = max(len(g) for g in groups)
+        raise SplitError(f"No test set can be held out without leakage: {biggest:,} of the {len(good):,} usable "
+                         "records are copies or near copies of one another or share a prompt, and a group must "
+                         "stay on one side. Add records that differ (not only in a number or a name).")
     parts = {name: [good[i] for i in sorted(idx)] for name, idx in zip(PARTS, assigned)}
     step(0.5, "Measuring the overlap between the parts")
     overlap = measure_overlap(parts["train"], parts["test"], threshold) | {

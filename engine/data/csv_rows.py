@@ -93,7 +93,7 @@ def read_csv(path: Path, delimiter: str, max_bytes: int) -> Iterator[Item]:
         raise InputError("The CSV file's first row is empty; it must name the columns.")
     row_no, before = 0, 0  # before: lines counted by earlier readers (a re-read starts a new one)
     while True:
-        first_line, lines.recent = before + reader.line_num + 1, []
+        row_line, lines.recent = before + reader.line_num + 1, []
         try:
             row = next(reader)
         except StopIteration:
@@ -108,11 +108,11 @@ def read_csv(path: Path, delimiter: str, max_bytes: int) -> Iterator[Item]:
         if _broken_quote(lines, delimiter):  # name the row, then read on from its second line
             end = "the end of the file" if lines.ended else f"line {before + reader.line_num}"
             again = len(lines.recent) > 1 and lines.replay(lines.recent[1:])
-            yield Item(row_no, problem=f"Row {row_no} (line {first_line}) opens a quoted field that runs to {end}; "
+            yield Item(row_no, problem=f"Row {row_no} (line {row_line}) opens a quoted field that runs to {end}; "
                                        + ("it was skipped and reading went on from the next line." if again
                                           else "close or remove the stray quote."))
             if again:
-                before, reader = first_line, csv.reader(lines, delimiter=delimiter)
+                before, reader = row_line, csv.reader(lines, delimiter=delimiter)
             continue
         if len(row) != len(header):
             yield Item(row_no, problem=f"Row {row_no} (line {before + reader.line_num}) has {len(row)} fields but "

@@ -24,14 +24,14 @@ def too_deep_record(path: Path, limit: int = MAX_DEPTH) -> int | None:
     is level 1), or None when it never does or the file stops being valid JSON first (the parser then says where)."""
     import ijson
 
-    with _open(path) as f:
+    with open_json(path) as f:
         events = ijson.basic_parse(f, use_float=True)
         try:
             if next(filter(limit.__lt__, accumulate(map(_DELTA.__getitem__, map(itemgetter(0), events)))), None) is None:
                 return None
         except ijson.common.JSONError:
             return None
-    with _open(path) as f:  # rare: name the record, counting elements at level 1 up to the deep place
+    with open_json(path) as f:  # rare: name the record, counting elements at level 1 up to the deep place
         depth = record = 0
         for event, _ in ijson.basic_parse(f, use_float=True):
             change = _DELTA[event]
@@ -43,7 +43,8 @@ def too_deep_record(path: Path, limit: int = MAX_DEPTH) -> int | None:
     return None
 
 
-def _open(path: Path) -> BinaryIO:
+def open_json(path: Path) -> BinaryIO:
+    """The file opened for a JSON parser, past a UTF-8 byte-order mark."""
     f = path.open("rb")
     if f.read(3) != b"\xef\xbb\xbf":
         f.seek(0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import json
 import os
 import re
@@ -220,18 +221,13 @@ def _read_json(path: Path) -> Iterator[Item]:
         return
     count = 0
     deep = nesting.too_deep_record(path)  # ijson would hold the whole path of such a record: stop before it
-    if deep == 1:
-        yield Item(1, problem=_deep_problem(1))
-        return
-    with path.open("rb") as f:
-        if f.read(3) != codecs.BOM_UTF8:
-            f.seek(0)
+    with nesting.open_json(path) as f:
         try:
-            for count, value in enumerate(ijson.items(f, "item", use_float=True), start=1):
+            for count, value in enumerate(itertools.islice(ijson.items(f, "item", use_float=True),
+                                                           None if deep is None else deep - 1), start=1):
                 yield Item(count, value)
-                if deep is not None and count == deep - 1:
-                    yield Item(deep, problem=_deep_problem(deep))
-                    return
+            if deep is not None:
+                yield Item(deep, problem=_deep_problem(deep))
         except ijson.common.IncompleteJSONError as err:
             if "premature EOF" in str(err) or "incomplete" in str(err).lower():
                 problem = f"Record {count + 1} is cut off: the JSON array ends in the middle of a record."
@@ -251,8 +247,9 @@ def _deep_problem(record: int) -> str:
 
 def _read_json_object(path: Path) -> Iterator[Item]:
     """A single JSON object: either one record, or a wrapper whose only list holds the records."""
+    text = path.read_text(encoding="utf-8-sig")
     try:
-        value = json.loads(path.read_text(encoding="utf-8-sig"))
+        value = json.loads(text)
     except json.JSONDecodeError as err:
         raise InputError(f"The file is not valid JSON (line {err.lineno}: {err.msg}).") from None
     except RecursionError:
@@ -263,8 +260,10 @@ def _read_json_object(path: Path) -> Iterator[Item]:
     lists = [v for v in value.values() if isinstance(v, list)] if isinstance(value, dict) else []
     wrapper = shape_of(value) is None and len(lists) == 1 and lists[0] and all(isinstance(v, dict) for v in lists[0])
     records = lists[0] if wrapper else [value]
+    escapes = _SURROGATE_ESCAPE.search(text.encode("utf-8")) is not None
     for i, record in enumerate(records, start=1):
-        yield Item(i, problem=_surrogate_problem("Record", i)) if _holds_lone_surrogate(record) else Item(i, record)
+        bad = escapes and _holds_lone_surrogate(record)
+        yield Item(i, problem=_surrogate_problem("Record", i)) if bad else Item(i, record)
 
 
 def _holds_lone_surrogate(value: Any) -> bool:

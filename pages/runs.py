@@ -56,6 +56,8 @@ def render(run) -> None:
         st.warning(summary.alarm)
     for note in summary.notes:
         st.caption(md_escape(note))
+    if summary.loss:
+        st.caption("Loss: " + md_escape(summary.loss.get("message", "")))
     if not summary.curves["log"]:
         st.write("No metrics yet (the trainer is starting).")
         return

@@ -190,10 +190,10 @@ def test_mix_in_adds_the_requested_share(setup, ws):
     general.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"What is {i} plus {i}?"},
                                                         {"role": "assistant", "content": f"It is {2 * i}."}]}) + "\n"
                                for i in range(200)))
-    from engine.train.trainer import training_examples
+    from engine.train.examples import training_rows
 
-    base = training_examples(config())
-    mixed = training_examples(config(mix_file=str(general), mix_share=0.2))
+    base = training_rows(config())
+    mixed = training_rows(config(mix_file=str(general), mix_share=0.2))
     added = len(mixed) - len(base)
     assert added == round(len(base) * 0.2 / 0.8)
     assert mixed[:len(base)] == base

@@ -23,6 +23,7 @@ class RunSummary:
     wandb_sync: str | None
     notes: list[str] = field(default_factory=list)
     log: str = ""
+    loss: dict | None = None  # how the loss was put on the tokens (the trainer's "loss" event)
 
 
 def summarize(run: Run) -> RunSummary:
@@ -49,6 +50,7 @@ def summarize(run: Run) -> RunSummary:
         stopped_early=bool(final.get("stopped_early")), wandb_url=url, wandb_sync=sync,
         notes=[e["message"] for e in events if e["event"] == "note"],
         log=run.log_tail if run.status != "running" and run.log_tail else log_tail(folder),
+        loss=next((e for e in reversed(events) if e["event"] == "loss"), None),
     )
 
 

@@ -19,24 +19,20 @@ from __future__ import annotations
 import errno
 import importlib.util
 import os
-import random
 import signal
 import sys
 import time
 import traceback
 from pathlib import Path
 
-from engine.data import split
-from engine.data.loading import load_records
-from engine.data.quality import usable
-from engine.data.readers import InputError
-from engine.data.test_lock import project_of
+from engine.data.chat_template import DEFAULT_TEMPLATE, ModelTemplate
 from engine.jobs import heartbeat
 from engine.jobs.checkpoints import COMPLETE_MARKER, complete_checkpoints
 from engine.jobs.event_log import MetricsWriter, perplexity
 from engine.jobs.failures import DataError, ModelLoadError, RunConfigError, classify_exception, write_failure
 from engine.store import workspace
 from engine.train.config import RunConfig
+from engine.train.examples import describe_loss, encode_rows, refusals, training_rows, validation_rows
 from engine.train.stop_flag import STOP, request_stop
 
 # Fault injection for the fault tests (tests/test_train.py) only: "ignore_sigterm", or "raise:<kind>:<step>" with
@@ -75,32 +71,6 @@ def main(argv: list[str] | None = None) -> int:
         return write_failure(writer, kind, message)
     finally:
         writer.close()
-
-
-def load_examples(path: str, purpose: str, project_id: int | None = None) -> list[dict]:
-    """OpenAI-style records ready for TRL, refusing any record of a locked test split."""
-    try:
-        records = usable(load_records(Path(path)).records)
-    except InputError as err:
-        raise DataError(str(err)) from None
-    if not records:
-        raise DataError(f"{path} has no usable examples.")
-    try:
-        split.refuse_locked(records, purpose, project_id)
-    except split.LockedTestError as err:
-        raise DataError(str(err)) from None
-    return [{"messages": [{"role": m["role"], "content": m["content"]} for m in r.messages or []]} for r in records]
-
-
-def training_examples(config: RunConfig) -> list[dict]:
-    project_id = project_of(config.dataset_version_id)
-    rows = load_examples(config.train_file, "training", project_id)
-    if config.mix_file and config.mix_share > 0:
-        general = load_examples(config.mix_file, "training", project_id)
-        want = round(len(rows) * config.mix_share / (1 - config.mix_share))
-        rng = random.Random(config.seed)
-        rows += rng.sample(general, min(want, len(general)))
-    return rows
 
 
 def resolve_device(config: RunConfig) -> tuple[str, str]:
@@ -172,30 +142,42 @@ def load_model(config: RunConfig, device: str, precision: str, batching: str = "
         model = prepare_model_for_kbit_training(model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    if config.assistant_only_loss and "generation" not in (tokenizer.chat_template or ""):
-        raise RunConfigError("the model's chat template does not mark assistant turns ({% generation %}), so "
-                             "assistant-only loss cannot work; turn it off or use a template that marks them.")
+    if not tokenizer.chat_template:  # a base model: the documented default, saved with the trained model
+        tokenizer.chat_template = DEFAULT_TEMPLATE
     return model, tokenizer
 
 
+def tokenized_examples(config: RunConfig, tokenizer, writer: MetricsWriter):
+    """(train dataset, eval dataset or None): the split's records under the model's own chat template with the
+    answer-only loss mask; records the template cannot take are refused by name before any step runs."""
+    template = ModelTemplate.from_transformers(tokenizer)
+    train_rows, eval_rows = training_rows(config), validation_rows(config)
+    problems = refusals(template, train_rows, "training") + (refusals(template, eval_rows, "validation")
+                                                             if eval_rows else [])
+    if problems:
+        raise DataError(" ".join(problems))
+    train_set = encode_rows(template, train_rows, config.assistant_only_loss)
+    if not train_set.input_ids:
+        raise DataError("No training record has an assistant turn that carries loss (every one has weight 0).")
+    eval_set = encode_rows(template, eval_rows, config.assistant_only_loss) if eval_rows else None
+    writer.write("loss", **describe_loss(template, train_set, train_rows, config.assistant_only_loss))
+    return train_set.dataset(), eval_set.dataset() if eval_set and eval_set.input_ids else None
+
+
 def fit(config: RunConfig, run_dir: Path, writer: MetricsWriter, resume: bool) -> dict:
-    from datasets import Dataset  # the ML stack loads in seconds: only jobs that train or generate import it
     from transformers import EarlyStoppingCallback  # heavy: loaded on first use
     from trl import SFTTrainer  # the ML stack loads in seconds: only jobs that train or generate import it
 
     device, precision = resolve_device(config)
     batching = resolve_batching(config, device)
-    train_rows = training_examples(config)
-    eval_rows = (load_examples(config.eval_file, "early stopping and model selection",
-                               project_of(config.dataset_version_id)) if config.eval_file else None)
     model, tokenizer = load_model(config, device, precision, batching)
+    train_set, eval_set = tokenized_examples(config, tokenizer, writer)
     report_to = start_wandb(config, run_dir, writer) if RANK == 0 else "none"
-    args = sft_args(config, run_dir, bool(eval_rows), device, precision, batching, report_to)
+    args = sft_args(config, run_dir, eval_set is not None, device, precision, batching, report_to)
     callbacks = [studio_callback(writer)]
-    if eval_rows and config.early_stopping:
+    if eval_set is not None and config.early_stopping:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(train_rows),
-                         eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                          processing_class=tokenizer, peft_config=peft_config(config), callbacks=callbacks)
     checkpoint = None
     if resume:
@@ -239,7 +221,8 @@ def sft_args(config: RunConfig, run_dir: Path, validated: bool, device: str, pre
         per_device_eval_batch_size=config.per_device_train_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps, warmup_steps=config.warmup_steps,
         lr_scheduler_type=config.lr_scheduler_type, weight_decay=config.weight_decay,
-        max_length=config.max_length, assistant_only_loss=config.assistant_only_loss,
+        # the answer-only mask comes with the tokenized examples (engine.train.examples), for any chat template
+        max_length=config.max_length, assistant_only_loss=False,
         packing=batching == "packing", padding_free=batching == "packing" and importlib_spec("flash_attn"),
         train_sampling_strategy="group_by_length" if batching == "length_grouping" else "random",
         logging_steps=config.logging_steps, logging_first_step=True,

@@ -80,7 +80,7 @@ def check_loaded(loaded: Loaded, name: str, options: CheckOptions, progress: Pro
             duplicates.check_contradictions(good, tree_of),
             content.check_short(good), content.check_copies_input(good), content.check_repetitive(good),
             length.check_too_long(good, totals, options.max_length), length.check_outliers(good, totals),
-            structure.check_system_prompts(good),
+            structure.check_system_prompts(good), structure.check_unused_fields(good),
         ]
         step(0.7, "Personal data, secrets and languages")
         pii, secrets, languages, placeholders, boilerplate = helper.result()

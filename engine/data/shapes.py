@@ -8,6 +8,7 @@ message; ShareGPT `tools` and preference `rejected` answers in the record's `ext
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,10 @@ _OPENAI_ROLE_ALIASES = {"developer": "system", "function": "tool"}
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
                    "function_call": "assistant", "observation": "tool", "tool": "tool", "function": "tool"}
 _MESSAGE_KEPT = ("name", "weight", "tool_calls", "tool_call_id")
+_MESSAGE_FIELDS = ("role", "content", *_MESSAGE_KEPT)
+# Record fields a run or a check uses beyond the conversation: tools (rendered by the template), rejected
+# (preference training), rank (the best branch of a conversation tree), tests (code evaluation).
+USED_RECORD_FIELDS = ("tools", "rejected", "rank", "tests")
 
 
 @dataclass(slots=True)
@@ -44,6 +49,7 @@ class Record:
     extra: dict = field(default_factory=dict)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (error code, sentence)
     where: str = "Record"  # how the user's file counts records: Line (JSONL), Record (JSON), Row (CSV/Parquet)
+    ignored: list[str] = field(default_factory=list)  # message fields dropped in normalization ("message.audio")
 
     @property
     def turns(self) -> list[dict]:
@@ -172,6 +178,7 @@ def _openai(value: dict, rec: Record, mapping: dict) -> None:
         raw = m.get("role")
         role = _OPENAI_ROLE_ALIASES.get(raw, raw) if isinstance(raw, str) else raw
         _add(rec, role, m.get("content"), raw_role=raw, **{k: m.get(k) for k in _MESSAGE_KEPT})
+        rec.ignored += [f"message.{k}" for k in m if k not in _MESSAGE_FIELDS and f"message.{k}" not in rec.ignored]
     rec.extra = {k: v for k, v in value.items() if k != "messages"}
 
 
@@ -190,10 +197,31 @@ def _sharegpt(value: dict, rec: Record, mapping: dict) -> None:
         raw = t.get("from", t.get("role"))
         content = t.get("value", t.get("content"))
         if raw == "function_call":
-            _add(rec, "assistant", content, raw_role=raw, tool_call=True)
+            calls = _function_call(content)
+            if calls:  # a structured call renders through the model's tool support, never as an empty answer
+                _add(rec, "assistant", "", raw_role=raw, tool_calls=calls)
+            else:
+                _add(rec, "assistant", content, raw_role=raw)
         else:
             _add(rec, _SHAREGPT_ROLES.get(raw) if isinstance(raw, str) else None, content, raw_role=raw)
     rec.extra = {k: v for k, v in value.items() if k not in ("conversations", "system", "chosen", "rejected")}
+
+
+def _function_call(value: Any) -> list[dict] | None:
+    """ShareGPT's function_call turn (`{"name", "arguments"}` as JSON text, or a list of them) as OpenAI tool_calls;
+    None when it is not one."""
+    try:
+        parsed = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        return None
+    calls = parsed if isinstance(parsed, list) else [parsed]
+    out = []
+    for call in calls:
+        if not (isinstance(call, dict) and isinstance(call.get("name"), str)):
+            return None
+        arguments = call.get("arguments", call.get("parameters", {}))
+        out.append({"type": "function", "function": {"name": call["name"], "arguments": arguments}})
+    return out or None
 
 
 def _answer_text(value: Any) -> Any:

@@ -65,6 +65,14 @@ def generate(model, tokenizer, prompts: list[list[dict]], batch_size: int = 16, 
     """Answers for each prompt (a list of messages), batch by batch."""
     import torch  # the ML stack loads in seconds: only jobs that train or generate import it
 
+    from engine.data.chat_template import ModelTemplate, template_messages
+
+    template = ModelTemplate.from_transformers(tokenizer)
+    # the template's end-of-turn token stops generation too (Gemma's <end_of_turn> is not its eos token)
+    stop_ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    turn_end = tokenizer.convert_tokens_to_ids(template.end_of_turn) if template.end_of_turn else None
+    if isinstance(turn_end, int) and turn_end != tokenizer.unk_token_id and turn_end not in stop_ids:
+        stop_ids.append(turn_end)
     out: list[Answer] = []
     # Similar lengths share a batch (less padding); answers are put back in the input order.
     order = sorted(range(len(prompts)), key=lambda i: len(json.dumps(prompts[i])))
@@ -73,9 +81,10 @@ def generate(model, tokenizer, prompts: list[list[dict]], batch_size: int = 16, 
         if should_stop and should_stop():
             break
         idx = order[start:start + batch_size]
-        texts = [tokenizer.apply_chat_template(prompts[i], add_generation_prompt=True, tokenize=False) for i in idx]
+        texts = [template.render(template_messages(prompts[i], template), add_generation_prompt=True) for i in idx]
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         kwargs = {"max_new_tokens": max_new_tokens, "do_sample": do_sample, "pad_token_id": tokenizer.pad_token_id,
+                  "eos_token_id": stop_ids or None,
                   "return_dict_in_generate": True, "output_scores": confidence}
         if do_sample:
             kwargs.update(temperature=temperature, top_p=top_p)
@@ -106,32 +115,38 @@ def generate(model, tokenizer, prompts: list[list[dict]], batch_size: int = 16, 
 
 
 def answer_nll(model, tokenizer, conversations: list[list[dict]], batch_size: int = 16) -> Nll:
-    """Per conversation: the summed negative log-likelihood of its assistant tokens, and how many there are.
+    """Per conversation: the summed negative log-likelihood of its assistant tokens, and how many there are. The
+    assistant tokens are those the training mask marks under the model's own chat template (engine.data.loss_mask),
+    whatever the template; a conversation that a non-prefix-preserving template splits sums over its turns.
 
     Perplexity over a set is exp(sum of NLL / sum of tokens) (engine.evaluate.scoring.perplexity).
     """
     import torch  # the ML stack loads in seconds: only jobs that train or generate import it
 
-    nll, counts = [], []
-    right = tokenizer.padding_side
-    tokenizer.padding_side = "right"
-    try:
-        for start in range(0, len(conversations), batch_size):
-            batch = conversations[start:start + batch_size]
-            enc = tokenizer.apply_chat_template(batch, return_assistant_tokens_mask=True, return_dict=True,
-                                                padding=True, return_tensors="pt")
-            ids = enc["input_ids"].to(model.device)
-            mask = enc["attention_mask"].to(model.device)
-            target = torch.as_tensor(enc["assistant_masks"], device=model.device).bool()
-            with torch.no_grad():
-                logits = model(input_ids=ids, attention_mask=mask).logits.float()
-            logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
-            wanted = target[:, 1:] & mask[:, 1:].bool()
-            nll += (-(logp * wanted)).sum(dim=1).tolist()
-            counts += wanted.sum(dim=1).tolist()
-    finally:
-        tokenizer.padding_side = right
-    return nll, [int(c) for c in counts]
+    from engine.data.chat_template import ModelTemplate
+    from engine.data.loss_mask import encode_conversation
+
+    template = ModelTemplate.from_transformers(tokenizer)
+    pieces: list[tuple[int, list[int], list[int]]] = []  # (conversation, input ids, mask)
+    for n, messages in enumerate(conversations):
+        for example in encode_conversation(template, messages).examples:
+            pieces.append((n, example.input_ids, example.assistant_masks))
+    nll, counts = [0.0] * len(conversations), [0] * len(conversations)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    for start in range(0, len(pieces), batch_size):
+        batch = pieces[start:start + batch_size]
+        width = max(len(ids) for _, ids, _ in batch)
+        ids = torch.tensor([p[1] + [pad] * (width - len(p[1])) for p in batch], device=model.device)
+        attention = torch.tensor([[1] * len(p[1]) + [0] * (width - len(p[1])) for p in batch], device=model.device)
+        target = torch.tensor([p[2] + [0] * (width - len(p[2])) for p in batch], device=model.device).bool()
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=attention).logits.float()
+        logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+        wanted = target[:, 1:] & attention[:, 1:].bool()
+        for (n, _, _), total, count in zip(batch, (-(logp * wanted)).sum(dim=1).tolist(), wanted.sum(dim=1).tolist()):
+            nll[n] += total
+            counts[n] += int(count)
+    return nll, counts
 
 
 def text_nll(model, tokenizer, texts: list[str], batch_size: int = 16) -> Nll:

@@ -123,9 +123,12 @@ def main() -> int:
                 if text:
                     _emit(side=self.side, delta=text)
 
+        from engine.data.chat_template import ModelTemplate, template_messages
+
         model, tokenizer = generation.load(request["base_model"], Path(request["adapter"]))
-        enc = tokenizer.apply_chat_template(request["messages"], add_generation_prompt=True, return_tensors="pt",
-                                            return_dict=True).to(model.device)
+        template = ModelTemplate.from_transformers(tokenizer)  # a template without a system role gets it folded
+        text = template.render(template_messages(request["messages"], template), add_generation_prompt=True)
+        enc = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
         for side in SIDES:
             if side == "base" and not hasattr(model, "disable_adapter"):  # a full fine-tune: load the base itself
                 base, _ = generation.load(request["base_model"])

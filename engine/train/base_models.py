@@ -220,3 +220,17 @@ def record_of(folder: str | Path) -> dict | None:
         return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
     except (OSError, ValueError):
         return None
+
+
+def local_folder(name_or_path: str) -> Path | None:
+    """The folder holding a model's files on this machine: the folder itself, or a hub id's snapshot in the Hugging
+    Face cache; None when neither is here."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if _looks_like_path(name_or_path):
+        return None
+    from huggingface_hub import try_to_load_from_cache  # only a hub model id needs it
+
+    cached = try_to_load_from_cache(name_or_path, "config.json")
+    return Path(cached).parent if isinstance(cached, str) else None

@@ -12,11 +12,13 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from engine.data import split, versions
+from engine.data.chat_template import ModelTemplate, TemplateError, record_tools
 from engine.data.loading import load_records
-from engine.data.quality import cached_report, report_for_version
+from engine.data.quality import cached_report, report_for_version, usable
 from engine.data.readers import InputError
 from engine.data.test_lock import project_of
 from engine.data.versions import get_version
@@ -24,7 +26,11 @@ from engine.errors import StudioError
 from engine.jobs import processes, supervisor
 from engine.store import projects, workspace
 from engine.store.tables import Run
+from engine.train.base_models import local_folder
+from engine.train.base_models import resolve as resolve_base
 from engine.train.config import RunConfig
+from engine.train.examples import Row, refusals
+from engine.train.lengths import length_p99
 from engine.train.recommend import model_facts, recommend_hyperparameters, recommend_technique
 
 
@@ -77,6 +83,7 @@ def preflight(config: RunConfig, dataset_version_id: int | None = None) -> list[
                             "page first.")
 
     project_id = project_of(dataset_version_id)
+    loaded: dict[str, list] = {}
     for label, path, purpose in (("training", config.train_file, "training"),
                                  ("validation", config.eval_file, "early stopping and model selection"),
                                  ("mix-in", config.mix_file if config.mix_share > 0 else None, "training")):
@@ -86,7 +93,8 @@ def preflight(config: RunConfig, dataset_version_id: int | None = None) -> list[
             problems.append(f"The {label} file {path} does not exist.")
             continue
         try:
-            split.refuse_locked(load_records(Path(path)).records, purpose, project_id)
+            loaded[label] = load_records(Path(path)).records
+            split.refuse_locked(loaded[label], purpose, project_id)
         except split.LockedTestError as err:
             problems.append(f"The {label} data is refused: {err}")
         except InputError as err:
@@ -94,6 +102,8 @@ def preflight(config: RunConfig, dataset_version_id: int | None = None) -> list[
     why = model_available(config.base_model)
     if why:
         problems.append(why)
+    else:
+        problems += template_problems(config.base_model, loaded)
     if config.technique == "qlora" and config.device != "cpu" and processes.cuda_count() == 0:
         problems.append("QLoRA needs a CUDA GPU (bitsandbytes 4-bit) and none is visible here; use LoRA.")
     if config.num_gpus > 1 and config.device != "cpu" and processes.cuda_count() < config.num_gpus:
@@ -107,6 +117,23 @@ def preflight(config: RunConfig, dataset_version_id: int | None = None) -> list[
     if need > free:
         problems.append(f"The disk has {size_text(free)} free; the checkpoints need about {size_text(need)}. "
                         "Free space or lower save_total_limit.")
+    return problems
+
+
+def template_problems(base_model: str, loaded: dict[str, list]) -> list[str]:
+    """Records the model's chat template cannot take (tool data without tool support, a refused rendering), named;
+    checked here so that the launch is refused instead of a run failing after the model loads."""
+    folder = local_folder(base_model)
+    if folder is None or not (folder / "tokenizer.json").is_file():
+        return []
+    try:
+        template = ModelTemplate.from_folder(folder)
+    except (TemplateError, OSError, ValueError) as err:
+        return [f"The model's tokenizer cannot be read ({err})."]
+    problems = []
+    for label, records in loaded.items():
+        rows = [Row(r.location, r.turns, record_tools(r.extra)) for r in usable(records)]
+        problems += refusals(template, rows, label)
     return problems
 
 
@@ -134,11 +161,23 @@ def launch_checked(config: RunConfig, project_id: int | None = None, request_key
     return launch(config, project_id, request_key, run_dir, then_command)
 
 
+def example_length(base_model: str, split_row) -> tuple[float | None, str]:
+    """(the long end of the training examples' token lengths, what counted them): the 99th percentile under the
+    model's own tokenizer and template when they are on this machine, else the quality report's 95th percentile
+    under the demo tokenizer."""
+    measured = length_p99(base_model, split.split_path(split_row, "train"))
+    if measured:
+        return measured
+    return config_p95(get_version(split_row.dataset_version_id)), ("the demo tokenizer (this model's own is not on "
+                                                                   "this machine; 95th percentile)")
+
+
 def config_for_split(split_row, base_model: str, name: str = "run", **overrides) -> RunConfig:
     """A run config on a split's train and validation parts with the recommended settings (overrides win)."""
     version = get_version(split_row.dataset_version_id)
-    values = recommended_values(base_model, split_row.counts["train"], config_p95(version),
-                                overrides.get("technique"))
+    length, source = example_length(base_model, split_row)
+    values = recommended_values(base_model, split_row.counts["train"], length, overrides.get("technique"),
+                                length_source=source)
     values.update(name=name, base_model=base_model, dataset_version_id=version.id, split_id=split_row.id,
                   train_file=str(split.split_path(split_row, "train")),
                   eval_file=str(split.split_path(split_row, "validation")) if split_row.counts["validation"]
@@ -174,12 +213,12 @@ def config_p95(version) -> float | None:
     return report.stats.get("tokens_per_example", {}).get("p95") if report else None
 
 
-def recommended_values(base_model: str, n_train: int, p95: float | None, technique: str | None = None,
-                       gpu_gb: float = 0) -> dict:
+def recommended_values(base_model: str, n_train: int, length: float | None, technique: str | None = None,
+                       gpu_gb: float = 0, length_source: str = "this model's tokenizer and chat template") -> dict:
     """Every recommended setting for this model and data; the technique too unless one is given."""
     facts = model_facts(base_model)
     technique = technique or recommend_technique(facts)[0]
-    rec = recommend_hyperparameters(facts, technique, n_train, p95, gpu_gb)
+    rec = recommend_hyperparameters(facts, technique, n_train, length, gpu_gb, length_source)
     rec["technique"] = (technique, rec["technique"][1])
     return {field: value for field, (value, _) in rec.items()}
 
@@ -191,6 +230,17 @@ def config_from_cli(args) -> tuple[RunConfig, int | None]:
         return RunConfig.load(path), None
     if not (args.model and args.data):
         raise LaunchRefused("Give a run config, or both --model and --data for the quick form.")
+    shown: set[str] = set()
+
+    def say(_: float, message: str) -> None:  # one line per stage of a GGUF import (about 30 s for SmolLM2)
+        if message not in shown:
+            shown.add(message)
+            print(f"{message}...", file=sys.stderr, flush=True)
+
+    resolved = resolve_base(args.model, progress=say)
+    if resolved.note:
+        print(resolved.note, flush=True)
+    args.model = resolved.path
     project = projects.ensure_project(args.project)
     version = versions.import_file(project.id, args.data, args.data.name)
     made = next(iter(split.list_splits(version.id)), None) or split.create_split(version)

@@ -178,8 +178,9 @@ def recommend_technique(facts: ModelFacts) -> tuple[str, str]:
     return "lora", "LoRA: a fraction of the memory of full fine-tuning, with quality close to it"
 
 
-def recommend_hyperparameters(facts: ModelFacts, technique: str, n_examples: int, p95_tokens: float | None = None,
-                              gpu_gb: float = 0) -> dict[str, tuple]:
+def recommend_hyperparameters(facts: ModelFacts, technique: str, n_examples: int, p99_tokens: float | None = None,
+                              gpu_gb: float = 0, length_source: str = "this model's tokenizer and chat template"
+                              ) -> dict[str, tuple]:
     """field -> (value, reason), to pre-fill the Train page and the quick CLI form."""
     out: dict[str, tuple] = {"technique": recommend_technique(facts), "learning_rate": _learning_rate(facts, technique)}
     out["num_train_epochs"] = _epochs(n_examples, 0 < facts.params < SMALL_MODEL_PARAMS)
@@ -191,11 +192,10 @@ def recommend_hyperparameters(facts: ModelFacts, technique: str, n_examples: int
     else:
         out["lora_r"] = (8, "rank 8 to start; raise to 16-64 if the task is hard and loss plateaus")
         out["lora_alpha"] = (16, "alpha = 2 x rank")
-        out["target_modules"] = (["q_proj", "v_proj"], "query and value projections to start; all-linear for more "
-                                                       "capacity")
+        out["target_modules"] = attention_targets(facts)
     out["lora_dropout"] = (0.05, "light regularization")
-    if p95_tokens:
-        out["max_length"] = _max_length(facts, p95_tokens)
+    if p99_tokens:
+        out["max_length"] = _max_length(facts, p99_tokens, length_source)
     batch = 8
     if gpu_gb:
         for candidate in (16, 8, 4, 2, 1):
@@ -242,12 +242,44 @@ def _epochs(n_examples: int, small_model: bool) -> tuple[float, str]:
             + ("2 passes for a small model" if small_model else "one pass is usually enough"))
 
 
-def _max_length(facts: ModelFacts, p95_tokens: float) -> tuple[int, str]:
-    length = 2 ** math.ceil(math.log2(max(p95_tokens, 64)))
-    why = (f"the power of two at or above the length of 95% of your examples ({p95_tokens:.0f} tokens), so they "
-           "are not cut")
+def _max_length(facts: ModelFacts, p99_tokens: float, source: str) -> tuple[int, str]:
+    """The 99th percentile of the examples' lengths, rounded up to a multiple of 64, never above the context: a
+    longer max length only costs memory (and, with padding, time) for tokens no example has."""
+    length = 64 * math.ceil(max(p99_tokens, 1) / 64)
+    why = (f"99% of your examples fit ({p99_tokens:.0f} tokens at the 99th percentile under {source}, rounded up "
+           "to a multiple of 64), so they are not cut")
     if facts.context and length > facts.context:
         length = facts.context
-        why = (f"the model's context ({facts.context:,} tokens); 5% or more of your examples are longer "
-               f"({p95_tokens:.0f} tokens at the 95th percentile) and will be cut")
+        why = (f"the model's context ({facts.context:,} tokens); over 1% of your examples are longer "
+               f"({p99_tokens:.0f} tokens at the 99th percentile) and will be cut")
     return int(length), why
+
+
+# Attention projections by the names architectures give them, preferred first: separate query and value
+# projections (Llama, Mistral, Qwen, Gemma, SmolLM), else the fused query-key-value one (Phi-3, GPT-2, Falcon, MPT).
+_SEPARATE = ("q_proj", "v_proj")
+_FUSED = ("qkv_proj", "c_attn", "query_key_value", "Wqkv", "W_pack")
+
+
+def linear_module_names(facts: ModelFacts) -> set[str]:
+    """The last name part of every 2-D weight in the model folder's safetensors headers (no weights are read)."""
+    folder = Path(facts.name)
+    names: set[str] = set()
+    for file in folder.glob("*.safetensors") if folder.is_dir() else []:
+        with file.open("rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(length))
+        names |= {key.rsplit(".", 2)[-2] for key, meta in header.items()
+                  if key.endswith(".weight") and "." in key and len(meta.get("shape", [])) == 2}
+    return names
+
+
+def attention_targets(facts: ModelFacts) -> tuple[list[str], str]:
+    """LoRA target modules from the model's real module names (a folder), else the Llama-family names."""
+    names = linear_module_names(facts) if facts.source == "folder" else set()
+    if not names or set(_SEPARATE) <= names:
+        return list(_SEPARATE), "query and value projections to start; all-linear for more capacity"
+    fused = next((n for n in _FUSED if n in names), None)
+    if fused:
+        return [fused], f"this model's fused query-key-value projection ({fused}); all-linear for more capacity"
+    return ["all-linear"], "this model names its layers differently: every linear layer"

@@ -151,3 +151,22 @@ def too_few(good: int) -> Finding:
     return Finding("too_few_examples",
                    f"Only {good} usable examples; training needs at least 10, and under 100 prompt engineering is "
                    "the better tool.", [])
+
+
+def check_unused_fields(records: list[Record]) -> Finding | None:
+    """Fields of the records that no training run uses (they are kept in the dataset, never trained on)."""
+    from engine.data.shapes import USED_RECORD_FIELDS  # (the shapes own which fields they keep)
+
+    details: dict[int, str] = {}
+    fields: Counter = Counter()
+    for rec in records:
+        names = list(rec.ignored) + [k for k in rec.extra if k not in USED_RECORD_FIELDS]
+        if names:
+            details[rec.location] = "not used: " + ", ".join(names[:6])
+            fields.update(names)
+    if not details:
+        return None
+    listed = ", ".join(f"{name} ({count})" for name, count in fields.most_common(8))
+    return Finding("unused_field", f"Fields that training does not use: {listed}. They stay in the dataset but "
+                   "no run learns from them; map them into the conversation if they matter.", sorted(details),
+                   None, details=details)

@@ -1,0 +1,62 @@
+"""Example lengths as a model sees them: every training record rendered with the model's own chat template and
+counted with its own tokenizer (engine.data.loss_mask), for the max_length recommendation. Kept per (model, file
+content) in the workspace, so the Train page asks once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+from engine.data.chat_template import ModelTemplate, TemplateError, record_tools
+from engine.data.loading import load_records
+from engine.data.loss_mask import encode_conversation
+from engine.data.quality import usable
+from engine.data.readers import InputError
+from engine.store import workspace
+from engine.train.base_models import local_folder
+
+
+def quantile(values: list[int], q: float) -> float:
+    """The q-quantile by the nearest-rank method (what is at or above q of the examples)."""
+    ordered = sorted(values)
+    return float(ordered[max(0, math.ceil(q * len(ordered)) - 1)])
+
+
+def example_lengths(folder: Path, path: Path) -> list[int]:
+    template = ModelTemplate.from_folder(folder)
+    out = []
+    for rec in usable(load_records(path).records):
+        try:
+            encoded = encode_conversation(template, rec.turns, record_tools(rec.extra), all_tokens=True)
+        except TemplateError:
+            continue  # the launch names records the template refuses; here they only lack a length
+        out += [len(e.input_ids) for e in encoded.examples]
+    return out
+
+
+def length_p99(base_model: str, train_file: str | Path) -> tuple[float, str] | None:
+    """(99th percentile of the training examples' token lengths, what counted them), or None when the model's
+    tokenizer is not on this machine or the file cannot be read."""
+    folder = local_folder(base_model)
+    path = Path(train_file)
+    if folder is None or not (folder / "tokenizer.json").is_file() or not path.is_file():
+        return None
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    key = hashlib.sha256(f"{folder.resolve()}:{digest}".encode()).hexdigest()[:24]
+    cache = workspace.current().cache / "lengths" / f"{key}.json"
+    if cache.is_file():
+        data = json.loads(cache.read_text(encoding="utf-8"))
+        return data["p99"], data["source"]
+    try:
+        lengths = example_lengths(folder, path)
+    except (InputError, TemplateError, OSError):
+        return None
+    if not lengths:
+        return None
+    result = (quantile(lengths, 0.99), "this model's tokenizer and chat template")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({"p99": result[0], "source": result[1], "examples": len(lengths)}), encoding="utf-8")
+    return result

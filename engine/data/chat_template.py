@@ -214,6 +214,8 @@ def template_messages(messages: list[dict], template: ModelTemplate) -> list[dic
             msg["tool_calls"] = tool_calls_for_template(m["tool_calls"])
         if m.get("tool_call_id"):
             msg["tool_call_id"] = m["tool_call_id"]
+        if m.get("reasoning_content"):  # reasoning models' templates render it (or drop it in earlier turns)
+            msg["reasoning_content"] = m["reasoning_content"]
         if m.get("name") and template.renders_name:
             msg["name"] = m["name"]
         out.append(msg)

@@ -35,7 +35,7 @@ COLUMN_NAMES = {
 _OPENAI_ROLE_ALIASES = {"developer": "system", "function": "tool"}
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
                    "function_call": "assistant", "observation": "tool", "tool": "tool", "function": "tool"}
-_MESSAGE_KEPT = ("name", "weight", "tool_calls", "tool_call_id")
+_MESSAGE_KEPT = ("name", "weight", "tool_calls", "tool_call_id", "reasoning_content")
 _MESSAGE_FIELDS = ("role", "content", *_MESSAGE_KEPT)
 # Record fields a run or a check uses beyond the conversation: tools (rendered by the template), rejected
 # (preference training), rank (the best branch of a conversation tree), tests (code evaluation).

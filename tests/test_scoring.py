@@ -134,3 +134,46 @@ def test_perplexity_ratio_interval_covers_a_known_gap():
     assert out["ci_low"] <= 1.5 <= out["ci_high"] and out["ci_high"] - out["ci_low"] < 0.1
     same = scoring.perplexity_ratio(train, train, n_resamples=1000)
     assert same["ratio"] == pytest.approx(1.0) and same["ci_low"] < 1.0 < same["ci_high"]
+
+
+def test_tool_calls_are_scored_as_structure_whatever_the_wrapper():
+    from engine.evaluate import tool_calls
+
+    ref_message = {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": "track_order", "arguments": "{\"order\": \"4411\", \"fast\": true}"}}]}
+    ref = tool_calls.reference_call(ref_message)
+    assert ref == {"name": "track_order", "arguments": {"order": "4411", "fast": True}}
+    assert json.loads(tool_calls.reference_text(ref_message)) == ref
+    qwen = '<tool_call>\n{"name": "track_order", "arguments": {"fast": true, "order": "4411"}}\n</tool_call>'
+    llama = '{"name": "track_order", "parameters": {"order": "4411", "fast": true}}'
+    assert tool_calls.call_matches(qwen, ref) == 1.0
+    assert tool_calls.call_matches(llama, ref) == 1.0
+    assert tool_calls.call_matches('{"name": "track_order", "arguments": {"order": "4412", "fast": true}}', ref) == 0
+    assert tool_calls.call_matches('{"name": "refund", "arguments": {"order": "4411", "fast": true}}', ref) == 0
+    assert tool_calls.call_matches("Your order 4411 is on its way.", ref) == 0.0
+
+
+def test_a_hostile_answer_full_of_braces_is_scanned_in_bounded_time():
+    import time
+
+    from engine.evaluate import tool_calls
+
+    began = time.perf_counter()
+    assert tool_calls.generated_calls("{" * 2_000_000) == []
+    assert tool_calls.generated_calls('{"a": ' * 200_000) == []
+    assert time.perf_counter() - began < 5  # unbounded, each of these is minutes of quadratic parsing
+
+
+def test_tool_call_accuracy_is_paired_over_the_tool_examples_only():
+    from engine.evaluate.comparison import tool_call_accuracy
+
+    call = {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": "track_order", "arguments": {"order": "1"}}}]}
+    convs = [[{"role": "user", "content": "q"}, call]] * 30 + [[{"role": "user", "content": "hi"},
+                                                               {"role": "assistant", "content": "Hello"}]] * 10
+    right = '<tool_call>{"name": "track_order", "arguments": {"order": "1"}}</tool_call>'
+    base = ["I will look it up."] * 40
+    tuned = [right] * 30 + ["Hello"] * 10
+    metric = tool_call_accuracy(convs, base, tuned)["tool_call_accuracy"]
+    assert metric["base"] == 0.0 and metric["finetuned"] == 1.0 and metric["verdict"] == "better"
+    assert tool_call_accuracy([c for c in convs if not c[-1].get("tool_calls")], base[:10], tuned[:10]) == {}

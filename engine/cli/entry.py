@@ -19,6 +19,7 @@ COMMANDS = {
     "check": "data_commands:check_command", "split": "data_commands:split_command",
     "demo-model": "data_commands:demo_model_command", "sample": "data_commands:sample_command",
     "versions": "data_commands:versions_command", "export": "data_commands:export_command",
+    "base": "train_commands:base_command",
     "train": "train_commands:train_command", "runs": "train_commands:runs_command",
     "cancel": "train_commands:cancel_command", "resume": "train_commands:resume_command",
     "eval": "eval_commands:eval_command",
@@ -29,7 +30,8 @@ COMMANDS = {
 }
 # Commands that only read: they never create a workspace, a database or a project.
 READ_ONLY = {("runs",), ("versions",), ("review", "results"), ("review", "export"), ("users", "list"), ("models",),
-             ("model", "show"), ("model", "card"), ("monitor", "report")}
+             ("model", "show"), ("model", "card"), ("monitor", "report"),
+             ("base", "list")}
 
 
 def _reads_only(args) -> bool:

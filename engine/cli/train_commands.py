@@ -6,10 +6,50 @@ import json
 import sys
 import time
 
-from engine.cli.common import EXIT_BLOCKING, EXIT_OK
+from engine.cli.common import EXIT_BLOCKING, EXIT_OK, EXIT_UNUSABLE
 from engine.jobs import event_log, supervisor
 from engine.store.projects import find_project
 from engine.train import launcher
+
+
+def base_command(args) -> int:
+    from engine.train import base_models, recommend
+
+    if args.base_command == "list":
+        rows = [b.to_dict() for b in base_models.list_bases()]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        elif not rows:
+            print("No imported base models yet (studio base add FILE.gguf).")
+        for r in [] if args.json else rows:
+            size = f"{r['parameters'] / 1e6:,.1f}M" if r["parameters"] else "?"
+            print(f"{r['source']}  {size} parameters  license {r['license'] or '?'}  sha256 {r['sha256'][:12]}  "
+                  f"chat template {'yes' if r['chat_template'] else 'no (the default is used)'}\n  {r['folder']}")
+        return EXIT_OK
+    shown: set[str] = set()
+
+    def say(fraction: float, message: str) -> None:
+        if message not in shown and not args.json:
+            shown.add(message)
+            print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
+
+    resolved = base_models.resolve(args.model, progress=say)
+    why = launcher.model_available(resolved.path)
+    if why:
+        print(why, file=sys.stderr)
+        return EXIT_UNUSABLE
+    facts = recommend.model_facts(resolved.path)
+    record = base_models.record_of(resolved.path) or {}
+    out = {"model": resolved.path, "note": resolved.note, "parameters": facts.params or None,
+           "context": facts.context, "license": record.get("license", facts.license),
+           "sha256": record.get("sha256"), "source": record.get("source", args.model)}
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        if resolved.note:
+            print(resolved.note)
+        print(f"Use it as --model {resolved.path}")
+    return EXIT_OK
 
 
 def train_command(args) -> int:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -69,17 +71,59 @@ def read_template_files(folder: Path) -> tuple[str | None, dict[str, str]]:
     return template, specials
 
 
+@lru_cache(maxsize=32)
+def _compiled(template: str):
+    """The template compiled in Jinja's immutable sandbox, with what transformers' apply_chat_template gives
+    templates (its tojson that does not escape HTML, raise_exception, strftime_now, loop controls, a pass-through
+    `{% generation %}` block, namespaces that refuse underscore attributes). Kept here rather than imported from
+    transformers so that pages and the quality report render templates without loading transformers; the template
+    tests check that the tokens equal transformers' own apply_chat_template."""
+    import jinja2  # only rendering a chat template needs it
+    from jinja2.ext import Extension, loopcontrols  # (same)
+    from jinja2.sandbox import ImmutableSandboxedEnvironment  # (same)
+
+    class Generation(Extension):
+        tags = {"generation"}
+
+        def parse(self, parser):
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            return jinja2.nodes.Scope(body, lineno=lineno)
+
+    class Namespace(jinja2.utils.Namespace):
+        def __init__(*args, **kwargs):
+            self, args = args[0], args[1:]
+            attrs = dict(*args, **kwargs)
+            if any(isinstance(k, str) and k.startswith("_") for k in attrs):
+                raise jinja2.exceptions.SecurityError("templates cannot store underscore attributes")
+            jinja2.utils.Namespace.__init__(self, attrs)
+
+        def __setitem__(self, name, value):
+            if isinstance(name, str) and name.startswith("_"):
+                raise jinja2.exceptions.SecurityError("templates cannot store underscore attributes")
+            jinja2.utils.Namespace.__setitem__(self, name, value)
+
+    def raise_exception(message):
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[Generation, loopcontrols])
+    env.filters["tojson"] = tojson
+    env.globals.update(raise_exception=raise_exception, namespace=Namespace,
+                       strftime_now=lambda fmt: datetime.now().strftime(fmt))
+    return env.from_string(template)
+
+
 def render(template: str, messages: list[dict], tools: list[dict] | None = None, add_generation_prompt=False,
            specials: dict[str, str] | None = None) -> str:
-    """The text transformers' apply_chat_template would produce (same renderer, same sandbox)."""
-    from transformers.utils.chat_template_utils import render_jinja_template  # ~1 s, no torch
-
+    """The text transformers' apply_chat_template would produce for these messages."""
     try:
-        rendered, _ = render_jinja_template([messages], tools=tools or None, chat_template=template,
-                                            add_generation_prompt=add_generation_prompt, **(specials or {}))
+        return _compiled(template).render(messages=messages, tools=tools or None,
+                                          add_generation_prompt=add_generation_prompt, **(specials or {}))
     except Exception as err:  # noqa: BLE001 - a template's own raise_exception, or any Jinja error
         raise TemplateError(str(err).splitlines()[0][:200] if str(err) else type(err).__name__) from None
-    return rendered[0]
 
 
 @dataclass
@@ -215,7 +259,7 @@ def template_messages(messages: list[dict], template: ModelTemplate) -> list[dic
         if m.get("tool_call_id"):
             msg["tool_call_id"] = m["tool_call_id"]
         if m.get("reasoning_content"):  # reasoning models' templates render it (or drop it in earlier turns)
-            msg["reasoning_content"] = m["reasoning_content"]
+            msg["reasoning_content"] = msg["thinking"] = m["reasoning_content"]  # (gpt-oss reads "thinking")
         if m.get("name") and template.renders_name:
             msg["name"] = m["name"]
         out.append(msg)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from engine.data.chat_template import render
 from engine.demo.model import CHAT_TEMPLATE, train_tokenizer
 from engine.errors import StudioError
 from engine.store import workspace
@@ -114,27 +115,7 @@ def _chat_template(folder: Path) -> str | None:
 
 
 def _render(template: str, messages: list[dict]) -> str:
-    import jinja2  # only rendering a chat template needs it
-    from jinja2.ext import Extension  # only rendering a chat template needs it
-    from jinja2.sandbox import ImmutableSandboxedEnvironment  # only rendering a chat template needs it
-
-    class Generation(Extension):
-        """`{% generation %}...{% endgeneration %}` (the assistant-mask markers) render their body unchanged."""
-        tags = {"generation"}
-
-        def parse(self, parser):
-            lineno = next(parser.stream).lineno
-            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
-            return jinja2.nodes.Scope(body, lineno=lineno)
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[Generation])
-
-    def raise_exception(message):
-        raise jinja2.TemplateError(message)
-
-    env.globals["raise_exception"] = raise_exception
-    return env.from_string(template).render(messages=messages, add_generation_prompt=False, bos_token="",
-                                            eos_token="")
+    return render(template, messages, specials={"bos_token": "", "eos_token": ""})
 
 
 def default_tokenizer_path() -> Path:

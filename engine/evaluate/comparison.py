@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.data import split
+from engine.data.chat_template import record_tools
 from engine.data.loading import load_records
 from engine.data.quality import usable
 from engine.errors import StudioError
-from engine.evaluate import code_checks, forgetting, generation, results, routing, sandbox, scoring
+from engine.evaluate import code_checks, forgetting, generation, results, routing, sandbox, scoring, tool_calls
 from engine.evaluate.options import EvalOptions
 from engine.evaluate.report_types import CodeReport, EvalReport, MetricComparison, TrainTestGap
 from engine.jobs import supervisor
@@ -54,8 +55,11 @@ def split_examples(run: Run, part: str, limit: int | None = None) -> tuple[list[
     if not records:
         raise EvalError(f"The {part} split of run {run.id} is empty.")
     records = records[:limit] if limit else records
-    return [[{"role": m["role"], "content": m["content"]} for m in r.messages or []] for r in records], \
+    return [[{k: v for k, v in m.items() if k in _KEPT} for m in r.messages or []] for r in records], \
         [dict(r.extra) for r in records]
+
+
+_KEPT = ("role", "content", "tool_calls", "tool_call_id", "name")  # what the prompts and references are built from
 
 
 def test_conversations(run: Run, limit: int | None = None) -> list[list[dict]]:
@@ -148,10 +152,11 @@ def evaluate_run(options: EvalOptions, progress: Progress | None = None) -> Eval
                   ("finetuned", base_model, final))
     answers = _answer(run, models, convs, probes, options, step, fallback=other is None)
     step(0.92, "Scoring")
-    refs = [c[-1]["content"] for c in convs]
+    refs = [tool_calls.reference_text(c[-1]) for c in convs]
     base_text = [a.text for a in answers.outputs["base"]]
     tuned_text = [a.text for a in answers.outputs["finetuned"]]
     metrics = scoring.compare(base_text, tuned_text, refs, options.task)
+    metrics.update(tool_call_accuracy(convs, base_text, tuned_text))
     same_tokenizer = models[0][1] == models[1][1]
     if same_tokenizer:  # perplexities under different tokenizers are not comparable
         metrics["perplexity"] = scoring.compare_perplexity(answers.nll["base"], answers.nll["finetuned"])
@@ -180,9 +185,24 @@ def evaluate_run(options: EvalOptions, progress: Progress | None = None) -> Eval
     return report
 
 
+def tool_call_accuracy(convs: list[list[dict]], base: list[str], tuned: list[str]) -> dict[str, MetricComparison]:
+    """The share of test examples whose reference answer is a tool call that each model calls right (function name
+    and arguments equal as JSON), paired over those examples; absent when no reference is a tool call."""
+    import numpy as np  # the scientific stack costs a second to import: only when statistics are computed
+
+    refs = [(i, tool_calls.reference_call(c[-1])) for i, c in enumerate(convs)]
+    refs = [(i, r) for i, r in refs if r is not None]
+    if not refs:
+        return {}
+    sb = np.array([[tool_calls.call_matches(base[i], r), 1.0] for i, r in refs])
+    sf = np.array([[tool_calls.call_matches(tuned[i], r), 1.0] for i, r in refs])
+    return {"tool_call_accuracy": scoring.bootstrap_stats(scoring.MEAN.with_name("tool_call_accuracy"), sb, sf)}
+
+
 def _answer(run: Run, models: tuple[_Model, _Model], convs, probes, options: EvalOptions, step: Progress, fallback: bool) -> _Answers:
     """Load each model in turn (one in memory at a time) and collect everything the report needs from it."""
     prompts = [generation.prompt_of(c) for c in convs]
+    tools = [record_tools(e) for e in split_examples(run, "test", options.limit)[1]]
     probe_prompts = [generation.prompt_of(c) for c in probes]
     train_sample = split_part(run, "train", len(convs))  # as many training examples, for the train-test gap
     bs, new_tokens = options.batch_size, options.max_new_tokens
@@ -195,14 +215,14 @@ def _answer(run: Run, models: tuple[_Model, _Model], convs, probes, options: Eva
             step(0.05 + 0.45 * k + 0.3 * done / total, f"{name}: {done}/{total} answers")
 
         got.outputs[name] = generation.generate(model, tokenizer, prompts, bs, new_tokens, progress=report,
-                                                confidence=name == "finetuned")
+                                                confidence=name == "finetuned", tools=tools)
         if name == "base" and fallback:  # the routing fallback: the base model with a few training examples
             step(0.3, "base: few-shot answers for the routing analysis")
             shots = split_part(run, "train", routing.K_SHOT)
             got.outputs["fallback"] = generation.generate(
                 model, tokenizer, [routing.few_shot_prompt(shots, p) for p in prompts], bs, new_tokens)
         step(0.38 + 0.45 * k, f"{name}: perplexity of the reference answers (test and training examples)")
-        got.nll[name] = generation.answer_nll(model, tokenizer, convs, bs)
+        got.nll[name] = generation.answer_nll(model, tokenizer, convs, bs, tools)
         got.train_nll[name] = generation.answer_nll(model, tokenizer, train_sample, bs)
         step(0.43 + 0.45 * k, f"{name}: general-skills probes")
         got.probe_answers[name] = [a.text for a in generation.generate(model, tokenizer, probe_prompts, bs, 48)]

@@ -53,16 +53,17 @@ def load(base_model: str, adapter: Path | str | None = None, device: str | None 
 
 
 def prompt_of(messages: list[dict]) -> list[dict]:
-    """The conversation up to (not including) its final assistant answer."""
+    """The conversation up to (not including) its final assistant answer (earlier tool calls and results kept)."""
     last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=len(messages))
-    return [{"role": m["role"], "content": m["content"]} for m in messages[:last]]
+    return [dict(m) for m in messages[:last]]
 
 
 def generate(model, tokenizer, prompts: list[list[dict]], batch_size: int = 16, max_new_tokens: int = 128,
              do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
              progress: Callable[[int, int], None] | None = None,
-             should_stop: Callable[[], bool] | None = None, confidence: bool = False) -> list[Answer]:
-    """Answers for each prompt (a list of messages), batch by batch."""
+             should_stop: Callable[[], bool] | None = None, confidence: bool = False,
+             tools: list[list[dict] | None] | None = None) -> list[Answer]:
+    """Answers for each prompt (a list of messages, with the record's tools where it has them), batch by batch."""
     import torch  # the ML stack loads in seconds: only jobs that train or generate import it
 
     from engine.data.chat_template import ModelTemplate, template_messages
@@ -81,7 +82,8 @@ def generate(model, tokenizer, prompts: list[list[dict]], batch_size: int = 16, 
         if should_stop and should_stop():
             break
         idx = order[start:start + batch_size]
-        texts = [template.render(template_messages(prompts[i], template), add_generation_prompt=True) for i in idx]
+        texts = [template.render(template_messages(prompts[i], template), tools[i] if tools else None,
+                                 add_generation_prompt=True) for i in idx]
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         kwargs = {"max_new_tokens": max_new_tokens, "do_sample": do_sample, "pad_token_id": tokenizer.pad_token_id,
                   "eos_token_id": stop_ids or None,
@@ -104,7 +106,11 @@ def generate(model, tokenizer, prompts: list[list[dict]], batch_size: int = 16, 
             tokens = generated[row, width:]
             keep = tokens != tokenizer.pad_token_id
             new = tokens[keep]
-            text = tokenizer.decode(new, skip_special_tokens=True)
+            # special tokens stay where a template wraps tool calls in them (<tool_call> in Qwen), else dropped
+            with_tools = bool(tools and tools[i])
+            text = tokenizer.decode(new, skip_special_tokens=not with_tools)
+            for end in (template.end_of_turn, tokenizer.eos_token) if with_tools else ():
+                text = text.removesuffix(end or "") if end else text
             conf = float(probs[row][keep[:probs.shape[1]]].mean()) if probs is not None and keep.any() else None
             results[i] = Answer(text.strip(), int(enc["attention_mask"][row].sum()), int(len(new)),
                                 elapsed / len(idx), conf)
@@ -114,7 +120,8 @@ def generate(model, tokenizer, prompts: list[list[dict]], batch_size: int = 16, 
     return out
 
 
-def answer_nll(model, tokenizer, conversations: list[list[dict]], batch_size: int = 16) -> Nll:
+def answer_nll(model, tokenizer, conversations: list[list[dict]], batch_size: int = 16,
+               tools: list[list[dict] | None] | None = None) -> Nll:
     """Per conversation: the summed negative log-likelihood of its assistant tokens, and how many there are. The
     assistant tokens are those the training mask marks under the model's own chat template (engine.data.loss_mask),
     whatever the template; a conversation that a non-prefix-preserving template splits sums over its turns.
@@ -129,7 +136,7 @@ def answer_nll(model, tokenizer, conversations: list[list[dict]], batch_size: in
     template = ModelTemplate.from_transformers(tokenizer)
     pieces: list[tuple[int, list[int], list[int]]] = []  # (conversation, input ids, mask)
     for n, messages in enumerate(conversations):
-        for example in encode_conversation(template, messages).examples:
+        for example in encode_conversation(template, messages, tools[n] if tools else None).examples:
             pieces.append((n, example.input_ids, example.assistant_masks))
     nll, counts = [0.0] * len(conversations), [0] * len(conversations)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

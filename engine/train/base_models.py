@@ -74,7 +74,7 @@ def resolve(name_or_path: str, progress: Progress | None = None) -> Resolved:
     name = name_or_path.strip()
     if _looks_like_path(name):
         path = Path(name).expanduser()
-        if path.is_file() and path.suffix.lower() == ".gguf":
+        if path.suffix.lower() == ".gguf":
             folder = import_gguf(path, progress=progress)
             return Resolved(str(folder), f"{path.name} imported as safetensors into {folder}.")
         return Resolved(name, None)
@@ -106,14 +106,50 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "model"
 
 
+def _digest_of(path: Path, progress: Progress | None = None) -> str:
+    """The file's SHA-256, remembered per (path, size, modification time): a page that asks again on every rerun
+    does not read 100 MB each time."""
+    stat = path.stat()
+    key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    memo = workspace.current().cache / "gguf-digests.json"
+    try:
+        known = json.loads(memo.read_text(encoding="utf-8")) if memo.is_file() else {}
+    except (OSError, ValueError):
+        known = {}
+    if key not in known:
+        known[key] = sha256_of(path, progress)
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f"{memo.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(known), encoding="utf-8")
+        tmp.replace(memo)
+    return known[key]
+
+
+def imported_folder(path: Path, progress: Progress | None = None) -> Path:
+    """Where the import of this GGUF file lives (whether or not it was made yet)."""
+    return base_root() / f"{_slug(path.name.removesuffix('.gguf'))}-{_digest_of(path, progress)[:12]}"
+
+
+def needs_import(name_or_path: str) -> bool:
+    """Whether resolving this model would import a GGUF first (about 30 s for SmolLM2): a page asks before it
+    starts one."""
+    name = name_or_path.strip()
+    if name.lower().endswith(".gguf"):
+        path = Path(name).expanduser()
+        return path.is_file() and not (imported_folder(path) / CATALOG_FILE).is_file()
+    if name.lower() == SMOLLM2_ID.lower():
+        gguf = shipped_smollm2()
+        return gguf is not None and not _in_hub_cache(name) and not (imported_folder(gguf) / CATALOG_FILE).is_file()
+    return False
+
+
 def import_gguf(path: Path, source: str | None = None, license_name: str | None = None,
                 progress: Progress | None = None) -> Path:
     """A safetensors folder for a GGUF file, made once per file content (its SHA-256 names the folder)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise BaseModelError(f"No GGUF file at {path}.")
-    digest = sha256_of(path, progress)
-    folder = base_root() / f"{_slug(path.name.removesuffix('.gguf'))}-{digest[:12]}"
+    folder = imported_folder(path, progress)
     if (folder / CATALOG_FILE).is_file():
         if progress:
             progress(1.0, f"{path.name} was imported before")
@@ -123,7 +159,7 @@ def import_gguf(path: Path, source: str | None = None, license_name: str | None 
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         facts = _convert(path, tmp, progress)
-        record = {"source": source or str(path), "gguf_file": path.name, "sha256": digest,
+        record = {"source": source or str(path), "gguf_file": path.name, "sha256": _digest_of(path, progress),
                   "license": license_name or facts.pop("license", None), **facts,
                   "imported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         (tmp / CATALOG_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
@@ -136,8 +172,8 @@ def import_gguf(path: Path, source: str | None = None, license_name: str | None 
         raise
     except Exception as err:  # noqa: BLE001 - any loader failure is one sentence about this file
         shutil.rmtree(tmp, ignore_errors=True)
-        raise BaseModelError(f"{path.name} could not be imported ({type(err).__name__}: "
-                             f"{str(err).splitlines()[0][:200] if str(err) else 'no detail'}).") from None
+        detail = str(err).splitlines()[0][:200].rstrip(".") if str(err) else "no detail"
+        raise BaseModelError(f"{path.name} could not be imported ({type(err).__name__}: {detail}).") from None
     if progress:
         progress(1.0, f"Imported {path.name}")
     return folder

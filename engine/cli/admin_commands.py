@@ -33,7 +33,10 @@ def ui_command(args) -> int:
     if args.demo:
         started = time.monotonic()
         print("Preparing the demo workspace (sample data and demo model)...", flush=True)
-        demo_project.ensure_demo(progress=lambda line: print(line, flush=True))
+        project = demo_project.ensure_demo(progress=lambda line: print(line, flush=True))
+        from engine.evaluate import real_demo  # only the demo queues the real model's run
+
+        real_demo.ensure_real_demo(project, progress=lambda line: print(line, flush=True))
         print(f"The demo is ready ({time.monotonic() - started:.0f} s).", flush=True)
     app = Path(__file__).resolve().parents[2] / "app.py"
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port)]

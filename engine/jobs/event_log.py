@@ -1,7 +1,8 @@
 """Run metrics: one flushed JSON line per event in <run>/metrics.jsonl, the source of truth for the curves.
 
-Written by the trainer's callback (it survives `kill -9`: every line is flushed and fsynced), read by the pages and
-the CLI. A truncated last line (a write cut by a kill) is skipped. After a resume, steps logged again replace the
+Written by the trainer's callback (it survives `kill -9`: every line is flushed, so it is in the kernel's page cache
+when the process dies; the start and the final event are also fsynced, which a machine crash needs), read by the
+pages and the CLI. A truncated last line (a write cut by a kill) is skipped. After a resume, steps logged again replace the
 earlier lines of the same step, so curves continue instead of doubling back.
 
 Events: {"event": "start" | "log" | "eval" | "final", "time", "step", ...}
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 METRICS_FILE = "metrics.jsonl"
+SYNCED = ("start", "final")
 
 
 class MetricsWriter:
@@ -27,7 +29,8 @@ class MetricsWriter:
         record = {"event": event, "time": round(time.time(), 3), **fields}
         self._f.write(json.dumps(record, default=_plain) + "\n")
         self._f.flush()
-        os.fsync(self._f.fileno())
+        if event in SYNCED:  # not every line: an fsync can take milliseconds (network and sandboxed filesystems)
+            os.fsync(self._f.fileno())
 
     def close(self) -> None:
         try:

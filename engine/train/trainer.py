@@ -353,7 +353,11 @@ def start_wandb(config: RunConfig, run_dir: Path, writer: MetricsWriter) -> list
     os.environ.setdefault("WANDB_X_TRANSACTION_LOG_FLUSH_INTERVAL", "1")
     os.environ["WANDB_DIR"] = str(run_dir)
     os.environ["WANDB_SILENT"] = "true"
-    import wandb  # the ML stack loads in seconds: only jobs that train or generate import it
+    try:
+        import wandb  # the ML stack loads in seconds: only jobs that train or generate import it
+    except ImportError:  # a machine without W&B installed still trains
+        writer.write("note", message="W&B is not installed here; logging to W&B is off.")
+        return "none"
 
     modes: list = ["online", "offline"] if config.wandb_mode == "online" else ["offline"]
     for mode in modes:

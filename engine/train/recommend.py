@@ -207,7 +207,8 @@ def recommend_hyperparameters(facts: ModelFacts, technique: str, n_examples: int
             batch = 1
         out["per_device_train_batch_size"] = (batch, f"the largest of 16/8/4/2/1 that fits {gpu_gb:g} GB")
     else:
-        out["per_device_train_batch_size"] = (batch, "8 on the CPU: the demo model is tiny")
+        out["per_device_train_batch_size"] = (batch, "8 when no GPU is chosen; pick the target GPU for a "
+                                                     "batch size that fits its memory")
     steps_per_epoch = max(1, n_examples // batch)
     total = int(steps_per_epoch * out["num_train_epochs"][0])
     every = max(5, total // 10)

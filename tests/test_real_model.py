@@ -131,3 +131,33 @@ def test_a_review_campaign_is_made_from_the_real_models_answers(smol_run, smol_e
     assert proc.returncode == 0, proc.stderr
     proc = run_studio("review", "results", "1", "--json", env_home=module_ws.root)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_demo_queues_smollm2_with_its_evaluation_as_the_hand_over(ws, smollm2):
+    from engine.data import demo_project
+    from engine.evaluate import real_demo
+
+    project = demo_project.ensure_demo(build_model=False)
+    use_smollm2(ws, smollm2)
+    lines: list[str] = []
+    run = real_demo.ensure_real_demo(project, progress=lines.append)
+    try:
+        assert run is not None and run.config["max_steps"] == real_demo.DEMO_STEPS
+        assert run.config["base_model"].endswith(smollm2.name) and run.config["technique"] == "lora"
+        assert run.then_command[2] == "engine.evaluate.queue_job"
+        assert any("Queued run" in line for line in lines)
+        assert real_demo.ensure_real_demo(project).id == run.id  # a second start queues nothing new
+    finally:
+        supervisor.cancel(run.id)
+        supervisor.wait(run.id, timeout=120)
+
+
+def test_a_succeeded_run_queues_its_own_evaluation(smol_run, smol_eval, module_ws, capsys):
+    from engine.evaluate import queue_job
+
+    run, _ = smol_run
+    assert queue_job.main([str(run.id), "--limit", "2"]) == 0
+    job = supervisor.list_runs(kind="eval")[0]
+    assert job.kind == "eval" and job.target_run_id == run.id and "Queued evaluation job" in capsys.readouterr().out
+    supervisor.cancel(job.id)
+    assert supervisor.wait(job.id, timeout=120).status in ("cancelled", "succeeded")

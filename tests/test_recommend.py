@@ -27,15 +27,37 @@ def test_a_7b_model_keeps_the_seed_lora_settings():
     assert rec["learning_rate"][0] == 2e-4 and rec["num_train_epochs"][0] == 2.0
 
 
-@pytest.mark.parametrize("p95,context,expected", [(300, 4096, 512), (40, 4096, 64), (9000, 8192, 8192)])
-def test_the_max_length_reason_matches_its_value(p95, context, expected):
+@pytest.mark.parametrize("p99,context,expected", [(300, 4096, 320), (40, 4096, 64), (129, 4096, 192),
+                                                   (9000, 8192, 8192)])
+def test_max_length_is_the_99th_percentile_rounded_up_to_64(p99, context, expected):
     facts = recommend.ModelFacts("m", 1e9, context, 2048, 16, None, None, "catalog")
-    value, why = recommend.recommend_hyperparameters(facts, "lora", 1000, p95)["max_length"]
+    value, why = recommend.recommend_hyperparameters(facts, "lora", 1000, p99)["max_length"]
     assert value == expected
-    if expected == context and p95 > context:
+    if expected == context and p99 > context:
         assert "the model's context" in why and "will be cut" in why
     else:
-        assert f"({p95} tokens)" in why and "not cut" in why
+        assert f"({p99} tokens at the 99th percentile" in why and "not cut" in why
+
+
+def test_lora_targets_come_from_the_models_own_module_names(tmp_path):
+    """A fused query-key-value projection (Phi-3's qkv_proj) is what LoRA targets there; a Llama-style model keeps
+    q_proj and v_proj."""
+    import json
+    import struct
+
+    def folder(names: list[str]):
+        path = tmp_path / names[0].split(".")[-2]
+        path.mkdir()
+        (path / "config.json").write_text(json.dumps({"hidden_size": 8, "num_hidden_layers": 1}))
+        header = json.dumps({n: {"dtype": "F32", "shape": [8, 8], "data_offsets": [0, 256]} for n in names}).encode()
+        (path / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + bytes(256))
+        return recommend.model_facts(str(path))
+
+    phi = folder(["model.layers.0.self_attn.qkv_proj.weight", "model.layers.0.self_attn.o_proj.weight",
+                  "model.layers.0.mlp.gate_up_proj.weight"])
+    assert recommend.attention_targets(phi)[0] == ["qkv_proj"]
+    llama = folder(["model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.v_proj.weight"])
+    assert recommend.attention_targets(llama)[0] == ["q_proj", "v_proj"]
 
 
 def test_the_memory_estimate_parts_add_up_to_the_total():

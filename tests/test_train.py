@@ -144,6 +144,20 @@ def test_wandb_at_a_dead_address_does_not_fail_the_run(setup, monkeypatch):
     assert "x" * 40 not in config_text and "x" * 40 not in (final.log_tail or "")
 
 
+def test_a_machine_without_wandb_still_trains(setup, monkeypatch, tmp_path):
+    """Seen on a lent GPU machine whose image has no wandb: the trainer crashed at `import wandb`."""
+    project, made, config = setup
+    shadow = tmp_path / "no-wandb" / "wandb"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('No module named wandb')\n")
+    monkeypatch.setenv("PYTHONPATH", str(shadow.parent))  # found before site-packages, as if not installed
+    run = launcher.launch(config(max_steps=2, wandb_mode="offline"), project.id)
+    final = supervisor.wait(run.id, timeout=180)
+    assert final.status == "succeeded", final.error_message
+    events = event_log.read_events(supervisor.run_path(final))
+    assert any(e["event"] == "note" and "W&B is not installed" in e["message"] for e in events)
+
+
 def test_queue_is_fifo_and_a_double_launch_is_one_run(setup):
     project, made, config = setup
     first = launcher.launch(config(max_steps=6), project.id, request_key="click-1")

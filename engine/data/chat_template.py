@@ -223,7 +223,7 @@ def tool_calls_for_template(calls: Any) -> list[dict]:
     for call in calls if isinstance(calls, list) else []:
         if not isinstance(call, dict):
             continue
-        fn = call.get("function") if isinstance(call.get("function"), dict) else call
+        fn: dict = call["function"] if isinstance(call.get("function"), dict) else call
         entry = {"type": "function", "function": {"name": fn.get("name"), "arguments": tool_arguments(
             fn.get("arguments", fn.get("parameters", {})))}}
         if call.get("id"):

@@ -190,8 +190,8 @@ def tool_call_accuracy(convs: list[list[dict]], base: list[str], tuned: list[str
     and arguments equal as JSON), paired over those examples; absent when no reference is a tool call."""
     import numpy as np  # the scientific stack costs a second to import: only when statistics are computed
 
-    refs = [(i, tool_calls.reference_call(c[-1])) for i, c in enumerate(convs)]
-    refs = [(i, r) for i, r in refs if r is not None]
+    found = [(i, tool_calls.reference_call(c[-1])) for i, c in enumerate(convs)]
+    refs = [(i, r) for i, r in found if r is not None]
     if not refs:
         return {}
     sb = np.array([[tool_calls.call_matches(base[i], r), 1.0] for i, r in refs])

@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=128)
     args = parser.parse_args(argv)
     workspace.apply_library_env(workspace.current())
-    job = queue.queue(EvalOptions(run_id=args.run, limit=args.limit, max_new_tokens=args.max_new_tokens))
+    job = queue.queue(EvalOptions.model_validate({"run_id": args.run, "limit": args.limit,
+                                                  "max_new_tokens": args.max_new_tokens}))
     print(f"Queued evaluation job {job.id} of run {args.run}.", flush=True)
     return 0
 

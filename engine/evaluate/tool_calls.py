@@ -21,7 +21,8 @@ def reference_call(message: dict) -> dict | None:
     calls = message.get("tool_calls")
     if not isinstance(calls, list) or not calls or not isinstance(calls[0], dict):
         return None
-    fn = calls[0].get("function") if isinstance(calls[0].get("function"), dict) else calls[0]
+    first: dict = calls[0]
+    fn: dict = first["function"] if isinstance(first.get("function"), dict) else first
     if not isinstance(fn.get("name"), str):
         return None
     return {"name": fn["name"], "arguments": _arguments(fn.get("arguments", fn.get("parameters", {})))}

@@ -107,6 +107,15 @@ def test_loss_tokens_are_exactly_each_answer_and_its_end_of_turn(family):
         return
     assert encoded.method == "assistant_mask" and len(encoded.examples) == 1
     assert loss_text(template, encoded.examples[0]) == wanted
+    if family == "generation_markers":
+        # where the template marks the answers itself, transformers' mask covers ours; TRL's template also marks the
+        # newlines around each turn, which the studio leaves out (content and end-of-turn only)
+        marked = fast.apply_chat_template(messages, tokenize=True, return_dict=True,
+                                          return_assistant_tokens_mask=True)["assistant_masks"]
+        ours = encoded.examples[0].assistant_masks
+        assert all(m for o, m in zip(ours, marked) if o)
+        extra = [t for t, o, m in zip(encoded.examples[0].input_ids, ours, marked) if m and not o]
+        assert extra and fast.decode(extra).strip() == ""
     # the tokens are the ones transformers' own apply_chat_template gives (same renderer, same tokenizer)
     folded = messages if template.system_role else conversation(False)
     if not template.system_role:
@@ -235,3 +244,22 @@ def test_fields_training_does_not_use_are_a_quality_finding_with_their_lines(ws,
     finding = next(f for f in check_file(path).findings if f.code == "unused_field")
     assert finding.locations == [4, 8]
     assert "message.audio" in finding.message and "metadata" in finding.message
+
+
+def test_the_quality_report_says_when_a_models_template_folds_the_system_prompt(ws, tmp_path):
+    from engine.data.quality import CheckOptions, check_file
+
+    folder = tmp_path / "gemma-like"
+    family_tokenizer("gemma", folder)
+    rows = [{"messages": [{"role": "system", "content": "Be brief."},
+                          {"role": "user", "content": f"Question number {i} about the shop {i * 7}?"},
+                          {"role": "assistant", "content": f"The answer to question {i} is {i * 3} euros."}]}
+            for i in range(12)]
+    rows[4]["messages"].pop(0)
+    path = tmp_path / "chats.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    findings = {f.code: f for f in check_file(path, CheckOptions(tokenizer=str(folder))).findings}
+    assert findings["system_folded"].locations == [n for n in range(1, 13) if n != 5]
+    chatml = tmp_path / "chatml"
+    family_tokenizer("qwen2_5", chatml)
+    assert "system_folded" not in {f.code for f in check_file(path, CheckOptions(tokenizer=str(chatml))).findings}

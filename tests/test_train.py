@@ -147,10 +147,12 @@ def test_wandb_at_a_dead_address_does_not_fail_the_run(setup, monkeypatch):
 def test_a_machine_without_wandb_still_trains(setup, monkeypatch, tmp_path):
     """Seen on a lent GPU machine whose image has no wandb: the trainer crashed at `import wandb`."""
     project, made, config = setup
-    shadow = tmp_path / "no-wandb" / "wandb"
-    shadow.mkdir(parents=True)
-    (shadow / "__init__.py").write_text("raise ImportError('No module named wandb')\n")
-    monkeypatch.setenv("PYTHONPATH", str(shadow.parent))  # found before site-packages, as if not installed
+    shadow = tmp_path / "no-wandb"
+    shadow.mkdir()
+    # None in sys.modules is how Python spells "not importable": `import wandb` raises ModuleNotFoundError and
+    # importlib.util.find_spec("wandb") is None, as on a machine where it was never installed
+    (shadow / "sitecustomize.py").write_text("import sys\nsys.modules['wandb'] = None\n")
+    monkeypatch.setenv("PYTHONPATH", str(shadow))
     run = launcher.launch(config(max_steps=2, wandb_mode="offline"), project.id)
     final = supervisor.wait(run.id, timeout=180)
     assert final.status == "succeeded", final.error_message

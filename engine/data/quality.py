@@ -81,6 +81,7 @@ def check_loaded(loaded: Loaded, name: str, options: CheckOptions, progress: Pro
             content.check_short(good), content.check_copies_input(good), content.check_repetitive(good),
             length.check_too_long(good, totals, options.max_length), length.check_outliers(good, totals),
             structure.check_system_prompts(good), structure.check_unused_fields(good),
+            structure.check_system_role(good, options.tokenizer),
         ]
         step(0.7, "Personal data, secrets and languages")
         pii, secrets, languages, placeholders, boilerplate = helper.result()

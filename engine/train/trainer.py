@@ -160,7 +160,9 @@ def tokenized_examples(config: RunConfig, tokenizer, writer: MetricsWriter):
     if not train_set.input_ids:
         raise DataError("No training record has an assistant turn that carries loss (every one has weight 0).")
     eval_set = encode_rows(template, eval_rows, config.assistant_only_loss) if eval_rows else None
-    writer.write("loss", **describe_loss(template, train_set, train_rows, config.assistant_only_loss))
+    loss = describe_loss(template, train_set, train_rows, config.assistant_only_loss)
+    writer.write("loss", **loss)
+    print(f"Loss: {loss['message']} ({loss['examples']} training examples)", flush=True)  # (the run's train.log)
     return train_set.dataset(), eval_set.dataset() if eval_set and eval_set.input_ids else None
 
 

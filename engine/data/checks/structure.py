@@ -170,3 +170,27 @@ def check_unused_fields(records: list[Record]) -> Finding | None:
     return Finding("unused_field", f"Fields that training does not use: {listed}. They stay in the dataset but "
                    "no run learns from them; map them into the conversation if they matter.", sorted(details),
                    None, details=details)
+
+
+def check_system_role(records: list[Record], tokenizer: str | None) -> Finding | None:
+    """With a model's tokenizer folder: its chat template has no system role (Gemma), so the system prompt of these
+    records is folded into their first user turn for training and evaluation."""
+    from pathlib import Path
+
+    from engine.data.chat_template import ModelTemplate, TemplateError  # (the same stage's template reader)
+
+    folder = Path(tokenizer) if tokenizer else None
+    if folder is None or not (folder.is_dir() and (folder / "tokenizer.json").is_file()):
+        return None
+    try:
+        template = ModelTemplate.from_folder(folder)
+    except (TemplateError, OSError, ValueError):
+        return None
+    if template.system_role:
+        return None
+    where = [r.location for r in records if r.turns and r.turns[0].get("role") == "system"]
+    if not where:
+        return None
+    return Finding("system_folded", "This model's chat template has no system role: the system prompt of these "
+                   "records is put at the start of their first user turn in training and evaluation (the model "
+                   "learns the instructions as part of the question).", where, None)

@@ -161,3 +161,34 @@ def test_a_succeeded_run_queues_its_own_evaluation(smol_run, smol_eval, module_w
     assert job.kind == "eval" and job.target_run_id == run.id and "Queued evaluation job" in capsys.readouterr().out
     supervisor.cancel(job.id)
     assert supervisor.wait(job.id, timeout=120).status in ("cancelled", "succeeded")
+
+
+def test_the_served_real_model_answers_as_it_did_in_its_evaluation(smol_run, smol_eval, module_ws):
+    """The SmolLM2 run registered and served by `transformers serve` (the adapter merged into SmolLM2): its smoke
+    test sends locked test prompts through the OpenAI-compatible endpoint and compares with the evaluation's greedy
+    answers."""
+    import socket
+    import time
+
+    from conftest import user_of
+
+    from engine.models import lifecycle, serving
+    from engine.store import users
+
+    run, _ = smol_run
+    version = lifecycle.register(user_of("analyst"), run.id)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    job = serving.serve(users.SYSTEM, version.label, port, "auto", smoke_examples=4)
+    deadline, smoke = time.monotonic() + 400, None
+    try:
+        while time.monotonic() < deadline and smoke is None:
+            supervisor.reconcile()
+            assert supervisor.get_run(job.id).status in supervisor.ACTIVE, supervisor.get_run(job.id).error_message
+            smoke = next((e for e in event_log.read_events(supervisor.run_path(job)) if e["event"] == "smoke"), None)
+            time.sleep(0.5)
+    finally:
+        supervisor.cancel(job.id)
+        supervisor.wait(job.id, timeout=60)
+    assert smoke and smoke["passed"] and smoke["prompts"] == 4, smoke

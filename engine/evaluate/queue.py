@@ -33,11 +33,14 @@ def queue(options, request_key: str | None = None) -> Run:
                              request_key=request_key, kind="eval", target_run_id=run.id, device=run.device)
 
 
-def latest_job(run_id: int, baseline: str | int = "base") -> Run | None:
+def latest_job(run_id: int, baseline: str | int = "base", succeeded: bool = False) -> Run | None:
+    """The newest evaluation job of the run against that baseline (only a succeeded one: the job whose report and
+    answers are the stored ones; a later cancelled or failed job leaves them untouched)."""
     with db.session() as s:
         jobs = list(s.scalars(select(Run).where(Run.kind == "eval", Run.target_run_id == run_id)
                               .order_by(Run.id.desc())))
-    return next((j for j in jobs if str(j.config.get("baseline", "base")) == str(baseline)), None)
+    return next((j for j in jobs if str(j.config.get("baseline", "base")) == str(baseline)
+                 and (not succeeded or j.status == "succeeded")), None)
 
 
 def job_state(job: Run | None) -> dict:

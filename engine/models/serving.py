@@ -71,7 +71,7 @@ def serve(actor: User, ref: int | str, port: int = 8000, engine: str = "auto", h
     if not _port_free(host, port):
         raise ServeError(f"Port {port} on {host} is in use; choose another with --port.")
     run = registry.run_of(version)
-    eval_job = queue.latest_job(run.id, "base")
+    eval_job = queue.latest_job(run.id, "base", succeeded=True)  # the answers the smoke test compares with
     options = ServeOptions(version_id=version.id, label=version.label, engine=chosen, host=host, port=port,
                            smoke_examples=smoke_examples, name=f"serve {version.label} on :{port}",
                            max_new_tokens=int(eval_job.config.get("max_new_tokens", 128)) if eval_job else 128,

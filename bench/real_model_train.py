@@ -75,14 +75,15 @@ def bare(model_dir: str, data: str, steps: int, max_length: int, out: str, devic
     return out_d
 
 
-def studio(model_dir: str, data: Path, steps: int, max_length: int) -> dict:
+def studio(model_dir: str, data: Path, steps: int, max_length: int, wandb: str = "offline") -> dict:
     """Through the supervisor, as the dashboard and the CLI run it (W&B offline, the default)."""
     from engine.jobs import event_log, supervisor
     from engine.train import launcher
     from engine.train.config import RunConfig
 
     config = RunConfig.build(base_model=model_dir, train_file=str(data), max_steps=steps, max_length=max_length,
-                             early_stopping=False, save_steps=10_000, eval_steps=10_000, **SETTINGS)
+                             early_stopping=False, save_steps=10_000, eval_steps=10_000, wandb_mode=wandb,
+                             **SETTINGS)
     run = launcher.launch(config)
     run = supervisor.wait(run.id, timeout=3600)
     final = event_log.final_event(event_log.read_events(supervisor.run_path(run)))
@@ -154,6 +155,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--wandb", default="offline", choices=["offline", "disabled"],
+                        help="the studio side's W&B mode (offline is the studio's default)")
     parser.add_argument("--gain", action="store_true", help="train SmolLM2 from the CLI quick form and evaluate it")
     parser.add_argument("--random-weights", metavar="FOLDER", help="SmolLM2's config.json and tokenizer files: "
                         "build the model with random weights instead of importing the GGUF")
@@ -193,7 +196,7 @@ def main() -> int:
         sides = ["studio", "bare"] if i % 2 == 0 else ["bare", "studio"]  # alternated: no side always goes first
         for side in sides:
             if side == "studio":
-                ours.append(studio(model_dir, data, args.steps, max_length))
+                ours.append(studio(model_dir, data, args.steps, max_length, args.wandb))
                 continue
             done = subprocess.run([sys.executable, __file__, "--steps", str(args.steps), "--device", args.device,
                                    "--bare", model_dir, str(data), str(max_length), str(home / f"bare-{i}")],

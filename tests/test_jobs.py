@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import run_studio
+from conftest import run_studio, running
 
 from engine.data import split, versions
 from engine.demo import sample
@@ -89,14 +89,13 @@ def test_jobs_end_fail_and_hand_over_with_nobody_watching(made_split, ws, tmp_pa
     run = eventually(lambda: (r := stored(doomed)).status == "failed" and r, 60)
     assert run.error_kind == "data_error" and "doomed.jsonl" in run.error_message
     pid = eventually(lambda: stored(finished).status == "running" and stored(finished).pid, 10)
-    eventually(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 120)
+    eventually(lambda: not running(pid), 120)
     t1 = time.monotonic()
     run = eventually(lambda: (r := stored(finished)).status != "running" and r, 10)
     assert run.status == "succeeded" and run.step == 6, run.error_message
     assert time.monotonic() - t1 < 10
     monitors = [stored(r).monitor_pid for r in (killed, doomed, finished)]
-    eventually(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-                               for p in monitors), 10)  # the monitors end with their jobs
+    eventually(lambda: not any(running(p) for p in monitors), 10)  # the monitors end with their jobs
 
 
 def test_a_deleted_workspace_stops_its_job_and_is_not_recreated(made_split, ws, tmp_path):
@@ -111,7 +110,7 @@ def test_a_deleted_workspace_stops_its_job_and_is_not_recreated(made_split, ws, 
         if not ws.root.exists():
             break
         time.sleep(0.1)
-    eventually(lambda: not job.is_running() or job.status() == psutil.STATUS_ZOMBIE, 10)
+    eventually(lambda: not running(job.pid), 10)
     time.sleep(2)  # the monitor has recorded what it could by now
     assert not ws.root.exists()  # nobody recreated it
     for args in (["runs"], ["versions"], ["review", "results", "1"], ["users", "list"], ["runs", "--json"]):

@@ -258,3 +258,17 @@ def running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def eventually(predicate, timeout: float, poll: float = 0.1):
+    """The predicate's first truthy value, looked at every `poll` seconds until `timeout`: tests wait on a
+    condition, never for a fixed time."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"not within {timeout} s")

@@ -204,7 +204,7 @@ def test_user_provided_names_are_plain_text_on_every_page(server, ws, tmp_path, 
 def test_a_real_instruct_model_launches_from_the_train_page(server, ws, tmp_path, smollm2):
     """SmolLM2 (offered first on a machine without the demo model, resolved offline) launched with the Train page's
     recommended settings in Chromium: the run trains with the answer-only loss under SmolLM2's own template."""
-    from conftest import support_chats, use_smollm2
+    from conftest import eventually, support_chats, use_smollm2
     from playwright.sync_api import expect, sync_playwright
 
     from engine.data import split, versions
@@ -229,13 +229,11 @@ def test_a_real_instruct_model_launches_from_the_train_page(server, ws, tmp_path
         browser.close()
     run = supervisor.list_runs(project.id)[0]
     assert run.config["base_model"].endswith(smollm2.name) and run.config["technique"] == "lora"
-    deadline = time.time() + 300
-    loss = None
-    while loss is None and time.time() < deadline:  # the trainer says how it masked the loss before the first step
-        loss = next((e for e in event_log.read_events(supervisor.run_path(run)) if e["event"] == "loss"), None)
-        if supervisor.get_run(run.id).status not in supervisor.ACTIVE:
-            break
-        time.sleep(0.5)
+    def loss_event():  # the trainer says how it masked the loss before its first step
+        return next((e for e in event_log.read_events(supervisor.run_path(run)) if e["event"] == "loss"), None)
+
+    eventually(lambda: loss_event() or supervisor.get_run(run.id).status not in supervisor.ACTIVE, 300, poll=0.5)
+    loss = loss_event()
     supervisor.cancel(run.id)
     supervisor.wait(run.id, timeout=120)
     assert loss is not None, supervisor.get_run(run.id).error_message

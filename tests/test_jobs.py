@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import run_studio, running
+from conftest import eventually, run_studio, running
 
 from engine.data import split, versions
 from engine.demo import sample
@@ -30,16 +30,6 @@ def stored(run_id: int) -> Run:
     """The run as the database has it, without reconciling anything."""
     with db.session() as s:
         return s.get(Run, run_id)
-
-
-def eventually(predicate, timeout: float, poll: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"not within {timeout} s")
 
 
 @pytest.fixture

@@ -168,9 +168,8 @@ def test_the_served_real_model_answers_as_it_did_in_its_evaluation(smol_run, smo
     test sends locked test prompts through the OpenAI-compatible endpoint and compares with the evaluation's greedy
     answers."""
     import socket
-    import time
 
-    from conftest import user_of
+    from conftest import eventually, user_of
 
     from engine.models import lifecycle, serving
     from engine.store import users
@@ -181,13 +180,13 @@ def test_the_served_real_model_answers_as_it_did_in_its_evaluation(smol_run, smo
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     job = serving.serve(users.SYSTEM, version.label, port, "auto", smoke_examples=4)
-    deadline, smoke = time.monotonic() + 400, None
+    def smoke_event():
+        supervisor.reconcile()
+        assert supervisor.get_run(job.id).status in supervisor.ACTIVE, supervisor.get_run(job.id).error_message
+        return next((e for e in event_log.read_events(supervisor.run_path(job)) if e["event"] == "smoke"), None)
+
     try:
-        while time.monotonic() < deadline and smoke is None:
-            supervisor.reconcile()
-            assert supervisor.get_run(job.id).status in supervisor.ACTIVE, supervisor.get_run(job.id).error_message
-            smoke = next((e for e in event_log.read_events(supervisor.run_path(job)) if e["event"] == "smoke"), None)
-            time.sleep(0.5)
+        smoke = eventually(smoke_event, 400, poll=0.5)
     finally:
         supervisor.cancel(job.id)
         supervisor.wait(job.id, timeout=60)

@@ -26,13 +26,7 @@ def base_command(args) -> int:
             print(f"{r['source']}  {size} parameters  license {r['license'] or '?'}  sha256 {r['sha256'][:12]}  "
                   f"chat template {'yes' if r['chat_template'] else 'no (the default is used)'}\n  {r['folder']}")
         return EXIT_OK
-    shown: set[str] = set()
-
-    def say(fraction: float, message: str) -> None:
-        if message not in shown and not args.json:
-            shown.add(message)
-            print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
-
+    say = None if args.json else base_models.stage_lines(lambda line: print(line, file=sys.stderr, flush=True))
     resolved = base_models.resolve(args.model, progress=say)
     why = launcher.model_available(resolved.path)
     if why:

@@ -150,7 +150,8 @@ def evaluate_run(options: EvalOptions, progress: Progress | None = None) -> Eval
     else:
         models = (("base", other.config["base_model"], supervisor.run_path(other) / "final"),
                   ("finetuned", base_model, final))
-    answers = _answer(run, models, convs, probes, options, step, fallback=other is None)
+    tools = [record_tools(e) for e in extras]
+    answers = _answer(run, models, convs, tools, probes, options, step, fallback=other is None)
     step(0.92, "Scoring")
     refs = [tool_calls.reference_text(c[-1]) for c in convs]
     base_text = [a.text for a in answers.outputs["base"]]
@@ -199,10 +200,10 @@ def tool_call_accuracy(convs: list[list[dict]], base: list[str], tuned: list[str
     return {"tool_call_accuracy": scoring.bootstrap_stats(scoring.MEAN.with_name("tool_call_accuracy"), sb, sf)}
 
 
-def _answer(run: Run, models: tuple[_Model, _Model], convs, probes, options: EvalOptions, step: Progress, fallback: bool) -> _Answers:
+def _answer(run: Run, models: tuple[_Model, _Model], convs, tools, probes, options: EvalOptions, step: Progress,
+            fallback: bool) -> _Answers:
     """Load each model in turn (one in memory at a time) and collect everything the report needs from it."""
     prompts = [generation.prompt_of(c) for c in convs]
-    tools = [record_tools(e) for e in split_examples(run, "test", options.limit)[1]]
     probe_prompts = [generation.prompt_of(c) for c in probes]
     train_sample = split_part(run, "train", len(convs))  # as many training examples, for the train-test gap
     bs, new_tokens = options.batch_size, options.max_new_tokens

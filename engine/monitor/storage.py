@@ -19,9 +19,13 @@ from engine.errors import StudioError
 from engine.store import workspace
 
 SCHEMA_COLUMNS = ("ts", "model", "request", "response", "latency_ms", "error", "rating", "thumbs", "resolved", "user",
-                  "fallback", "confidence", "row_hash", "import_id")
+                  "fallback", "confidence", "request_id", "occurrence", "turn", "row_hash", "import_id")
 NUMBERS = ("latency_ms", "error", "rating", "thumbs", "resolved", "fallback", "confidence")
-HASH_KEYS = ("ts", "model", "request", "response", "user")  # what makes a row the same row
+# What makes a row the same row: the log's request id where it has one; else the content plus the occurrence number
+# of that content within its file (two real requests in the same second with the same prompt and answer are two
+# rows, while the same file or an overlapping export imported again adds nothing).
+CONTENT_KEYS = ("ts", "model", "request", "response", "user")
+HASH_KEYS = (*CONTENT_KEYS, "occurrence", "request_id")
 SCHEME_KEY = "studio.row_hash"
 WRITERS = 2  # days written at once (each file is compressed on its own thread)
 
@@ -30,18 +34,27 @@ def dtypes() -> dict:
     import polars as pl  # the log engine: only imports and reports need it
 
     return {"ts": pl.Datetime("us", "UTC"), "model": pl.String, "request": pl.String, "response": pl.String,
-            **{c: pl.Float64 for c in NUMBERS}, "user": pl.String, "row_hash": pl.UInt64, "import_id": pl.Int32}
+            **{c: pl.Float64 for c in NUMBERS}, "user": pl.String, "request_id": pl.String, "occurrence": pl.Int32,
+            "turn": pl.Int32, "row_hash": pl.UInt64, "import_id": pl.Int32}
 
 
 def hash_scheme() -> str:
     import polars as pl  # the log engine: only imports and reports need it
 
-    return f"polars {pl.__version__} hash_rows seed 0 over {','.join(HASH_KEYS)}"
+    return f"polars {pl.__version__} hash_rows seed 0 over {','.join(CONTENT_KEYS)},occurrence; seed 1 over " \
+        "model,request_id where the log has one"
 
 
 def row_hashes(frame):
-    """The 64-bit identity of each row (a Polars UInt64 series) from its typed, masked key columns."""
-    return frame.select(HASH_KEYS).hash_rows(seed=0)
+    """The 64-bit identity of each row (a Polars UInt64 series) from its typed, masked key columns: the model and
+    the log's request id where it has one, else the content and its occurrence number (missing in files stored
+    before occurrences were: their rows were de-duplicated, so each is occurrence 0)."""
+    import polars as pl  # the log engine: only imports and reports need it
+
+    content = frame.select(*CONTENT_KEYS, pl.col("occurrence").fill_null(0)).hash_rows(seed=0)
+    ids = frame.select("model", "request_id").hash_rows(seed=1)
+    return pl.select(pl.when(frame["request_id"].is_not_null()).then(ids).otherwise(content)).to_series() \
+        .alias("row_hash")
 
 
 def root(project_id: int) -> Path:

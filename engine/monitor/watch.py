@@ -48,10 +48,7 @@ def watch(project_id: int, folder: Path, interval: float = 5.0, model: str | Non
         for result in scan_once(project_id, folder, sizes, model, mapping):
             if isinstance(result, str):
                 say(f"refused {result}")
-            elif result.skipped_file:
-                say(f"{result.file}: imported before; skipped")
             else:
-                say(f"{result.file}: {result.stored:,} rows stored ({result.duplicates:,} duplicates, "
-                    f"{result.invalid:,} invalid)")
+                say(result.summary())
         done += 1
         time.sleep(interval)

@@ -20,7 +20,7 @@ st.caption("Production request logs per model version. Drift compares production
 with st.expander("Import a production log", expanded=not report.models_seen(project.id)):
     st.write("JSONL, CSV/TSV or Parquet with a time, a request (prompt or messages) and a response; optional model "
              "version, latency, error flag, rating/thumbs/resolved, user. Personal data and secrets are masked before "
-             "anything is stored; a file (or a row) imported twice counts once.")
+             "anything is stored; a file (or a row) imported twice counts once, while a row that repeats inside one file is a request of its own.")
     log = st.file_uploader("Log file", type=["jsonl", "json", "csv", "tsv", "parquet"], key="monitor_log")
     served_by = st.text_input("Model version that served it (when the log has no such column)",
                               key="monitor_model").strip()
@@ -31,8 +31,7 @@ with st.expander("Import a production log", expanded=not report.models_seen(proj
             if result.skipped_file:
                 st.info("This file was imported before; nothing changed.")
             else:
-                st.success(f"{result.stored:,} rows stored, {result.duplicates:,} already there, {result.invalid:,} "
-                           "invalid.")
+                st.success(result.summary())
                 for line in result.bad_lines:
                     st.text(line)
 
@@ -81,9 +80,9 @@ with shown_as_message():
     if d is None:
         st.info("Drift is measured for registered model versions (their training data is the reference).")
     else:
-        st.plotly_chart(charts.psi_bars(d["features"], drift.STABLE, drift.SIGNIFICANT), key="monitor_drift")
-        st.write(f"Distribution drift {d['distribution_drift']:.3f}: {d['band']} (worst feature: {d['feature']}; "
-                 f"{d['sampled']:,} requests sampled).")
+        st.plotly_chart(charts.psi_bars(d["features"], drift.STABLE, drift.SIGNIFICANT, d.get("noise")),
+                        key="monitor_drift")
+        st.text(f"{d['sentence']} {d['sampled']:,} requests sampled.")
         grew = d["grew"][d["feature"]]
         st.caption(md_escape(f"The bin that grew the most: {grew['bin']} ({grew['training_share']:.0%} of the "
                              f"training requests, {grew['production_share']:.0%} in production). Examples:"))

@@ -246,7 +246,7 @@ def test_topics_placed_without_scikit_learn_are_scikit_learn_s_own(deployed, rea
         from engine.store.tables import Split
 
         made = s.get(Split, facts["config"]["split_id"])
-    training = [t for t in reference.training_requests(made) if t.strip()]
+    training = [t for t in reference.training_requests(made)[0] if t.strip()]
     vectorizer, kmeans = reference.fit_topics(training)
     mine = dataclasses.replace(ref, **reference.topic_fields(vectorizer, kmeans))
     public = [r["instruction"] + " " + r["input"] for name in ("alpaca_en_demo.json", "identity.json")
@@ -302,6 +302,34 @@ def test_importing_the_same_log_twice_changes_nothing(deployed, tmp_path):
     mixed = ingest.import_log(project.id, tmp_path / "mixed.csv")
     assert (mixed.stored, mixed.duplicates) == (1, 300)
     assert len(storage.read(project.id, ("row_hash",))) == before + 1
+
+
+def test_repeated_rows_in_one_file_are_requests_of_their_own(deployed, tmp_path):
+    """600 real requests where pairs share the second, prompt, answer and user (their latency and rating differ)
+    import as 600; the same rows again in an overlapping export add only what is new; a log with request ids keeps
+    one row per id, and the summary says why each duplicate was dropped."""
+    project, _ = deployed
+    start = datetime(2026, 2, 1, 9, tzinfo=UTC)
+    rows = [{"timestamp": (start + timedelta(seconds=i // 2)).isoformat(), "model_version": "support-twins",
+             "request": f"Where is order NW-{i // 2}?", "response": "It ships today.", "user_id": "u1",
+             "latency_ms": 100 + i, "rating": 1 + i % 5} for i in range(600)]
+    first = ingest.import_log(project.id, traffic.write_csv(tmp_path / "twins.csv", rows))
+    assert (first.rows, first.stored, first.duplicates) == (600, 600, 0)
+    stored = storage.read(project.id, ("latency_ms", "rating"), model="support-twins")
+    assert len(stored) == 600 and sorted(stored["latency_ms"]) == [100 + i for i in range(600)]
+    more = [{**r, "timestamp": (start + timedelta(seconds=300 + i)).isoformat(), "request": f"New question {i}"}
+            for i, r in enumerate(rows[:50])]
+    overlap = ingest.import_log(project.id, traffic.write_csv(tmp_path / "overlap.csv", rows[400:] + more))
+    assert (overlap.stored, overlap.already_stored, overlap.repeated_ids) == (50, 200, 0)
+    assert len(storage.read(project.id, ("request",), model="support-twins")) == 650
+
+    logged = [{**r, "model_version": "support-ids", "request_id": f"req-{i}"} for i, r in enumerate(rows[:10])]
+    logged.append({**logged[3], "latency_ms": 999})  # the same request logged twice: one request
+    with_ids = ingest.import_log(project.id, traffic.write_csv(tmp_path / "ids.csv", logged))
+    assert (with_ids.rows, with_ids.stored, with_ids.repeated_ids, with_ids.already_stored) == (11, 10, 1, 0)
+    proc = run_studio("monitor", "import", str(tmp_path / "twins.csv"), "--project", project.name,
+                      env_home=workspace.current().root)
+    assert proc.returncode == 0 and "imported before" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
 def test_rows_stored_under_another_hash_scheme_are_still_recognised(deployed, tmp_path):

@@ -197,15 +197,24 @@ def daily_series(daily, column: str, title: str, band: bool = False) -> go.Figur
     return fig
 
 
-def psi_bars(features: dict, stable: float, significant: float) -> go.Figure:
-    """PSI per drift feature against the 0.10 and 0.20 lines; a feature over the significant line in red."""
+def psi_bars(features: dict, stable: float, significant: float, noise: dict | None = None) -> go.Figure:
+    """PSI per drift feature against the 0.10 and 0.20 lines, with each feature's no-drift band (what unchanged
+    traffic of the window's size reaches) as a marker; a feature over both the significant line and its band in
+    red."""
     fig = go.Figure()
     fig.update_layout(height=260, margin=MARGIN, title="PSI per feature", yaxis_title="PSI")
     pts = {k: v for k, v in (features or {}).items() if _number(v)}
     if not pts:
         return _empty(fig)
-    fig.add_trace(go.Bar(x=[plot_text(k) for k in pts], y=list(pts.values()),
-                         marker_color=[RED if v > significant else BLUE for v in pts.values()]))
+    noise = noise or {}
+    fig.add_trace(go.Bar(x=[plot_text(k) for k in pts], y=list(pts.values()), name="PSI",
+                         marker_color=[RED if v > significant and v > noise.get(k, 0) else BLUE
+                                       for k, v in pts.items()]))
+    bands = {k: noise[k] for k in pts if _number(noise.get(k))}
+    if bands:
+        fig.add_trace(go.Scatter(x=[plot_text(k) for k in bands], y=list(bands.values()), mode="markers",
+                                 name="unchanged traffic (95%)", marker={"symbol": "line-ew-open", "size": 28,
+                                                                         "color": GREY}))
     for line in (stable, significant):
         fig.add_hline(y=line, line_dash="dash", line_color=GREY, annotation_text=f"{line:.2f}")
     return fig

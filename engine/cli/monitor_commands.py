@@ -25,11 +25,8 @@ def _import(args) -> int:
     result = ingest.import_log(_project_id(args, True), args.log, args.model, ingest.parse_mapping(args.mapping))
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
-    elif result.skipped_file:
-        print(f"{result.file} was imported before; nothing changed.")
     else:
-        print(f"{result.file}: {result.rows:,} rows, {result.stored:,} stored, {result.duplicates:,} already there, "
-              f"{result.invalid:,} invalid; days {', '.join(result.days[:3])}{' ...' if len(result.days) > 3 else ''}.")
+        print(result.summary())
         for line in result.bad_lines:
             print(f"  {line}", file=sys.stderr)
     return EXIT_OK
@@ -70,8 +67,9 @@ def render(r) -> str:
                      + (f" (routing rule: confidence < {rule['threshold']:g}; the evaluation expected "
                         f"{rule['expected']:.1%})" if rule else ""))
     if d:
-        lines.append(f"  drift {d['distribution_drift']:.3f} ({d['band']}; worst: {d['feature']}); "
-                     + ", ".join(f"{k} {v:.3f}" for k, v in d["features"].items()))
+        lines.append(f"  drift: {d['sentence']}")
+        lines.append("  PSI " + ", ".join(f"{k} {v:.3f} (unchanged traffic: {d['noise'][k]:.3f})"
+                                          for k, v in d["features"].items()))
     elif not r["registered"]:
         lines.append("  drift: not measured (not a registered model version: no training data to compare with)")
     lines += [f"  alert: {a['sentence']}" for a in r["alerts"]]

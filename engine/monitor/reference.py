@@ -1,4 +1,10 @@
-"""The training side of the drift features (a version's "reference"): the bins and shares of its training requests.
+"""The training side of the drift features (a version's "reference"): the bins and counts of its training requests.
+
+A training request is what production would have been asked at each user turn of a training conversation: every
+user turn, not only the last. Openings (a conversation's first user turn) and follow-ups are counted apart, because
+a log of first questions must be compared with first questions: the report mixes the two sides' counts in the
+production window's own proportions (engine.monitor.drift). System prompts are never part of a request, on either
+side; a production request that starts with one of the training system prompts has it removed before it is placed.
 
 Fitted once per training split and tokenizer, when the first production log of the version is imported (or by its
 first report, whichever comes first), and kept in the workspace under monitor/references/<key>/ as JSON and NumPy arrays (read without
@@ -31,10 +37,12 @@ from engine.data.quality import usable
 from engine.store import db, workspace
 from engine.store.tables import Split
 
-FORMAT = 1  # bump when what is stored or how it is fitted changes: older references are then fitted again
+FORMAT = 2  # bump when what is stored or how it is fitted changes: older references are then fitted again
 MAX_TOPICS = 8
 MIN_REQUESTS = 20
-MIN_LANGUAGE_SHARE = 0.01  # languages under 1% of the training requests are pooled as "other"
+MIN_LANGUAGE_SHARE = 0.01
+MAX_SYSTEM_PROMPTS = 20  # the most common training system prompts a production request is cleaned of
+POSITIONS = ("opening", "follow-up")  # row 0 and row 1 of each feature's counts  # languages under 1% of the training requests are pooled as "other"
 VECTORIZER = {"max_features": 5000, "sublinear_tf": True, "ngram_range": (1, 2), "min_df": 2}
 TOKEN = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token_pattern
 
@@ -44,19 +52,28 @@ def shares(labels: np.ndarray, bins: int) -> np.ndarray:
     return counts / counts.sum() if counts.sum() else counts
 
 
+def counts_by_position(labels: np.ndarray, follow_up: np.ndarray, bins: int) -> np.ndarray:
+    """(2, bins) counts: openings in row 0, follow-ups in row 1."""
+    labels, follow_up = np.asarray(labels, dtype=int), np.asarray(follow_up, dtype=bool)
+    return np.stack([np.bincount(labels[~follow_up], minlength=bins)[:bins],
+                     np.bincount(labels[follow_up], minlength=bins)[:bins]]).astype(float)
+
+
 @dataclass
 class Reference:
-    """The training side of each feature: its bins and shares, and how to put a request in a bin."""
+    """The training side of each feature: its bins, its counts (openings and follow-ups), and how to put a request
+    in a bin."""
     length_edges: np.ndarray
-    length_shares: np.ndarray
-    topic_shares: np.ndarray
+    length_counts: np.ndarray  # (2, bins): openings, follow-ups
+    topic_counts: np.ndarray
     topic_names: list[str]
     languages: list[str]
-    language_shares: np.ndarray
+    language_counts: np.ndarray
     vocabulary: dict[str, int]  # the TF-IDF terms (words and word pairs) and their columns
     idf: np.ndarray
     centers: np.ndarray  # k-means' centres, one row per topic
     tokenizer: str  # the folder whose tokenizer counts request lengths
+    systems: list[str]  # the training system prompts, the most common first
 
     def bins(self, feature: str, texts: list[str]) -> np.ndarray:
         """Each text's bin of one feature ("length", "topic" or "language"); a text that repeats (production traffic
@@ -69,8 +86,37 @@ class Reference:
         index = {text: i for i, text in enumerate(unique)}
         return found[np.fromiter((index[t] for t in texts), dtype=np.int64, count=len(texts))]
 
-    def training_shares(self, feature: str) -> np.ndarray:
-        return {"length": self.length_shares, "topic": self.topic_shares, "language": self.language_shares}[feature]
+    def training_counts(self, feature: str) -> np.ndarray:
+        return {"length": self.length_counts, "topic": self.topic_counts, "language": self.language_counts}[feature]
+
+    def training_shares(self, feature: str, follow_ups: float = 0.0) -> np.ndarray:
+        """The training shares of a feature's bins, openings and follow-ups mixed in the given proportion (the
+        production sample's); a training set without follow-ups stands for both."""
+        counts = self.training_counts(feature)
+        opening = counts[0] / counts[0].sum()
+        later = counts[1] / counts[1].sum() if counts[1].sum() else opening
+        return (1 - follow_ups) * opening + follow_ups * later
+
+    def training_size(self, feature: str, follow_ups: float = 0.0) -> int:
+        """How many training requests the mixed shares rest on (Kish's effective size of the weighted mix): the
+        openings alone for a log of openings."""
+        counts = self.training_counts(feature).sum(axis=1)
+        if not counts[1]:
+            return int(counts[0])
+        weights = np.array([1 - follow_ups, follow_ups])
+        return int(max(1.0, 1.0 / sum(w * w / c for w, c in zip(weights, counts) if w > 0)))
+
+    def without_system(self, texts: list[str]) -> list[str]:
+        """The texts with a leading training system prompt removed (a log that stores the prompt with it); each
+        text is compared by startswith only, so the cost stays linear in its length."""
+        if not self.systems:
+            return list(texts)
+        ordered = sorted(self.systems, key=len, reverse=True)
+        out = []
+        for text in texts:
+            prompt = next((p for p in ordered if text.startswith(p)), None)
+            out.append(text[len(prompt):].lstrip() if prompt else text)
+        return out
 
     @cached_property
     def counter(self) -> tokens.TokenCounter:
@@ -108,10 +154,25 @@ class Reference:
         return np.array([index.get(lang, other) for lang in language.languages(texts)], dtype=int)
 
 
-def training_requests(made: Split) -> list[str]:
-    """The last user message of each training conversation of a split."""
-    records = usable(load_records(split.split_path(made, "train")).records)
-    return [next((m["content"] for m in reversed(r.turns) if m["role"] == "user"), "") for r in records]
+def training_requests(made: Split) -> tuple[list[str], list[int], list[str]]:
+    """(every user turn of the split's training conversations, its user-turn number (1 = the opening), the
+    conversations' system prompts, the most common first)."""
+    from collections import Counter
+
+    texts, turns, systems = [], [], Counter()
+    for record in usable(load_records(split.split_path(made, "train")).records):
+        turn = 0
+        for message in record.turns:
+            content = message.get("content")
+            if not isinstance(content, str):
+                continue
+            if message.get("role") == "system" and content.strip():
+                systems[content.strip()] += 1
+            elif message.get("role") == "user":
+                turn += 1
+                texts.append(content)
+                turns.append(turn)
+    return texts, turns, [text for text, _ in systems.most_common(MAX_SYSTEM_PROMPTS)]
 
 
 def _tokenizer_folder(base_model: str) -> Path:
@@ -148,7 +209,7 @@ def load(split_id: int | None, base_model: str) -> Reference | None:
         return _loaded[str(place)]
     ref = _read(place)
     if ref is None:
-        ref = fit(training_requests(made), tokenizer)
+        ref = fit(*training_requests(made), tokenizer=tokenizer)
         if ref is None:
             return None
         shutil.rmtree(place, ignore_errors=True)  # a damaged copy, if any, is replaced
@@ -157,36 +218,63 @@ def load(split_id: int | None, base_model: str) -> Reference | None:
     return ref
 
 
-def fit(requests: list[str], tokenizer: Path) -> Reference | None:
-    """Bins and shares of the training requests (scikit-learn's TF-IDF + k-means for the topics)."""
-    requests = [t for t in requests if t.strip()]
-    if len(requests) < MIN_REQUESTS:
+def length_bins_for(n: int) -> int:
+    """Fewer length bins for fewer training requests: each bin's share must be estimated from enough of them for
+    an unchanged sample to stay well under the stable line (two samples of sizes n and m differ by a PSI of about
+    (bins - 1) * (1/n + 1/m))."""
+    return int(min(10, max(4, n // 40)))
+
+
+def fit(requests: list[str], turns: list[int] | None = None, systems: list[str] | None = None,
+        tokenizer: Path | None = None) -> Reference | None:
+    """Bins and counts of the training requests (scikit-learn's TF-IDF + k-means for the topics); each request's
+    user-turn number (1 = a conversation's opening) decides which row of the counts it adds to."""
+    turns = list(turns) if turns is not None else [1] * len(requests)
+    kept = [(t, n) for t, n in zip(requests, turns) if t.strip()]
+    if len(kept) < MIN_REQUESTS:
         return None
-    counter = tokens.load_counter(tokenizer)
+    requests = [t for t, _ in kept]
+    follow_up = np.array([n > 1 for _, n in kept], dtype=bool)
+    counter = tokens.load_counter(tokenizer or tokens.default_tokenizer_path())
     lengths = np.asarray(counter.count(requests))
-    edges = np.unique(np.quantile(lengths, np.linspace(0.1, 0.9, 9)))
+    bins = length_bins_for(len(requests))
+    edges = np.unique(np.quantile(lengths, np.linspace(0, 1, bins + 1)[1:-1]))
     vectorizer, kmeans = fit_topics(requests)
     found = language.languages(requests)
-    counts = {lang: found.count(lang) / len(found) for lang in set(found)}
-    kept = sorted(lang for lang, share in counts.items() if share >= MIN_LANGUAGE_SHARE)
-    ref = Reference(length_edges=edges, length_shares=shares(np.searchsorted(edges, lengths, side="right"),
-                                                             len(edges) + 1),
-                    topic_shares=shares(kmeans.labels_, kmeans.n_clusters), languages=kept,
-                    language_shares=np.array([]), tokenizer=str(tokenizer), **topic_fields(vectorizer, kmeans))
+    share = {lang: found.count(lang) / len(found) for lang in set(found)}
+    languages = sorted(lang for lang, s in share.items() if s >= MIN_LANGUAGE_SHARE)
+    ref = Reference(length_edges=edges, length_counts=np.zeros((2, len(edges) + 1)), topic_counts=np.zeros(1),
+                    languages=languages, language_counts=np.zeros(1), tokenizer=str(tokenizer),
+                    systems=list(systems or []), **topic_fields(vectorizer, kmeans))
     ref.counter = counter  # the one already loaded
-    ref.language_shares = shares(ref.language_bins(requests), len(kept) + 1)
+    # Every side of every feature is placed by the same functions the production requests go through.
+    ref.length_counts = counts_by_position(np.searchsorted(edges, lengths, side="right"), follow_up, len(edges) + 1)
+    ref.topic_counts = counts_by_position(ref.topic_bins(requests), follow_up, len(ref.centers))
+    ref.language_counts = counts_by_position(ref.language_bins(requests), follow_up, len(languages) + 1)
     return ref
 
 
 def fit_topics(requests: list[str]):
-    """(the fitted TfidfVectorizer, the fitted KMeans) of the training requests."""
+    """(the fitted TfidfVectorizer, the fitted KMeans) of the training requests. The number of topics is the one
+    (2 to MAX_TOPICS, at least 50 requests a topic) with the best silhouette: a fixed 8 split five real intents
+    into pieces whose shares matched nothing in the data."""
     from sklearn.cluster import KMeans  # the scientific stack costs a second to import: only when fitting
     from sklearn.feature_extraction.text import TfidfVectorizer  # (same)
+    from sklearn.metrics import silhouette_score  # (same)
 
     vectorizer = TfidfVectorizer(**VECTORIZER)
     matrix = vectorizer.fit_transform(requests)
-    kmeans = KMeans(n_clusters=max(2, min(MAX_TOPICS, len(requests) // 50)), n_init=4, random_state=0).fit(matrix)
-    return vectorizer, kmeans
+    best, best_score = None, -2.0
+    for k in range(2, max(2, min(MAX_TOPICS, len(requests) // 50)) + 1):
+        kmeans = KMeans(n_clusters=k, n_init=4, random_state=0).fit(matrix)
+        if len(set(kmeans.labels_)) < 2:
+            continue
+        score = silhouette_score(matrix, kmeans.labels_, sample_size=min(len(requests), 2000), random_state=0)
+        if score > best_score + 1e-9:
+            best, best_score = kmeans, score
+    if best is None:
+        best = KMeans(n_clusters=2, n_init=4, random_state=0).fit(matrix)
+    return vectorizer, best
 
 
 def topic_fields(vectorizer, kmeans) -> dict:
@@ -199,7 +287,7 @@ def topic_fields(vectorizer, kmeans) -> dict:
             "topic_names": ["topic: " + ", ".join(terms[np.argsort(row)[::-1][:3]]) for row in centers]}
 
 
-ARRAYS = ("length_edges", "length_shares", "topic_shares", "language_shares", "idf", "centers")
+ARRAYS = ("length_edges", "length_counts", "topic_counts", "language_counts", "idf", "centers")
 
 
 def _write(place: Path, ref: Reference) -> None:
@@ -213,7 +301,7 @@ def _write(place: Path, ref: Reference) -> None:
         terms = sorted(ref.vocabulary, key=ref.vocabulary.__getitem__)
         (tmp / "reference.json").write_text(json.dumps(
             {"format": FORMAT, "topic_names": ref.topic_names, "languages": ref.languages, "terms": terms,
-             "tokenizer": ref.tokenizer}), encoding="utf-8")
+             "tokenizer": ref.tokenizer, "systems": ref.systems}), encoding="utf-8")
         tmp.rename(place)
     except OSError:  # already there (fitted by another process), or the disk refused: this process keeps its own
         shutil.rmtree(tmp, ignore_errors=True)
@@ -230,7 +318,8 @@ def _read(place: Path) -> Reference | None:
     if meta.get("format") != FORMAT or len(meta.get("terms", [])) != len(arrays["idf"]):
         return None
     return Reference(**arrays, topic_names=list(meta["topic_names"]), languages=list(meta["languages"]),
-                     vocabulary={t: i for i, t in enumerate(meta["terms"])}, tokenizer=str(meta["tokenizer"]))
+                     vocabulary={t: i for i, t in enumerate(meta["terms"])}, tokenizer=str(meta["tokenizer"]),
+                     systems=[str(t) for t in meta.get("systems", [])])
 
 
 _failed: set[tuple] = set()  # per process: a reference that could not be fitted is not tried on every import

@@ -91,10 +91,11 @@ def report(project_id: int, model: str | None = None, window_days: int = WINDOW_
     if version is not None:
         drifted = _drift(project_id, label, version, since=end - timedelta(days=window_days))
     reasons = []
-    if drifted and drifted["distribution_drift"] > RETRAIN_DRIFT:
+    if drifted and drifted["drifted"]:
         reasons.append(f"Distribution drift {drifted['distribution_drift']:.2f} on {drifted['feature']} is above "
-                       f"{RETRAIN_DRIFT:.2f} (significant): production requests no longer look like the training "
-                       "data.")
+                       f"{RETRAIN_DRIFT:.2f} (significant) and above what unchanged traffic of this size reaches "
+                       f"({drifted['noise'][drifted['feature']]:.2f}): production requests no longer look like the "
+                       "training data.")
     reasons += [a["sentence"] for a in alerts if a["kind"] == "satisfaction"]
     return {"model": label, "registered": version is not None,
             "window": {"start": str(window["ts_min"]), "end": str(end), "days": window_days},
@@ -127,10 +128,10 @@ def _drift(project_id: int, label: str, version: ModelVersion, since) -> dict | 
     version's training requests; None when it has no training data to compare with."""
     facts = version.lineage.get("facts", {})
     ref = reference.load(facts.get("config", {}).get("split_id"), str(facts.get("base_model")))
-    texts = storage.scan(project_id, ("request",), model=label, since=since)
+    texts = storage.scan(project_id, ("request", "turn"), model=label, since=since)
     if not ref or texts is None:
         return None
-    requests = texts.select("request").drop_nulls().collect()["request"]
-    if len(requests) > drift.SAMPLE:
-        requests = requests.sample(drift.SAMPLE, seed=0)
-    return drift.drift(ref, requests.to_list())
+    rows = texts.select("request", "turn").drop_nulls("request").collect()
+    if rows.height > drift.SAMPLE:
+        rows = rows.sample(drift.SAMPLE, seed=0)
+    return drift.drift(ref, rows["request"].to_list(), rows["turn"].to_list())

@@ -84,9 +84,11 @@ def drifted_rows(project_id: int, label: str):
     if "error" in frame:
         frame = frame[frame["error"].fillna(0) != 1]
     texts = frame["request"].astype(str).tolist()
-    found = drift.drift(ref, texts)
+    turns = frame["turn"].tolist() if "turn" in frame else None
+    found = drift.drift(ref, texts, turns)
     feature = found["feature"]
-    bins, training = ref.bins(feature, texts), ref.training_shares(feature)
+    training = ref.training_shares(feature, found["follow_up_share"])
+    bins = ref.bins(feature, ref.without_system(texts))
     grown = np.flatnonzero(reference.shares(bins, len(training)) > training)
     return frame[np.isin(bins, grown)], found
 

@@ -45,7 +45,12 @@ if user is None:
     stand_in = signin.render  # every other address shows the sign-in form, and the page itself once signed in
 else:
     allowed = [p for p in PAGES if user.role in p[3]]
-    pages = [st.Page(f, title=t, icon=i, default=k == 0) for k, (f, t, i, _) in enumerate(allowed)]
+    # Streamlit serves its default page at "/" and knows it by no other address: a reviewer opening /my_reviews (the
+    # address the navigation shows) met "Page not found". So "/" is a hidden copy of the role's first page, and
+    # every page in the navigation keeps its own address.
+    file, title, icon, _ = allowed[0]
+    pages = [st.Page(file, title=title, icon=icon, url_path="start", default=True, visibility="hidden")]
+    pages += [st.Page(f, title=t, icon=i) for f, t, i, _ in allowed]
     stand_in = signin.not_for_this_role
 pages += [st.Page(stand_in, title=title, url_path=url_path(file), visibility="hidden")
           for file, title, _, _ in PAGES if file not in {p[0] for p in allowed}]

@@ -14,8 +14,16 @@ if not mine:
     st.info("Nothing to review yet: an analyst will add you to a campaign.")
     st.stop()
 by_id = {c["id"]: c for c in mine}
-cid = st.selectbox("Campaign", list(by_id), key="reviews_campaign",
-                   format_func=lambda i: f"{by_id[i]['name']} · {by_id[i]['done']}/{by_id[i]['total']} done")
+# The campaign the reviewer works on stays chosen: its label never changes as items are done (a label that changed
+# made the box fall back to the first campaign after every save), and the address carries it across a refresh.
+wanted = st.query_params.get("campaign", "")
+if "reviews_campaign" not in st.session_state and wanted.isdigit() and int(wanted) in by_id:
+    st.session_state["reviews_campaign"] = int(wanted)
+if st.session_state.get("reviews_campaign") not in by_id:
+    st.session_state.pop("reviews_campaign", None)
+cid = st.selectbox("Campaign", list(by_id), key="reviews_campaign", format_func=lambda i: by_id[i]["name"])
+st.query_params["campaign"] = str(cid)
+st.caption(" · ".join(f"{c['name']}: {c['done']}/{c['total']} done" for c in mine))
 entries = campaigns.queue(user, cid)
 done = sum(e.done for e in entries)
 st.progress(done / len(entries), text=f"{done} of {len(entries)} done")

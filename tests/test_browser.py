@@ -238,3 +238,75 @@ def test_a_real_instruct_model_launches_from_the_train_page(server, ws, tmp_path
     supervisor.wait(run.id, timeout=120)
     assert loss is not None, supervisor.get_run(run.id).error_message
     assert loss["method"] == "assistant_mask" and loss["template"]["end_of_turn"] == "<|im_end|>"
+
+
+def test_a_reviewer_rates_two_campaigns_by_keyboard(server, ws, tmp_path, demo_model):
+    """A reviewer opens /my_reviews by its address, picks the older of two rating campaigns (the second in the
+    list), rates each item with the keyboard only (focus, Space, arrow keys, Enter on the button), then the other
+    campaign: every rating lands in the campaign it was given in, with the scores typed."""
+    from conftest import write_jsonl
+    from playwright.sync_api import expect, sync_playwright
+    from sqlalchemy import select
+
+    from engine.data import split, versions
+    from engine.jobs import supervisor
+    from engine.review import campaigns
+    from engine.store import db, projects, users
+    from engine.store.tables import Assignment, Rating
+    from engine.train import launcher
+
+    project = projects.create_project("Reviews")
+    made = split.create_split(versions.import_file(project.id, write_jsonl(tmp_path / "d.jsonl",
+                                                                           [chat(i) for i in range(40)]), "d"))
+    run = launcher.launch_checked(launcher.config_for_split(made, str(demo_model), max_steps=2), project.id)
+    admin = users.add_user("ada", "admin", "browser password")
+    rita = users.add_user("rita", "reviewer", "browser password")
+    assert supervisor.wait(run.id, timeout=120).status == "succeeded"
+    outputs = supervisor.run_path(supervisor.get_run(run.id)) / "eval" / "outputs.jsonl"
+    outputs.parent.mkdir()
+    outputs.write_text("".join(json.dumps({"index": i, "prompt": [{"role": "user", "content": f"Question {i}"}],
+                                           "reference": "", "base": {"answer": f"base {i}"},
+                                           "finetuned": {"answer": f"tuned {i}"}}) + "\n" for i in range(4)))
+    older, newer = (campaigns.create_campaign(admin, run.id, "rating", [rita.id], sample_size=2, overlap=1,
+                                              project_id=project.id) for _ in range(2))
+    typed = {older.id: [2, 3, 4, 5, 1], newer.id: [5, 4, 3, 2, 1]}  # a score per criterion, by campaign
+
+    with sync_playwright() as p:
+        browser, page = signed_in(p, tmp_path, server, "rita")
+        expect(page.get_by_text("rita (reviewer)")).to_be_visible(timeout=60_000)
+        page.goto(f"{server}/my_reviews", wait_until="domcontentloaded")
+        expect(page.get_by_role("heading", name="My reviews")).to_be_visible(timeout=60_000)
+        assert "Page not found" not in page.content()
+        for cid in (older.id, newer.id):
+            box = page.get_by_role("combobox").first
+            box.focus()
+            page.keyboard.type(f"Campaign {cid} ")
+            page.keyboard.press("Enter")
+            expect(page.get_by_text("Item 1", exact=True)).to_be_visible(timeout=30_000)
+            items = len(campaigns.queue(rita, cid))
+            for item in range(1, items + 1):
+                expect(page.get_by_text(f"Item {item}", exact=True)).to_be_visible(timeout=30_000)
+                # the item's form, alone: while a rerun runs, the last item's form can still be on the page
+                expect(page.get_by_role("radiogroup", name="Tone")).to_have_count(1, timeout=30_000)
+                expect(page.get_by_role("radio", checked=True)).to_have_count(0, timeout=30_000)
+                for criterion, score in zip(campaigns.CRITERIA, typed[cid]):
+                    page.get_by_role("radiogroup", name=criterion.capitalize()).get_by_role("radio").first.focus()
+                    page.keyboard.press("Space")  # 1
+                    for _ in range(score - 1):
+                        page.keyboard.press("ArrowRight")
+                page.get_by_role("button", name="Save and next").focus()
+                page.keyboard.press("Enter")
+                if item < items:
+                    expect(page.get_by_text(f"Item {item + 1}", exact=True)).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("All done, thank you.", exact=False)).to_be_visible(timeout=30_000)
+            expect(page.get_by_text(f"Campaign {cid} (rating): {items}/{items} done")).to_be_visible()
+        browser.close()
+
+    with db.session() as s:
+        got = s.execute(select(Rating.campaign_id, Rating.scores).join(
+            Assignment, (Assignment.item_id == Rating.item_id) & (Assignment.reviewer_id == Rating.reviewer_id))
+            .where(Rating.reviewer_id == rita.id, Assignment.campaign_id == Rating.campaign_id)).all()
+    assert sorted(c for c, _ in got) == sorted([older.id] * len(campaigns.queue(rita, older.id))
+                                               + [newer.id] * len(campaigns.queue(rita, newer.id)))
+    for cid, scores in got:
+        assert [scores[c] for c in campaigns.CRITERIA] == typed[cid], (cid, scores)

@@ -97,17 +97,20 @@ def interval(x: dict) -> str:
 rows = []
 for c, e in results["criteria"].items():
     b, f = e["models"]["base"], e["models"]["finetuned"]
+    paired = e["paired"]
     rows.append({"criterion": c, "base": b["mean"], "base 95%": interval(b), "fine-tuned": f["mean"],
-                 "fine-tuned 95%": interval(f), "paired diff": e["paired"]["mean_diff"],
-                 "p (Holm)": e["paired"].get("p_holm"), "alpha": e["alpha"],
-                 "agreement": e["band"] or "not enough overlap"})
+                 "fine-tuned 95%": interval(f), "paired examples": paired["n"],
+                 "base (paired)": paired.get("base_mean"), "fine-tuned (paired)": paired.get("finetuned_mean"),
+                 "paired diff": paired["mean_diff"], "p (Holm)": paired.get("p_holm"),
+                 "agreement": e["agreement"]})
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
              column_config={k: st.column_config.NumberColumn(format="%.3f")
-                            for k in ("base", "fine-tuned", "paired diff", "p (Holm)", "alpha")})
-st.caption("Means over items (each item's reviewers averaged first) with 95% t intervals. Paired diff: fine-tuned "
-           "minus base on the same examples; p from the Wilcoxon signed-rank test, Holm-corrected over the five "
-           "criteria. Agreement: Krippendorff's alpha (ordinal): >= 0.8 reliable, 0.667-0.8 tentative, lower "
-           "unreliable.")
+                            for k in ("base", "fine-tuned", "base (paired)", "fine-tuned (paired)", "paired diff",
+                                      "p (Holm)")})
+st.caption("Means over items (each item's reviewers averaged first) with 95% t intervals. The paired columns are "
+           "over the examples both models were rated on: paired diff = fine-tuned (paired) minus base (paired); p "
+           "from the Wilcoxon signed-rank test, Holm-corrected over the five criteria. Agreement: Krippendorff's "
+           "alpha (ordinal): >= 0.8 reliable, 0.667-0.8 tentative, lower unreliable.")
 st.plotly_chart(charts.score_means(results["criteria"], campaigns.CRITERIA), key="review_means")
 st.plotly_chart(charts.score_distributions(results["criteria"], campaigns.CRITERIA), key="review_distributions")
 flags = results["safety_flags"]

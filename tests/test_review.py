@@ -511,3 +511,23 @@ def test_session_cookies_are_signed_expiring_and_revocable(ws, monkeypatch):
     with db.session() as s:
         s.get(User, alice.id).active = False
     assert sessions.user_of(again) is None  # a deactivated account
+
+
+def test_paired_figures_add_up_and_missing_agreement_says_why(ws):
+    """Means of 1.80 and 2.00 beside a paired diff of 0.25 (the base rated on an example the fine-tuned model was
+    not): the paired columns show the means the diff is made of; one reviewer means no overlap, said in words."""
+    def row(item, example, model, score):
+        return {"item": item, "example": example, "model": model, "reviewer": "rev00", "safety_flag": False,
+                "comment": "", **dict.fromkeys(campaigns.CRITERIA, score)}
+
+    base = [1, 2, 2, 2, 2]  # mean 1.80 over five examples
+    tuned = [2, 2, 2, 2]  # mean 2.00 over the first four
+    rows = [row(i, i, "base", s) for i, s in enumerate(base)] + \
+        [row(10 + i, i, "finetuned", s) for i, s in enumerate(tuned)]
+    acc = stats.rating_results(rows)["criteria"]["accuracy"]
+    assert acc["models"]["base"]["mean"] == pytest.approx(1.8) and acc["models"]["finetuned"]["mean"] == 2.0
+    paired = acc["paired"]
+    assert paired["n"] == 4 and paired["mean_diff"] == pytest.approx(0.25)
+    assert paired["finetuned_mean"] - paired["base_mean"] == pytest.approx(paired["mean_diff"])
+    assert acc["alpha"] is None and acc["agreement"].startswith("not enough overlap: 0 items")
+    assert "None" not in acc["agreement"]

@@ -45,10 +45,12 @@ def review_command(args) -> int:
                 b, f = e["models"]["base"], e["models"]["finetuned"]
                 if b["mean"] is None or f["mean"] is None:
                     continue
-                alpha = "-" if e["alpha"] is None else f"{e['alpha']:.3f}"
+                paired = e["paired"]
+                diff = "" if paired["mean_diff"] is None else (
+                    f"; on the {paired['n']} examples both were rated on: base {paired['base_mean']:.2f}, "
+                    f"fine-tuned {paired['finetuned_mean']:.2f}, paired diff {paired['mean_diff']:+.2f}")
                 print(f"  {c:<12} base {b['mean']:.2f} [{b['ci_low']:.2f}, {b['ci_high']:.2f}]  fine-tuned "
-                      f"{f['mean']:.2f} [{f['ci_low']:.2f}, {f['ci_high']:.2f}]  alpha {alpha} "
-                      f"({e['band'] or 'not enough overlap'})")
+                      f"{f['mean']:.2f} [{f['ci_low']:.2f}, {f['ci_high']:.2f}]{diff}; agreement: {e['agreement']}")
         return EXIT_OK
     text = campaigns.export(users.SYSTEM, args.campaign, args.format)
     if args.out:

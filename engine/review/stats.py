@@ -94,6 +94,19 @@ def votes_needed(win_rate: float, power: float = 0.8, alpha: float = 0.05) -> in
     return int(math.ceil(NormalIndPower().solve_power(effect_size=effect, alpha=alpha, power=power, ratio=0)))
 
 
+MIN_OVERLAP = 2  # items rated by two or more reviewers that Krippendorff's alpha needs at the least
+
+
+def agreement(alpha: float | None, overlap: int) -> str:
+    """The agreement in words: the band of alpha, or why there is none (never a bare "None")."""
+    if alpha is not None and not math.isnan(alpha):
+        return f"{band(alpha)} (alpha {alpha:.3f} over {overlap} items rated by two or more reviewers)"
+    if overlap < MIN_OVERLAP:
+        return (f"not enough overlap: {overlap} item{'s' if overlap != 1 else ''} rated by two or more reviewers, "
+                f"at least {MIN_OVERLAP} needed")
+    return f"not measurable: every rating of the {overlap} shared items is the same score"
+
+
 def krippendorff_alpha(matrix: list[list[float]]) -> float | None:
     """Ordinal alpha of a reviewers x items matrix (nan where a reviewer did not rate the item)."""
     import krippendorff  # the scientific stack costs a second to import: only when statistics are computed
@@ -135,7 +148,9 @@ def rating_results(rows: list[dict]) -> RatingResults:
         matrix = [[next((r[c] for r in item_scores[(i, c)] if r["reviewer"] == who), np.nan) for i in items]
                   for who in reviewers]
         alpha = krippendorff_alpha(matrix)
-        entry["alpha"], entry["band"] = alpha, band(alpha)
+        overlap = int(np.sum((~np.isnan(np.asarray(matrix, dtype=float))).sum(axis=0) >= 2)) if reviewers else 0
+        entry["alpha"], entry["band"], entry["overlap"] = alpha, band(alpha), overlap
+        entry["agreement"] = agreement(alpha, overlap)
         kappas = []
         for a, b in combinations(range(len(reviewers)), 2):
             both = [(matrix[a][j], matrix[b][j]) for j in range(len(items))
@@ -149,8 +164,13 @@ def rating_results(rows: list[dict]) -> RatingResults:
         by_example: dict[int, dict[str, float]] = defaultdict(dict)
         for i, v in per_item.items():
             by_example[example_of[i]][model_of[i]] = v
-        diffs = [d["finetuned"] - d["base"] for d in by_example.values() if len(d) == 2]
-        entry["paired"] = {"n": len(diffs), "mean_diff": float(np.mean(diffs)) if diffs else None}
+        pairs = [d for d in by_example.values() if len(d) == 2]
+        diffs = [d["finetuned"] - d["base"] for d in pairs]
+        # The paired means are over the examples both models were rated on: the difference of these two is the
+        # paired diff (the overall means above may include examples only one model was rated on).
+        entry["paired"] = {"n": len(diffs), "mean_diff": float(np.mean(diffs)) if diffs else None,
+                           "base_mean": float(np.mean([d["base"] for d in pairs])) if pairs else None,
+                           "finetuned_mean": float(np.mean([d["finetuned"] for d in pairs])) if pairs else None}
         p = None
         if len(diffs) >= 2 and any(d != 0 for d in diffs):
             p = float(stats.wilcoxon(diffs).pvalue)

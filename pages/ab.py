@@ -68,7 +68,10 @@ st.caption("A log of requests from the live A/B split (CSV or JSONL): a variant 
            "averaged per user before the variants are compared.")
 log = st.file_uploader("Traffic log", type=["csv", "jsonl"], key="ab_log")
 c1, c2 = st.columns(2)
-split = c1.number_input("Planned share of users sent to the new model", 0.01, 0.99, 0.1, step=0.01, key="ab_split")
+# No preset: an uploaded log's planned share is something only the person who set up the router knows, and a
+# wrong guess makes the sample-ratio test call a healthy 50/50 split broken.
+split = c1.number_input("Planned share of users sent to the new model (as the router was set)", 0.01, 0.99,
+                        value=None, step=0.01, key="ab_split", placeholder="e.g. 0.5 for a 50/50 split")
 treatment = c2.text_input("The new model's variant name (blank: detect)", key="ab_treatment")
 if log is not None:
     with shown_as_message():
@@ -85,6 +88,13 @@ if log is not None:
         if len(mapping) < 3:
             st.info("Choose the variant, user and time columns to analyze the log.")
             st.stop()
+        seen = ab_traffic.observed_users(staged, treatment.strip() or None, mapping=mapping)
+        st.write(f"Observed: {seen['n']['control']:,} users in {seen['control']}, {seen['n']['treatment']:,} in "
+                 f"{seen['treatment']} ({seen['share']:.1%} in the new model).")
+        if split is None:
+            st.info("Enter the planned share of users the router sends to the new model: the sample-ratio test "
+                    "checks the observed share against it.")
+            st.stop()
         result = ab_traffic.analyze(staged, float(split), treatment.strip() or None, mapping=mapping)
         decision = result["decision"]
         box = {"ship": st.success, "keep collecting": st.info, "do not ship": st.error}[decision]
@@ -92,7 +102,7 @@ if log is not None:
         n, s = result["n"], result["srm"]
         st.write(f"Users: control {n['control']:,}, treatment {n['treatment']:,}; observed treatment share "
                  f"{s['observed_share']:.2%} against {s['expected_share']:.0%} planned (sample-ratio test "
-                 f"p = {s['p_value']:.3g}).")
+                 f"p = {ab_traffic.p_text(s['p_value'])}).")
         if s["alert"]:
             st.error("Sample ratio mismatch: the split is not what was planned, so the assignment is broken.")
         issues = result["data_issues"]
@@ -103,7 +113,8 @@ if log is not None:
                   f"{issues['rows_of_those_users_excluded']:,} rows", delta_color="off", delta_arrow="off",
                   help="Their outcome mixes both models, so they count for neither.")
         st.dataframe(pd.DataFrame([{"metric": k, **{c: v[c] for c in ("control", "treatment", "diff", "ci_low",
-                                                                        "ci_high", "relative_lift", "p_value")}}
+                                                                        "ci_high", "relative_lift")},
+                                    "p": ab_traffic.p_text(v["p_value"])}  # the same figure as in the text
                                    for k, v in result["metrics"].items()]), hide_index=True, width="stretch")
         st.caption("diff = treatment - control on per-user means, with Welch's 95% interval; relative lift = "
                    "treatment / control - 1 (delta-method interval in the JSON and CLI output).")

@@ -257,3 +257,33 @@ def test_the_ab_page_maps_columns_and_survives_a_first_day_without_an_interval(t
     assert not at.exception, at.exception
     assert at.selectbox(key="ab_map_variant").value == "group" and at.selectbox(key="ab_map_time").value == "time"
     assert any(m.label == "Users in both variants, left out" for m in at.metric)
+
+
+def test_an_uploaded_log_meets_no_preset_planned_share_and_p_values_read_the_same(tmp_path, ws):
+    """An exported 50/50 log, uploaded unchanged: the page shows the observed share and asks for the planned one
+    instead of testing against a preset 10% (which called the assignment broken); once given, no mismatch, and the
+    table's p is the figure the decision's sentence gives."""
+    from conftest import app_as
+
+    from engine.store import projects
+
+    projects.create_project("Fifty-fifty")
+    log = tmp_path / "traffic.jsonl"
+    traffic(log, 4000, 0.5, lift=0.15, seed=6)
+    at = app_as("analyst").run()
+    at.switch_page("pages/ab.py").run()
+    assert at.number_input(key="ab_split").value is None
+    at.file_uploader(key="ab_log").set_value(("traffic.jsonl", log.read_bytes(), "application/jsonl")).run()
+    assert not at.exception and not at.error
+    assert any("Enter the planned share" in i.value for i in at.info)
+    assert any("in the new model" in m.value and "%" in m.value for m in at.markdown)
+    assert not any(shown(b.value).startswith("Decision") for kind in (at.success, at.info, at.error) for b in kind)
+    at.number_input(key="ab_split").set_value(0.5).run()
+    assert not at.exception and not any("Sample ratio mismatch" in e.value for e in at.error)
+    table = at.dataframe[0].value
+    decision = next(shown(b.value) for kind in (at.success, at.info, at.error) for b in kind
+                    if shown(b.value).startswith("Decision"))
+    primary = table[table["metric"] == "satisfaction"].iloc[0]
+    if "p = " in decision:
+        assert f"p = {primary['p']}" in decision
+    assert primary["p"] == ab_traffic.p_text(ab_traffic.analyze(log, 0.5)["metrics"]["satisfaction"]["p_value"])

@@ -72,12 +72,12 @@ def ab_command(args) -> int:
         return EXIT_OK
     n, s = result["n"], result["srm"]
     print(f"Users: control {n['control']:,}, treatment {n['treatment']:,} (planned {s['expected_share']:.0%} "
-          f"treatment, observed {s['observed_share']:.2%}; sample-ratio p = {s['p_value']:.3g}"
+          f"treatment, observed {s['observed_share']:.2%}; sample-ratio p = {ab_traffic.p_text(s['p_value'])}"
           f"{', MISMATCH' if s['alert'] else ''}).")
     for name, m in result["metrics"].items():
         lift = f"{m['relative_lift']:+.1%}" if m["relative_lift"] is not None else "n/a"
         print(f"  {name:<14} control {m['control']:.4g}  treatment {m['treatment']:.4g}  diff {m['diff']:+.4g} "
-              f"[{m['ci_low']:+.4g}, {m['ci_high']:+.4g}]  lift {lift}  p {m['p_value']:.3g}")
+              f"[{m['ci_low']:+.4g}, {m['ci_high']:+.4g}]  lift {lift}  p {ab_traffic.p_text(m['p_value'])}")
     issues = result["data_issues"]
     if issues["duplicate_rows_dropped"] or issues["users_in_both_variants"]:
         print(f"Data issues: {issues['duplicate_rows_dropped']:,} exact duplicate rows dropped; "

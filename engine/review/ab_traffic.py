@@ -151,6 +151,22 @@ def _variants(df, treatment: str | None) -> tuple[str, str]:
     raise TrafficError(f"Cannot tell control from treatment among {names}; name the new model's with --treatment.")
 
 
+def p_text(p: float | None) -> str:
+    """A p-value as every screen shows it (text, table and CLI alike): two significant figures."""
+    return "n/a" if p is None else f"{p:.2g}"
+
+
+def observed_users(path: Path | str, treatment: str | None = None, mapping: dict[str, str] | None = None) -> dict:
+    """{"control", "treatment", "n": {...}, "share"}: the users per variant and the treatment's observed share, for
+    a page that must ask for the planned share before it can test the split against it."""
+    df, _ = read_log(path, mapping)
+    control, treat = _variants(df, treatment)
+    users = df.groupby("variant")["user_id"].nunique()
+    n = {"control": int(users.get(control, 0)), "treatment": int(users.get(treat, 0))}
+    total = n["control"] + n["treatment"]
+    return {"control": control, "treatment": treat, "n": n, "share": n["treatment"] / total if total else None}
+
+
 def welch(control: np.ndarray, treatment: np.ndarray) -> Welch:
     """Difference of means (treatment - control) with Welch's 95% interval and p-value, and the relative lift with a
     delta-method interval."""
@@ -285,7 +301,7 @@ def _decide(r: dict) -> tuple[str, list[str]]:
     if r["srm"]["alert"]:
         s = r["srm"]
         return "do not ship", [f"Sample ratio mismatch: {s['observed_share']:.2%} of users got the new model against "
-                               f"{s['expected_share']:.0%} planned (p = {s['p_value']:.2g}); the assignment is broken, "
+                               f"{s['expected_share']:.0%} planned (p = {p_text(s['p_value'])}); the assignment is broken, "
                                "so no result of this test can be trusted. Fix the routing and test again."]
     for c in r["guardrails"]["breached"]:
         m = r["metrics"][c]
@@ -304,12 +320,12 @@ def _decide(r: dict) -> tuple[str, list[str]]:
     interval = (f"[{m['lift_ci_low']:+.1%}, {m['lift_ci_high']:+.1%}]" if m["lift_ci_low"] is not None
                 else f"[{m['ci_low']:+.3g}, {m['ci_high']:+.3g}]")
     if better:
-        return "ship", [f"{p} improved by {lift} (95% interval {interval}, p = {m['p_value']:.2g}) and no guardrail "
+        return "ship", [f"{p} improved by {lift} (95% interval {interval}, p = {p_text(m['p_value'])}) and no guardrail "
                         "is worse."]
     if worse:
-        return "do not ship", [f"{p} got worse by {lift} (95% interval {interval}, p = {m['p_value']:.2g})."]
+        return "do not ship", [f"{p} got worse by {lift} (95% interval {interval}, p = {p_text(m['p_value'])})."]
     return "keep collecting", [f"No detectable change in {p} yet: {lift} (95% interval {interval} includes zero, "
-                               f"p = {m['p_value']:.2g}); more users narrow the interval."]
+                               f"p = {p_text(m['p_value'])}); more users narrow the interval."]
 
 
 def assign_variant(user_id: str, share: float, salt: str = "studio-ab") -> str:

@@ -72,3 +72,11 @@ def test_user_named_series_are_plain_text_in_charts():
     assert "<a " not in fig.data[0].name and "&lt;a href=" in fig.data[0].name
     fig = charts.curves([("<b>run</b>", [{"step": 1, "loss": 1.0}], "loss", False)], "t")
     assert fig.data[0].name == "&lt;b&gt;run&lt;/b&gt;"
+
+
+def test_log_axes_are_labelled_at_decades_only():
+    from ui import charts
+
+    fig = charts.curves([("train", [{"step": 1, "perplexity": 950.0}, {"step": 2, "perplexity": 4.0}], "perplexity",
+                          False)], "Perplexity", y_log=True)
+    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.dtick == 1

@@ -135,8 +135,8 @@ def curves(series: list[tuple[str, list[dict], str, bool]], title: str, best_ste
         return _empty(fig)
     if _number(best_step):
         fig.add_vline(x=best_step, line_dash="dash", line_color=GREEN, annotation_text="early stop: best checkpoint")
-    if y_log:
-        fig.update_yaxes(type="log")
+    if y_log:  # labels at decades only (1, 10, 100): minor ticks read as "5, 2, 1000, 5, 2, 100"
+        fig.update_yaxes(type="log", dtick=1, minor={"showgrid": False}, tickformat="~g")
     return fig
 
 

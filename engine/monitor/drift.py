@@ -121,7 +121,7 @@ def drift(ref: Reference, requests: list[str], turns: list[int | None] | None = 
     elif too_few:
         label = "too few"
     elif value > noises[worst]:
-        label = band(value)
+        label = band(value) or "stable"
     else:
         label = "stable"  # within what unchanged traffic of this size gives
     noisiest = max(features, key=lambda f: noises[f])

@@ -159,7 +159,9 @@ def training_requests(made: Split) -> tuple[list[str], list[int], list[str]]:
     conversations' system prompts, the most common first)."""
     from collections import Counter
 
-    texts, turns, systems = [], [], Counter()
+    texts: list[str] = []
+    turns: list[int] = []
+    systems: Counter[str] = Counter()
     for record in usable(load_records(split.split_path(made, "train")).records):
         turn = 0
         for message in record.turns:

@@ -28,6 +28,8 @@ class PairedDifference(TypedDict):
     """Fine-tuned minus base on the same examples: Wilcoxon signed-rank p, Holm-corrected over the criteria."""
     n: int
     mean_diff: float | None
+    base_mean: float | None  # the two means over the examples both models were rated on
+    finetuned_mean: float | None
     p_value: float | None
     p_holm: float | None
 
@@ -36,6 +38,8 @@ class CriterionResult(TypedDict):
     models: dict[str, ModelScores]
     alpha: float | None  # Krippendorff's alpha (ordinal)
     band: str | None
+    overlap: int  # items rated by two or more reviewers
+    agreement: str  # the band, or why there is none, in words
     weighted_kappa: list[Kappa]
     paired: PairedDifference
 

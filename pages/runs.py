@@ -99,8 +99,15 @@ def live_panel() -> None:
                  column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0,
                                                                             max_value=1.0)})
     by_id = {r.id: r for r in current}
+    # The label never changes with the run's status (a changed label made the box fall back to the first run);
+    # ?run=ID (the Train page's link) picks the run.
+    wanted = st.query_params.get("run", "")
+    if wanted.isdigit() and int(wanted) in by_id and st.session_state.get("runs_from_link") != wanted:
+        st.session_state["runs_selected"], st.session_state["runs_from_link"] = int(wanted), wanted
+    if st.session_state.get("runs_selected") not in by_id:
+        st.session_state.pop("runs_selected", None)
     selected = st.selectbox("Run", list(by_id), key="runs_selected",
-                            format_func=lambda i: f"run {i} · {by_id[i].name} · {by_id[i].status}")
+                            format_func=lambda i: f"run {i} · {by_id[i].name}")
     run = by_id[selected]
     with shown_as_message():
         render(run)

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.data import chat_template, split, versions
+from engine.jobs import supervisor
 from engine.store import workspace
 from engine.train import base_models, launcher, recommend
 from engine.train.config import TECHNIQUES, RunConfig
@@ -196,6 +197,25 @@ with st.form("train_form", enter_to_submit=False):  # Enter in a field never lau
     name = st.text_input("Run name", value=f"{version.name}-{technique}", max_chars=120, key="train_name")
     launched = st.form_submit_button("Launch", type="primary")
 
+if launched:
+    with shown_as_message():
+        config = launcher.config_from_form(made, base_model, name, technique, values)
+        draft = st.session_state.setdefault("train_draft", uuid.uuid4().hex)  # a new draft makes a new request
+        key = launcher.request_key(project.id, draft, config)
+        run = launcher.launch_checked(config, project.id, request_key=key)
+        st.session_state["train_launched"] = run.id  # a pointer only: the run itself is in the database
+# The launch answers right under the button, and keeps answering on every rerun, with the run's current status.
+last = None
+if st.session_state.get("train_launched"):
+    try:
+        last = supervisor.get_run(st.session_state["train_launched"])
+    except supervisor.RunError:  # deleted since: nothing to point at
+        st.session_state.pop("train_launched")
+if last is not None and last.project_id == project.id:
+    st.success(f"Run {last.id} is {last.status}.")
+    st.page_link("pages/runs.py", label=f"Watch run {last.id} on the Runs page", icon=":material/arrow_forward:",
+                 query_params={"run": str(last.id)})
+
 estimate = recommend.memory_estimate(facts, technique, int(values["per_device_train_batch_size"]),
                                      int(values["max_length"]), "fp32" if not gpu_gb else "bf16",
                                      int(values.get("lora_r", 8)), values.get("target_modules"),
@@ -209,13 +229,5 @@ for col, key, label in zip(m, ("weights", "adapters", "optimizer", "activations"
                if key == "overhead" else None)
 st.write(recommend.memory_verdict(estimate, gpu_gb, technique, int(values["per_device_train_batch_size"])))
 
-if launched:
-    with shown_as_message():
-        config = launcher.config_from_form(made, base_model, name, technique, values)
-        draft = st.session_state.setdefault("train_draft", uuid.uuid4().hex)  # a new draft makes a new request
-        key = launcher.request_key(project.id, draft, config)
-        run = launcher.launch_checked(config, project.id, request_key=key)
-        st.success(f"Run {run.id} is {run.status}.")
-        st.page_link("pages/runs.py", label="Watch it on the Runs page", icon=":material/arrow_forward:")
 if st.button("Start a new draft", help="Launching the same settings again then makes a new run."):
     st.session_state["train_draft"] = uuid.uuid4().hex

@@ -286,6 +286,7 @@ def test_a_reviewer_rates_two_campaigns_by_keyboard(server, ws, tmp_path, demo_m
             items = len(campaigns.queue(rita, cid))
             for item in range(1, items + 1):
                 expect(page.get_by_text(f"Item {item}", exact=True)).to_be_visible(timeout=30_000)
+                expect(page.get_by_test_id("stStatusWidget")).to_be_hidden(timeout=60_000)  # no rerun running
                 # the item's form, alone: while a rerun runs, the last item's form can still be on the page
                 expect(page.get_by_role("radiogroup", name="Tone")).to_have_count(1, timeout=30_000)
                 expect(page.get_by_role("radio", checked=True)).to_have_count(0, timeout=30_000)
@@ -294,10 +295,11 @@ def test_a_reviewer_rates_two_campaigns_by_keyboard(server, ws, tmp_path, demo_m
                     page.keyboard.press("Space")  # 1
                     for _ in range(score - 1):
                         page.keyboard.press("ArrowRight")
+                expect(page.get_by_test_id("stStatusWidget")).to_be_hidden(timeout=60_000)
                 page.get_by_role("button", name="Save and next").focus()
                 page.keyboard.press("Enter")
                 if item < items:
-                    expect(page.get_by_text(f"Item {item + 1}", exact=True)).to_be_visible(timeout=30_000)
+                    expect(page.get_by_text(f"Item {item + 1}", exact=True)).to_be_visible(timeout=60_000)
             expect(page.get_by_text("All done, thank you.", exact=False)).to_be_visible(timeout=30_000)
             expect(page.get_by_text(f"Campaign {cid} (rating): {items}/{items} done")).to_be_visible()
         browser.close()

@@ -35,6 +35,9 @@ def test_configure_launch_watch_and_succeed(ws, demo_model):
     launch.click().run()
     assert not at.exception, at.exception
     assert any("Run 1 is" in s.value for s in at.success)
+    at.run()  # any later rerun still says which run was launched, and links to it
+    assert any("Run 1 is" in s.value for s in at.success)
+    assert any(link.proto.page.endswith("runs.py") or "runs" in link.proto.page for link in at.get("page_link"))
     launch.click().run()  # a double click: the same request, the same run
     assert len(supervisor.list_runs()) == 1
 

@@ -300,7 +300,7 @@ def _normalize(table, mapping: dict[str, str], model: str | None, first_line: in
     columns.update({key: table.get_column(column).alias(key) for key, column in found.items()})
     # The texts are masked here, before any other copy of them exists; both masks and the time parser run at once
     # on their own threads (Polars lets go of the GIL; one column's scan is single-threaded).
-    columns["turn"] = _user_turns(columns["request"])
+    columns["turn"] = coerce.user_turns(columns["request"])
     with ThreadPoolExecutor(3) as pool:
         masked = {key: pool.submit(lambda v: masking.mask(_text(v)), columns[key]) for key in ("request", "response")}
         parsed = pool.submit(coerce.timestamps, columns["time"])
@@ -337,45 +337,6 @@ def _text(values):
         user = pl.element().filter(pl.element().struct.field("role") == "user").struct.field("content")
         return values.list.eval(user.cast(pl.String, strict=False)).list.last()
     return pl.Series(values.name, [_last_user(v) if v is not None else None for v in values.to_list()], pl.String)
-
-
-def _messages(values):
-    """A messages column as a Polars list of {role, content} structs, or None when the column is plain text."""
-    import polars as pl  # the log engine: only imports and reports need it
-
-    message = pl.Struct({"role": pl.String, "content": pl.String})
-    if values.dtype == pl.String:
-        head = [v for v in values.head(50).to_list() if v]
-        if not (head and all(v.lstrip().startswith("[") for v in head)):
-            return None
-        try:
-            return values.str.json_decode(pl.List(message))
-        except pl.exceptions.PolarsError:
-            return None
-    inner = values.dtype.inner if isinstance(values.dtype, pl.List) else None
-    if isinstance(inner, pl.Struct) and {"role", "content"} <= {f.name for f in inner.fields}:
-        return values
-    return None
-
-
-def _user_turns(values):
-    """How many user turns each request holds (1: a conversation's opening, 2 or more: a follow-up), as Int32;
-    missing for a plain prompt, which the drift report counts as an opening: it comes without history."""
-    import polars as pl  # the log engine: only imports and reports need it
-
-    decoded = _messages(values)
-    if decoded is None:
-        if values.dtype == pl.String or not isinstance(values.dtype, pl.List):
-            return pl.Series("turn", [None] * len(values), pl.Int32)
-        return pl.Series("turn", [_count_users(v) for v in values.to_list()], pl.Int32)
-    users = decoded.list.eval((pl.element().struct.field("role") == "user").cast(pl.Int32)).list.sum()
-    return users.cast(pl.Int32).alias("turn")
-
-
-def _count_users(value) -> int | None:
-    if not isinstance(value, list):
-        return None
-    return sum(1 for m in value if isinstance(m, dict) and m.get("role") == "user") or None
 
 
 def _last_user(value) -> str | None:

@@ -122,6 +122,19 @@ def krippendorff_alpha(matrix: list[list[float]]) -> float | None:
                                     value_domain=[1, 2, 3, 4, 5]))
 
 
+def _paired(per_item: dict, model_of: dict, example_of: dict) -> tuple[dict, list[float]]:
+    """(fine-tuned minus base on the examples both were rated on, the differences). The paired means are over those
+    examples: their difference is the paired diff (the overall means may include examples only one model has)."""
+    by_example: dict[int, dict[str, float]] = defaultdict(dict)
+    for i, v in per_item.items():
+        by_example[example_of[i]][model_of[i]] = v
+    pairs = [d for d in by_example.values() if len(d) == 2]
+    diffs = [d["finetuned"] - d["base"] for d in pairs]
+    return {"n": len(diffs), "mean_diff": float(np.mean(diffs)) if diffs else None,
+            "base_mean": float(np.mean([d["base"] for d in pairs])) if pairs else None,
+            "finetuned_mean": float(np.mean([d["finetuned"] for d in pairs])) if pairs else None}, diffs
+
+
 def rating_results(rows: list[dict]) -> RatingResults:
     """rows: engine.review.campaigns.ratings_table of a rating campaign."""
     from scipy import stats  # the scientific stack costs a second to import: only when statistics are computed
@@ -161,16 +174,7 @@ def rating_results(rows: list[dict]) -> RatingResults:
                                                                 weights="quadratic", labels=[1, 2, 3, 4, 5]))})
         entry["weighted_kappa"] = kappas
         # paired difference on the same examples: fine-tuned - base
-        by_example: dict[int, dict[str, float]] = defaultdict(dict)
-        for i, v in per_item.items():
-            by_example[example_of[i]][model_of[i]] = v
-        pairs = [d for d in by_example.values() if len(d) == 2]
-        diffs = [d["finetuned"] - d["base"] for d in pairs]
-        # The paired means are over the examples both models were rated on: the difference of these two is the
-        # paired diff (the overall means above may include examples only one model was rated on).
-        entry["paired"] = {"n": len(diffs), "mean_diff": float(np.mean(diffs)) if diffs else None,
-                           "base_mean": float(np.mean([d["base"] for d in pairs])) if pairs else None,
-                           "finetuned_mean": float(np.mean([d["finetuned"] for d in pairs])) if pairs else None}
+        entry["paired"], diffs = _paired(per_item, model_of, example_of)
         p = None
         if len(diffs) >= 2 and any(d != 0 for d in diffs):
             p = float(stats.wilcoxon(diffs).pvalue)

@@ -8,7 +8,7 @@ from engine.evaluate import results
 from engine.jobs import supervisor
 from engine.models import registry
 from engine.review import stats
-from engine.train.summary import best_run, summarize
+from engine.train.summary import best_validation
 from ui import charts, session, state
 from ui.text import md_escape
 
@@ -55,16 +55,18 @@ with st.container(border=True):
         st.write("No run yet: configure one with recommended settings on the Train page.")
     else:
         active = [r for r in project_runs if r.status in supervisor.ACTIVE]
-        done = [summarize(r) for r in project_runs if r.status == "succeeded"]
-        found = best_run(done)
+        found = best_validation(project_runs)
         c1, c2, c3 = st.columns(3)
         c1.metric("Runs", len(project_runs))
         c2.metric("Active", len(active))
-        c3.metric("Best validation loss", f"{found[1]:.3f}" if found else "-")
+        c3.metric("Best validation loss", f"{found[1]:.3f}" if found else "-",
+                  help=(f"Run {found[0].run.id} ({found[0].run.status}), the lowest validation loss of any run so far"
+                        if found else "No run has reached its first validation point yet."))
         if found:
             best = found[0]
             st.plotly_chart(charts.curves([("validation", best.curves["eval"], "eval_loss", True)],
-                                          f"Best run {best.run.id}: validation loss", height=200),
+                                          f"Best run {best.run.id} ({best.run.status}): validation loss",
+                                          height=200),
                             key="home_best_run")
     c1, c2 = st.columns(2)
     with c1:

@@ -5,8 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from engine.evaluate import results
-from engine.jobs import event_log, supervisor
-from engine.models import card, evidence, export, lifecycle, registry, serving
+from engine.jobs import supervisor
+from engine.models import card, evidence, export, lifecycle, registry, serve_status, serving
 from engine.models.registry import STAGES
 from engine.review import ab_traffic
 from ui import lineage, session, state
@@ -104,23 +104,33 @@ engine_choice = c2.selectbox("Engine", serving.ENGINES, key=f"models_engine_{ver
 if c3.button("Start serving", key=f"models_serve_{version.id}"):
     with shown_as_message():
         job = serving.serve(user, version.id, int(port), engine_choice)
-        st.success(f"Serving job {job.id} is {job.status}.")
+        st.success(f"Serving job {job.id} is {job.status}: its address, smoke test and a command to call it appear "
+                   "below as soon as the server answers.")
 jobs = [j for j in supervisor.list_runs(project.id, kind="serve") if j.target_run_id == version.run_id]
-for job in jobs[:5]:
-    smoke = next((e for e in event_log.read_events(supervisor.run_path(job)) if e["event"] == "smoke"), None)
-    line = f"Job {job.id}: {job.status}"
-    if smoke:
-        line += (f", {smoke['url']}/v1 (model {smoke['model']}); smoke test "
-                 f"{'passed' if smoke['passed'] else 'failed'}: {smoke['same_as_evaluation']}/{smoke['prompts']} "
-                 f"answers as in the evaluation, latency p50 {smoke['latency_p50_s']:.2f} s, p95 "
-                 f"{smoke['latency_p95_s']:.2f} s")
-    if job.error_message:
-        line += f": {job.error_message}"
-    cols = st.columns([5, 1])
-    cols[0].write(md_escape(line))
-    if job.status in supervisor.ACTIVE and cols[1].button("Stop", key=f"models_stop_{job.id}"):
-        supervisor.cancel(job.id)
-        st.rerun()
+
+
+@st.fragment(run_every="2s" if any(j.status in supervisor.ACTIVE for j in jobs) else None)
+def serving_jobs(job_ids: list[int]) -> None:
+    """Each serving job's phase, address, smoke result and the command to call it, refreshed while one is active."""
+    for job_id in job_ids:
+        job = supervisor.get_run(job_id)
+        status = serve_status.status_of(job)
+        with st.container(border=True):
+            cols = st.columns([5, 1])
+            cols[0].write(md_escape(f"Serving job {job.id}: {status.phase}"))
+            if status.active and cols[1].button("Stop", key=f"models_stop_{job.id}"):
+                supervisor.cancel(job.id)
+                st.rerun()
+            if status.url:
+                st.text(f"Address: {status.url} (OpenAI-compatible; model name {status.model})")
+            if status.smoke:
+                (st.success if status.smoke_passed else st.warning)(md_escape(status.smoke))
+            if status.call:
+                st.caption("Call it")
+                st.code(status.call, language="bash")
+
+
+serving_jobs([j.id for j in jobs[:5]])
 
 with st.expander("Serve it elsewhere"):
     for title, command in serving.elsewhere(version).items():

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.data import chat_template, split, versions
-from engine.jobs import supervisor
+from engine.jobs import processes, supervisor
 from engine.store import workspace
 from engine.train import base_models, launcher, recommend
 from engine.train.config import TECHNIQUES, RunConfig
@@ -116,11 +116,12 @@ technique = st.selectbox("Technique", TECHNIQUES, index=TECHNIQUES.index(best_te
                          key=f"train_technique_{base_model}", help=HELP["technique"], format_func=technique_labels.get)
 st.caption(md_escape(f"Recommended: {technique_labels[best_technique].removesuffix(' (recommended)')}, because "
                      f"{technique_reason}."))
-gpu_label = st.selectbox("Target GPU", list(recommend.GPU_CHOICES), key="train_gpu",
-                         help="For the memory estimate and the batch size recommendation.")
+here_gpus = processes.cuda_count()
+gpu_label = st.selectbox("Target GPU", list(recommend.GPU_CHOICES), key="train_gpu", index=2 if here_gpus else 0,
+                         help="For the memory estimate and the batch size recommendation. CPU only: the settings "
+                              "are held to a run that ends in minutes on this machine.")
 gpu_gb = recommend.GPU_CHOICES[gpu_label]
-length, length_source = launcher.example_length(base_model, made)
-rec = recommend.recommend_hyperparameters(facts, technique, made.counts["train"], length, gpu_gb, length_source)
+rec = launcher.recommendations(base_model, made, technique, gpu_gb)
 
 
 def field(col, name, kind, **kw):
@@ -228,6 +229,12 @@ for col, key, label in zip(m, ("weights", "adapters", "optimizer", "activations"
                help="10% of the other parts plus 0.5 GB: allocator slack, temporary buffers, the CUDA context"
                if key == "overhead" else None)
 st.write(recommend.memory_verdict(estimate, gpu_gb, technique, int(values["per_device_train_batch_size"])))
+
+st.subheader("Time estimate")
+with shown_as_message():
+    timing = launcher.time_estimate(launcher.config_from_form(made, base_model, name, technique, values), made)
+    st.metric("Expected duration on this machine", timing.duration())
+    st.caption(md_escape(timing.sentence()))
 
 if st.button("Start a new draft", help="Launching the same settings again then makes a new run."):
     st.session_state["train_draft"] = uuid.uuid4().hex

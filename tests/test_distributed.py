@@ -31,7 +31,8 @@ def test_the_dry_run_shows_the_accelerate_command_and_its_config(setup, ws, tmp_
     parsed = launch_command_parser().parse_args(lines[2].split()[3:])
     assert parsed.config_file == "RUN_DIR/accelerate.yaml" and parsed.module and parsed.training_script == \
         "engine.train"
-    shown = yaml.safe_load("\n".join(lines[lines.index("# accelerate.yaml:") + 1:]))
+    assert lines[-1].startswith("# time: About ") and "on this machine's CPU" in lines[-1]
+    shown = yaml.safe_load("\n".join(lines[lines.index("# accelerate.yaml:") + 1:-1]))
     assert shown["distributed_type"] == "FSDP" and shown["num_processes"] == 2
 
 

@@ -217,6 +217,16 @@ def test_serving_with_transformers_passes_its_smoke_test_and_stops_with_its_job(
     assert smoke["latency_p50_s"] > 0 and smoke["latency_p95_s"] >= smoke["latency_p50_s"]
     answer, _ = serving.chat(smoke["url"], version.label, [{"role": "user", "content": "Hello"}], 8)
     assert isinstance(answer, str)
+    # the Models page says where it is served, how the smoke test went, and how to call it
+    at = app_as("analyst")
+    at.switch_page("pages/models.py").run()
+    at.selectbox(key="models_version").select(version.label).run()
+    assert not at.exception
+    shown_text = " ".join([*(t.value for t in at.text), *(shown(m.value) for m in [*at.markdown, *at.success])])
+    assert f"Serving job {job.id}: Serving." in shown_text
+    assert f"{smoke['url']}/v1" in shown_text and "Smoke test passed: " in shown_text
+    call = next(c.value for c in at.code if c.value.startswith("curl"))
+    assert f"{smoke['url']}/v1/chat/completions" in call and version.label in call
     listed = json.loads(run_studio("runs", "--json", env_home=module_ws.root).stdout)
     assert any(r["id"] == job.id and r["kind"] == "serve" for r in listed)
     supervisor.cancel(job.id)

@@ -24,6 +24,10 @@ def test_configure_launch_watch_and_succeed(ws, demo_model):
     assert not any(b.label == "Make the default split" for b in at.button)  # the demo comes split
     # the recommendation and its reason are on the page
     assert number(at, "learning rate").value == 2e-3
+    assert at.selectbox(key="train_gpu").value == "CPU only (this machine)"  # no GPU here: aimed at this CPU
+    duration = next(m for m in at.metric if m.label == "Expected duration on this machine")
+    assert duration.value.endswith((" s", " min"))  # the demo's recommended run: seconds to minutes on a CPU
+    assert any(shown(c.value).startswith(f"About {duration.value} on this machine's CPU") for c in at.caption)
     assert any("tiny model" in c.value for c in at.caption)
     for label, value in (("max steps", 12), ("eval steps", 4), ("save steps", 4), ("logging steps", 2),
                          ("max length", 256), ("per device train batch size", 4)):

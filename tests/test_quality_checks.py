@@ -208,3 +208,33 @@ def test_branches_of_a_conversation_tree_are_one_tree_not_duplicates_or_contradi
     child = fixes.apply_fix(version, report_for_version(version), "keep_one_branch")
     kept = versions.load_version(child).records
     assert len(kept) == 11 and sum(r.messages[0]["content"] == opening for r in kept) == 1
+
+
+def test_single_turn_sibling_replies_in_a_flattened_forest_are_branches_not_contradictions(ws, tmp_path):
+    """OpenAssistant flattened one record per path: a prompt whose replies all end at once (single-turn siblings)
+    is a branch point like the deeper ones, recognised by the forest around it or by the records' tree ids; in a file
+    with no tree, the same pair stays a contradiction."""
+
+    def path(*turns, **extra):
+        msgs = [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(turns)]
+        return {"messages": msgs, **extra}
+
+    deep_q, deep_a = "What is a good first houseplant?", "A pothos: it forgives missed waterings and low light."
+    sib_q = "Write a haiku about autumn rain."
+    sib_a = ["Cold rain on the roof, / the maple lets go its red, / puddles hold the sky.",
+             "Grey streets shine softly; / umbrellas bloom and wander / through the falling leaves."]
+    rows = [chat(i) for i in range(12)]
+    rows[1] = path(deep_q, deep_a, "How often should I water it?", "When the top few centimetres of soil are dry.")
+    rows[4] = path(deep_q, deep_a, "Does it need sun?", "Bright indirect light is best; it tolerates shade.")
+    rows[7] = path(sib_q, sib_a[0])
+    rows[10] = path(sib_q, sib_a[1])
+    report = report_of(tmp_path, rows)
+    assert report.finding("contradiction") is None
+    assert locs(report, "conversation_branches") == [5, 11]
+
+    alone = [chat(i) for i in range(12)]
+    alone[7], alone[10] = path(sib_q, sib_a[0]), path(sib_q, sib_a[1])
+    assert locs(report_of(tmp_path, alone), "contradiction") == [8, 11]  # no tree here: a contradiction
+    alone[7]["message_tree_id"] = alone[10]["message_tree_id"] = "6ab24d72-0181-4594-a9cd-deaf170242fb"
+    tagged = report_of(tmp_path, alone)
+    assert tagged.finding("contradiction") is None and locs(tagged, "conversation_branches") == [11]

@@ -19,7 +19,7 @@ from conftest import ROOT, app_as, run_studio
 from engine.data import split, versions
 from engine.demo import sample
 from engine.jobs import event_log, supervisor
-from engine.train import launcher
+from engine.train import launcher, summary
 
 
 def wait_until(predicate, timeout: float, poll: float = 0.2):
@@ -64,6 +64,12 @@ def test_short_run_through_the_cli_learns_and_saves(setup, ws):
     assert history and history == pytest.approx(ours)
     listed = json.loads(run_studio("runs", "--json", env_home=ws.root).stdout)
     assert listed[0]["status"] == "succeeded" and listed[0]["step"] == 24
+    # the next estimate on this machine uses the speed this run achieved
+    from engine.train import estimate
+    from engine.train.recommend import model_facts
+
+    speed, basis = estimate.machine_speed("cpu", model_facts(cfg.base_model).params)
+    assert speed > 0 and "achieved on this machine" in basis
 
 
 def test_kill_9_is_failed_killed_then_resume_reaches_the_same_final_step(setup):
@@ -90,7 +96,7 @@ def test_kill_9_is_failed_killed_then_resume_reaches_the_same_final_step(setup):
 def test_cancel_stops_saves_and_a_second_cancel_is_harmless(setup):
     project, made, config = setup
     run = launcher.launch(config(max_steps=400), project.id)
-    wait_until(lambda: supervisor.get_run(run.id).step >= 3, 120)
+    wait_until(lambda: event_log.curves(event_log.read_events(supervisor.run_path(run)))["eval"], 120)
     supervisor.cancel(run.id)
     supervisor.cancel(run.id)
     final = supervisor.wait(run.id, timeout=60)
@@ -101,6 +107,9 @@ def test_cancel_stops_saves_and_a_second_cancel_is_harmless(setup):
     assert complete_checkpoints(supervisor.run_path(final))  # it saved on the way out
     supervisor.cancel(run.id)  # harmless once it has ended
     assert supervisor.get_run(run.id).status == "cancelled"
+    # the Notebook's best validation loss counts the validation points of a run that did not succeed
+    best = summary.best_validation(supervisor.list_runs(project.id))
+    assert best is not None and best[0].run.id == run.id and best[1] > 0
 
 
 def test_a_trainer_ignoring_sigterm_is_killed_with_its_group(setup, monkeypatch):

@@ -9,8 +9,8 @@ import time
 from typing import Any
 
 from engine.cli.common import EXIT_BLOCKING, EXIT_OK
-from engine.jobs import event_log, supervisor
-from engine.models import card, evidence, export, lifecycle, registry, serving
+from engine.jobs import supervisor
+from engine.models import card, evidence, export, lifecycle, registry, serve_status, serving
 from engine.models.stages import PromotionBlocked
 from engine.store import projects, users
 
@@ -104,12 +104,10 @@ def serve_command(args) -> int:
         while True:
             supervisor.reconcile()
             job = supervisor.get_run(job.id)
-            smoke = next((e for e in event_log.read_events(supervisor.run_path(job)) if e["event"] == "smoke"), None)
-            if smoke and not shown:
-                print(f"Serving at {smoke['url']}/v1 (model {smoke['model']}). Smoke test "
-                      f"{'passed' if smoke['passed'] else 'FAILED'}: {smoke['same_as_evaluation']}/{smoke['prompts']} "
-                      f"answers as in the evaluation, latency p50 {smoke['latency_p50_s']:.2f} s, p95 "
-                      f"{smoke['latency_p95_s']:.2f} s. Ctrl-C stops it.", flush=True)
+            status = serve_status.status_of(job)
+            if status.url and not shown:
+                print(f"Serving at {status.url} (model {status.model}). {status.smoke} Ctrl-C stops it.\n"
+                      f"Call it:\n{status.call}", flush=True)
                 shown = True
             if job.status not in supervisor.ACTIVE:
                 break

@@ -61,6 +61,7 @@ def train_command(args) -> int:
             print(" ".join(distributed.accelerate_command(f"{run_dir}/{distributed.CONFIG_NAME}", run_dir)))
             print(f"# {distributed.CONFIG_NAME}:")
             print(yaml.safe_dump(distributed.cluster_config(run_config).to_dict(), sort_keys=True).rstrip())
+        print(f"# time: {launcher.time_estimate(run_config, launcher.split_of(run_config)).sentence()}")
         return EXIT_OK
     run = launcher.launch_checked(run_config, project_id, run_dir=args.out)
     print(f"Run {run.id} ({run.status}) in {supervisor.run_path(run)}", flush=True)

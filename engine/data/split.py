@@ -219,6 +219,11 @@ def create_split(version: DatasetVersion, ratios=(0.8, 0.1, 0.1), seed: int = 0,
         return split
 
 
+def get_split(split_id: int) -> Split | None:
+    with db.session() as s:
+        return s.get(Split, split_id)
+
+
 def list_splits(version_id: int) -> list[Split]:
     with db.session() as s:
         return list(s.scalars(select(Split).where(Split.dataset_version_id == version_id).order_by(Split.id.desc())))

@@ -26,11 +26,12 @@ from engine.errors import StudioError
 from engine.jobs import processes, supervisor
 from engine.store import projects, workspace
 from engine.store.tables import Run
+from engine.train import estimate
 from engine.train.base_models import local_folder, stage_lines
 from engine.train.base_models import resolve as resolve_base
 from engine.train.config import RunConfig
 from engine.train.examples import Row, refusals
-from engine.train.lengths import length_p99
+from engine.train.lengths import length_profile, profile_from_report
 from engine.train.recommend import model_facts, recommend_hyperparameters, recommend_technique
 
 
@@ -165,19 +166,28 @@ def example_length(base_model: str, split_row) -> tuple[float | None, str]:
     """(the long end of the training examples' token lengths, what counted them): the 99th percentile under the
     model's own tokenizer and template when they are on this machine, else the quality report's 95th percentile
     under the demo tokenizer."""
-    measured = length_p99(base_model, split.split_path(split_row, "train"))
+    profile = example_profile(base_model, split_row)
+    return (profile["p99"], profile["source"]) if profile else (None, REPORT_SOURCE)
+
+
+REPORT_SOURCE = "the demo tokenizer (this model's own is not on this machine; 95th percentile)"
+
+
+def example_profile(base_model: str, split_row) -> dict | None:
+    """The training examples' length profile (engine.train.lengths): under the model's own tokenizer when it is on
+    this machine, else from the quality report."""
+    measured = length_profile(base_model, split.split_path(split_row, "train"))
     if measured:
         return measured
-    return config_p95(get_version(split_row.dataset_version_id)), ("the demo tokenizer (this model's own is not on "
-                                                                   "this machine; 95th percentile)")
+    report = cached_report(get_version(split_row.dataset_version_id))
+    return profile_from_report(report.stats.get("tokens_per_example", {}), REPORT_SOURCE) if report else None
 
 
 def config_for_split(split_row, base_model: str, name: str = "run", **overrides) -> RunConfig:
     """A run config on a split's train and validation parts with the recommended settings (overrides win)."""
     version = get_version(split_row.dataset_version_id)
-    length, source = example_length(base_model, split_row)
-    values = recommended_values(base_model, split_row.counts["train"], length, overrides.get("technique"),
-                                length_source=source)
+    values = {field: value for field, (value, _) in
+              recommendations(base_model, split_row, overrides.get("technique")).items()}
     values.update(name=name, base_model=base_model, dataset_version_id=version.id, split_id=split_row.id,
                   train_file=str(split.split_path(split_row, "train")),
                   eval_file=str(split.split_path(split_row, "validation")) if split_row.counts["validation"]
@@ -208,19 +218,46 @@ def request_key(project_id: int, draft: str, config: RunConfig) -> str:
     return hashlib.sha256(f"{project_id}:{draft}:{config.model_dump_json()}".encode()).hexdigest()[:32]
 
 
-def config_p95(version) -> float | None:
-    report = cached_report(version)
-    return report.stats.get("tokens_per_example", {}).get("p95") if report else None
-
-
-def recommended_values(base_model: str, n_train: int, length: float | None, technique: str | None = None,
-                       gpu_gb: float = 0, length_source: str = "this model's tokenizer and chat template") -> dict:
-    """Every recommended setting for this model and data; the technique too unless one is given."""
+def recommendations(base_model: str, split_row, technique: str | None = None, gpu_gb: float = 0
+                    ) -> dict[str, tuple]:
+    """field -> (value, reason): every recommended setting for this model and split, the technique too unless one
+    is given. Aimed at a CPU (gpu_gb 0) on a machine without a GPU, the run is held to minutes (engine.train
+    .estimate)."""
     facts = model_facts(base_model)
     technique = technique or recommend_technique(facts)[0]
-    rec = recommend_hyperparameters(facts, technique, n_train, length, gpu_gb, length_source)
+    profile = example_profile(base_model, split_row)
+    length, source = (profile["p99"], profile["source"]) if profile else (None, REPORT_SOURCE)
+    rec = recommend_hyperparameters(facts, technique, split_row.counts["train"], length, gpu_gb, source)
     rec["technique"] = (technique, rec["technique"][1])
-    return {field: value for field, (value, _) in rec.items()}
+    if not gpu_gb and processes.cuda_count() == 0:
+        rec = estimate.fit_to_budget(rec, technique, facts, split_row.counts["train"],
+                                     split_row.counts["validation"], profile)
+    return rec
+
+
+def time_estimate(config: RunConfig, split_row=None) -> estimate.TimeEstimate:
+    """How long this run will take on this machine (engine.train.estimate)."""
+    facts = model_facts(config.base_model)
+    profile = example_profile(config.base_model, split_row) if split_row is not None else \
+        length_profile(config.base_model, config.train_file)
+    n_train = split_row.counts["train"] if split_row is not None else _count_lines(config.train_file)
+    n_val = split_row.counts["validation"] if split_row is not None else \
+        (_count_lines(config.eval_file) if config.eval_file else 0)
+    device = "cuda" if processes.cuda_count() > 0 else "cpu"
+    return estimate.estimate(config.model_dump(), config.technique, facts, n_train, n_val, profile, device)
+
+
+def split_of(config: RunConfig):
+    """The split a config trains on, or None (a config written by hand)."""
+    return split.get_split(config.split_id) if config.split_id else None
+
+
+def _count_lines(path: str | None) -> int:
+    try:
+        with open(path or "", "rb") as f:
+            return sum(1 for line in f if line.strip())
+    except OSError:
+        return 0
 
 
 def config_from_cli(args) -> tuple[RunConfig, int | None]:
@@ -240,6 +277,6 @@ def config_from_cli(args) -> tuple[RunConfig, int | None]:
     overrides = {"technique": args.technique} if args.technique else {}
     if args.max_steps > 0:
         overrides["max_steps"] = args.max_steps
-    technique = args.technique or recommended_values(args.model, made.counts["train"], None)["technique"]
+    technique = args.technique or recommend_technique(model_facts(args.model))[0]
     config = config_for_split(made, args.model, name=f"{args.data.stem}-{technique}", **overrides)
     return config, project.id

@@ -167,14 +167,14 @@ def memory_verdict(estimate: dict, gpu_gb: float, technique: str, batch: int) ->
     return f"Does not fit ({total:.1f} GB of {gpu_gb:g} GB): {change}."
 
 
-SMALL_MODEL_PARAMS = 50e6  # under this, LoRA's low rank leaves too little capacity; full fine-tuning costs seconds
+SMALL_MODEL_PARAMS = 50e6  # under this, LoRA's low rank leaves too little capacity; full fine-tuning costs little
 
 
 def recommend_technique(facts: ModelFacts) -> tuple[str, str]:
     """(technique, reason) for the model in hand."""
     if 0 < facts.params < SMALL_MODEL_PARAMS:
-        return "full", (f"a model of {facts.params / 1e6:.1f}M parameters trains fully in seconds, and LoRA's low rank "
-                        "would leave it too little to learn with")
+        return "full", (f"a model of {facts.params / 1e6:.1f}M parameters is cheap to train fully, and LoRA's low "
+                        "rank would leave it too little to learn with")
     return "lora", "LoRA: a fraction of the memory of full fine-tuning, with quality close to it"
 
 

@@ -57,11 +57,21 @@ def summarize(run: Run) -> RunSummary:
 def best_run(summaries: list[RunSummary]) -> tuple[RunSummary, float] | None:
     """The run with the lowest validation loss at any evaluation, and that loss (None when no run was validated).
     The validation loss, not the test set: the locked test set never chooses a model."""
-    scored = [(min(p["eval_loss"] for p in s.curves["eval"]), s) for s in summaries if s.curves["eval"]]
+    scored = []
+    for s in summaries:
+        losses = [p["eval_loss"] for p in s.curves["eval"] if p.get("eval_loss") is not None]
+        if losses:
+            scored.append((min(losses), s))
     if not scored:
         return None
     loss, best = min(scored, key=lambda pair: pair[0])
     return best, loss
+
+
+def best_validation(runs: list[Run]) -> tuple[RunSummary, float] | None:
+    """The project's best validation loss so far, from every run that has one: it appears with a run's first
+    validation point, whether that run is still training, finished, or was stopped (its checkpoints are kept)."""
+    return best_run([summarize(r) for r in runs if r.status != "queued"])
 
 
 def config_diff(runs: list[Run]) -> list[dict]:

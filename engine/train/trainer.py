@@ -32,7 +32,9 @@ from engine.jobs.event_log import MetricsWriter, perplexity
 from engine.jobs.failures import DataError, ModelLoadError, RunConfigError, classify_exception, write_failure
 from engine.store import workspace
 from engine.train.config import RunConfig
+from engine.train.estimate import record_speed
 from engine.train.examples import describe_loss, encode_rows, refusals, training_rows, validation_rows
+from engine.train.recommend import model_facts
 from engine.train.stop_flag import STOP, request_stop
 
 # Fault injection for the fault tests (tests/test_train.py) only: "ignore_sigterm", or "raise:<kind>:<step>" with
@@ -61,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         config = RunConfig.load(run_dir / "config.json")
         outcome = fit(config, run_dir, writer, resume)
         writer.write("final", **outcome)
+        if outcome["outcome"] == "succeeded" and RANK == 0 and not resume:  # the next estimates use this speed
+            record_speed(outcome["device"], model_facts(config.base_model), config.technique, outcome["num_tokens"],
+                         (outcome["train_runtime"] or 0) - outcome["eval_runtime"], outcome["step"]
+                         * config.per_device_train_batch_size * config.gradient_accumulation_steps * WORLD_SIZE)
         return 0
     except BaseException as err:  # noqa: BLE001 - every failure ends in a final event with its kind
         kind, message = classify_exception(err)
@@ -203,6 +209,7 @@ def fit(config: RunConfig, run_dir: Path, writer: MetricsWriter, resume: bool) -
         tokens = next((h["num_tokens"] for h in reversed(state.log_history) if "num_tokens" in h), None)
         return {"outcome": "cancelled" if cancelled else "succeeded", "step": state.global_step,
                 "train_runtime": summary.get("train_runtime"), "num_tokens": tokens,
+                "eval_runtime": sum(h.get("eval_runtime", 0.0) for h in state.log_history),
                 "max_steps": state.max_steps, "stopped_early": stopped_early,
                 "best_step": int(best.rsplit("-", 1)[-1]) if best else None, "best_eval_loss": state.best_metric,
                 "device": device, "precision": precision, "batching": batching, **peak_memory(device)}

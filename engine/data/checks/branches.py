@@ -4,8 +4,11 @@ continued). Branches are not near duplicates and not contradictions; they are re
 keeps one branch per tree: the best-ranked where the records carry a rank, else the first.
 
 A tree is a group of two or more records with the same first user turn (case and spacing folded) in which at least
-one record goes on past its first answer, or the records carry a rank. Single-turn records that share a prompt and
-disagree, without ranks, stay contradictions.
+one record goes on past its first answer, or the records carry a rank or a tree id (OpenAssistant's message_tree_id
+and the like). Sibling answers are branches whatever their depth: once a file holds one such tree it is a flattened
+forest, and single-turn records that share a prompt are sibling replies too (still reported, as branches, with the
+fix that keeps one). Only in a file with no tree do single-turn records that share a prompt and disagree stay
+contradictions.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from engine.data.report import Finding, Fix
 from engine.data.shapes import Record
 
 RANK_KEYS = ("rank", "ranking", "reply_rank")
+TREE_KEYS = ("message_tree_id", "tree_id", "parent_id", "parent_message_id", "thread_id")
 _SPACE = re.compile(r"\s+")
 
 
@@ -44,13 +48,26 @@ def trees(records: list[Record]) -> list[list[int]]:
         key = _opening(rec)
         if key:
             by_opening[key].append(i)
-    out = []
-    for members in by_opening.values():
-        if len(members) < 2:
-            continue
-        if any(_turns(records[i]) > 1 for i in members) or any(rank_of(records[i]) is not None for i in members):
-            out.append(members)
-    return out
+    groups = [members for members in by_opening.values() if len(members) >= 2]
+    found = [m for m in groups if any(_turns(records[i]) > 1 or _tree_marked(records[i]) for i in m)]
+    if any(_forest_evidence(records, m) for m in found):
+        return groups  # a flattened forest: single-turn siblings are sibling replies, as deeper ones are
+    return found
+
+
+def _tree_marked(rec: Record) -> bool:
+    return rank_of(rec) is not None or any(rec.extra.get(key) not in (None, "") for key in TREE_KEYS)
+
+
+def _forest_evidence(records: list[Record], tree: list[int]) -> bool:
+    """A tree that can only come from flattening one: its records carry ranks or tree ids, or two of them share their
+    first answer as well as their opening and then diverge (two chats that merely open alike do not)."""
+    if any(_tree_marked(records[i]) for i in tree):
+        return True
+    distinct = {tuple((m["role"], m["content"]) for m in records[i].turns) for i in tree if _turns(records[i]) > 1}
+    answers = [next((c for r, c in turns if r == "assistant"), "") for turns in distinct]  # exact copies count once
+    return len(answers) != len(set(answers))
+
 
 
 def kept_branch(records: list[Record], tree: list[int]) -> int:

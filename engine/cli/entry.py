@@ -27,6 +27,7 @@ COMMANDS = {
     "ui": "admin_commands:ui_command", "users": "admin_commands:users_command", "db": "admin_commands:db_command",
     "models": "model_commands:models_command", "model": "model_commands:model_command",
     "serve": "model_commands:serve_command", "monitor": "monitor_commands:monitor_command",
+    "augment": "augment_commands:augment_command",
 }
 # Commands that only read: they never create a workspace, a database or a project.
 READ_ONLY = {("runs",), ("versions",), ("review", "results"), ("review", "export"), ("users", "list"), ("models",),

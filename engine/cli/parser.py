@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from engine.cli import augment_parser
 from engine.cli.common import EXIT_UNUSABLE
 
 
@@ -19,7 +20,8 @@ class _Parser(argparse.ArgumentParser):
 def build() -> argparse.ArgumentParser:
     p = _Parser(prog="studio", description="Finetune Studio: fine-tune open LLMs by the book.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    for add in (_ui, _data, _base, _train, _evaluate, _versions, _users, _review, _db, _runs, _models, _monitor):
+    for add in (_ui, _data, _base, _train, _evaluate, _versions, _users, _review, _db, _runs, _models, _monitor,
+                augment_parser.add):
         add(sub)
     return p
 

@@ -131,6 +131,9 @@ def report_for_version(version, options: CheckOptions | None = None, progress: P
     cached = _report_path(version, options)
     loaded = versions.load_version(version)
     report = check_loaded(loaded, f"{version.name} v{version.version}", options, progress)
+    generated = sum(f.get("added", 0) for f in version.fixes or [] if f.get("id") == "augment")
+    report.stats["generated_records"] = generated  # reviewed records from a teacher (engine.augment.gate)
+    report.stats["generated_share"] = generated / version.records if version.records else 0.0
     tmp = cached.with_suffix(".part")
     tmp.write_text(json.dumps(report.to_json(), ensure_ascii=False), encoding="utf-8")
     tmp.replace(cached)

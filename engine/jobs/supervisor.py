@@ -36,7 +36,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from engine.errors import StudioError
-from engine.jobs import heartbeat, job_files, processes, ray_backend
+from engine.jobs import heartbeat, job_files, processes, ray_backend, secret_env
 from engine.jobs.checkpoints import complete_checkpoints
 from engine.jobs.event_log import final_event
 from engine.jobs.failures import classify_exit
@@ -221,7 +221,7 @@ def _start(run: Run) -> None:
     import psutil  # only process checks need it
 
     folder = run_path(run)
-    env = {**os.environ, **_job_env()}
+    env = {**os.environ, **_job_env(), **secret_env.take(run.request_key)}
     with (folder / LOG_FILE).open("ab") as log:
         monitor = subprocess.Popen([sys.executable, "-m", "engine.jobs.monitor", str(run.id), str(folder), "--",
                                     *job_command(run, folder)], cwd=folder, env=env, stdout=subprocess.PIPE,
@@ -363,14 +363,18 @@ def cancel(run_id: int) -> Run:
     return get_run(run_id)
 
 
+RESUMABLE = ("train", "augment")
+
+
 def resume(run_id: int) -> Run:
-    """Queue a failed or cancelled run again; it continues from its last complete checkpoint."""
+    """Queue a failed or cancelled run again; it continues from its last complete checkpoint (an augmentation from
+    its saved results)."""
     run = get_run(run_id)
-    if run.kind != "train":
+    if run.kind not in RESUMABLE:
         raise RunError(f"Job {run_id} is a {run.kind} job; start it again instead of resuming it.")
     if run.status not in ("failed", "cancelled"):
         raise RunError(f"Run {run_id} is {run.status}; only a failed or cancelled run can be resumed.")
-    if not complete_checkpoints(run_path(run)):
+    if run.kind == "train" and not complete_checkpoints(run_path(run)):
         raise RunError(f"Run {run_id} has no complete checkpoint to resume from; launch it again instead.")
     with db.session() as s:
         s.execute(update(Run).where(Run.id == run_id).values(

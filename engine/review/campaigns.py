@@ -1,15 +1,12 @@
-"""Human review campaigns over stored evaluation outputs: single-answer ratings or blind pairwise votes.
+"""Human review campaigns over stored evaluation outputs: single-answer ratings or blind pairwise votes (and the
+queue, form and answer rules that correction and augmentation campaigns share).
 
-    create_campaign(actor, run_id, kind="rating"|"pairwise", reviewer_ids=[...], sample_size=150, overlap=2)
-    queue(reviewer, campaign_id)            the reviewer's items in their own (stored, random) order, done or not
-    task(reviewer, assignment_id)           what the form shows: prompt and answer(s) as "A"/"B", never a model name
-    submit(reviewer, assignment_id, ...)    idempotent: one row per reviewer and item, a resubmission updates it
-    escalate(actor, campaign_id)            items whose reviewers disagree go to one more reviewer
-    export(actor, campaign_id, "csv"|"json")
+    create_campaign(actor, run_id, kind, reviewer_ids, sample_size, overlap); queue(reviewer, campaign_id);
+    task(reviewer, assignment_id): prompt and answer(s) as "A"/"B", never a model name; submit(reviewer,
+    assignment_id, ...): one row per reviewer and item; escalate(actor, campaign_id); export(actor, campaign_id, fmt)
 
 Rating campaigns show each sampled example twice, once with each model's answer (in separate, shuffled places of
-the queue), so per-model means compare like with like. Pairwise campaigns show both answers, the left one drawn per
-reviewer and item and stored, so "A" never means the same model for everyone.
+the queue). Pairwise campaigns draw the left answer per reviewer and item, so "A" never means the same model.
 """
 
 from __future__ import annotations
@@ -35,6 +32,7 @@ VOTES = ("A", "B", "tie", "both_bad")
 MODELS = ("base", "finetuned")
 KINDS = ("rating", "pairwise")  # over evaluation outputs; "correction" campaigns are made by engine.review.corrections
 CORRECTION = "correction"
+AUGMENT = "augment"  # generated candidates accepted, edited or rejected (engine.augment.gate)
 MAX_CORRECTION = 20_000  # characters of a corrected answer
 ANALYSTS = ("admin", "analyst")
 
@@ -200,6 +198,10 @@ def task(reviewer: User, assignment_id: int) -> dict:
             to_side = {a.left_model: "A", right: "B", "tie": "tie", "both_bad": "both_bad"}
             previous = {"vote": to_side[rating.vote], "comment": rating.comment,
                         "criterion_votes": {c: to_side[v] for c, v in (rating.criterion_votes or {}).items()}}
+    elif campaign.kind == AUGMENT:  # the source record is the prompt; the candidate is the item
+        view["answers"] = {"candidate": item.answers["candidate"]}
+        if rating is not None:
+            previous = {"vote": rating.vote, "correction": rating.correction, "comment": rating.comment}
     else:
         view["answers"] = {"answer": item.answers["answer"]}
         if rating is not None:
@@ -224,7 +226,13 @@ def submit(reviewer: User, assignment_id: int, scores: dict | None = None, safet
     values = {"campaign_id": a.campaign_id, "item_id": a.item_id, "reviewer_id": reviewer.id,
               "comment": (comment or "")[:5000], "safety_flag": bool(safety_flag), "updated_at": now(),
               "correction": None}
-    if kind == CORRECTION:
+    if kind == AUGMENT:
+        if vote not in ("accept", "reject"):
+            raise ReviewError("Accept, edit or reject the candidate.")
+        from engine.augment.gate import parse_edit  # (the gate builds on campaigns)
+        edited = json.dumps(parse_edit(correction), ensure_ascii=False) if vote == "accept" and correction else None
+        values.update(scores=None, vote=vote, criterion_votes=None, correction=edited)
+    elif kind == CORRECTION:
         text = (correction or "").strip()
         if not text:
             raise ReviewError("Write the corrected answer (or keep the answer as it is if it is right).")

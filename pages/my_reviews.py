@@ -1,6 +1,8 @@
 """My reviews: the reviewer's queue, one item at a time. Answers are shown blind (A/B, never a model name) and as
 plain text; every submit is saved at once (and only once), so a reviewer can stop at any moment and resume later."""
 
+import json
+
 import streamlit as st
 
 from engine.review import campaigns
@@ -74,7 +76,33 @@ def advance() -> None:
     st.session_state[pos_key] = later[0].position if later else position
 
 
-if view["kind"] == "correction":
+if view["kind"] == "augment":
+    st.caption("Generated candidate (above: the record it was made from)")
+    for message in view["answers"]["candidate"]:
+        st.caption(message["role"].capitalize())
+        st.text(message["content"])
+    labels = {"accept": "Accept", "edit": "Accept with my edit", "reject": "Reject"}
+    was = "edit" if previous.get("correction") else previous.get("vote")
+    with st.form(f"reviews_augment_{entry.assignment_id}"):
+        st.caption("Accept it if it is correct, natural and worth training on; edit it if it is nearly right. Tab "
+                   "and the arrow keys move between the choices.")
+        decision = st.radio("Decision", list(labels), format_func=labels.get, horizontal=True,
+                            key=f"reviews_decision_{aid}", index=list(labels).index(was) if was else None)
+        edited = st.text_area("Edited record (JSON messages; used with 'Accept with my edit')",
+                              value=previous.get("correction") or json.dumps(view["answers"]["candidate"], indent=1,
+                                                                           ensure_ascii=False),
+                              height=220, key=f"reviews_edit_{aid}")
+        comment = st.text_area("Comment (optional)", value=previous.get("comment", ""), key=f"reviews_comment_{aid}")
+        if st.form_submit_button("Save and next", type="primary"):
+            if decision is None:
+                st.error("Choose accept, accept with my edit, or reject.")
+            else:
+                with shown_as_message():
+                    campaigns.submit(user, entry.assignment_id, vote="reject" if decision == "reject" else "accept",
+                                     correction=edited if decision == "edit" else None, comment=comment)
+                    advance()
+                    st.rerun()
+elif view["kind"] == "correction":
     st.caption("The model's answer (a user rated it low)")
     st.text(view["answers"]["answer"])
     with st.form(f"reviews_correction_{entry.assignment_id}"):

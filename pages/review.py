@@ -4,6 +4,7 @@ disagreements to one more reviewer, export, and read the rating results with the
 import pandas as pd
 import streamlit as st
 
+from engine.augment import gate
 from engine.evaluate import results
 from engine.jobs import supervisor
 from engine.review import campaigns, stats
@@ -77,6 +78,20 @@ c3.download_button("Export JSON", lambda: campaigns.export(user, cid, "json"), f
 if campaign.kind == campaigns.CORRECTION:
     st.info("Reviewers write corrected answers in this campaign; they go into the model's retraining data (Monitor "
             "page). Export the campaign to read them.")
+    st.stop()
+if campaign.kind == campaigns.AUGMENT:
+    decided = gate.decisions(cid)
+    accepted = [d for d in decided if d["accepted"]]
+    st.write(f"{sum(d['reviewed'] for d in decided)} of {len(decided)} generated candidates reviewed; "
+             f"{len(accepted)} accepted ({sum(d['edited'] for d in accepted)} with an edit). An item is accepted when "
+             "most of its reviewers accepted it.")
+    if st.button("Add the accepted records as a new dataset version", key="review_augment_accept",
+                 disabled=not accepted, help="A child version of the augmented one, with each record's provenance; "
+                                             "its split keeps the parent's locked test set unchanged."):
+        with shown_as_message():
+            child = gate.accept(user, cid)
+            st.success(f"Dataset version v{child.version} has {child.fixes[-1]['added']} reviewed records added "
+                       "(the Quality page shows their share).")
     st.stop()
 results = stats.campaign_results(user, cid)
 if campaign.kind == "pairwise":

@@ -155,3 +155,53 @@ def test_the_cli_runs_an_augmentation_and_prints_what_it_kept(demo, ws):
     assert out["status"] == "succeeded" and out["requests"] == 6 and out["tasks"] == 6
     assert out["kept"] == len(out["kept_candidates"]) >= 1
     assert all(c["method"] == "synthetic" and len(c["example_lines"]) == 3 for c in out["kept_candidates"])
+
+
+def test_the_pages_launch_follow_review_and_accept_an_augmentation(demo, ws):
+    """Quality page: the Augment form launches a job (a bad setting is one sentence), the job's result and the
+    review opener show; My reviews: the candidate beside its source, accepted by keyboard-friendly radios; Review
+    page: the accepted records become a new version."""
+    from conftest import app_as, shown
+
+    project, made, version = demo
+    reviewer = users.add_user("rosa", "reviewer", "password-rosa")
+    at = app_as("analyst").run()
+    at.switch_page("pages/quality.py").run()
+    assert not at.exception
+    at.button(key="FormSubmitter:augment_form-Generate candidates").click().run()  # no teacher given
+    assert any("teacher" in shown(e.value) for e in at.error) and not at.exception
+    with FakeTeacher() as fake:
+        at.text_input(key="augment_url").input(fake.url)
+        at.text_input(key="augment_model").input("teacher-model")
+        at.text_input(key="augment_key").input("sk-page-key-0123456789")
+        at.number_input(key="augment_budget").set_value(6)
+        at.button(key="FormSubmitter:augment_form-Generate candidates").click().run()
+        assert not at.exception and any("Augmentation job 1" in s.value for s in at.success)
+        job = supervisor.wait(1, timeout=60)
+        assert fake.keys and all(k == "Bearer sk-page-key-0123456789" for k in fake.keys)  # the page's key
+    assert job.status == "succeeded"
+    for path in ws.root.rglob("*"):
+        if path.is_file():
+            assert b"sk-page-key-0123456789" not in path.read_bytes(), path
+    at.run()
+    assert any("candidates kept for review" in t.value for t in at.text)
+    at.multiselect(key="augment_reviewers_1").select(reviewer.id).run()
+    at.button(key="augment_review_1").click().run()
+    assert not at.exception and any("Review campaign" in s.value for s in at.success)
+
+    rev = app_as("reviewer", name="rosa").run()
+    rev.switch_page("pages/my_reviews.py").run()
+    assert not rev.exception
+    texts = [t.value for t in rev.text]
+    assert len(texts) >= 4  # the source record's turns, then the candidate's
+    rev.radio(key=f"reviews_decision_{campaigns.queue(reviewer, 1)[0].assignment_id}").set_value("accept")
+    rev.button(key=f"FormSubmitter:reviews_augment_{campaigns.queue(reviewer, 1)[0].assignment_id}-Save and next") \
+        .click().run()
+    assert not rev.exception and campaigns.queue(reviewer, 1)[0].done
+
+    at.switch_page("pages/review.py").run()
+    assert not at.exception
+    at.button(key="review_augment_accept").click().run()
+    assert not at.exception and any("reviewed records added" in s.value for s in at.success)
+    child = versions.list_versions(project.id)[0]
+    assert child.records == version.records + 1 and child.fixes[-1]["id"] == "augment"

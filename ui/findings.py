@@ -20,6 +20,9 @@ def render_finding(finding: Finding, version: DatasetVersion, report: Report, de
     with st.expander(f"{finding.title} · {count}", icon=icon):
         st.caption(f"Code in the JSON report and the CLI: {finding.code}")
         st.markdown(md_escape(finding.message))
+        if finding.code == "too_few_examples":  # the fix for too little data: more data, reviewed
+            st.markdown("Short of examples? [Augment this data](#augment) through a teacher model, reviewed record by "
+                        "record (the *Augment* section below).")
         _fix_buttons(finding, version, report, default_prompt)
         if finding.locations:
             _records_table(finding, version)

@@ -8,7 +8,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from engine.augment import methods
 from engine.augment.teacher import PAGE_KEY_ENV, TeacherSettings
@@ -56,6 +56,27 @@ class AugmentOptions(BaseModel):
 
     def save(self, path: Path) -> None:
         path.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+
+def build(**values) -> AugmentOptions:
+    """AugmentOptions from the page's or the CLI's values; a bad value is one sentence."""
+    try:
+        return AugmentOptions(**values)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = " ".join(str(p) for p in first["loc"]).replace("_", " ")
+        raise AugmentError(f"The augmentation setting {where or 'values'} is not valid: "
+                           f"{first['msg'].removeprefix('Value error, ')}.") from None
+
+
+def plan(options: AugmentOptions) -> dict:
+    """What a launch will ask for: tasks, requests (within the budget) and, at most, tokens."""
+    n = len(methods.tasks(options.method, source_records(options), options.per_record, options.count,
+                          options.seed))
+    requests = min(n * (2 if options.method == "backtranslate" else 1), options.budget_requests)
+    return {"tasks": n, "requests": requests,
+            "max_tokens": min(requests * (options.teacher.max_tokens * options.per_record + 400),
+                              options.budget_tokens)}
 
 
 def source_records(options: AugmentOptions) -> list[Record]:

@@ -10,7 +10,6 @@ import time
 
 from engine.augment import gate, options
 from engine.augment import job as augment_job
-from engine.augment.teacher import TeacherSettings
 from engine.cli.common import EXIT_BLOCKING, EXIT_OK, UsageError
 from engine.data import split, versions
 from engine.jobs import event_log, supervisor
@@ -28,12 +27,12 @@ def augment_command(args) -> int:
         raise UsageError("Give the teacher: --teacher-url URL --teacher-model NAME.")
     version = versions.get_version(int(args.target))
     made = next(iter(split.list_splits(version.id)), None) or split.create_split(version)
-    opts = options.AugmentOptions(
+    opts = options.build(
         name=f"augment v{version.version} ({args.method})", version_id=version.id, split_id=made.id,
         method=args.method, scope=args.scope, per_record=args.per_record, count=args.count, topic=args.topic,
         language=args.language, budget_requests=args.budget_requests, budget_tokens=args.budget_tokens,
-        teacher=TeacherSettings(base_url=args.teacher_url, model=args.teacher_model, key_env=args.teacher_key_env,
-                                concurrency=args.concurrency))
+        teacher={"base_url": args.teacher_url, "model": args.teacher_model, "key_env": args.teacher_key_env,
+                 "concurrency": args.concurrency})
     job = options.launch(users.SYSTEM, opts, version.project_id)
     if not args.json:
         print(f"Augmentation job {job.id} ({job.status}): {job.max_steps} tasks; stop it with `studio cancel "

@@ -31,8 +31,7 @@ CRITERIA = ("accuracy", "helpfulness", "consistency", "tone", "safety")
 VOTES = ("A", "B", "tie", "both_bad")
 MODELS = ("base", "finetuned")
 KINDS = ("rating", "pairwise")  # over evaluation outputs; "correction" campaigns are made by engine.review.corrections
-CORRECTION = "correction"
-AUGMENT = "augment"  # generated candidates accepted, edited or rejected (engine.augment.gate)
+CORRECTION, AUGMENT = "correction", "augment"  # made by engine.review.corrections and engine.augment.gate
 MAX_CORRECTION = 20_000  # characters of a corrected answer
 ANALYSTS = ("admin", "analyst")
 
@@ -216,7 +215,7 @@ def submit(reviewer: User, assignment_id: int, scores: dict | None = None, safet
            correction: str | None = None) -> int:
     """Save the reviewer's answer to an assignment; the same reviewer and item always map to the same row."""
     reviewer = users.require(reviewer, "reviewer", *ANALYSTS)
-    with db.session() as s:  # one light query: this sits on the path of every click of every reviewer
+    with db.session() as s:  # one light query: on the path of every click of every reviewer
         a = s.execute(select(Assignment.campaign_id, Assignment.item_id, Assignment.reviewer_id,
                              Assignment.left_model, Campaign.kind).join(Campaign, Campaign.id == Assignment.campaign_id)
                       .where(Assignment.id == assignment_id)).first()
@@ -309,10 +308,8 @@ def escalate(actor: User, campaign_id: int, spread: int = 2) -> int:
 
 
 def _disagree(kind: str, rs: list[Rating], spread: int) -> bool:
-    if kind == CORRECTION:  # two written answers are not votes to reconcile
-        return False
-    if kind == "pairwise":
-        return len({r.vote for r in rs}) > 1
+    if kind in ("pairwise", AUGMENT, CORRECTION):  # two written corrections are not votes to reconcile
+        return kind != CORRECTION and len({r.vote for r in rs}) > 1
     overall = [sum(r.scores.values()) / len(r.scores) for r in rs if r.scores]
     return max(overall) - min(overall) >= spread
 
@@ -342,7 +339,9 @@ def ratings_table(actor: User, campaign_id: int) -> list[dict]:
         row = {"item": item.id, "example": item.example_index + 1, "reviewer": reviewer, "model": item.model,
                "gold": item.gold, "question": question, "comment": rating.comment,
                "safety_flag": rating.safety_flag, "updated_at": rating.updated_at.isoformat()}
-        if rating.correction is not None:
+        if "candidate" in item.answers:  # augmentation: the decision, the candidate, the edit
+            row.update(decision=rating.vote, candidate=json.dumps(item.answers["candidate"]), edit=rating.correction)
+        elif rating.correction is not None:
             row.update(answer=item.answers["answer"], correction=rating.correction)
         elif rating.scores:
             row.update({c: rating.scores.get(c) for c in CRITERIA})

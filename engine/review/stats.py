@@ -309,6 +309,9 @@ def campaign_results(actor, campaign_id: int) -> RatingResults | PairwiseResults
     if campaign.kind == campaigns.CORRECTION:
         raise campaigns.ReviewError(f"Campaign {campaign_id} collects corrected answers, not scores: its corrections "
                                     "go into the model's retraining data (export them to read them).")
+    if campaign.kind == campaigns.AUGMENT:
+        raise campaigns.ReviewError(f"Campaign {campaign_id} reviews generated records, not models: accept them with "
+                                    f"`studio augment accept {campaign_id}` (or on the Review page).")
     rows = campaigns.ratings_table(actor, campaign_id)
     if campaign.kind == "rating":
         rated = rating_results(rows)

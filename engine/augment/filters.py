@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 from collections import Counter
 
 from engine.data import split as splits
@@ -22,6 +23,7 @@ from engine.data.shapes import Record
 from engine.data.test_lock import content_key, locked_records, near_copies
 
 ROLES = {"system", "user", "assistant"}
+LANGUAGE_SAMPLE = 2000
 REASONS = {
     "shape": "not the asked shape", "format": "format (roles, empty turns, no answer last)",
     "pii": "personal data", "secret": "a secret", "language": "another language than the data's",
@@ -86,9 +88,11 @@ def _well_formed(rec: Record) -> bool:
 
 
 def _language(cands: list[Record], sources: list[Record], reasons: dict[int, str]) -> None:
-    """Candidates whose language is not the data's majority language (checked together with the sources)."""
+    """Candidates whose language is not the data's majority language (judged with up to 2,000 of the sources: the
+    majority does not need them all)."""
     shift = len(cands)
-    together = cands + [Record(shift + i + 1, s.messages) for i, s in enumerate(sources)]
+    sample = random.Random(0).sample(sources, min(len(sources), LANGUAGE_SAMPLE))
+    together = cands + [Record(shift + i + 1, s.messages) for i, s in enumerate(sample)]
     finding = language.check_language([r for r in together if r.messages])
     for loc in finding.locations if finding else []:
         if loc <= shift:
@@ -96,17 +100,26 @@ def _language(cands: list[Record], sources: list[Record], reasons: dict[int, str
 
 
 def _leaks(options, cands: list[Record], reasons: dict[int, str]) -> None:
+    """Copies of the locked test set and of the validation set, looked for once against both (whole records, then
+    user turns alone); the few hits are then told apart."""
     made = splits.get_split(options.split_id)
     validation = usable(load_records(splits.split_path(made, "validation")).records) if made else []
     tests = locked_records()
     open_ = [r for r in cands if r.location not in reasons]
-    for protected, code in ((tests, "test_copy"), (validation, "validation_copy")):
-        if not protected or not open_:
-            continue
-        hits = near_copies(open_, protected) | near_copies([prompt_only(r) for r in open_],
-                                                           [prompt_only(r) for r in protected])
-        for i in hits:
-            reasons.setdefault(open_[i].location, code)
+    protected = tests + validation
+    if not protected or not open_:
+        return
+    hits = sorted(_near(open_, protected))
+    in_test = _near([open_[i] for i in hits], tests) if tests else set()
+    for k, i in enumerate(hits):
+        reasons.setdefault(open_[i].location, "test_copy" if k in in_test else "validation_copy")
+
+
+def _near(records: list[Record], protected: list[Record]) -> set[int]:
+    if not records or not protected:
+        return set()
+    return near_copies(records, protected) | near_copies([prompt_only(r) for r in records],
+                                                         [prompt_only(r) for r in protected])
 
 
 def _duplicates(cands: list[Record], rows: list[tuple[dict, list]], sources: list[Record],

@@ -191,3 +191,43 @@ def test_the_served_real_model_answers_as_it_did_in_its_evaluation(smol_run, smo
         supervisor.cancel(job.id)
         supervisor.wait(job.id, timeout=60)
     assert smoke and smoke["passed"] and smoke["prompts"] == 4, smoke
+
+
+def test_smollm2_served_as_the_serving_step_serves_it_is_a_working_teacher(ws, smollm2):
+    """The augmentation's happy path with real answers over real HTTP: SmolLM2 behind `transformers serve` (the
+    command the serving step runs), paraphrasing three records of the demo's train part."""
+    import os
+    import signal
+    import socket
+    import subprocess
+
+    from conftest import user_of
+
+    from engine.augment import job as augment_job
+    from engine.augment import options
+    from engine.data import demo_project, split
+    from engine.models import serving
+
+    project = demo_project.ensure_demo(build_model=False)
+    made = split.splits_of_project(project.id)[0]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = serving.server_command(serving.ServeOptions(version_id=0, label=smollm2.name, port=port), smollm2)
+    server = subprocess.Popen(command, cwd=smollm2.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        serving.wait_healthy(f"http://127.0.0.1:{port}", lambda: server.poll() is None, timeout=240)
+        opts = options.build(version_id=made.dataset_version_id, split_id=made.id, per_record=1, budget_requests=3,
+                             teacher={"base_url": f"http://127.0.0.1:{port}/v1", "model": smollm2.name,
+                                      "max_tokens": 48, "concurrency": 2})
+        job = options.launch(user_of("analyst"), opts, project.id)
+        final = supervisor.wait(job.id, timeout=300)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+    assert final.status == "succeeded", final.error_message
+    results = augment_job.read_results(supervisor.run_path(final))
+    assert sum(r["requests"] for r in results) == 3 and not any(r.get("error") for r in results)
+    texts = [c[-2]["content"] for r in results for c in r["candidates"]]
+    assert texts and all(t.strip() for t in texts)  # real rewordings from a real model, one per request

@@ -22,6 +22,7 @@ from engine.data.quality import report_for_version
 from engine.data.test_lock import locked_records
 from engine.jobs import event_log, supervisor
 from engine.review import campaigns
+from engine.review.edits import EditError
 from engine.store import users
 
 SECRET = "sk-test-8a1f2c9d7e6b5a4f3e2d1c0b"
@@ -98,7 +99,7 @@ def test_what_providers_do_the_filters_the_key_and_the_review_gate(demo, ws, mon
                 campaigns.submit(reviewer, entry.assignment_id, vote="accept", correction=json.dumps(edited))
             else:
                 campaigns.submit(reviewer, entry.assignment_id, vote=choice)
-    with pytest.raises(campaigns.ReviewError):
+    with pytest.raises(EditError):
         campaigns.submit(a, campaigns.queue(a, campaign.id)[0].assignment_id, vote="accept", correction="[not json")
     child = gate.accept(user_of("analyst"), campaign.id)
     added = decided["accept"] + decided["edit"]
@@ -112,6 +113,13 @@ def test_what_providers_do_the_filters_the_key_and_the_review_gate(demo, ws, mon
     assert child_split.test_sha256 == made.test_sha256 and child_split.counts["test"] == made.counts["test"]
     assert child_split.counts["train"] + child_split.counts["validation"] == \
         made.counts["train"] + made.counts["validation"] + added
+    # a run on the child and a run on the parent compare on the same locked test set (Evaluate, another run)
+    from engine.evaluate import results
+    from engine.store.tables import Run
+
+    on_parent, on_child = Run(id=1, config={"split_id": made.id}), Run(id=2, config={"split_id": child_split.id})
+    elsewhere = Run(id=3, config={"split_id": split.create_split(child, (0.5, 0.2, 0.3), seed=7).id})
+    assert results.comparable_runs(on_parent, [on_child, elsewhere]) == [on_child]
     report = report_for_version(child)
     assert report.stats["generated_records"] == added
     assert report.stats["generated_share"] == pytest.approx(added / child.records)
@@ -205,3 +213,23 @@ def test_the_pages_launch_follow_review_and_accept_an_augmentation(demo, ws):
     assert not at.exception and any("reviewed records added" in s.value for s in at.success)
     child = versions.list_versions(project.id)[0]
     assert child.records == version.records + 1 and child.fixes[-1]["id"] == "augment"
+
+
+def test_a_teacher_too_slow_or_down_is_one_sentence_not_a_crash(demo):
+    project, made, version = demo
+    with FakeTeacher(delay=2.0) as fake:  # slower than the timeout: each task fails, counted, and the job ends
+        opts = options.build(version_id=version.id, split_id=made.id, budget_requests=3,
+                             teacher={"base_url": fake.url, "model": "m", "timeout_s": 0.5, "max_retries": 0})
+        final = supervisor.wait(options.launch(user_of("analyst"), opts, project.id).id, timeout=60)
+    ev = event_log.final_event(event_log.read_events(supervisor.run_path(final)))
+    assert final.status == "succeeded" and ev["errors"] == 3 and ev["kept"] == 0
+    errors = [r["error"] for r in augment_job.read_results(supervisor.run_path(final))]
+    assert errors == ["The teacher did not answer within 0.5 s (0 retries)."] * 3
+    # nobody listening at all: five failures in a row before any answer end the job with the reason
+    opts = options.build(version_id=version.id, split_id=made.id, budget_requests=50,
+                         teacher={"base_url": "http://127.0.0.1:9/v1", "model": "m", "max_retries": 0})
+    final = supervisor.wait(options.launch(user_of("analyst"), opts, project.id).id, timeout=60)
+    assert final.status == "failed" and final.error_message == "The teacher at http://127.0.0.1:9/v1 cannot be reached."
+    with pytest.raises(options.AugmentError, match="budget requests"):
+        options.build(version_id=version.id, split_id=made.id, budget_requests=0,
+                      teacher={"base_url": "http://127.0.0.1:9/v1", "model": "m"})

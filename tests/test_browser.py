@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -282,6 +283,10 @@ def test_a_reviewer_rates_two_campaigns_by_keyboard(server, ws, tmp_path, demo_m
             box.focus()
             page.keyboard.type(f"Campaign {cid} ")
             page.keyboard.press("Enter")
+            # the switch has run when the address names the campaign (the page writes it) and no rerun is running:
+            # "Item 1" alone is the other campaign's first item, still on the page until the rerun replaces it
+            expect(page).to_have_url(re.compile(rf"[?&]campaign={cid}(&|$)"), timeout=60_000)
+            expect(page.get_by_test_id("stStatusWidget")).to_be_hidden(timeout=60_000)
             expect(page.get_by_text("Item 1", exact=True)).to_be_visible(timeout=30_000)
             items = len(campaigns.queue(rita, cid))
             for item in range(1, items + 1):

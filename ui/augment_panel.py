@@ -40,6 +40,8 @@ def render(user, project, version) -> None:
         count = c2.number_input("Synthetic conversations", 1, 100_000, 50, key="augment_count")
         language = c3.text_input("Language in between", "French", key="augment_language")
         topic = st.text_input("Topic of the synthetic conversations", key="augment_topic", max_chars=2000)
+        price = st.number_input("Price per million tokens (optional, for the cost shown)", 0.0, 10_000.0, 0.0,
+                                key="augment_price")
         concurrency = c1.number_input("Requests at once", 1, 64, 4, key="augment_concurrency")
         budget = c2.number_input("Request budget", 1, 1_000_000, 1000, key="augment_budget")
         tokens = c3.number_input("Token budget", 1, 1_000_000_000, 2_000_000, key="augment_tokens")
@@ -52,13 +54,15 @@ def render(user, project, version) -> None:
             opts = options.build(name=f"augment v{version.version} ({method})", version_id=version.id,
                                  split_id=made.id, method=method, per_record=int(per_record), count=int(count),
                                  topic=topic, language=language, templates=templates, budget_requests=int(budget),
-                                 budget_tokens=int(tokens),
+                                 budget_tokens=int(tokens), price_per_million_tokens=float(price),
                                  teacher={"base_url": url.strip(), "model": model.strip(),
                                           "concurrency": int(concurrency)})
             planned = options.plan(opts)
             job = options.launch(user, opts, project.id, key=key or None)
+            cost = f" (at most {planned['max_cost']:,.2f} at your price)" if planned["max_cost"] else ""
             st.success(f"Augmentation job {job.id} is {job.status}: {planned['tasks']:,} tasks, up to "
-                       f"{planned['requests']:,} requests and {planned['max_tokens']:,} tokens.")
+                       f"{planned['requests']:,} requests and {planned['max_tokens']:,} tokens{cost}; the time left "
+                       "shows below once the first answers are in.")
     jobs = [j for j in supervisor.list_runs(project.id, kind="augment") if j.config.get("version_id") == version.id]
     if jobs:
         _jobs(user, [j.id for j in jobs[:3]], any(j.status in supervisor.ACTIVE for j in jobs))

@@ -28,6 +28,7 @@ from engine.data.shapes import Record
 from engine.data.test_lock import lock
 from engine.jobs import supervisor
 from engine.review import campaigns
+from engine.review.edits import parse_edit  # noqa: F401 - the gate's public API
 from engine.store import db, users, workspace
 from engine.store.tables import Campaign, CampaignItem, DatasetVersion, Rating, Split, User
 
@@ -79,22 +80,6 @@ def AugmentOptions_sources(job) -> list[Record]:  # noqa: N802 - the job's own s
     from engine.augment.options import source_records
 
     return source_records(AugmentOptions.model_validate(job.config))
-
-
-def parse_edit(text: str) -> list[dict]:
-    """An edited candidate as the review form sends it: JSON messages, each a role and non-empty content."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise campaigns.ReviewError("The edited record is not valid JSON (a list of {role, content}).") from None
-    if not (isinstance(value, list) and value and all(
-            isinstance(m, dict) and m.get("role") in ("system", "user", "assistant")
-            and isinstance(m.get("content"), str) and m["content"].strip() for m in value)):
-        raise campaigns.ReviewError("The edited record must be a list of messages, each with a role (system, user, "
-                                    "assistant) and non-empty content.")
-    if value[-1]["role"] != "assistant":
-        raise campaigns.ReviewError("The edited record must end with the assistant's answer.")
-    return [{"role": m["role"], "content": m["content"]} for m in value]
 
 
 def decisions(campaign_id: int) -> list[dict]:

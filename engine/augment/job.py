@@ -148,8 +148,21 @@ def run(options: opts.AugmentOptions, folder: Path, writer: MetricsWriter, stop:
             left = (total - len(ledger.done)) / rate if rate else None
             writer.write("progress", step=len(ledger.done), max_steps=total, requests=ledger.requests,
                          tokens=ledger.tokens, retries=ledger.retries, eta_seconds=left,
-                         label=f"{len(ledger.done):,} of {total:,} tasks answered, {ledger.requests:,} requests, "
-                               f"{ledger.tokens:,} tokens")
+                         label=progress_label(options, ledger, total, left))
+    return _finish(options, sources, folder, ledger, total, stop)
+
+
+def progress_label(options: opts.AugmentOptions, ledger: Ledger, total: int, left: float | None) -> str:
+    cost = ledger.tokens * options.price_per_million_tokens / 1e6
+    return (f"{len(ledger.done):,} of {total:,} tasks answered, {ledger.requests:,} requests, {ledger.tokens:,} tokens"
+            + (f" (about {cost:,.2f} in the teacher's currency)" if options.price_per_million_tokens else "")
+            + (f", about {left / 60:,.0f} min left" if left and left >= 90 else
+               f", about {left:,.0f} s left" if left else ""))
+
+
+def _finish(options: opts.AugmentOptions, sources, folder: Path, ledger: Ledger, total: int,
+            stop: threading.Event) -> dict:
+    """The filters over every candidate so far, kept.jsonl, and the job's summary."""
     kept, dropped = filters.filter_results(options, sources, read_results(folder))
     with (folder / KEPT).open("w", encoding="utf-8") as f:
         for row in kept:

@@ -44,6 +44,7 @@ class AugmentOptions(BaseModel):
     teacher: TeacherSettings
     budget_requests: int = Field(default=1000, ge=1, le=1_000_000)
     budget_tokens: int = Field(default=2_000_000, ge=1, le=1_000_000_000)
+    price_per_million_tokens: float = Field(default=0.0, ge=0, le=10_000)  # for the cost shown; 0: not shown
     seed: int = 0
 
     @model_validator(mode="after")
@@ -74,9 +75,9 @@ def plan(options: AugmentOptions) -> dict:
     n = len(methods.tasks(options.method, source_records(options), options.per_record, options.count,
                           options.seed))
     requests = min(n * (2 if options.method == "backtranslate" else 1), options.budget_requests)
-    return {"tasks": n, "requests": requests,
-            "max_tokens": min(requests * (options.teacher.max_tokens * options.per_record + 400),
-                              options.budget_tokens)}
+    tokens = min(requests * (options.teacher.max_tokens * options.per_record + 400), options.budget_tokens)
+    return {"tasks": n, "requests": requests, "max_tokens": tokens,
+            "max_cost": tokens * options.price_per_million_tokens / 1e6}
 
 
 def source_records(options: AugmentOptions) -> list[Record]:

@@ -224,6 +224,17 @@ def get_split(split_id: int) -> Split | None:
         return s.get(Split, split_id)
 
 
+def same_test_set(a: int | None, b: int | None) -> bool:
+    """Whether two splits hold the same locked test set: the same split, or one derived from the other with its test
+    file unchanged (an augmented child version's split)."""
+    if a is None or b is None:
+        return False
+    if a == b:
+        return True
+    first, second = get_split(a), get_split(b)
+    return bool(first and second and first.test_sha256 == second.test_sha256)
+
+
 def list_splits(version_id: int) -> list[Split]:
     with db.session() as s:
         return list(s.scalars(select(Split).where(Split.dataset_version_id == version_id).order_by(Split.id.desc())))

@@ -106,9 +106,9 @@ def baseline_run(run: Run, baseline: str) -> Run | None:
         raise EvalError("A run cannot be its own baseline.")
     if other.kind != "train" or other.status != "succeeded":
         raise EvalError(f"Run {other.id} is not a succeeded training run, so it cannot be the baseline.")
-    if other.config.get("split_id") != run.config.get("split_id"):
-        raise EvalError(f"Run {other.id} was trained on another split, so the two runs have no common locked test "
-                        "set; compare runs of the same split.")
+    if not split.same_test_set(other.config.get("split_id"), run.config.get("split_id")):
+        raise EvalError(f"Run {other.id} was trained on a split with another test set, so the two runs have no "
+                        "common locked test set; compare runs of the same split (or of an augmented child's).")
     return other
 
 

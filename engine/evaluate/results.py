@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+from engine.data import split
 from engine.evaluate import generation, routing
 from engine.evaluate.report_types import EvalReport, RoutingReport
 from engine.jobs import supervisor
@@ -88,10 +89,10 @@ def routing_sentence(r: RoutingReport) -> str:
 
 
 def comparable_runs(run: Run, candidates) -> list[Run]:
-    """The runs `run` can be evaluated against: other runs trained on the same split (the same locked test set), so
-    both answer the same questions."""
+    """The runs `run` can be evaluated against: other runs trained on the same locked test set (the same split, or
+    an augmented child version's split, whose test file is the parent's), so both answer the same questions."""
     split_id = run.config.get("split_id")
-    return [r for r in candidates if r.id != run.id and split_id is not None and r.config.get("split_id") == split_id]
+    return [r for r in candidates if r.id != run.id and split.same_test_set(split_id, r.config.get("split_id"))]
 
 
 def eval_dir(run: Run, baseline: str | int = "base") -> Path:

@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from engine.errors import StudioError
 from engine.evaluate import results
 from engine.jobs import supervisor
+from engine.review.edits import parse_edit
 from engine.store import db, users
 from engine.store.tables import Assignment, Campaign, CampaignItem, Rating, User, now
 
@@ -228,7 +229,6 @@ def submit(reviewer: User, assignment_id: int, scores: dict | None = None, safet
     if kind == AUGMENT:
         if vote not in ("accept", "reject"):
             raise ReviewError("Accept, edit or reject the candidate.")
-        from engine.augment.gate import parse_edit  # (the gate builds on campaigns)
         edited = json.dumps(parse_edit(correction), ensure_ascii=False) if vote == "accept" and correction else None
         values.update(scores=None, vote=vote, criterion_votes=None, correction=edited)
     elif kind == CORRECTION:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+from datetime import timedelta
 
 import pytest
 from conftest import ROOT, app_as, run_studio, shown, user_of
@@ -363,35 +364,75 @@ def test_the_setup_token_works_once_and_only_for_the_first_admin(ws):
         users.create_first_admin("second", "a long password", token=token)
 
 
-def test_thirty_wrong_passwords_are_slowed_then_locked_out(ws):
-    """The default policy against guessing: after 3 failures each attempt must wait (1 s, doubling), an attempt
-    that does not wait counts as a failure, and 10 failures lock the account for 15 minutes."""
-    from engine.store import throttle
+def _time_passes(seconds: float) -> None:
+    """Move every recorded sign-in attempt into the past (the throttle reads only their times)."""
+    from sqlalchemy import select
 
-    users.add_user("alice", "analyst", "the right password")
+    from engine.store import db
+    from engine.store.tables import SigninAttempt
+
+    with db.write_session() as s:  # row by row: SQLite keeps times as text, so no arithmetic in SQL
+        for attempt in s.scalars(select(SigninAttempt)):
+            attempt.at = attempt.at - timedelta(seconds=seconds)
+
+
+def test_thirty_wrong_passwords_are_slowed_then_locked_out_for_their_address_only(ws):
+    """The default policy against guessing: after 3 failures each attempt must wait (1 s, doubling), an attempt
+    that does not wait counts as a failure, and 10 failures lock the (account, address) pair for 15 minutes. The
+    guesser's address is the connection's: forged X-Forwarded-For headers (a new address per attempt) change nothing,
+    and a stranger cannot lock the account's owner out at their own address."""
+    from engine.store import addresses, throttle
+
+    users.add_user("alice", "admin", "the right password")
     outcomes = []
     for i in range(30):
+        forged = {"X-Forwarded-For": f"10.1.{i}.7", "Forwarded": f"for=198.51.100.{i}", "X-Real-Ip": "198.51.100.9"}
         try:
-            users.sign_in("alice", f"guess number {i}", "203.0.113.7")
+            users.sign_in("alice", f"guess number {i}", addresses.client_address("203.0.113.7", forged))
         except users.SignInRefused as err:
             outcomes.append(str(err))
     checked = [o for o in outcomes if o == "Unknown user name or wrong password."]
     assert len(checked) == 3  # only the first three guesses reached the password check
     assert any(o.startswith("Too many failed sign-ins: wait") for o in outcomes)
-    assert "is locked after 10 failed sign-ins" in outcomes[-1]
-    with pytest.raises(users.SignInRefused, match=r"locked .* try again after \d\d:\d\d UTC \(in 15 min\)"):
-        users.sign_in("alice", "the right password", "198.51.100.9")  # the right password, from elsewhere too
-    with pytest.raises(users.SignInRefused, match="This address is locked"):
+    assert "locked for this address after 10 failed sign-ins" in outcomes[-1]
+    # the owner, elsewhere: the account's delay (at most a minute), never the lockout
+    with pytest.raises(users.SignInRefused, match="Too many failed sign-ins: wait"):
+        users.sign_in("alice", "the right password", "198.51.100.9")
+    with pytest.raises(users.SignInRefused, match="Too many failed sign-ins: wait"):
         users.sign_in("bob", "anything at all", "203.0.113.7")  # the guessing address, on another account
+    _time_passes(61)
+    assert users.sign_in("alice", "the right password", "198.51.100.9").name == "alice"
+    with pytest.raises(users.SignInRefused, match=r"locked .* try again after \d\d:\d\d UTC \(in 1\d min\)"):
+        users.sign_in("alice", "the right password", "203.0.113.7")  # still locked where the guesses came from
     attempts = throttle.recent()
-    assert len(attempts) == 32 and {a.outcome for a in attempts} == {"wrong", "throttled", "locked"}
+    assert {a.address for a in attempts} == {"203.0.113.7", "198.51.100.9"}  # no forged address was believed
+    assert {"wrong", "throttled", "locked", "waited", "ok"} == {a.outcome for a in attempts}
     assert all("guess" not in (a.user_name + a.address) for a in attempts)  # never a password
     at = app_as("admin").run()
     at.switch_page("pages/users.py").run()
-    shown_attempts = at.dataframe[1].value
-    assert len(shown_attempts) == 32 and set(shown_attempts["address"]) == {"203.0.113.7", "198.51.100.9"}
+    assert set(at.dataframe[1].value["address"]) == {"203.0.113.7", "198.51.100.9"}
     assert throttle.unlock("alice") > 0  # an admin's decision
-    assert users.sign_in("alice", "the right password", "198.51.100.9").name == "alice"
+    assert users.sign_in("alice", "the right password", "203.0.113.7").name == "alice"
+
+
+def test_forwarded_headers_are_believed_only_from_listed_proxies(monkeypatch):
+    from engine.store import addresses
+
+    forged = {"X-Forwarded-For": "198.51.100.9, 203.0.113.7"}
+    assert addresses.client_address("203.0.113.7", forged) == "203.0.113.7"  # nobody trusted by default
+    assert addresses.client_address(None, forged) == "127.0.0.1"
+    monkeypatch.setenv("STUDIO_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")
+    # behind the proxy, the right-most hop it did not add itself; what the client wrote to its left is ignored
+    assert addresses.client_address("10.0.0.5", forged) == "203.0.113.7"
+    assert addresses.client_address("10.0.0.5", {"X-Forwarded-For": "203.0.113.7, 10.0.0.9"}) == "203.0.113.7"
+    assert addresses.client_address(None, {"Forwarded": 'for=192.0.2.60;proto=https, for="[2001:db8::17]:4711"'}) \
+        == "2001:db8::17"
+    assert addresses.client_address("10.0.0.5", {"X-Real-Ip": "192.0.2.1"}) == "192.0.2.1"
+    assert addresses.client_address("10.0.0.5", {}) == "10.0.0.5"
+    assert addresses.client_address("192.0.2.99", forged) == "192.0.2.99"  # not a listed proxy: its own address
+    monkeypatch.setenv("STUDIO_TRUSTED_PROXIES", "10.0.0.0/8, not-a-network")
+    with pytest.raises(addresses.ProxySettingError, match="'not-a-network' is not an address or a CIDR"):
+        addresses.client_address("10.0.0.5", forged)
 
 
 def test_only_one_first_admin_even_when_two_visitors_race(ws):

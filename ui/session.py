@@ -14,7 +14,7 @@ import json
 import streamlit as st
 import streamlit.components.v1 as components
 
-from engine.store import sessions, users
+from engine.store import addresses, sessions, users
 from engine.store.tables import User
 from ui.text import md_escape
 
@@ -67,13 +67,10 @@ PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-Ip")
 
 
 def client_address() -> str:
-    """The address sign-in throttling is keyed on: the connection's IP, or the proxy's forwarded one, or "local"."""
-    headers = _headers()
-    forwarded = headers.get("X-Forwarded-For") or headers.get("X-Real-Ip")
-    if forwarded:
-        return forwarded.split(",")[0].strip()[:64]
-    ip = st.context.ip_address
-    return ip[:64] if isinstance(ip, str) and ip else "local"
+    """The address sign-in throttling is keyed on: the connection's own peer, or what trusted proxies forwarded
+    (engine.store.addresses; forwarded headers from anyone else are ignored)."""
+    ip = st.context.ip_address if _headers() else None
+    return addresses.client_address(ip if isinstance(ip, str) and ip else None, _headers())
 
 
 def request_is_local() -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.store import users
+from engine.store import addresses, users
 from ui import session
 from ui.errors import shown_as_message
 from ui.text import md_escape
@@ -53,7 +53,7 @@ def render() -> None:
         if st.form_submit_button("Sign in", type="primary"):
             try:
                 user = users.sign_in(name, password, session.client_address())
-            except users.SignInRefused as err:
+            except (users.SignInRefused, addresses.ProxySettingError) as err:
                 st.error(md_escape(err))
             else:
                 session.sign_in(user)

@@ -1,13 +1,18 @@
-"""Sign-in throttling: a growing delay after a few failures and a temporary lockout after many, per account and per
-client address, as OWASP's authentication guidance describes. Every attempt is recorded (time, name, address,
-outcome; never the password) and admins see them on the Users page.
+"""Sign-in throttling: growing delays after a few failures, per account and per client address, and a temporary
+lockout keyed on the pair (account, address), as OWASP's authentication guidance describes. Keying the lockout on the
+pair keeps it from being a weapon: a stranger's guesses lock the account for the stranger's address only, never for
+the administrator at theirs (the address is the connection's own, engine.store.addresses, so it cannot be forged by a
+header). Every attempt is recorded (time, name, address, outcome; never the password) and admins see them on the
+Users page.
 
-A failure is a wrong password or an attempt made while the delay was still running (automated guessing does not
-wait). Counting only failures since the key's last success, within the lockout window:
+A failure is a wrong password or an attempt made while that address's own delay was still running (automated
+guessing does not wait). Counting only failures since the key's last success, within the lockout window:
     failures >= DELAY_AFTER    the next attempt must wait DELAY_BASE * 2^(failures - DELAY_AFTER) s (at most 60 s)
-    failures >= LOCKOUT_AFTER  locked until LOCKOUT_MINUTES after the last failure
+    pair failures >= LOCKOUT_AFTER  the pair is locked until LOCKOUT_MINUTES after its last failure
+An attempt refused only because of the account's delay (failures made by others) is recorded as "waited", which
+counts against nobody: retrying it cannot lock anyone out.
 
-    STUDIO_SIGNIN_LOCKOUT_AFTER    (10)   failures that lock an account or an address
+    STUDIO_SIGNIN_LOCKOUT_AFTER    (10)   failures that lock an (account, address) pair
     STUDIO_SIGNIN_LOCKOUT_MINUTES  (15)   how long a lockout lasts
     STUDIO_SIGNIN_DELAY_BASE_S     (1)    the first delay; it doubles with each further failure
 """
@@ -51,36 +56,41 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _failures(column, value: str, since: datetime) -> tuple[int, datetime | None]:
+def _failures(where, since: datetime) -> tuple[int, datetime | None]:
     """(failures since the last success within the window, time of the last failure) for one key."""
     with db.session() as s:
-        last_ok = s.scalar(select(func.max(SigninAttempt.at)).where(column == value, SigninAttempt.outcome == "ok"))
+        last_ok = s.scalar(select(func.max(SigninAttempt.at)).where(*where, SigninAttempt.outcome == "ok"))
         start = max(since, _aware(last_ok)) if last_ok else since
         count, last = s.execute(select(func.count(SigninAttempt.id), func.max(SigninAttempt.at)).where(
-            column == value, SigninAttempt.outcome.in_(FAILURES), SigninAttempt.at > start)).one()
+            *where, SigninAttempt.outcome.in_(FAILURES), SigninAttempt.at > start)).one()
     return count, (_aware(last) if last else None)
 
 
 def check(name: str, address: str, policy: Policy | None = None) -> None:
-    """Raise Throttled (and record the attempt) when this account or address must wait; otherwise return."""
+    """Raise Throttled (and record the attempt) when this pair is locked or a delay is running; otherwise return."""
     policy = policy or Policy.from_env()
     moment = now()
     since = moment - timedelta(minutes=policy.lockout_minutes)
-    for label, column, value in (("This account", SigninAttempt.user_name, name),
-                                 ("This address", SigninAttempt.address, address)):
-        count, last = _failures(column, value, since)
-        if last is None or count < DELAY_AFTER:
-            continue
-        if count >= policy.lockout_after:
-            until = last + timedelta(minutes=policy.lockout_minutes)
-            record(name, address, "locked")
-            raise Throttled(f"{label} is locked after {policy.lockout_after} failed sign-ins; try again after "
-                            f"{until:%H:%M} UTC (in {_wait(until - moment)}), or ask an admin to unlock it.")
-        delay = min(policy.delay_base_s * 2 ** (count - DELAY_AFTER), MAX_DELAY_S)
-        ready = last + timedelta(seconds=delay)
-        if moment < ready:
-            record(name, address, "throttled")
+    pair = _failures((SigninAttempt.user_name == name, SigninAttempt.address == address), since)
+    if pair[1] is not None and pair[0] >= policy.lockout_after:
+        until = pair[1] + timedelta(minutes=policy.lockout_minutes)
+        record(name, address, "locked")
+        raise Throttled(f"This account is locked for this address after {policy.lockout_after} failed sign-ins; try "
+                        f"again after {until:%H:%M} UTC (in {_wait(until - moment)}), or ask an admin to unlock it.")
+    for keys, outcome in (((SigninAttempt.address == address,), "throttled"),
+                          ((SigninAttempt.user_name == name,), "waited")):
+        ready = _ready(_failures(keys, since), policy)
+        if ready is not None and moment < ready:
+            record(name, address, outcome)
             raise Throttled(f"Too many failed sign-ins: wait {_wait(ready - moment)} before trying again.")
+
+
+def _ready(failures: tuple[int, datetime | None], policy: Policy) -> datetime | None:
+    """When a key with these failures may try again (None: no delay)."""
+    count, last = failures
+    if last is None or count < DELAY_AFTER:
+        return None
+    return last + timedelta(seconds=min(policy.delay_base_s * 2 ** (count - DELAY_AFTER), MAX_DELAY_S))
 
 
 def _wait(delta: timedelta) -> str:
@@ -105,5 +115,5 @@ def unlock(name: str) -> int:
     """Forget an account's failures (an admin's decision); returns how many were cleared."""
     with db.write_session() as s:
         done = s.execute(delete(SigninAttempt).where(SigninAttempt.user_name == name,
-                                                     SigninAttempt.outcome.in_((*FAILURES, "locked"))))
+                                                     SigninAttempt.outcome.in_((*FAILURES, "locked", "waited"))))
     return cast(CursorResult, done).rowcount  # a DELETE's count is reliable on SQLite and psycopg alike

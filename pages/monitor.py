@@ -31,7 +31,9 @@ with st.expander("Import a production log", expanded=not report.models_seen(proj
             if result.skipped_file:
                 st.info("This file was imported before; nothing changed.")
             else:
-                st.success(result.summary())
+                st.success(md_escape(result.summary(warn=False)))
+                if result.unknown_versions:
+                    st.warning(md_escape(result.unknown_warning().strip()))
                 for line in result.bad_lines:
                     st.text(line)
 

@@ -509,18 +509,34 @@ def test_bad_rows_are_named_by_line_and_personal_data_is_masked_before_storage(d
              {"ts": "not a time", "prompt": "hello", "output": "hi", "latency": 0.3},
              {"ts": "2026-05-01T11:00:00Z", "prompt": "", "output": "hi", "latency": 0.3},
              {"ts": "2026-05-01T12:00:00Z", "prompt": "password: hunter2hunter2 please reset", "output": "ok",
-              "latency": 0.5}]
+              "latency": 0.5, "user_id": "ana.lopez@example.com"},
+             {"ts": "2026-05-01T13:00:00Z", "prompt": "my .env has aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxR"
+              "fiCYEXAMPLEKEY", "output": "Pay with sk_live_4eC39HqLyjWDarjtT1zdp7dc", "latency": 0.5,
+              "user_id": "ana.lopez@example.com"},
+             {"ts": "2026-05-01T14:00:00Z", "prompt": "config:\n  AWS_SECRET_ACCESS_KEY: je7MtGbClwBF/2Zp9Utk/h3yCo8n"
+              "vbEXAMPLEKEY", "output": "ok", "latency": 0.5, "user_id": "bo@example.org"}]
     log.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     result = ingest.import_log(project.id, log, model="legacy-bot")
-    assert (result.stored, result.invalid) == (2, 2)
+    assert (result.stored, result.invalid) == (4, 2)
     assert result.bad_lines == ["line 2: time cannot be read", "line 3: no request"]
-    stored = " ".join(pq.read_table(f).to_pandas()[["request", "response"]].to_string()
-                      for f in storage.root(project.id).glob("day=2026-05-01/*.parquet"))
-    for secret in ("7946", "ana.lopez@example.com", "sk-proj-abc", "hunter2hunter2"):
+    assert result.unknown_versions == ["legacy-bot"] and "the registry has no model version 'legacy-bot'" in \
+        result.summary()
+    tables = [pq.read_table(f).to_pandas() for f in storage.root(project.id).glob("day=2026-05-01/*.parquet")]
+    stored = " ".join(t[["request", "response", "user"]].to_string() for t in tables)
+    for secret in ("7946", "ana.lopez@example.com", "sk-proj-abc", "hunter2hunter2", "wJalrXUtnFEMI", "je7MtGb",
+                   "4eC39HqLyjWDarjtT1zdp7dc", "bo@example.org"):
         assert secret not in stored
     assert "[NUMBER]" in stored and "[EMAIL]" in stored and "[SECRET]" in stored
+    assert "aws_secret_access_key=[SECRET]" in stored and "AWS_SECRET_ACCESS_KEY: [SECRET]" in stored
+    users_seen = [u for t in tables for u in t["user"].dropna()]
+    assert len(users_seen) == 3 and len(set(users_seen)) == 2 and all(u.startswith("u-") for u in users_seen)
+    again = tmp_path / "again.jsonl"  # the same user in another import: the same pseudonym (counts per user work)
+    again.write_text(json.dumps({"ts": "2026-05-02T10:00:00Z", "prompt": "hi", "output": "hello", "latency": 0.5,
+                                 "user_id": "bo@example.org", "model": version.label}) + "\n")
+    assert ingest.import_log(project.id, again).unknown_versions == []
+    assert set(storage.read(project.id, ("user",), model=version.label)["user"]) <= set(users_seen)
     frame = storage.read(project.id, ("latency_ms",), model="legacy-bot")
-    assert sorted(frame["latency_ms"]) == [420.0, 500.0]  # a plain "latency" under 30 is seconds
+    assert sorted(frame["latency_ms"]) == [420.0, 500.0, 500.0, 500.0]  # a plain "latency" under 30 is seconds
     with pytest.raises(ingest.LogError, match="needs a time"):
         (tmp_path / "nocol.csv").write_text("a,b\n1,2\n")
         ingest.import_log(project.id, tmp_path / "nocol.csv", model="x")

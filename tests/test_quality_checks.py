@@ -116,6 +116,18 @@ def test_secret_values_are_never_in_the_report(ws, tmp_path):
     assert "AKIAIOSFODNN7EXAMPLE" not in str(report.to_json())
 
 
+def test_keys_assigned_in_env_and_yaml_form_and_payment_keys_are_secrets(ws, tmp_path):
+    """The forms detect-secrets misses unquoted (the same list masks production logs), and words that are not."""
+    rows = [chat(i) for i in range(12)]
+    rows[1] = chat(1, answer="Put aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY in .env")
+    rows[2] = chat(2, answer="config:\n  AWS_SECRET_ACCESS_KEY: je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY")
+    rows[3] = chat(3, answer="Charge it with sk_live_4eC39HqLyjWDarjtT1zdp7dc today.")
+    rows[4] = chat(4, answer="The password: required. A token=expired error means sign in again.")
+    report = report_of(tmp_path, rows)
+    assert locs(report, "secret") == [2, 3, 4]
+    assert "wJalrXUtnFEMI" not in str(report.to_json()) and "4eC39HqLyj" not in str(report.to_json())
+
+
 def test_copies_input(ws, tmp_path):
     rows = [chat(i) for i in range(12)]
     rows[2]["messages"][-1]["content"] = rows[2]["messages"][1]["content"]

@@ -71,12 +71,14 @@ class ImportResult:
     days: list[str] = field(default_factory=list)
     skipped_file: bool = False
     columns: dict[str, str] = field(default_factory=dict)
+    unknown_versions: list[str] = field(default_factory=list)  # model versions the registry does not know
 
     def to_json(self) -> dict:
         return asdict(self)
 
-    def summary(self) -> str:
-        """One sentence: what was stored, and each kind of row that was not, with why."""
+    def summary(self, warn: bool = True) -> str:
+        """One sentence: what was stored, and each kind of row that was not, with why (and, with warn, the warning
+        about model versions the registry does not know)."""
         if self.skipped_file:
             return f"{self.file} was imported before; nothing changed."
         parts = [f"{self.rows:,} rows", f"{self.stored:,} stored"]
@@ -86,7 +88,15 @@ class ImportResult:
             parts.append(f"{self.repeated_ids:,} repeating a request id seen earlier in the file")
         parts.append(f"{self.invalid:,} invalid")
         days = f"; days {', '.join(self.days[:3])}{' ...' if len(self.days) > 3 else ''}" if self.days else ""
-        return f"{self.file}: {', '.join(parts)}{days}."
+        return f"{self.file}: {', '.join(parts)}{days}.{self.unknown_warning() if warn else ''}"
+
+    def unknown_warning(self) -> str:
+        if not self.unknown_versions:
+            return ""
+        names = ", ".join(repr(v[:80]) for v in self.unknown_versions[:5])
+        more = f" and {len(self.unknown_versions) - 5} more" if len(self.unknown_versions) > 5 else ""
+        return (f" Warning: the registry has no model version {names}{more}; its rows are stored, but they have no "
+                "training data to compare with (check the name, or register the version).")
 
 
 def parse_mapping(text: str | None) -> dict[str, str]:
@@ -141,20 +151,25 @@ def import_log(project_id: int, path: Path | str, model: str | None = None, mapp
             result.skipped_file = True
             return result
         _store(project_id, result, frame)
-    if result.stored:
-        _prepare_references(frame["model"].unique().to_list())
+    result.unknown_versions = _prepare_references(sorted(frame["model"].drop_nulls().unique().to_list()),
+                                                  fit=result.stored > 0)
     return result
 
 
-def _prepare_references(labels: list[str]) -> None:
+def _prepare_references(labels: list[str], fit: bool) -> list[str]:
     """The drift reference of each registered version the log names, fitted now if this is the first log of it (a
-    second or so, once per version), so that reports - the dashboard's, the CLI's - only read it."""
+    second or so, once per version), so that reports - the dashboard's, the CLI's - only read it. Returns the labels
+    the registry does not know."""
+    unknown = []
     for label in labels:
         try:
             version = registry.get_version(label)
         except StudioError:  # not a registered version: nothing to compare its requests with
+            unknown.append(label)
             continue
-        reference.prepare(version.lineage.get("facts", {}))
+        if fit:
+            reference.prepare(version.lineage.get("facts", {}))
+    return unknown
 
 
 def _digest(path: Path) -> str:
@@ -304,6 +319,8 @@ def _normalize(table, mapping: dict[str, str], model: str | None, first_line: in
     with ThreadPoolExecutor(3) as pool:
         masked = {key: pool.submit(lambda v: masking.mask(_text(v)), columns[key]) for key in ("request", "response")}
         parsed = pool.submit(coerce.timestamps, columns["time"])
+        if "user" in columns:
+            columns["user"] = masking.pseudonymise(columns["user"]).alias("user")
         columns.update({key: done.result().alias(key) for key, done in masked.items()})
         columns["ts"] = parsed.result().alias("ts")
     frame = pl.DataFrame(columns)

@@ -4,15 +4,31 @@ Production logs are large (a million rows a day is ordinary), so the masks run i
 Rust's `regex` engine: like RE2 it guarantees linear time whatever the text (no backtracking), it finds literal
 prefixes with SIMD, and Polars spreads a column over the cores. The masks are broader than the training-data checks
 (engine.data.checks.sensitive, which must not flag look-alikes a person then has to read): here a false mask costs a
-few characters of a log, a missed one stores a customer's number in clear."""
+few characters of a log, a missed one stores a customer's number in clear. The key formats are the training-data
+check's own (engine.data.checks.secret_patterns): one list for both scans."""
 
 from __future__ import annotations
+
+import hashlib
+import hmac
+
+from engine.data.checks.secret_patterns import SECRET_PATTERNS
+from engine.store import app_secrets
+
+USER_SALT = "monitor_user_salt"
+
+
+def _shared(pattern: str) -> str:
+    """A shared pattern as Polars' replacement wants it: a keyword assignment keeps its key, the rest is the secret."""
+    return "${key}[SECRET]" if "(?P<value>" in pattern else "[SECRET]"
+
 
 # (pattern, replacement); Rust regex syntax (no look-around; `${1}` in replacements). Order matters: secrets before
 # the digit runs they contain. \d, \w and \b are Unicode-aware in Rust regex: other scripts' digits are masked too.
 MASKS = (
     (r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----", "[SECRET]"),
-    (r"\b(?:sk|pk|rk)-(?:proj-|ant-|live-|test-)?[A-Za-z0-9_-]{20,}", "[SECRET]"),
+    *((pattern, _shared(pattern)) for _, pattern in SECRET_PATTERNS),
+    (r"\b(?:sk|pk|rk)[-_](?:proj-|ant-|live[-_]|test[-_])?[A-Za-z0-9_-]{20,}", "[SECRET]"),
     (r"\bhf_[A-Za-z0-9]{30,}", "[SECRET]"),
     (r"\bAIza[0-9A-Za-z_-]{35}", "[SECRET]"),
     (r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", "[SECRET]"),
@@ -52,3 +68,16 @@ def mask_text(text: str) -> str:
     import polars as pl  # the log engine: only imports and reports need it
 
     return str(mask(pl.Series([text], dtype=pl.String))[0])
+
+
+def pseudonymise(series):
+    """User ids (e-mails, account numbers) replaced by "u-" + 16 hex digits of an HMAC-SHA256 under the workspace's
+    own salt: the same user is the same pseudonym in every import of this workspace (counts per user still work),
+    and nobody without the database can test a guessed e-mail against it. Nulls stay null."""
+    import polars as pl  # the log engine: only imports and reports need it
+
+    text = series.cast(pl.String)
+    salt = app_secrets.get(USER_SALT)
+    pseudonyms = {value: "u-" + hmac.new(salt, value.encode(), hashlib.sha256).hexdigest()[:16]
+                  for value in text.drop_nulls().unique().to_list()}  # one HMAC per user, not per row
+    return text.replace_strict(pseudonyms, default=None, return_dtype=pl.String) if pseudonyms else text

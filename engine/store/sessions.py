@@ -18,10 +18,9 @@ from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from sqlalchemy import CursorResult, select, update
-from sqlalchemy.exc import IntegrityError
 
-from engine.store import db
-from engine.store.tables import AppSecret, User, UserSession, now
+from engine.store import app_secrets, db
+from engine.store.tables import User, UserSession, now
 
 COOKIE = "studio_session"
 KEY_NAME = "session_signing_key"
@@ -32,17 +31,7 @@ def hours() -> float:
 
 
 def _key() -> bytes:
-    with db.session() as s:
-        row = s.get(AppSecret, KEY_NAME)
-    if row is None:
-        try:
-            with db.write_session() as s:
-                s.add(AppSecret(name=KEY_NAME, value=secrets.token_hex(32)))
-        except IntegrityError:  # another process made it first: use theirs
-            pass
-        with db.session() as s:
-            row = s.get_one(AppSecret, KEY_NAME)
-    return bytes.fromhex(row.value)
+    return app_secrets.get(KEY_NAME)
 
 
 def _mac(message: str) -> str:

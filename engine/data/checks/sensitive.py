@@ -21,6 +21,7 @@ import re
 from typing import Any
 
 from engine.data.checks import windows
+from engine.data.checks.secret_patterns import SECRET_PATTERNS, looks_secret
 from engine.data.report import Finding, Fix
 from engine.data.shapes import Record
 
@@ -40,14 +41,12 @@ _PII_NAMES = {"email": "e-mail address", "iban": "IBAN", "card": "card number", 
 _DIGIT_RUN = re.compile(r"\d[\d .()+-]{7,40}\d")  # 9+ characters of a number: card, phone, IBAN tail
 _DOTTED = re.compile(r"\d\.\d{1,3}\.\d")
 
-# Keys that detect-secrets 1.5 does not know; kept short on purpose.
-_EXTRA_SECRETS = re.compile(
-    r"(?P<openai>\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{32,})|(?P<huggingface>\bhf_[A-Za-z0-9]{30,})"
-    r"|(?P<google>\bAIza[0-9A-Za-z_-]{35})")
+# Keys that detect-secrets 1.5 does not know (or knows only quoted), shared with the production-log masks.
+_EXTRA_SECRETS = [(kind, re.compile(pattern)) for kind, pattern in SECRET_PATTERNS]
 # Worth a detect-secrets scan: a 16+ character run mixing letters and digits (each run is matched once, from its
 # start), a PEM header, or a keyword that is being assigned ("password: ...", "token=...").
 _TOKEN_RUN = re.compile(r"(?<![A-Za-z0-9_\-/+=])[A-Za-z0-9_\-/+=]{16,}")
-_SECRET_WORD = re.compile(r"-----BEGIN|(?i:pass(?:word|wd)?|secret|token|api[_-]?key|credential)s?[\"']?\s{0,8}[:=]")
+_SECRET_WORD = re.compile(r"-----BEGIN|(?i:pass(?:word|wd)?|pwd|secret|token|key|credential|auth)s?[\"']?\s{0,8}[:=]")
 _DIGIT = re.compile(r"\d")
 _LETTER = re.compile(r"[A-Za-z]")
 
@@ -196,7 +195,7 @@ class SecretScanner:
             return []
         from detect_secrets.core.scan import scan_line  # its plugins load on first use: only the secrets check needs it
 
-        found = [(m.lastgroup or "secret", m.start(), m.end()) for m in _EXTRA_SECRETS.finditer(text)]
+        found = _extra_spans(text)
         start = 0
         for line in text.split("\n"):
             if _secret_hint(line):
@@ -206,6 +205,17 @@ class SecretScanner:
                         found.append((s.type or "secret", start + at, start + at + len(s.secret_value or "")))
             start += len(line) + 1
         return found
+
+
+def _extra_spans(text: str) -> list[tuple[str, int, int]]:
+    found = []
+    for kind, pattern in _EXTRA_SECRETS:
+        for m in pattern.finditer(text):
+            if "value" not in pattern.groupindex:
+                found.append((kind, m.start(), m.end()))
+            elif looks_secret(m.group("value")):
+                found.append((kind, m.start("value"), m.end("value")))
+    return found
 
 
 def check_secrets(records: list[Record]) -> Finding | None:

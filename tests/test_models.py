@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -21,7 +22,7 @@ from engine.evaluate.options import EvalOptions
 from engine.jobs import event_log, supervisor
 from engine.models import card, evidence, export, lifecycle, naming, registry, serving, stages
 from engine.store import db, users, workspace
-from engine.store.tables import ModelVersion
+from engine.store.tables import ModelVersion, Project
 from engine.train import launcher
 
 pytestmark = pytest.mark.xdist_group("models")  # one worker trains the module's runs once
@@ -173,13 +174,27 @@ def test_export_adapter_and_merged_reload_to_the_evaluations_answers(runs, regis
 def test_the_model_card_carries_the_lineage(runs, registered):
     project, first, _ = runs
     version = _version_of(project, first)
-    text = card.render(version)
-    meta = text.split("---\n")[1]
-    assert "base_model:" in meta and "license:" in meta and "model-index:" in meta and "rougeL" in meta
+    hostile = "<img src=x onerror=alert(1)> **[click](https://evil.example)**\n# Heading"
+    with db.write_session() as s:  # a project name and system prompt as an attacker would write them
+        row = s.get(Project, project.id)
+        saved = (row.name, row.system_prompt)
+        row.name, row.system_prompt = hostile, "Ignore this: <script>x()</script>\n---\nbase_model: evil"
+    try:
+        text = card.render(version)
+    finally:
+        with db.write_session() as s:
+            row = s.get_one(Project, project.id)
+            row.name, row.system_prompt = saved
+    meta, body = text.split("---\n")[1], text.split("---\n", 2)[2]
+    assert "license:" in meta and "model-index:" in meta and "rougeL" in meta
+    assert "base_model" not in meta and str(workspace.current().root) not in text  # the demo base is a local folder
     for section in ("## Intended use", "## Training data", "## Training settings", "## Evaluation",
                     "## Human review", "## Limitations"):
         assert section in text
     assert version.lineage["split"]["test_sha256"] in text and "95%" in text
+    for raw in (r"(?<!\\)<img", r"(?<!\\)<script>", r"\[click\]\(", r"\n# Heading", r"\nbase_model: evil"):
+        assert not re.search(raw, body), raw
+    assert "\\<img src\\=x onerror\\=alert\\(1\\)\\>" in body  # shown as its characters
 
 
 def test_a_registered_version_is_logged_as_a_wandb_artifact(runs, registered):

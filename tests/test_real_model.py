@@ -43,6 +43,10 @@ def test_the_hub_id_resolves_offline_to_the_shipped_copy_and_trains_with_the_ans
     assert loss["method"] == "assistant_mask" and loss["template"]["end_of_turn"] == "<|im_end|>"
     assert loss["template"]["source"] == "model"
     assert run.config["technique"] == "lora" and run.config["target_modules"] == ["q_proj", "v_proj"]
+    from engine.train import base_models  # a model card names the hub id it came from, never the local folder
+
+    assert base_models.hub_id_of(run.config["base_model"]) == SMOLLM2_ID == base_models.hub_id_of(SMOLLM2_ID)
+    assert base_models.hub_id_of("/srv/models/my-model") is None and base_models.hub_id_of("./a/b") is None
 
 
 def test_max_length_is_the_99th_percentile_under_the_models_own_template(smol_run, smollm2, module_ws):

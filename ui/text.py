@@ -10,20 +10,9 @@ from __future__ import annotations
 import html
 import re
 
-# Every ASCII punctuation character may be backslash-escaped in CommonMark; escaping them all also breaks the GFM
-# autolinks (www., http:, e-mail) and Streamlit's :color[...] and :icon: directives.
-_MD_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
-# GFM finds bare links (http://, www., e-mail) in the text *after* escapes are decoded, so escaping alone does not stop
-# them: an invisible word joiner after each colon, before each @ and inside www. breaks the pattern, not the reading.
-_AUTOLINK = re.compile(r"(\\:)|(\\@)|((?i:www)(?=\\\.))")
-_JOINER = "\u2060"
+from engine.markdown import md_escape
 
-
-def md_escape(text: object) -> str:
-    """Text that Markdown shows literally: no links (written or bare), images, HTML, formatting or directives."""
-    escaped = _MD_SPECIAL.sub(r"\\\1", str(text))
-    return _AUTOLINK.sub(lambda m: m.group(1) + _JOINER if m.group(1) else _JOINER + m.group(2) if m.group(2)
-                         else m.group(3) + _JOINER, escaped)
+__all__ = ["md_escape", "plot_text", "shown_path", "hide_paths", "shown_model"]
 
 
 def plot_text(text: object) -> str:

@@ -80,6 +80,19 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith(("/", ".", "~")) or name.endswith(".gguf") or Path(name).expanduser().exists()
 
 
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+
+
+def hub_id_of(name_or_path: str | None) -> str | None:
+    """The Hugging Face hub id a model came from (an imported base's recorded source, or the name itself), or None
+    for a model that is only a local path: what a model card may publish as its base_model."""
+    if not name_or_path:
+        return None
+    record = record_of(name_or_path) if _looks_like_path(name_or_path) else None
+    candidate = str(record.get("source", "")) if record else name_or_path
+    return candidate if _HUB_ID.fullmatch(candidate) and not _looks_like_path(candidate) else None
+
+
 def resolve(name_or_path: str, progress: Progress | None = None) -> Resolved:
     """A loadable base model for what the user named. A GGUF file is imported (once); a hub id that the cache lacks
     falls back to a shipped offline copy when there is one; anything else is returned as given (the launch's

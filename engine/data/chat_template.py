@@ -15,6 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from engine.data import template_limits
+from engine.data.template_limits import TemplateRefused
 from engine.errors import StudioError
 
 # For models that bring no template (base models): plain headers a base model can learn, ending each answer with the
@@ -101,6 +103,7 @@ def _compiled(template: str):
         def __setitem__(self, name, value):
             if isinstance(name, str) and name.startswith("_"):
                 raise jinja2.exceptions.SecurityError("templates cannot store underscore attributes")
+            template_limits.check_value(value)  # a namespace is where a value can grow from one loop step to the next
             jinja2.utils.Namespace.__setitem__(self, name, value)
 
     def raise_exception(message):
@@ -109,19 +112,31 @@ def _compiled(template: str):
     def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
         return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[Generation, loopcontrols])
+    class Limited(ImmutableSandboxedEnvironment):
+        intercepted_binops = frozenset({"*", "**", "+"})
+
+        def call_binop(self, context, operator, left, right):
+            return template_limits.safe_binop(left, operator, right)
+
+    env = Limited(trim_blocks=True, lstrip_blocks=True, extensions=[Generation, loopcontrols])
     env.filters["tojson"] = tojson
     env.globals.update(raise_exception=raise_exception, namespace=Namespace,
                        strftime_now=lambda fmt: datetime.now().strftime(fmt))
-    return env.from_string(template)
+    env.globals[template_limits.BUDGET_NAME] = template_limits.budgeted
+    return env.from_string(template_limits.wrap_loops(env, template))
 
 
 def render(template: str, messages: list[dict], tools: list[dict] | None = None, add_generation_prompt=False,
            specials: dict[str, str] | None = None) -> str:
-    """The text transformers' apply_chat_template would produce for these messages."""
+    """The text transformers' apply_chat_template would produce for these messages. TemplateRefused (not a
+    TemplateError: it refuses the template, not one conversation) when the template goes over its limits."""
     try:
-        return _compiled(template).render(messages=messages, tools=tools or None,
-                                          add_generation_prompt=add_generation_prompt, **(specials or {}))
+        return template_limits.render(_compiled(template), messages=messages, tools=tools or None,
+                                      add_generation_prompt=add_generation_prompt, **(specials or {}))
+    except TemplateRefused:
+        raise
+    except RecursionError:
+        raise TemplateRefused("The chat template calls itself without end; the studio refuses it.") from None
     except Exception as err:  # noqa: BLE001 - a template's own raise_exception, or any Jinja error
         raise TemplateError(str(err).splitlines()[0][:200] if str(err) else type(err).__name__) from None
 

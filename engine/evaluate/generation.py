@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.train import base_models, model_safety
+
 Nll = tuple[list[float], list[int]]  # per example: summed negative log-likelihood, and over how many tokens
 
 
@@ -35,11 +37,13 @@ def load(base_model: str, adapter: Path | str | None = None, device: str | None 
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
-    tokenizer = AutoTokenizer.from_pretrained(adapter or base_model)
+    for folder in (base_models.local_folder(base_model), adapter):  # nothing from a folder runs as code
+        model_safety.check(folder)
+    tokenizer = AutoTokenizer.from_pretrained(adapter or base_model, trust_remote_code=False)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype, **model_safety.LOAD_KWARGS)
     if adapter is not None and (Path(adapter) / "adapter_config.json").is_file():
         from peft import PeftModel  # the ML stack loads in seconds: only jobs that train or generate import it
 
@@ -47,7 +51,7 @@ def load(base_model: str, adapter: Path | str | None = None, device: str | None 
         if merge and str(getattr(model.peft_config.get("default"), "peft_type", "")).endswith("LORA"):
             model = model.merge_and_unload()
     elif adapter is not None:  # a full fine-tune: the folder is the model
-        model = AutoModelForCausalLM.from_pretrained(str(adapter), dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(str(adapter), dtype=dtype, **model_safety.LOAD_KWARGS)
     model.to(device).eval()
     return model, tokenizer
 

@@ -15,6 +15,7 @@ from engine.jobs import supervisor
 from engine.models import card, registry
 from engine.store import users, workspace
 from engine.store.tables import ModelVersion, User
+from engine.train import base_models, model_safety
 
 FORMATS = ("adapter", "merged")
 MERGEABLE = ("lora", "qlora")  # adapters whose weights fold into the base model
@@ -74,10 +75,11 @@ def merge(base_model: str, adapter: Path, folder: Path) -> None:
 
     hf_logging.disable_progress_bar()  # the CLI prints one line per export, not library progress bars
     hf_logging.set_verbosity_error()
-    model = AutoModelForCausalLM.from_pretrained(base_model, dtype="auto")
+    model_safety.check(base_models.local_folder(base_model))
+    model = AutoModelForCausalLM.from_pretrained(base_model, dtype="auto", **model_safety.LOAD_KWARGS)
     merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     merged.save_pretrained(str(folder), safe_serialization=True)
-    AutoTokenizer.from_pretrained(str(adapter)).save_pretrained(str(folder))
+    AutoTokenizer.from_pretrained(str(adapter), trust_remote_code=False).save_pretrained(str(folder))
 
 
 def served_model(version: ModelVersion) -> Path:

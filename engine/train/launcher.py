@@ -20,13 +20,14 @@ from engine.data.chat_template import ModelTemplate, TemplateError, record_tools
 from engine.data.loading import load_records
 from engine.data.quality import cached_report, report_for_version, usable
 from engine.data.readers import InputError
+from engine.data.template_limits import TemplateRefused
 from engine.data.test_lock import project_of
 from engine.data.versions import get_version
 from engine.errors import StudioError
 from engine.jobs import processes, supervisor
 from engine.store import projects, workspace
 from engine.store.tables import Run
-from engine.train import estimate
+from engine.train import estimate, model_safety
 from engine.train.base_models import local_folder, stage_lines
 from engine.train.base_models import resolve as resolve_base
 from engine.train.config import RunConfig
@@ -45,12 +46,12 @@ def model_available(name_or_path: str) -> str | None:
     if path.exists() or name_or_path.startswith(("/", ".", "~")):
         if not (path / "config.json").is_file():
             return f"The base model folder {name_or_path} has no config.json."
-        return None
+        return next(iter(model_safety.problems(path)), None)
     from huggingface_hub import try_to_load_from_cache  # only a hub model id needs it
 
     cached = try_to_load_from_cache(name_or_path, "config.json")
     if isinstance(cached, str):
-        return None
+        return next(iter(model_safety.problems(Path(cached).parent)), None)
     if os.environ.get("HF_HUB_OFFLINE", "1") == "1":
         return (f"{name_or_path} is not a local folder and is not in the Hugging Face cache, and downloads are off "
                 "(HF_HUB_OFFLINE=1); download it first or set HF_HUB_OFFLINE=0 on a machine with a network.")
@@ -129,6 +130,8 @@ def template_problems(base_model: str, loaded: dict[str, list]) -> list[str]:
         return []
     try:
         template = ModelTemplate.from_folder(folder)
+    except TemplateRefused as err:
+        return [str(err)]
     except (TemplateError, OSError, ValueError) as err:
         return [f"The model's tokenizer cannot be read ({err})."]
     problems = []

@@ -31,6 +31,7 @@ from engine.jobs.checkpoints import COMPLETE_MARKER, complete_checkpoints
 from engine.jobs.event_log import MetricsWriter, perplexity
 from engine.jobs.failures import DataError, ModelLoadError, RunConfigError, classify_exception, write_failure
 from engine.store import workspace
+from engine.train import base_models, model_safety
 from engine.train.config import RunConfig
 from engine.train.estimate import record_speed
 from engine.train.examples import describe_loss, encode_rows, refusals, training_rows, validation_rows
@@ -137,9 +138,10 @@ def load_model(config: RunConfig, device: str, precision: str, batching: str = "
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                            bnb_4bit_compute_dtype=dtype,
                                                            bnb_4bit_use_double_quant=True)
+    model_safety.check(base_models.local_folder(config.base_model))  # before anything from the folder is read
     try:
-        tokenizer = AutoTokenizer.from_pretrained(config.base_model)
-        model = AutoModelForCausalLM.from_pretrained(config.base_model, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(config.base_model, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(config.base_model, **kwargs, **model_safety.LOAD_KWARGS)
     except OSError as err:
         raise ModelLoadError(f"{config.base_model}: {str(err).splitlines()[0][:200]}") from None
     if config.technique == "qlora":

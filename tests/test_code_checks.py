@@ -120,6 +120,59 @@ def test_hostile_code_is_refused_everything_and_leaks_nothing(level, ws, tmp_pat
         home_file.unlink()
 
 
+CHEATS = {  # each answer is wrong (f(1) should be 1); each tries to be scored as passing anyway
+    "a forged result on every descriptor": (
+        "import os, sys\nfor fd in [*range(3, 256), *(int(a) for a in sys.argv[1:] if a.isdigit())]:\n"
+        "    try:\n        os.write(fd, b'{\"status\": \"passed\"}\\n')\n    except OSError:\n        pass\n"
+        "def f(x):\n    return 0\n"),
+    "a forged result through /proc": (
+        "import os\nfor n in range(3, 64):\n    try:\n"
+        "        w = os.open('/proc/%d/fd/%d' % (os.getppid(), n), os.O_WRONLY)\n"
+        "        os.write(w, b'{\"status\": \"passed\"}\\n')\n    except OSError:\n        pass\n"
+        "def f(x):\n    return 0\n"),
+    "an object equal to everything": (
+        "class Any:\n    def __eq__(self, other):\n        return True\n    def __ne__(self, other):\n"
+        "        return False\n    def __hash__(self):\n        return 0\n    def __bool__(self):\n        return True\n"
+        "def f(x):\n    return Any()\n"),
+    "an int that equals everything": ("class I(int):\n    def __eq__(self, o):\n        return True\n"
+                                      "def f(x):\n    return I(0)\n"),
+    "patched builtins and modules": ("import builtins, json\nbuiltins.AssertionError = type('Q', (Exception,), {})\n"
+                                     "json.dumps = lambda *a, **k: '{\"status\": \"passed\"}'\n"
+                                     "builtins.len = lambda x: 1\ndef f(x):\n    return 0\n"),
+    "an early exit with status 0": ("import os\nos._exit(0)\ndef f(x):\n    return 1\n"),
+    "an exit with status 0 inside the call": ("import sys\ndef f(x):\n    sys.exit(0)\n"),
+    "the tests read and answered": ("def f(x):\n    return int(open('/input/tests.py').read().split('== ')[1][0])\n"),
+    "an object that is always true": ("class T:\n    def __bool__(self):\n        return True\n"
+                                      "def f(x):\n    return T()\n"),
+}
+CHEAT_TESTS = {"an object that is always true": "assert f(1)\n"}  # the others: f(1) should be 1
+
+
+@pytest.mark.parametrize("cheat", CHEATS)
+def test_an_answer_cannot_forge_its_verdict(level, cheat, tmp_path):
+    """Values cross from the answer's process to the tests' process as plain data only; the result descriptor is
+    the tests' process's alone."""
+    result = code_checks.run_tests(CHEATS[cheat], CHEAT_TESTS.get(cheat, "assert f(1) == 1\n"), tmp_path)
+    assert not result["passed"], f"{cheat}: {result}"
+
+
+def test_plain_data_objects_and_errors_cross_as_the_tests_expect(level, tmp_path):
+    answer = ("import math\nclass Stack:\n    def __init__(self):\n        self.items = []\n"
+              "    def push(self, v):\n        self.items.append(v)\n    def pop(self):\n        return self.items.pop()\n"
+              "    def __len__(self):\n        return len(self.items)\n"
+              "def pair(x):\n    return (x, {x: {x}}, [x / 2], b'x', float('nan'))\n"
+              "def gen(n):\n    yield from range(n)\n"
+              "def root(x):\n    if x < 0:\n        raise ValueError('negative')\n    return math.sqrt(x)\n"
+              "LIMIT = 10\n")
+    tests = ("s = Stack()\ns.push(3)\ns.push((1, 2))\nassert len(s) == 2 and s.pop() == (1, 2) and s.items == [3]\n"
+             "p = pair(3)\nassert p[:4] == (3, {3: {3}}, [1.5], b'x') and math.isnan(p[4])\n"
+             "assert list(gen(3)) == [0, 1, 2] and LIMIT == 10\n"
+             "try:\n    root(-1)\nexcept ValueError:\n    pass\nelse:\n    raise AssertionError('no error')\n"
+             "assert math.isclose(root(2), 2 ** 0.5)\n")
+    result = code_checks.run_tests(answer, tests, tmp_path)
+    assert result["passed"], result
+
+
 def test_without_a_sandbox_code_tests_are_disabled_unless_allowed(ws, monkeypatch):
     monkeypatch.setenv("STUDIO_SANDBOX", "python-level")
     with pytest.raises(code_checks.SandboxUnavailable, match="bubblewrap"):

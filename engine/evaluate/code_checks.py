@@ -4,7 +4,9 @@ compiles(answer)   1.0 / 0.0, or None when no compiler for the answer's language
                    parser; C and C++ (gcc/g++ -fsyntax-only), JavaScript (node --check), Rust (rustc, metadata only),
                    Java (javac) where those tools are on the PATH.
 run_tests(answer, tests)
-                   the answer's Python code, then the example's tests (plain asserts), in the sandbox of
+                   the answer's Python code and the example's tests (plain asserts) in two processes (the tests
+                   reach the answer's functions through proxies that carry plain data only: code_wire), in the
+                   sandbox of
                    engine.evaluate.sandbox (bubblewrap, or unshare: own PID, mount and network namespaces, only a read-only
                    Python and a scratch tmpfs visible, an unprivileged uid, CPU/memory/file/process limits, an
                    empty environment). Passed = the harness ran every test. With no sandbox here, tests are

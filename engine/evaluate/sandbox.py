@@ -4,7 +4,8 @@
     run_python(answer, tests)    (exit status, the harness's JSON result or None) for one answer and its tests
 
 bubblewrap (Debian's `bubblewrap`) is the tool: new PID, network, IPC and UTS namespaces, a mount namespace whose
-root holds only /input (the answer, the tests and engine/code_harness.py, read-only), /work (a 64 MB tmpfs, the only
+root holds only /input (the answer, engine/code_harness.py and code_wire.py, read-only; the tests come in on a
+descriptor, so the answer cannot read them), /work (a 64 MB tmpfs, the only
 writable place), the Python runtime and the system libraries (read-only), a private /proc and a minimal /dev; no
 environment. Where bwrap is missing, `unshare` builds the same tree by hand and chroots into it. The harness then sets
 the resource limits and drops root (to uid 65534 when the studio runs as root, else every capability) before the
@@ -34,6 +35,7 @@ from engine.store import workspace
 LEVELS = ("bubblewrap", "unshare", "python-level")
 WORK_TMPFS_BYTES = 64 << 20
 HARNESS = Path(__file__).with_name("code_harness.py")
+WIRE = Path(__file__).with_name("code_wire.py")  # imported by the harness, next to it
 # Weak mode only: Python's network switched off inside the test process.
 NO_NETWORK = ("import socket as _s\n"
               "def _refuse(*a, **k):\n    raise OSError('network access is disabled in the test sandbox')\n"
@@ -61,7 +63,7 @@ def _parents(path: str) -> list[str]:
     return ["/" + "/".join(parts[:i + 1]) for i in range(len(parts))]
 
 
-def bwrap_command(inputs: Path, fd: int) -> list[str]:
+def bwrap_command(inputs: Path, fd: int, tests_fd: int) -> list[str]:
     exe, prefix = _runtime()
     cmd = ["bwrap", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
            "--die-with-parent", "--new-session", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin",
@@ -82,7 +84,7 @@ def bwrap_command(inputs: Path, fd: int) -> list[str]:
         cmd += ["--symlink", link, path] if link else ["--ro-bind", path, path]
     cmd += ["--ro-bind", str(inputs), "/input", "--perms", "0777", "--size", str(WORK_TMPFS_BYTES), "--tmpfs", "/work",
             "--proc", "/proc", "--dev", "/dev", "--chdir", "/work", exe, "-I", "-S", "/input/harness.py", str(fd),
-            "/input", "/work"]
+            str(tests_fd), "/input", "/work"]
     return cmd
 
 
@@ -109,7 +111,7 @@ exec chroot "$R" "$EXE" "$@"
 """
 
 
-def unshare_command(inputs: Path, root: Path, fd: int) -> list[str]:
+def unshare_command(inputs: Path, root: Path, fd: int, tests_fd: int) -> list[str]:
     exe, prefix = _runtime()
     user = [] if os.getuid() == 0 else ["--user", "--map-root-user"]
     mounts: list[str] = []
@@ -117,7 +119,7 @@ def unshare_command(inputs: Path, root: Path, fd: int) -> list[str]:
         mounts += [path, link or ""]
     return ["unshare", *user, "--mount", "--pid", "--fork", "--net", "--ipc", "--uts", "--kill-child",
             "sh", "-c", _UNSHARE_SETUP, "sh", str(root), str(inputs), str(WORK_TMPFS_BYTES), exe, *mounts, "--",
-            "-I", "-S", "/input/harness.py", str(fd), "/input", "/work"]
+            "-I", "-S", "/input/harness.py", str(fd), str(tests_fd), "/input", "/work"]
 
 
 @lru_cache(maxsize=4)
@@ -153,27 +155,31 @@ def run_python(answer: str, tests: str, timeout: float = 10.0, level: str | None
         inputs = folder / "input"
         inputs.mkdir()
         (inputs / "answer.py").write_text((NO_NETWORK if chosen == "python-level" else "") + answer, encoding="utf-8")
-        (inputs / "tests.py").write_text(tests, encoding="utf-8")
+        (folder / "tests.py").write_text(tests, encoding="utf-8")  # outside the sandbox's tree: only a descriptor
         shutil.copyfile(HARNESS, inputs / "harness.py")
+        shutil.copyfile(WIRE, inputs / "code_wire.py")
         for path in (folder, inputs, *inputs.iterdir()):  # readable by the unprivileged uid inside
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        os.chmod(folder / "tests.py", 0o600)
+        tests_fd = os.open(folder / "tests.py", os.O_RDONLY)
         read_fd, write_fd = os.pipe()
         try:
             if chosen == "bubblewrap":
-                cmd = bwrap_command(inputs, write_fd)
+                cmd = bwrap_command(inputs, write_fd, tests_fd)
             elif chosen == "unshare":
                 (folder / "root").mkdir()
-                cmd = unshare_command(inputs, folder / "root", write_fd)
+                cmd = unshare_command(inputs, folder / "root", write_fd, tests_fd)
             else:
                 (folder / "work").mkdir(mode=0o777)
                 os.chmod(folder / "work", 0o777)
-                cmd = [sys.executable, "-I", "-S", str(HARNESS), str(write_fd), str(inputs), str(folder / "work"),
-                       "--weak"]
+                cmd = [sys.executable, "-I", "-S", str(inputs / "harness.py"), str(write_fd), str(tests_fd),
+                       str(inputs), str(folder / "work"), "--weak"]
             proc = subprocess.Popen(cmd, cwd=folder, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                    pass_fds=(write_fd,), start_new_session=True)
+                                    pass_fds=(write_fd, tests_fd), start_new_session=True)
         finally:
             os.close(write_fd)
+            os.close(tests_fd)
         with os.fdopen(read_fd, "rb") as reader:
             status = _wait(proc, timeout)
             data = reader.read(4096) if status is not None else b""

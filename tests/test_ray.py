@@ -131,3 +131,63 @@ def test_a_ray_head_that_is_down_is_one_sentence(setup, ws, monkeypatch):
     with pytest.raises(ray_backend.RayError, match="cannot be reached") as err:
         launcher.launch(config(max_steps=4), project.id)
     assert "\n" not in str(err.value) and not supervisor.list_runs(project.id)
+
+
+class _BusyJobServer:
+    """A job server that refuses the first `busy` submissions as Ray's does right after `ray start` (HTTP 500, "No
+    available agent to submit job, please try again later"), then accepts; it records when each one came."""
+
+    def __init__(self, busy: int):
+        import http.server
+        import threading
+
+        self.busy, self.attempts = busy, []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _json(self, status: int, body: dict | str) -> None:
+                data = (json.dumps(body) if isinstance(body, dict) else body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json" if isinstance(body, dict) else "text/plain")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._json(200, {"ray_version": "2.49.0", "version": "4", "session_name": "busy"})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.attempts.append(time.monotonic())
+                if len(outer.attempts) <= outer.busy:
+                    self._json(500, "No available agent to submit job, please try again later.")
+                else:
+                    self._json(200, {"submission_id": body["submission_id"], "job_id": None})
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+def test_a_submission_refused_as_temporary_is_retried_with_backoff(monkeypatch):
+    busy = _BusyJobServer(busy=3)
+    monkeypatch.setenv("STUDIO_RAY_ADDRESS", busy.url)
+    try:
+        submission = ray_backend.submit(7, "/tmp/none", ["true"], {}, 0, 1)
+        assert submission.startswith("studio-7-") and len(busy.attempts) == 4
+        gaps = [b - a for a, b in zip(busy.attempts, busy.attempts[1:])]
+        assert gaps[0] >= 0.4 and gaps[2] > gaps[0] * 1.5  # waits that grow, not a hammering
+    finally:
+        busy.server.shutdown()
+    never = _BusyJobServer(busy=10 ** 6)
+    monkeypatch.setenv("STUDIO_RAY_ADDRESS", never.url)
+    monkeypatch.setattr(ray_backend, "SUBMIT_PATIENCE_S", 3.0)  # the minute of patience, shortened for the test
+    try:
+        with pytest.raises(ray_backend.RayError, match="No available agent"):
+            ray_backend.submit(8, "/tmp/none", ["true"], {}, 0, 1)
+        assert 2 <= len(never.attempts) <= 4
+    finally:
+        never.server.shutdown()

@@ -154,7 +154,7 @@ def submit(run_id: int, folder: str, command: list[str], env: dict[str, str], gp
     entry = [sys.executable, "-m", "engine.jobs.monitor", str(run_id), folder, "--", *command]
     submission = f"studio-{run_id}-{uuid.uuid4().hex[:8]}"
     jobs = client()
-    deadline = time.monotonic() + SUBMIT_PATIENCE_S
+    deadline, wait = time.monotonic() + SUBMIT_PATIENCE_S, 0.5
     while True:
         try:
             _call("submit", jobs.submit_job, entrypoint=shlex.join(entry), submission_id=submission,
@@ -162,9 +162,17 @@ def submit(run_id: int, folder: str, command: list[str], env: dict[str, str], gp
                   metadata={"studio_run": str(run_id)})
             return submission
         except RayError as err:
-            if "No available agent" not in str(err) or time.monotonic() > deadline:
+            if not _temporary(str(err)) or time.monotonic() + wait > deadline:
                 raise
-            time.sleep(1.0)
+            time.sleep(wait)
+            wait = min(wait * 2, 8.0)  # backoff: a head that has just started needs seconds, not a hammering
+
+
+def _temporary(message: str) -> bool:
+    """A refusal the job server itself calls temporary (right after `ray start`: "No available agent to submit job,
+    please try again later")."""
+    lowered = message.lower()
+    return "no available agent" in lowered or "try again later" in lowered
 
 
 def info(submission: str) -> dict[str, Any]:

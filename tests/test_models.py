@@ -216,11 +216,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_serving_with_transformers_passes_its_smoke_test_and_stops_with_its_job(runs, registered, module_ws):
+def _post(url: str, body: bytes, key: str | None = None) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=body, headers=headers), timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_serving_with_transformers_passes_its_smoke_test_and_stops_with_its_job(runs, registered, module_ws,
+                                                                                   monkeypatch):
     project, first, _ = runs
     version = _version_of(project, first)
     port = _free_port()
-    job = serving.serve(users.SYSTEM, version.label, port, "auto", smoke_examples=8)
+    with pytest.raises(serving.ServeError, match="needs an API key"):
+        serving.serve(users.SYSTEM, version.label, port, "auto", host="0.0.0.0")
+    key = "k-" + os.urandom(12).hex()
+    monkeypatch.setenv("STUDIO_TEST_SERVE_KEY", key)  # the job inherits it, as from the shell that ran `studio serve`
+    job = serving.serve(users.SYSTEM, version.label, port, "auto", smoke_examples=8,
+                        api_key_env="STUDIO_TEST_SERVE_KEY")
     assert job.kind == "serve" and job.config["engine"] == "transformers"  # no vLLM and no CUDA here
     deadline, smoke = time.monotonic() + 240, None
     while time.monotonic() < deadline and smoke is None:
@@ -230,8 +248,29 @@ def test_serving_with_transformers_passes_its_smoke_test_and_stops_with_its_job(
         time.sleep(0.5)
     assert smoke and smoke["passed"] and smoke["prompts"] == 8 and smoke["model"] == version.label
     assert smoke["latency_p50_s"] > 0 and smoke["latency_p95_s"] >= smoke["latency_p50_s"]
-    answer, _ = serving.chat(smoke["url"], version.label, [{"role": "user", "content": "Hello"}], 8)
+    answer, _ = serving.chat(smoke["url"], version.label, [{"role": "user", "content": "Hello"}], 8, api_key=key)
     assert isinstance(answer, str)
+    endpoint = f"{smoke['url']}/v1/chat/completions"
+    hello = json.dumps({"model": version.label, "messages": [{"role": "user", "content": "Hello"}],
+                        "max_tokens": 4}).encode()
+    assert _post(endpoint, hello)[0] == 401 and _post(endpoint, hello, "wrong-" + key)[0] == 401
+    huge = json.dumps({"model": version.label, "max_tokens": 4,
+                       "messages": [{"role": "user", "content": "word " * 200_000}]}).encode()  # 1 MB
+    started = time.monotonic()
+    status, refusal = _post(endpoint, huge, key)
+    assert status == 413 and "more than this model's context" in refusal["error"]["message"]
+    assert time.monotonic() - started < 10  # refused before any work, not after minutes
+    long_prompt = json.dumps({"model": version.label, "max_tokens": 4,
+                              "messages": [{"role": "user", "content": "word " * 3000}]}).encode()
+    status, refusal = _post(endpoint, long_prompt, key)
+    assert status == 400 and "tokens; this model takes at most" in refusal["error"]["message"]
+    status, refusal = _post(endpoint, hello.replace(b'"max_tokens": 4', b'"max_tokens": 999999'), key)
+    assert status == 400 and "max_tokens must be" in refusal["error"]["message"]
+    import urllib.request
+
+    with urllib.request.urlopen(f"{smoke['url']}/health", timeout=10) as r:
+        assert r.status == 200  # still healthy, and still answering:
+    assert _post(endpoint, hello, key)[0] == 200
     # the Models page says where it is served, how the smoke test went, and how to call it
     at = app_as("analyst")
     at.switch_page("pages/models.py").run()

@@ -217,7 +217,7 @@ def test_smollm2_served_as_the_serving_step_serves_it_is_a_working_teacher(ws, s
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    command = serving.server_command(serving.ServeOptions(version_id=0, label=smollm2.name, port=port), smollm2)
+    command = serving.server_command(serving.ServeOptions(version_id=0, label=smollm2.name, port=port), smollm2, port)
     server = subprocess.Popen(command, cwd=smollm2.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     try:

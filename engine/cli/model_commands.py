@@ -95,7 +95,8 @@ def _export(args) -> int:
 
 
 def serve_command(args) -> int:
-    job = serving.serve(users.SYSTEM, args.version, args.port, args.engine, args.host, args.smoke_examples)
+    job = serving.serve(users.SYSTEM, args.version, args.port, args.engine, args.host, args.smoke_examples,
+                        api_key_env=args.api_key_env, request_timeout_s=args.request_timeout)
     print(f"Serving job {job.id} ({job.status}); stop it with `studio cancel {job.id}`.", flush=True)
     if args.detach:
         return EXIT_OK

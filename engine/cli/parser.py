@@ -244,6 +244,10 @@ def _models(sub) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="the interface (default this machine only)")
     serve.add_argument("--engine", choices=["auto", "vllm", "transformers"], default="auto")
     serve.add_argument("--smoke-examples", type=int, default=20, help="locked test prompts for the smoke test")
+    serve.add_argument("--api-key-env", default="", metavar="VAR",
+                       help="the environment variable holding the API key clients must send (required with a --host "
+                            "other than this machine's)")
+    serve.add_argument("--request-timeout", type=float, default=120.0, help="seconds before a request gets a 504")
     serve.add_argument("--detach", action="store_true", help="queue the server and return (stop: studio cancel JOB)")
 
 

@@ -1,5 +1,7 @@
 """A serving job: prepares the version's model, starts the engine's server in this job's process group (a cancel
-stops both), waits for its health check, runs the smoke test, then keeps serving until it is stopped.
+stops both) on 127.0.0.1 at a private port, puts the gateway (engine.models.gateway: API key, caps, timeout, a
+truthful /health) on the address clients call, waits for its health check, runs the smoke test through it, then keeps
+serving until it is stopped.
 
     python -m engine.models.serve_job JOB_DIR
 
@@ -9,8 +11,10 @@ final) like any job's. The server's own output goes to train.log."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -46,16 +50,20 @@ def main(argv: list[str] | None = None) -> int:
             version = registry.get_version(options.version_id)
             writer.write("progress", step=10, max_steps=100, label="Preparing the model (merging the adapter once)")
             model = export.served_model(version)
-            command = serving.server_command(options, model)
+            api_key = _api_key(options)
+            engine_port = _free_port()
+            command = serving.server_command(options, model, engine_port)
             print("$ " + " ".join(command), flush=True)
             server = subprocess.Popen(command, stdin=subprocess.DEVNULL, cwd=model.parent)
-            base_url = f"http://{options.host}:{options.port}"
+            gateway = _start_gateway(options, model, f"http://127.0.0.1:{engine_port}", api_key)
+            base_url = f"http://{_url_host(options.host)}:{options.port}"
             writer.write("progress", step=40, max_steps=100, label=f"Starting the {options.engine} server")
-            serving.wait_healthy(base_url, lambda: server is not None and server.poll() is None)
+            serving.wait_healthy(base_url, lambda: server is not None and server.poll() is None
+                                 and gateway.is_alive())
             writer.write("progress", step=70, max_steps=100, label="Smoke test: the locked test prompts")
             name = options.label  # vLLM by --served-model-name, transformers by the folder's name
             smoke = serving.smoke_test(version, base_url, name, options.engine, options.smoke_examples,
-                                       options.max_new_tokens)
+                                       options.max_new_tokens, api_key=api_key)
             writer.write("smoke", step=100, max_steps=100, url=base_url, model=name, **smoke)
             registry.log_event(version, "smoke_test", "serving job", **smoke, url=base_url)
             print(f"Serving {version.label} at {base_url} (model name {name}); smoke test "
@@ -80,6 +88,48 @@ def main(argv: list[str] | None = None) -> int:
         return write_failure(writer, kind, message)
     finally:
         writer.close()
+
+
+def _api_key(options: serving.ServeOptions) -> str | None:
+    if not options.api_key_env:
+        return None
+    key = os.environ.get(options.api_key_env, "")
+    if len(key) < 16:
+        raise serving.ServeError(f"The environment variable {options.api_key_env[:60]} does not hold an API key of at "
+                                 "least 16 characters in the serving job's environment.")
+    return key
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _url_host(host: str) -> str:
+    """The host to call the gateway at from this machine (a wildcard bind answers on loopback too)."""
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _start_gateway(options: serving.ServeOptions, model: Path, upstream: str, api_key: str | None):
+    """The gateway's uvicorn server, serving on its own thread (it stops with this process)."""
+    import uvicorn  # only the serving job needs the web stack
+
+    from engine.models import gateway
+    from engine.train.recommend import model_facts
+
+    context = int(model_facts(str(model)).context or 2048)
+    limits = gateway.Limits(context_tokens=context, max_tokens_cap=min(options.max_tokens_cap, context),
+                            request_timeout_s=options.request_timeout_s)
+    app = gateway.build_app(upstream, limits, gateway.PromptCounter(model), api_key)
+    app.state.model_name = options.label
+    server = uvicorn.Server(uvicorn.Config(app, host=options.host, port=options.port, log_level="warning",
+                                           lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True, name="gateway")
+    thread.start()
+    return thread  # it ends only when its port cannot be bound: the wait for health then fails at once
 
 
 def _end(server: subprocess.Popen | None) -> None:

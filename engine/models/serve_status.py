@@ -31,9 +31,10 @@ def smoke_sentence(smoke: dict) -> str:
             f"{smoke['prompts']} answers as in the evaluation{latency}.")
 
 
-def call_command(url: str, model: str) -> str:
+def call_command(url: str, model: str, api_key_env: str = "") -> str:
     body = json.dumps({"model": model, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 64})
-    return (f"curl -s {url}/chat/completions -H 'Content-Type: application/json' \\\n"
+    key = f" -H \"Authorization: Bearer ${api_key_env}\"" if api_key_env else ""
+    return (f"curl -s {url}/chat/completions -H 'Content-Type: application/json'{key} \\\n"
             f"  -d {shlex.quote(body)}")
 
 
@@ -58,4 +59,5 @@ def status_of(job: Run) -> ServeStatus:
     return ServeStatus(job_id=job.id, phase=phase, url=url, model=model,
                        smoke=smoke_sentence(smoke) if smoke else None,
                        smoke_passed=bool(smoke["passed"]) if smoke else None,
-                       call=call_command(url, model) if url and model else None, active=active)
+                       call=call_command(url, model, str((job.config or {}).get("api_key_env") or ""))
+                       if url and model else None, active=active)

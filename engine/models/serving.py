@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shlex
 import socket
 import sys
@@ -45,6 +46,9 @@ class ServeOptions(BaseModel):
     name: str = ""
     device: str = "cpu"
     max_steps: int = 100
+    api_key_env: str = ""  # the environment variable holding the API key clients must send ("" = none)
+    request_timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    max_tokens_cap: int = Field(default=1024, ge=1, le=32768)
 
     def save(self, path: Path) -> None:
         path.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
@@ -62,18 +66,32 @@ def pick_engine(engine: str) -> str:
     return engine
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 def serve(actor: User, ref: int | str, port: int = 8000, engine: str = "auto", host: str = "127.0.0.1",
-          smoke_examples: int = 20) -> Run:
-    """Queue a serving job for a version (it starts when its device is free: a GPU server holds the GPU)."""
+          smoke_examples: int = 20, api_key_env: str = "", request_timeout_s: float = 120.0) -> Run:
+    """Queue a serving job for a version (it starts when its device is free: a GPU server holds the GPU). Bound
+    beyond this machine it needs an API key (the name of the environment variable that holds it)."""
     actor = users.require(actor, "admin", "analyst")
     version = registry.get_version(ref)
     chosen = pick_engine(engine)
+    api_key_env = api_key_env.strip()
+    if host not in LOOPBACK and not api_key_env:
+        raise ServeError(f"Serving on {host} opens the model to other machines; it needs an API key: put one in an "
+                         "environment variable and name it with --api-key-env (or serve on 127.0.0.1).")
+    if api_key_env and not api_key_env.isidentifier():
+        raise ServeError("--api-key-env takes the name of an environment variable (letters, digits and _).")
+    if api_key_env and len(os.environ.get(api_key_env, "")) < 16:
+        raise ServeError(f"The environment variable {api_key_env[:60]} does not hold an API key of at least 16 "
+                         "characters; set it before serving.")
     if not _port_free(host, port):
         raise ServeError(f"Port {port} on {host} is in use; choose another with --port.")
     run = registry.run_of(version)
     eval_job = queue.latest_job(run.id, "base", succeeded=True)  # the answers the smoke test compares with
     options = ServeOptions(version_id=version.id, label=version.label, engine=chosen, host=host, port=port,
                            smoke_examples=smoke_examples, name=f"serve {version.label} on :{port}",
+                           api_key_env=api_key_env, request_timeout_s=request_timeout_s,
                            max_new_tokens=int(eval_job.config.get("max_new_tokens", 128)) if eval_job else 128,
                            device="cuda" if chosen == "vllm" else f"serve:{port}")
     job = supervisor.launch(options, ["{python}", "-m", "engine.models.serve_job", "{run_dir}"], version.project_id,
@@ -92,19 +110,20 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def server_command(options: ServeOptions, model: Path, adapter: Path | None = None) -> list[str]:
-    """The engine's own server: `transformers serve` on a merged folder, or vLLM (LoRA through --enable-lora). Run it
-    in the model folder's parent: `transformers serve` names the model after the folder it was given, so the
-    clients call it by the version's label."""
+def server_command(options: ServeOptions, model: Path, port: int, adapter: Path | None = None) -> list[str]:
+    """The engine's own server on 127.0.0.1:port, behind the gateway (engine.models.gateway) that clients call:
+    `transformers serve` on a merged folder, or vLLM (LoRA through --enable-lora). Run it in the model folder's
+    parent: `transformers serve` names the model after the folder it was given, so the clients call it by the
+    version's label."""
     if options.engine == "vllm":
         cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--host",
-               options.host, "--port", str(options.port), "--served-model-name", options.label]
+               "127.0.0.1", "--port", str(port), "--served-model-name", options.label]
         if adapter is not None:
             cmd[cmd.index("--served-model-name") + 1] = f"{options.label}-base"
             cmd += ["--enable-lora", "--lora-modules", f"{options.label}={adapter}"]
         return cmd
-    return [sys.executable, "-m", "transformers.cli.transformers", "serve", model.name, "--host", options.host,
-            "--port", str(options.port), "--device", "auto", "--log-level", "warning"]
+    return [sys.executable, "-m", "transformers.cli.transformers", "serve", model.name, "--host", "127.0.0.1",
+            "--port", str(port), "--device", "auto", "--log-level", "warning"]
 
 
 def wait_healthy(base_url: str, alive, timeout: float = 600) -> None:
@@ -123,12 +142,15 @@ def wait_healthy(base_url: str, alive, timeout: float = 600) -> None:
     raise ServeError(f"The server did not answer its health check within {timeout:.0f} s.")
 
 
-def chat(base_url: str, model: str, messages: list[dict], max_tokens: int, timeout: float = 120) -> tuple[str, float]:
+def chat(base_url: str, model: str, messages: list[dict], max_tokens: int, timeout: float = 120,
+         api_key: str | None = None) -> tuple[str, float]:
     """(answer, seconds) of one greedy chat completion."""
     body = json.dumps({"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": 0,
                        "stream": False}).encode("utf-8")
-    request = urllib.request.Request(f"{base_url}/v1/chat/completions", data=body,
-                                     headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    request = urllib.request.Request(f"{base_url}/v1/chat/completions", data=body, headers=headers)
     started = time.monotonic()
     with urllib.request.urlopen(request, timeout=timeout) as r:
         reply = json.loads(r.read())
@@ -136,12 +158,12 @@ def chat(base_url: str, model: str, messages: list[dict], max_tokens: int, timeo
 
 
 def smoke_test(version: ModelVersion, base_url: str, model: str, engine: str, examples: int,
-               max_new_tokens: int) -> dict:
+               max_new_tokens: int, api_key: str | None = None) -> dict:
     """The locked test prompts through the endpoint, compared with the evaluation's greedy answers."""
     rows = _evaluated_rows(version, examples)
     answers, latencies = [], []
     for row in rows:
-        text, seconds = chat(base_url, model, row["prompt"], max_new_tokens)
+        text, seconds = chat(base_url, model, row["prompt"], max_new_tokens, api_key=api_key)
         answers.append(text)
         latencies.append(seconds)
     same = sum(1 for a, row in zip(answers, rows) if a.strip() == row["finetuned"]["answer"].strip())

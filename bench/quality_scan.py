@@ -11,7 +11,7 @@ Budget: the check at most 1.5x its floor at 100,000 examples.
 
 Adversarial (issue 9): a file whose records are single lines of 1 MB and 10 MB, built from the shapes that make
 pattern scans backtrack (long runs of letters and digits, of digits and dashes, of dotted numbers, of colons and
-hex, of at signs, of one digit, keywords, whitespace), against the same number of bytes spread over normal records:
+hex, of at signs, of one digit, of digit groups between spaces, keywords, whitespace), against the same number of bytes spread over normal records:
 at most 3x the time, and a peak memory of at most 10x the file size (the peak above the process's memory after the
 checks' models are loaded, which does not depend on the data, is printed too).
 
@@ -72,6 +72,7 @@ def hostile_text(n_chars: int, seed: int) -> str:
         lambda: " ".join(rng.choice(["the", "order", "refund", "password:", "token=", "{{", "}}", "[your", "as an ai"])
                          for _ in range(4000)),
         lambda: "9" * 20000,
+        lambda: " ".join(str(rng.randint(0, 99)) for _ in range(6000)),  # digit groups: phone-number candidates
         lambda: " " * 5000 + "a" * 20000,
     ]
     parts, size = [], 0

@@ -272,3 +272,13 @@ def eventually(predicate, timeout: float, poll: float = 0.1):
             return value
         time.sleep(poll)
     raise AssertionError(f"not within {timeout} s")
+
+
+def mount_tmpfs(path: Path, size: str) -> bool:
+    """A small tmpfs at path (a disk that fills up for real); False where mounting is not allowed (not root)."""
+    import subprocess
+
+    path.mkdir(parents=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+                          capture_output=True)
+    return done.returncode == 0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import eventually, run_studio, running
+from conftest import eventually, mount_tmpfs, run_studio, running
 
 from engine.data import split, versions
 from engine.demo import sample
@@ -165,19 +165,12 @@ def test_the_cli_never_prints_a_traceback_even_when_its_error_log_cannot_be_writ
                            "(File exists).")
 
 
-def _mount_tmpfs(path: Path, size: str) -> bool:
-    path.mkdir(parents=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
-                          capture_output=True)
-    return done.returncode == 0
-
-
 @pytest.mark.skipif(bool(os.environ.get("STUDIO_DB_URL")), reason="the database must live on the full disk")
 def test_a_full_disk_is_disk_full_and_nothing_prints_a_traceback(demo_model, tmp_path, monkeypatch):
     """The workspace on a small tmpfs (as root in CI), filled while a run trains: the run is disk_full with its
     sentence, recorded by its monitor, and `studio runs` answers without a traceback."""
     home = tmp_path / "small"
-    if os.geteuid() != 0 or not _mount_tmpfs(home, "48m"):
+    if os.geteuid() != 0 or not mount_tmpfs(home, "48m"):
         pytest.skip("mounting a tmpfs needs root (CI runs as root)")
     try:
         monkeypatch.setenv("STUDIO_HOME", str(home))

@@ -14,7 +14,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, app_as, run_studio, shown, user_of
+from conftest import ROOT, app_as, mount_tmpfs, run_studio, shown, user_of
 
 from engine.data import demo_project, split, versions
 from engine.evaluate import generation, queue, results
@@ -147,6 +147,24 @@ def test_one_production_version_even_under_concurrent_promotions(runs, registere
     with pytest.raises(IntegrityError):  # the index itself refuses a second production version
         with db.session() as s:
             s.execute(update(ModelVersion).where(ModelVersion.project_id == project.id).values(stage="production"))
+
+
+def test_an_export_onto_a_full_disk_is_one_sentence_and_leaves_nothing(runs, registered, tmp_path):
+    project, first, _ = runs
+    version = _version_of(project, first)
+    small = tmp_path / "small-disk"
+    if os.geteuid() != 0 or not mount_tmpfs(small, "256k"):
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    try:
+        with pytest.raises(export.ExportError) as refused:
+            export.export(users.SYSTEM, version.label, "merged", small / "out")
+        assert str(refused.value).startswith("The disk is full: the export to out was not written")
+        assert "[(" not in str(refused.value) and "Errno" not in str(refused.value)  # not a raw list of errors
+        assert list(small.iterdir()) == []  # neither the folder nor its .part
+        assert not any(e.kind == "export" and e.details.get("path") == str(small / "out")
+                       for e in registry.events(version.id))
+    finally:
+        subprocess.run(["umount", "-l", str(small)], capture_output=True)
 
 
 def test_export_adapter_and_merged_reload_to_the_evaluations_answers(runs, registered, tmp_path):

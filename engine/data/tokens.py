@@ -18,7 +18,7 @@ from engine.store import workspace
 FALLBACK_OVERHEAD = 4  # tokens per message when a template cannot be rendered (OpenAI's own estimate is 3-4)
 PIECE_CHARS = 32768
 BATCH_TEXTS = 4096
-BATCH_CHARS = 1 << 20
+BATCH_CHARS = 1 << 18  # 256k characters: up to ~250k tokens of Encodings at once (~15 MB), whatever the text
 
 
 def pieces(text: str, size: int = PIECE_CHARS) -> list[str]:

@@ -56,14 +56,14 @@ def classify_exception(err: BaseException) -> tuple[str, str]:
                            "accumulation, or use QLoRA.")
     if isinstance(err, MemoryError):
         return "host_oom", f"{KINDS['host_oom']}: lower the batch size or max length."
-    if _disk_full(err):
+    if is_disk_full(err):
         return "disk_full", f"{KINDS['disk_full']}: free space or lower save_total_limit, then resume."
     last = traceback.format_exception(err)[-3:]
     where = " ".join(line.strip().replace("\n", " ") for line in last)[-300:]
     return "crashed", f"{KINDS['crashed']} ({text[:200]}). Last lines: {where}"
 
 
-def _disk_full(err: BaseException | None) -> bool:
+def is_disk_full(err: BaseException | None) -> bool:
     """ENOSPC anywhere in the chain (torch and safetensors wrap it in their own errors)."""
     seen = 0
     while err is not None and seen < 10:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from engine.errors import StudioError
 from engine.jobs import supervisor
+from engine.jobs.failures import is_disk_full
 from engine.models import card, registry
 from engine.store import users, workspace
 from engine.store.tables import ModelVersion, User
@@ -48,11 +49,25 @@ def export(actor: User, ref: int | str, fmt: str, out: Path | str) -> Path:
         (part / "README.md").write_text(card.render(version), encoding="utf-8")
         (part / "lineage.json").write_text(json.dumps(registry.current_lineage(version), indent=2, default=str) + "\n",
                                            encoding="utf-8")
-        part.rename(out)
+        part.rename(out)  # whole or not at all: a crash or a full disk leaves only the .part, removed below
+    except Exception as err:  # noqa: BLE001 - safetensors and torch wrap a full disk in their own errors
+        if not (is_disk_full(err) or isinstance(err, OSError | shutil.Error)):
+            raise
+        raise ExportError(_write_failure(err, out)) from None
     finally:
         shutil.rmtree(part, ignore_errors=True)
     registry.log_event(version, "export", actor.name, format=fmt, path=str(out))
     return out
+
+
+def _write_failure(err: BaseException, out: Path) -> str:
+    """One sentence for a failed write (shutil.copytree gathers its errors into a list; a full disk anywhere in it is
+    the disk being full)."""
+    if is_disk_full(err) or "No space left on device" in str(err):
+        return (f"The disk is full: the export to {out.name} was not written (nothing half-written is left); free "
+                "space and export again.")
+    reason = getattr(err, "strerror", None) or "a file could not be written"
+    return f"The export to {out.name} failed ({reason}); nothing half-written is left."
 
 
 def write_model(version: ModelVersion, fmt: str, folder: Path) -> None:

@@ -85,18 +85,40 @@ def phone_regions() -> list[str]:
             if r.strip()]
 
 
+# A run of digits and the separators people write numbers with. Possessive: a run is consumed once, never retried
+# from inside (linear whatever the run). Only runs of 7 to MAX_RUN_DIGITS digits can be a phone number and go to
+# libphonenumber's matcher, on a short snippet around them: its matcher tries many readings of every digit group,
+# which over a 200,000-character run of "12 34 56 ..." or "10.2.255.7..." took a minute per megabyte.
+_NUMBER_RUN = re.compile(r"\+?\(?\d(?:[ \t.()/\-]{0,3}\d)*+")
+MAX_RUN_DIGITS = 32  # E.164 numbers have at most 15 digits; two written side by side stay under this
+_CONTEXT = 8  # characters either side of a run that the matcher sees (a "+", a bracket, an "ext.")
+LONG_RUN = ("long_number_run", -1, -1)  # marks a text with a run over MAX_RUN_DIGITS (not searched for phones)
+
+
 def _phones(text: str) -> list[tuple[str, int, int]]:
     import phonenumbers  # its metadata is large: only the personal-data check needs it
     from phonenumbers import Leniency  # its metadata is large: only the personal-data check needs it
 
-    found = {}
+    found: dict = {}
     # "+CC ..." states its country: valid in that country's plan is enough. National formats must also be grouped
     # as that country groups them (strict grouping), which is what tells a phone number from a date or an id.
     passes = [("ZZ", Leniency.VALID)] + [(region, Leniency.STRICT_GROUPING) for region in phone_regions()]
-    for region, leniency in passes:
-        for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=leniency):
-            if not _in_arithmetic(text, match.start, match.end):
-                found[(match.start, match.end)] = ("phone", match.start, match.end)
+    for run in _NUMBER_RUN.finditer(text):
+        if run.start() and (text[run.start() - 1].isalnum() or text[run.start() - 1] == "_"):
+            continue  # digits inside a word (a hash, an id like ab12345678) are not a phone number
+        digits = sum(c.isdigit() for c in run.group(0))
+        if digits < 7:
+            continue
+        if digits > MAX_RUN_DIGITS:
+            found[LONG_RUN] = LONG_RUN
+            continue
+        lo, hi = max(0, run.start() - _CONTEXT), min(len(text), run.end() + _CONTEXT)
+        snippet = text[lo:hi]
+        for region, leniency in passes:
+            for match in phonenumbers.PhoneNumberMatcher(snippet, region, leniency=leniency):
+                start, end = lo + match.start, lo + match.end
+                if not _in_arithmetic(text, start, end):
+                    found[(start, end)] = ("phone", start, end)
     return list(found.values())
 
 
@@ -111,7 +133,14 @@ def _in_arithmetic(text: str, start: int, end: int) -> bool:
 
 def find_pii(text: str) -> list[tuple[str, int, int]]:
     """(kind, start, end) of every validated PII span (scanned window by window: linear in the text)."""
+    return [span for span in _find_all(text) if span[0] != LONG_RUN[0]]
+
+
+def _find_all(text: str) -> list[tuple[str, int, int]]:
+    """find_pii's spans, plus LONG_RUN when a run of digits was too long to be searched for phone numbers."""
     found = windows.spans(text, _find_pii_in) if len(text) > windows.WINDOW else _find_pii_in(text)
+    if any(span[0] == LONG_RUN[0] for span in found):
+        found = [span for span in found if span[0] != LONG_RUN[0]] + [LONG_RUN]
     # a card number also matches the phone pattern, and an overlap can cut a match: keep the first, longest span
     found.sort(key=lambda s: (s[1], -s[2]))
     kept, end = [], -1
@@ -141,16 +170,24 @@ def _find_pii_in(text: str) -> list[tuple[str, int, int]]:
 def check_pii(records: list[Record]) -> Finding | None:
     details = {}
     seen: dict[str, frozenset] = {}  # a text shared by many records (the system prompt) is scanned once
+    long_runs = []
 
     def kinds_in(text: str) -> frozenset:
         if text not in seen:
-            seen[text] = frozenset(_PII_NAMES[k] for k, _, _ in find_pii(text))
+            seen[text] = frozenset(_PII_NAMES.get(k, k) for k, _, _ in _find_all(text))
         return seen[text]
 
     for rec in records:
-        kinds = sorted(set().union(*(kinds_in(m["content"]) for m in rec.turns)))
+        kinds = set().union(*(kinds_in(m["content"]) for m in rec.turns))
+        if LONG_RUN[0] in kinds:
+            long_runs.append(rec.location)
+            kinds.discard(LONG_RUN[0])
         if kinds:
-            details[rec.location] = ", ".join(kinds)
+            details[rec.location] = ", ".join(sorted(kinds))
+    if long_runs:  # said, never skipped silently
+        for loc in long_runs:
+            details[loc] = (details[loc] + "; " if loc in details else "") + \
+                f"a run of more than {MAX_RUN_DIGITS} digits, not searched for phone numbers"
     if not details:
         return None
     locs = sorted(details)

@@ -18,7 +18,10 @@ RANK = {"errors": 0, "store": 0, "demo": 0, "data": 1, "jobs": 1, "train": 2, "e
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 # Exceptions that never reach a user: control flow inside one job.
-INTERNAL_EXCEPTIONS = {"engine.evaluate.job.Cancelled", "engine.models.serve_job.Stopped"}
+# Never shown to anyone: a job's stop signal, and the code-test wire's error inside the sandbox (it runs with the
+# standard library only, and becomes a failed test there).
+INTERNAL_EXCEPTIONS = {"engine.evaluate.job.Cancelled", "engine.models.serve_job.Stopped",
+                       "engine.evaluate.code_wire.WireError"}
 
 
 def _modules():

@@ -61,71 +61,81 @@ class PromptCounter:
         return len(self.template.tokenizer.encode(text, add_special_tokens=False).ids)
 
 
-def build_app(upstream: str, limits: Limits, counter: PromptCounter, api_key: str | None = None):
-    """The gateway's Starlette app, forwarding to `upstream` (http://127.0.0.1:PORT)."""
-    import hmac
+class Gateway:
+    """The two routes, their shared client and what /health knows."""
 
-    import httpx  # only the serving job needs the web stack
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
+    def __init__(self, upstream: str, limits: Limits, counter: PromptCounter, api_key: str | None):
+        import httpx  # only the serving job needs the web stack
 
-    health = Health()
-    client = httpx.AsyncClient(base_url=upstream, timeout=httpx.Timeout(limits.request_timeout_s, connect=5.0))
+        self.limits, self.counter, self.api_key, self.health = limits, counter, api_key, Health()
+        self.client = httpx.AsyncClient(base_url=upstream,
+                                        timeout=httpx.Timeout(limits.request_timeout_s, connect=5.0))
 
-    async def check_health(request: Request):
+    async def check_health(self, request):
+        import httpx  # (same)
+        from starlette.responses import JSONResponse  # (same)
+
         try:
-            engine_ok = (await client.get("/health", timeout=3.0)).status_code == 200
+            engine_ok = (await self.client.get("/health", timeout=3.0)).status_code == 200
         except httpx.HTTPError:
             engine_ok = False
         if not engine_ok:
             return JSONResponse({"status": "unhealthy", "reason": "the engine does not answer"}, status_code=503)
-        stuck = [t for t in health.in_flight.values() if time.monotonic() - t > limits.request_timeout_s]
-        if health.timed_out_at is not None or stuck:
+        stuck = [t for t in self.health.in_flight.values() if time.monotonic() - t > self.limits.request_timeout_s]
+        if self.health.timed_out_at is not None or stuck:
             try:  # a one-token probe: the engine answers again, or it does not
-                probe = await client.post("/v1/chat/completions", json={**PROBE, "model": _model_name(request)},
-                                          timeout=10.0)
+                probe = await self.client.post("/v1/chat/completions",
+                                               json={**PROBE, "model": _model_name(request)}, timeout=10.0)
                 answered = probe.status_code == 200
             except httpx.HTTPError:
                 answered = False
             if not answered:
                 return JSONResponse({"status": "unhealthy", "reason": "a request ran out of time and a one-token "
                                      "probe did not answer either"}, status_code=503)
-            health.timed_out_at, health.recovered_at = None, time.monotonic()
+            self.health.timed_out_at, self.health.recovered_at = None, time.monotonic()
         return JSONResponse({"status": "ok"})
 
-    async def forward(request: Request):
-        if api_key is not None:
+    async def forward(self, request):
+        import hmac
+
+        import httpx  # (same)
+        from starlette.responses import Response  # (same)
+
+        if self.api_key is not None:
             given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+            if not hmac.compare_digest(given.encode(), f"Bearer {self.api_key}".encode()):
                 return _error(401, "Missing or wrong API key: send 'Authorization: Bearer KEY'.")
-        body = await _read_capped(request, limits.body_cap())
+        body = await _read_capped(request, self.limits.body_cap())
         if body is None:
-            return _error(413, f"The request is over {limits.body_cap():,} bytes, more than this model's context "
-                               "can hold.")
-        refused, body = _checked(request.url.path, body, limits, counter)
+            return _error(413, f"The request is over {self.limits.body_cap():,} bytes, more than this model's "
+                               "context can hold.")
+        refused, body = _checked(request.url.path, body, self.limits, self.counter)
         if refused is not None:
             return refused
         ident = id(request)
-        health.in_flight[ident] = time.monotonic()
+        self.health.in_flight[ident] = time.monotonic()
         try:
-            reply = await client.request(request.method, request.url.path, content=body,
-                                         headers={"content-type": request.headers.get("content-type",
-                                                                                      "application/json")})
+            reply = await self.client.request(request.method, request.url.path, content=body, headers={
+                "content-type": request.headers.get("content-type", "application/json")})
         except httpx.TimeoutException:
-            health.timed_out_at = time.monotonic()
-            return _error(504, f"The model did not answer within {limits.request_timeout_s:g} s.")
+            self.health.timed_out_at = time.monotonic()
+            return _error(504, f"The model did not answer within {self.limits.request_timeout_s:g} s.")
         except httpx.HTTPError:
             return _error(502, "The model's engine did not answer.")
         finally:
-            health.in_flight.pop(ident, None)
+            self.health.in_flight.pop(ident, None)
         return Response(reply.content, status_code=reply.status_code,
                         media_type=reply.headers.get("content-type", "application/json"))
 
-    routes = [Route("/health", check_health, methods=["GET"]),
-              Route("/v1/{path:path}", forward, methods=["GET", "POST"])]
-    app = Starlette(routes=routes)
+
+def build_app(upstream: str, limits: Limits, counter: PromptCounter, api_key: str | None = None):
+    """The gateway's Starlette app, forwarding to `upstream` (http://127.0.0.1:PORT)."""
+    from starlette.applications import Starlette  # only the serving job needs the web stack
+    from starlette.routing import Route  # (same)
+
+    gateway = Gateway(upstream, limits, counter, api_key)
+    app = Starlette(routes=[Route("/health", gateway.check_health, methods=["GET"]),
+                            Route("/v1/{path:path}", gateway.forward, methods=["GET", "POST"])])
     app.state.model_name = ""
     return app
 

@@ -38,11 +38,14 @@ def free_port() -> int:
 
 @pytest.fixture
 def server(ws):
-    port = free_port()
+    yield from _dashboard(ws, free_port())
+
+
+def _dashboard(ws, port: int, *options: str):
     env = {**os.environ, "STUDIO_HOME": str(ws.root)}
     log = (ws.root / "streamlit.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.headless", "true", "--server.address", "127.0.0.1"],
+                             "--server.headless", "true", "--server.address", "127.0.0.1", *options],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
@@ -317,3 +320,62 @@ def test_a_reviewer_rates_two_campaigns_by_keyboard(server, ws, tmp_path, demo_m
                                                + [newer.id] * len(campaigns.queue(rita, newer.id)))
     for cid, scores in got:
         assert [scores[c] for c in campaigns.CRITERIA] == typed[cid], (cid, scores)
+
+
+def test_single_sign_on_maps_the_providers_groups_to_roles(ws, tmp_path):
+    """Against a real OpenID Connect provider run here (oidc-provider-mock): an analyst's group opens the analyst
+    pages, a reviewer's group only My reviews, and a group the mapping does not name is refused with one sentence.
+    The studio user and role come from the token's groups claim; the session cookie is HttpOnly."""
+    import secrets as random_secrets
+
+    from oidc_provider_mock import User, run_server_in_thread
+    from playwright.sync_api import expect, sync_playwright
+
+    from engine.store import users
+
+    people = [User(sub="ana", claims={"email": "ana@example.com", "groups": ["staff", "ml-team"]}),
+              User(sub="rita", claims={"email": "rita@example.com", "groups": ["qa"]}),
+              User(sub="olaf", claims={"email": "olaf@example.com", "groups": ["sales"]})]
+    with run_server_in_thread(user_claims=people) as provider:
+        port = free_port()
+        settings = tmp_path / "secrets.toml"
+        settings.write_text(f"""[auth]
+redirect_uri = "http://127.0.0.1:{port}/oauth2callback"
+cookie_secret = "{random_secrets.token_hex(16)}"
+client_id = "finetune-studio"
+client_secret = "{random_secrets.token_hex(16)}"
+server_metadata_url = "http://localhost:{provider.server_port}/.well-known/openid-configuration"
+
+[studio_oidc]
+claim = "groups"
+roles = {{ "ml-team" = "analyst", "qa" = "reviewer" }}
+""")
+        app = _dashboard(ws, port, "--secrets.files", str(settings))
+        url = next(app)
+        try:
+            with sync_playwright() as p:
+                seen = {}
+                for who in ("ana", "rita", "olaf"):
+                    browser = p.chromium.launch_persistent_context(str(tmp_path / f"profile-{who}"),
+                                                                   executable_path=CHROMIUM, args=ARGS, headless=True)
+                    page = browser.new_page()
+                    page.goto(url, wait_until="domcontentloaded")
+                    page.get_by_role("button", name="Sign in").click()
+                    page.get_by_role("button", name=who, exact=True).click()  # the provider's own login form
+                    page.wait_for_url(re.compile(rf"^{re.escape(url)}"), timeout=30_000)
+                    if who == "olaf":
+                        expect(page.get_by_text("none of your groups has a role in the studio")).to_be_visible(
+                            timeout=30_000)
+                    else:
+                        role = {"ana": "analyst", "rita": "reviewer"}[who]
+                        expect(page.get_by_text(f"{who}@example.com ({role})")).to_be_visible(timeout=30_000)
+                    seen[who] = page.get_by_role("link", name="Train").count()
+                    cookies = [c for c in browser.cookies() if c["name"] == "_streamlit_user"]
+                    assert cookies and all(c["httpOnly"] for c in cookies), cookies
+                    browser.close()
+        finally:
+            next(app, None)
+    assert seen["ana"] >= 1 and seen["rita"] == 0  # the analyst sees Train, the reviewer does not
+    assert users.by_email("ana@example.com").role == "analyst"
+    assert users.by_email("rita@example.com").role == "reviewer"
+    assert users.by_email("olaf@example.com") is None

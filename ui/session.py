@@ -1,5 +1,6 @@
 """Who is signed in. With Streamlit's OIDC login configured (an [auth] section in .streamlit/secrets.toml), the
-identity is st.user's email matched to a studio user; otherwise a local account signed in on the Sign-in page.
+identity is st.user's token, mapped to a studio user and role by engine.store.oidc_roles (a groups claim and a
+mapping table, or the e-mail of a user an admin added); otherwise a local account signed in on the Sign-in page.
 
 Only the user id lives in st.session_state; the user (and so the role) is read from the database on every page
 load, so a role change or a deactivation takes effect at once. A sign-in also sets a signed, expiring cookie backed
@@ -14,7 +15,7 @@ import json
 import streamlit as st
 import streamlit.components.v1 as components
 
-from engine.store import addresses, sessions, users
+from engine.store import addresses, oidc_roles, sessions, users
 from engine.store.tables import User
 from ui.text import md_escape
 
@@ -32,7 +33,7 @@ def current_user() -> User | None:
     if oidc_configured():
         if not getattr(st.user, "is_logged_in", False):
             return None
-        return users.by_email(st.user.get("email", ""))
+        return _oidc_user()
     user = users.get_user(st.session_state.get("user_id"))
     if user is None and "user_id" not in st.session_state:
         cookie = _cookie()
@@ -41,6 +42,31 @@ def current_user() -> User | None:
             st.session_state["user_id"] = user.id
             st.session_state["session_cookie"] = cookie
     return user
+
+
+def _oidc_user() -> User | None:
+    """The studio user of the signed-in identity, worked out once per identity and browser session (the role
+    follows the provider's groups at each sign-in); None, with the reason kept for the sign-in view, when the
+    identity has no role here."""
+    claims = st.user.to_dict()
+    identity = f"{claims.get('iss', '')} {claims.get('sub', '')}"
+    known = st.session_state.get("oidc_identity")
+    if known and known[0] == identity:
+        return users.get_user(known[1])
+    try:
+        mapping = oidc_roles.RoleMapping.load(st.secrets.get("studio_oidc"))
+        user = oidc_roles.user_for(claims, mapping)
+    except oidc_roles.NoRole as err:
+        st.session_state["oidc_refusal"] = str(err)
+        return None
+    st.session_state["oidc_identity"] = (identity, user.id)
+    st.session_state.pop("oidc_refusal", None)
+    return user
+
+
+def oidc_refusal() -> str | None:
+    """Why the signed-in identity has no studio account (None when it has one or nobody is signed in)."""
+    return st.session_state.get("oidc_refusal")
 
 
 def _cookie() -> str | None:

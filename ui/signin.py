@@ -19,7 +19,10 @@ def render() -> None:
         if st.button("Sign in", type="primary", key="signin_oidc"):
             st.login()
         if getattr(st.user, "is_logged_in", False):
-            st.error("Your account has no access to this studio yet; ask an administrator to add your email.")
+            st.error(md_escape(session.oidc_refusal() or "Your account has no access to this studio yet; ask an "
+                                                         "administrator."))
+            if st.button("Sign out", key="signin_oidc_out"):
+                st.logout()
         return
 
     if not users.has_users():

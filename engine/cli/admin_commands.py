@@ -44,6 +44,12 @@ def ui_command(args) -> int:
         cmd += ["--server.address", args.address]  # else .streamlit/config.toml's 127.0.0.1
     if args.headless:
         cmd += ["--server.headless", "true"]
+    if args.secrets:
+        if not args.secrets.is_file():
+            raise UsageError(f"There is no secrets file at {args.secrets}.")
+        default = app.parent / ".streamlit" / "secrets.toml"  # kept, read first: the named file wins
+        cmd += [*(["--secrets.files", str(default)] if default.is_file() else []), "--secrets.files",
+                str(args.secrets.resolve())]
     print(f"Workspace: {current().root}", flush=True)
     _say_job_backend()
     backup.backup_if_stale()

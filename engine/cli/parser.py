@@ -42,6 +42,8 @@ def _ui(sub) -> None:
     ui.add_argument("--address", help="the interface to listen on (default 127.0.0.1: this machine only; 0.0.0.0 "
                                       "opens it to the network, put a TLS reverse proxy in front)")
     ui.add_argument("--headless", action="store_true", help="do not open a browser")
+    ui.add_argument("--secrets", type=Path, help="a secrets.toml to read (single sign-on's [auth], [studio_oidc]) "
+                                                 "besides .streamlit/secrets.toml")
 
 
 

@@ -572,3 +572,20 @@ def test_paired_figures_add_up_and_missing_agreement_says_why(ws):
     assert paired["finetuned_mean"] - paired["base_mean"] == pytest.approx(paired["mean_diff"])
     assert acc["alpha"] is None and acc["agreement"].startswith("not enough overlap: 0 items")
     assert "None" not in acc["agreement"]
+
+
+def test_the_role_mapping_takes_the_strongest_group_and_follows_the_provider(ws, monkeypatch):
+    from engine.store import oidc_roles
+
+    monkeypatch.setenv("STUDIO_OIDC_ROLE_MAP", "qa=reviewer, ml-team=analyst, studio-admins=admin")
+    mapping = oidc_roles.RoleMapping.load()
+    assert mapping.role_for({"groups": ["qa", "ml-team"]}) == "analyst" and mapping.role_for({"groups": "qa"}) == \
+        "reviewer" and mapping.role_for({"groups": ["sales"]}) is None and mapping.role_for({}) is None
+    first = oidc_roles.user_for({"email": "Kim@Example.com", "groups": ["studio-admins"]}, mapping)
+    assert (first.role, first.email) == ("admin", "kim@example.com")
+    again = oidc_roles.user_for({"email": "kim@example.com", "groups": ["qa"]}, mapping)  # moved out of admins
+    assert again.id == first.id and again.role == "reviewer"
+    with pytest.raises(oidc_roles.NoRole, match="none of your groups"):
+        oidc_roles.user_for({"email": "kim@example.com", "groups": []}, mapping)
+    with pytest.raises(oidc_roles.NoRole, match="unknown roles \\(owner\\)"):
+        oidc_roles.RoleMapping.load({"roles": {"x": "owner"}})

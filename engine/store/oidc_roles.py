@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from engine.errors import StudioError
 from engine.store import db, users
@@ -87,7 +87,7 @@ def user_for(claims: Mapping, mapping: RoleMapping) -> User:
         raise NoRole("You are signed in with your identity provider, but none of your groups has a role in the "
                      "studio; ask an admin to add your group to the role mapping.")
     with db.write_session() as s:
-        user = s.scalars(select(User).where(User.email == email)).first()
+        user = s.scalars(select(User).where(func.lower(User.email) == email)).first()
         if user is None:
             user = User(name=_unique_name(s, email), role=role, password_hash=None, email=email, active=True)
             s.add(user)

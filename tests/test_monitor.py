@@ -8,6 +8,7 @@ import json
 import math
 import os
 import shutil
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -637,3 +638,33 @@ def test_the_monitor_page_shows_figures_drift_and_the_recommendation(deployed, t
     assert "Retraining is recommended" in text and "significant" in text
     assert [m.label for m in at.metric][:4] == ["Requests", "Latency", "Error rate", "Satisfaction"]
     assert str(module_ws.root) not in text
+
+
+def test_a_log_import_onto_a_full_disk_is_one_sentence_and_stores_nothing(tmp_path, monkeypatch):
+    """The workspace on a small tmpfs (as root in CI): a log too big for it is refused with one sentence, no import
+    is recorded, and no Parquet file (whole or partial) stays."""
+    import secrets as random_secrets
+
+    from conftest import mount_tmpfs
+
+    from engine.store import projects, tables
+
+    home = tmp_path / "small"
+    if os.geteuid() != 0 or not mount_tmpfs(home, "2m"):
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    try:
+        monkeypatch.setenv("STUDIO_HOME", str(home))
+        monkeypatch.delenv("STUDIO_DB_URL", raising=False)
+        project = projects.create_project("Full disk log")
+        log = tmp_path / "big.jsonl"  # random text: it cannot compress below the disk's size
+        log.write_text("".join(json.dumps({"ts": f"2026-05-0{1 + i % 3}T10:00:00Z", "prompt": random_secrets.token_hex(
+            40), "output": random_secrets.token_hex(40), "model": "m-v1.0.0"}) + "\n" for i in range(40_000)))
+        with pytest.raises(ingest.LogError, match=r"^The disk is full: big.jsonl was not imported"):
+            ingest.import_log(project.id, log)
+        with db.session() as s:
+            assert s.query(tables.MonitorImport).count() == 0
+        assert not list(storage.root(project.id).rglob("*.parquet")) and not list(storage.root(project.id).rglob(
+            "*.part"))
+    finally:
+        db._engines.pop(f"sqlite:///{home / 'studio.db'}", None)
+        subprocess.run(["umount", "-l", str(home)], capture_output=True)

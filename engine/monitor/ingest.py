@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from engine.errors import StudioError
+from engine.jobs.failures import is_disk_full
 from engine.models import registry
 from engine.monitor import coerce, masking, reference, storage
 from engine.store import db
@@ -150,7 +151,13 @@ def import_log(project_id: int, path: Path | str, model: str | None = None, mapp
         if _imported_before(project_id, digest):
             result.skipped_file = True
             return result
-        _store(project_id, result, frame)
+        try:
+            _store(project_id, result, frame)
+        except Exception as err:
+            if not is_disk_full(err):
+                raise
+            raise LogError(f"The disk is full: {result.file} was not imported (nothing of it was stored); free "
+                           "space and import it again.") from None
     result.unknown_versions = _prepare_references(sorted(frame["model"].drop_nulls().unique().to_list()),
                                                   fit=result.stored > 0)
     return result

@@ -103,8 +103,15 @@ def write(project_id: int, import_id: int, frame) -> list[Path]:
         tmp.rename(final)  # a reader never sees half a file
         return final
 
-    with ThreadPoolExecutor(WRITERS) as pool:
-        return sorted(pool.map(lambda item: one(*item), parts.items()))
+    try:
+        with ThreadPoolExecutor(WRITERS) as pool:
+            return sorted(pool.map(lambda item: one(*item), parts.items()))
+    except BaseException:  # a full disk, a crash of one writer: none of this import's files stay behind
+        for day in parts:
+            folder = root(project_id) / f"day={day[0].isoformat()}"
+            for leftover in folder.glob(f"import-{import_id}-{token}.*"):
+                leftover.unlink(missing_ok=True)
+        raise
 
 
 def _files(project_id: int, days: list[str] | None = None) -> list[Path]:

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from engine.errors import StudioError
+from engine.jobs.failures import is_disk_full
 from engine.store import workspace
 
 Progress = Callable[[float, str], None]
@@ -198,6 +199,9 @@ def import_gguf(path: Path, source: str | None = None, license_name: str | None 
         raise
     except Exception as err:  # noqa: BLE001 - any loader failure is one sentence about this file
         shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(err):
+            raise BaseModelError(f"The disk is full: {path.name} was not imported (nothing half-written is "
+                                 "left); free space and import it again.") from None
         detail = str(err).splitlines()[0][:200].rstrip(".") if str(err) else "no detail"
         raise BaseModelError(f"{path.name} could not be imported ({type(err).__name__}: {detail}).") from None
     if progress:

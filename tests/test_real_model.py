@@ -27,7 +27,7 @@ def smol_run(module_ws, smollm2, tmp_path_factory):
     use_smollm2(module_ws, smollm2)
     data = tmp_path_factory.mktemp("smol") / "chats.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in support_chats(120)), encoding="utf-8")
-    proc = run_studio("train", "--model", SMOLLM2_ID, "--data", data, "--max-steps", "3", env_home=module_ws.root,
+    proc = run_studio("train", "--model", SMOLLM2_ID, "--data", data, "--max-steps", "2", env_home=module_ws.root,
                       timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     run = supervisor.list_runs()[0]
@@ -98,7 +98,7 @@ def smol_eval(smol_run, module_ws, tmp_path_factory):
                                for q, a in (("What is the capital of France?", "Paris."),
                                             ("What is 2 plus 3?", "5."),
                                             ("What is the opposite of hot?", "Cold."))))
-    proc = run_studio("eval", run.id, "--json", "--limit", "6", "--max-new-tokens", "24", "--general", general,
+    proc = run_studio("eval", run.id, "--json", "--limit", "4", "--max-new-tokens", "16", "--general", general,
                       env_home=module_ws.root, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout)
@@ -112,7 +112,7 @@ def test_the_evaluation_runs_with_the_real_model(smol_eval, smol_run):
     assert {"rougeL", "perplexity"} <= set(metrics)
     assert all(math.isfinite(metrics["perplexity"][k]) for k in ("base", "finetuned"))
     rows = [json.loads(line) for line in (results.eval_dir(run) / "outputs.jsonl").read_text().splitlines()]
-    assert len(rows) == 6 and all(r["base"]["answer"].strip() for r in rows)  # SmolLM2 answers in words
+    assert len(rows) == 4 and all(r["base"]["answer"].strip() for r in rows)  # SmolLM2 answers in words
 
 
 def test_the_playground_compares_real_answers(smol_run, smol_eval, module_ws):
@@ -131,7 +131,7 @@ def test_a_review_campaign_is_made_from_the_real_models_answers(smol_run, smol_e
     for name in ("rev-a", "rev-b"):
         users.add_user(name, "reviewer", "password123")
     proc = run_studio("review", "create", run.id, "--reviewers", "rev-a,rev-b", "--kind", "pairwise", "--sample",
-                      "6", env_home=module_ws.root)
+                      "4", env_home=module_ws.root)
     assert proc.returncode == 0, proc.stderr
     proc = run_studio("review", "results", "1", "--json", env_home=module_ws.root)
     assert proc.returncode == 0, proc.stderr

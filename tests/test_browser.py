@@ -299,10 +299,19 @@ def test_a_reviewer_rates_two_campaigns_by_keyboard(server, ws, tmp_path, demo_m
                 expect(page.get_by_role("radiogroup", name="Tone")).to_have_count(1, timeout=30_000)
                 expect(page.get_by_role("radio", checked=True)).to_have_count(0, timeout=30_000)
                 for criterion, score in zip(campaigns.CRITERIA, typed[cid]):
-                    page.get_by_role("radiogroup", name=criterion.capitalize()).get_by_role("radio").first.focus()
-                    page.keyboard.press("Space")  # 1
-                    for _ in range(score - 1):
-                        page.keyboard.press("ArrowRight")
+                    group = page.get_by_role("radiogroup", name=criterion.capitalize())
+                    for attempt in range(3):  # keys sent while the page re-renders land nowhere: wait, type again
+                        group.get_by_role("radio").first.focus()
+                        page.keyboard.press("Space")  # 1
+                        for _ in range(score - 1):
+                            page.keyboard.press("ArrowRight")
+                        try:
+                            expect(group.get_by_role("radio", name=str(score), exact=True)).to_be_checked(
+                                timeout=5_000)
+                            break
+                        except AssertionError:
+                            if attempt == 2:
+                                raise
                 expect(page.get_by_test_id("stStatusWidget")).to_be_hidden(timeout=60_000)
                 page.get_by_role("button", name="Save and next").focus()
                 page.keyboard.press("Enter")

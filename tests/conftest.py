@@ -274,11 +274,30 @@ def eventually(predicate, timeout: float, poll: float = 0.1):
     raise AssertionError(f"not within {timeout} s")
 
 
-def mount_tmpfs(path: Path, size: str) -> bool:
-    """A small tmpfs at path (a disk that fills up for real); False where mounting is not allowed (not root)."""
-    import subprocess
-
+@contextmanager
+def small_disk(path: Path, size: str):
+    """A small tmpfs at path (a disk that fills up for real), unmounted afterwards; the test is skipped where mounting
+    is not allowed (not root; CI runs as root)."""
     path.mkdir(parents=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
-                          capture_output=True)
-    return done.returncode == 0
+    mounted = os.geteuid() == 0 and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)], capture_output=True).returncode == 0
+    if not mounted:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+@contextmanager
+def small_workspace(path: Path, size: str, monkeypatch):
+    """A workspace (database included) on a small_disk, as this test process's STUDIO_HOME."""
+    from engine.store import db
+
+    with small_disk(path, size) as home:
+        monkeypatch.setenv("STUDIO_HOME", str(home))
+        monkeypatch.delenv("STUDIO_DB_URL", raising=False)
+        try:
+            yield home
+        finally:
+            db._engines.pop(f"sqlite:///{home / 'studio.db'}", None)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 
+import conftest
 import pytest
 from conftest import run_studio, user_of
 from fake_teacher import FakeTeacher
@@ -40,14 +40,8 @@ def settings(fake: FakeTeacher, **kw) -> TeacherSettings:
 
 
 def eventually(predicate, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        supervisor.reconcile()
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
+    """conftest's eventually, with the supervisor's bookkeeping done before each look."""
+    return conftest.eventually(lambda: (supervisor.reconcile(), predicate())[1], timeout)
 
 
 def test_what_providers_do_the_filters_the_key_and_the_review_gate(demo, ws, monkeypatch):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import eventually, mount_tmpfs, run_studio, running
+from conftest import eventually, run_studio, running, small_workspace
 
 from engine.data import split, versions
 from engine.demo import sample
@@ -95,13 +95,14 @@ def test_a_deleted_workspace_stops_its_job_and_is_not_recreated(made_split, ws, 
     run = stored(run_id)
     job = psutil.Process(run.pid)
     db._engines.pop(db.database_url()).dispose()  # this test process lets go of the file too
+    monitor = run.monitor_pid
     for _ in range(50):  # the trainer may still add a file to a folder while rmtree walks the tree: delete again
         shutil.rmtree(ws.root, ignore_errors=True)
         if not ws.root.exists():
             break
         time.sleep(0.1)
     eventually(lambda: not running(job.pid), 10)
-    time.sleep(2)  # the monitor has recorded what it could by now
+    eventually(lambda: not monitor or not running(monitor), 30)  # the monitor has recorded what it could
     assert not ws.root.exists()  # nobody recreated it
     for args in (["runs"], ["versions"], ["review", "results", "1"], ["users", "list"], ["runs", "--json"]):
         proc = run_studio(*args, env_home=ws.root)
@@ -169,12 +170,7 @@ def test_the_cli_never_prints_a_traceback_even_when_its_error_log_cannot_be_writ
 def test_a_full_disk_is_disk_full_and_nothing_prints_a_traceback(demo_model, tmp_path, monkeypatch):
     """The workspace on a small tmpfs (as root in CI), filled while a run trains: the run is disk_full with its
     sentence, recorded by its monitor, and `studio runs` answers without a traceback."""
-    home = tmp_path / "small"
-    if os.geteuid() != 0 or not mount_tmpfs(home, "48m"):
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    try:
-        monkeypatch.setenv("STUDIO_HOME", str(home))
-        monkeypatch.delenv("STUDIO_DB_URL", raising=False)
+    with small_workspace(tmp_path / "small", "48m", monkeypatch) as home:
         project = projects.create_project("Full disk")
         rows = sample.generate(600, seed=3)[300:420]
         data = tmp_path / "support.jsonl"
@@ -195,9 +191,6 @@ def test_a_full_disk_is_disk_full_and_nothing_prints_a_traceback(demo_model, tmp
         proc = run_studio("runs", env_home=home)
         assert "Traceback" not in proc.stdout + proc.stderr
         assert proc.returncode == 0 and "disk_full" in proc.stdout, proc.stderr
-    finally:
-        db._engines.pop(f"sqlite:///{home / 'studio.db'}", None)
-        subprocess.run(["umount", "-l", str(home)], capture_output=True)
 
 
 def test_a_process_is_known_by_its_start_since_boot_not_by_the_wall_clock():

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import app_as, run_studio, shown, user_of
+from conftest import app_as, eventually, run_studio, shown, user_of
 from sqlalchemy import select
 
 from engine.data import demo_project, split, test_lock, versions
@@ -266,7 +266,6 @@ def test_the_reference_is_kept_at_the_first_import_and_a_new_process_reads_it(de
     """The first import of the version's logs fitted its reference into the workspace; a report in a new process
     reads it (same drift as this process found) without importing scikit-learn; a damaged copy is fitted again, not
     trusted."""
-    import subprocess
     import sys
 
     project, version = deployed
@@ -380,7 +379,6 @@ def test_two_imports_of_the_same_rows_at_once_store_them_once(deployed, module_w
     """Imports into a project take turns (a lock across processes): the same rows in two files imported at once by
     two processes are stored once. The test holds the lock while both start, so they really are at once."""
     import os
-    import subprocess
 
     from conftest import ROOT, STUDIO
 
@@ -617,9 +615,8 @@ def test_the_retraining_candidate_keeps_the_locked_test_set_and_registers_the_ne
     assert {test_lock.content_key(r) for r in old_test} <= _keys(new_split, "test")  # the old test set stays test
     run = supervisor.wait(made["run"], timeout=300)
     assert run.status == "succeeded"
-    deadline = time.monotonic() + 60  # the run hands over to its registration, with nobody watching
-    while time.monotonic() < deadline and not any(v.run_id == run.id for v in registry.list_versions(project.id)):
-        time.sleep(0.5)
+    # the run hands over to its registration, with nobody watching
+    eventually(lambda: any(v.run_id == run.id for v in registry.list_versions(project.id)), 60, 0.5)
     newer = next(v for v in registry.list_versions(project.id) if v.run_id == run.id)
     assert (newer.major, newer.minor, newer.patch) == (version.major, version.minor + 1, 0)
     assert newer.bump_reason.startswith("minor: the training data changed")
@@ -645,16 +642,11 @@ def test_a_log_import_onto_a_full_disk_is_one_sentence_and_stores_nothing(tmp_pa
     is recorded, and no Parquet file (whole or partial) stays."""
     import secrets as random_secrets
 
-    from conftest import mount_tmpfs
+    from conftest import small_workspace
 
     from engine.store import projects, tables
 
-    home = tmp_path / "small"
-    if os.geteuid() != 0 or not mount_tmpfs(home, "2m"):
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    try:
-        monkeypatch.setenv("STUDIO_HOME", str(home))
-        monkeypatch.delenv("STUDIO_DB_URL", raising=False)
+    with small_workspace(tmp_path / "small", "2m", monkeypatch):
         project = projects.create_project("Full disk log")
         log = tmp_path / "big.jsonl"  # random text: it cannot compress below the disk's size
         log.write_text("".join(json.dumps({"ts": f"2026-05-0{1 + i % 3}T10:00:00Z", "prompt": random_secrets.token_hex(
@@ -665,6 +657,3 @@ def test_a_log_import_onto_a_full_disk_is_one_sentence_and_stores_nothing(tmp_pa
             assert s.query(tables.MonitorImport).count() == 0
         assert not list(storage.root(project.id).rglob("*.parquet")) and not list(storage.root(project.id).rglob(
             "*.part"))
-    finally:
-        db._engines.pop(f"sqlite:///{home / 'studio.db'}", None)
-        subprocess.run(["umount", "-l", str(home)], capture_output=True)

@@ -102,15 +102,9 @@ def failure(err: BaseException) -> dict:
     """Where the error was raised (the last frame in the tests, else in the answer) and its builtin type name."""
     if hasattr(err, "studio_answer_line"):  # raised in the answer's process, carried back as a builtin name
         return {"status": "failed", "where": "answer", "line": err.studio_answer_line, "type": type(err).__name__}
-    where, line = "answer", 0
-    tb = err.__traceback__
-    while tb is not None:
-        name = tb.tb_frame.f_code.co_filename
-        if name in ("<tests>", "<answer>"):
-            where, line = name.strip("<>"), tb.tb_lineno
-        tb = tb.tb_next
+    line = last_line(err, "<tests>")
     kind = type(err).__name__ if getattr(builtins, type(err).__name__, None) is type(err) else "Exception"
-    return {"status": "failed", "where": where, "line": line, "type": kind}
+    return {"status": "failed", "where": "tests" if line else "answer", "line": line, "type": kind}
 
 
 def undumpable() -> None:
@@ -121,10 +115,11 @@ def undumpable() -> None:
         raise SystemExit(98)
 
 
-def answer_line(err: BaseException) -> int:
+def last_line(err: BaseException, source: str) -> int:
+    """The line of the last traceback frame in `source` ("<tests>" or "<answer>"), 0 when none is."""
     line, tb = 0, err.__traceback__
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename == "<answer>":
+        if tb.tb_frame.f_code.co_filename == source:
             line = tb.tb_lineno
         tb = tb.tb_next
     return line
@@ -139,7 +134,7 @@ def serve_answer(code: str, inp: int, out: int) -> None:
         return len(objects) - 1
 
     def error(err: BaseException) -> dict:
-        return {"error": type(err).__name__, "line": answer_line(err)}
+        return {"error": type(err).__name__, "line": last_line(err, "<answer>")}
 
     scope = {"__name__": "__main__", "__builtins__": builtins}
     try:

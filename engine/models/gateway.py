@@ -35,7 +35,6 @@ class Limits:
 @dataclass
 class Health:
     timed_out_at: float | None = None  # the last request that ran out of time, until a probe answers again
-    recovered_at: float | None = None
     in_flight: dict[int, float] = field(default_factory=dict)
 
 
@@ -92,7 +91,7 @@ class Gateway:
             if not answered:
                 return JSONResponse({"status": "unhealthy", "reason": "a request ran out of time and a one-token "
                                      "probe did not answer either"}, status_code=503)
-            self.health.timed_out_at, self.health.recovered_at = None, time.monotonic()
+            self.health.timed_out_at = None
         return JSONResponse({"status": "ok"})
 
     async def forward(self, request):

@@ -91,13 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _api_key(options: serving.ServeOptions) -> str | None:
-    if not options.api_key_env:
-        return None
-    key = os.environ.get(options.api_key_env, "")
-    if len(key) < 16:
-        raise serving.ServeError(f"The environment variable {options.api_key_env[:60]} does not hold an API key of at "
-                                 "least 16 characters in the serving job's environment.")
-    return key
+    return serving.api_key(options.api_key_env) if options.api_key_env else None
 
 
 def _free_port() -> int:

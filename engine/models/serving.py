@@ -54,6 +54,17 @@ class ServeOptions(BaseModel):
         path.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
 
 
+def api_key(variable: str) -> str:
+    """The API key held by the environment variable named; ServeError when the name or the key will not do."""
+    if not variable.isidentifier():
+        raise ServeError("--api-key-env takes the name of an environment variable (letters, digits and _).")
+    key = os.environ.get(variable, "")
+    if len(key) < 16:
+        raise ServeError(f"The environment variable {variable[:60]} does not hold an API key of at least 16 "
+                         "characters; set it before serving.")
+    return key
+
+
 def pick_engine(engine: str) -> str:
     if engine not in ENGINES:
         raise ServeError(f"Unknown serving engine {engine!r}; choose auto, vllm or transformers.")
@@ -80,11 +91,8 @@ def serve(actor: User, ref: int | str, port: int = 8000, engine: str = "auto", h
     if host not in LOOPBACK and not api_key_env:
         raise ServeError(f"Serving on {host} opens the model to other machines; it needs an API key: put one in an "
                          "environment variable and name it with --api-key-env (or serve on 127.0.0.1).")
-    if api_key_env and not api_key_env.isidentifier():
-        raise ServeError("--api-key-env takes the name of an environment variable (letters, digits and _).")
-    if api_key_env and len(os.environ.get(api_key_env, "")) < 16:
-        raise ServeError(f"The environment variable {api_key_env[:60]} does not hold an API key of at least 16 "
-                         "characters; set it before serving.")
+    if api_key_env:
+        api_key(api_key_env)  # refused now, not when the job starts
     if not _port_free(host, port):
         raise ServeError(f"Port {port} on {host} is in use; choose another with --port.")
     run = registry.run_of(version)

@@ -260,6 +260,20 @@ def running(pid: int) -> bool:
         return False
 
 
+def dead_pid() -> int:
+    """The pid of a process that has ended (as a writer killed with kill -9 leaves it)."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def killed_part(final: Path) -> Path:
+    """The temporary name a writer that is gone (killed with kill -9) left `final` under."""
+    from engine.store import partials
+
+    return partials.part_of(final).with_name(partials.part_of(final).name.rsplit("-", 1)[0] + f"-{dead_pid()}")
+
+
 def eventually(predicate, timeout: float, poll: float = 0.1):
     """The predicate's first truthy value, looked at every `poll` seconds until `timeout`: tests wait on a
     condition, never for a fixed time."""

@@ -161,6 +161,40 @@ def test_an_export_onto_a_full_disk_is_one_sentence_and_leaves_nothing(runs, reg
                        for e in registry.events(version.id))
 
 
+def test_an_export_killed_with_kill_9_is_never_registered_and_its_part_goes_at_the_next_export(runs, registered,
+                                                                                               module_ws):
+    """`kill -9` of an exporting process once its temporary folder exists: no folder under the export's name, no
+    export event, and the next export into the workspace's exports/ removes what the killed one left."""
+    import signal
+
+    from conftest import STUDIO
+
+    project, first, _ = runs
+    version = _version_of(project, first)
+    folder = export.exports_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "STUDIO_HOME": str(module_ws.root)}
+    for attempt in range(5):  # an export that finishes before the kill lands is tried again under a new name
+        out = folder / f"killed-{attempt}"
+        proc = subprocess.Popen([*STUDIO, "model", "export", version.label, "--format", "merged", "--out", str(out)],
+                                env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            eventually(lambda p=proc, o=out: p.poll() is not None or next(folder.glob(f"{o.name}.part-*"), None), 120,
+                       0.001)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            code = proc.wait()
+        if code == -signal.SIGKILL and not out.exists():
+            break
+        assert out.is_dir() and (out / "README.md").is_file()  # quicker than the kill: whole
+    else:
+        pytest.fail("five exports all finished before they could be killed")
+    assert next(folder.glob(f"{out.name}.part-*"))  # what kill -9 leaves: a temporary name, never the export's
+    assert not any(e.kind == "export" and e.details.get("path") == str(out) for e in registry.events(version.id))
+    made = export.export_in_workspace(users.SYSTEM, version.label, "adapter")
+    assert made.is_dir() and not list(folder.glob("*.part-*"))
+
+
 def test_export_adapter_and_merged_reload_to_the_evaluations_answers(runs, registered, tmp_path):
     project, first, _ = runs
     version = _version_of(project, first)
@@ -298,6 +332,36 @@ def test_serving_with_transformers_passes_its_smoke_test_and_stops_with_its_job(
             return s.connect_ex(("127.0.0.1", port)) != 0
 
     eventually(closed, 30)  # the server goes down with its job
+
+
+def test_a_serving_job_killed_with_kill_9_takes_its_engine_server_down_and_says_so(runs, registered):
+    """`kill -9` of a serving job once its engine server runs: the job is recorded as killed in the server's words
+    and the engine server (a process of the job's own) does not outlive it."""
+    import signal
+
+    import psutil
+
+    project, first, _ = runs
+    version = _version_of(project, first)
+    job = serving.serve(users.SYSTEM, version.label, _free_port(), "auto", smoke_examples=1)
+
+    def group() -> set[int]:  # the job's live processes (it leads its own process group)
+        found = set()
+        for proc in psutil.process_iter():
+            try:
+                if os.getpgid(proc.pid) == job_pid and proc.status() != psutil.STATUS_ZOMBIE:
+                    found.add(proc.pid)
+            except (psutil.Error, ProcessLookupError):
+                continue
+        return found
+
+    job_pid = eventually(lambda: supervisor.get_run(job.id).pid, 60)
+    eventually(lambda: group() - {job_pid}, 120, 0.2)  # the engine server has started
+    os.kill(job_pid, signal.SIGKILL)
+    ended = supervisor.wait(job.id, timeout=60)
+    assert (ended.status, ended.error_kind) == ("failed", "killed")
+    assert ended.error_message.startswith("The server was killed by SIGKILL")
+    eventually(lambda: not group(), 30)
 
 
 def test_the_models_page_shows_versions_evidence_and_no_server_paths(runs, registered, module_ws):

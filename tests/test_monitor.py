@@ -397,6 +397,46 @@ def test_two_imports_of_the_same_rows_at_once_store_them_once(deployed, module_w
     assert len(storage.read(project.id, ("request",), model="support-race")) == 150
 
 
+def test_an_import_killed_with_kill_9_while_writing_is_not_imported_and_imports_whole_again(deployed, module_ws,
+                                                                                            tmp_path):
+    """`kill -9` of the importing process once its first day file is written, before its record is committed: the
+    monitor reads none of its rows (no import owns them), the file is not marked imported, and importing it again
+    stores every row once; the killed writer's temporary files are gone after that import."""
+    import signal
+
+    from conftest import ROOT, STUDIO
+
+    from engine.store.tables import MonitorImport
+
+    project, _ = deployed
+    env = {**os.environ, "STUDIO_HOME": str(module_ws.root)}
+    for attempt in range(4):  # a run that finishes before the kill lands is tried again with a fresh log
+        model = f"support-killed{attempt}"
+        path = _log(tmp_path / f"killed{attempt}.csv", n=20_000, model=model, days=120, seed=50 + attempt,
+                    start=datetime(2025, 1, 1, tzinfo=UTC))
+        proc = subprocess.Popen([*STUDIO, "monitor", "import", str(path), "--project", project.name], env=env,
+                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            eventually(lambda p=proc: p.poll() is not None or next(storage.root(project.id).glob(
+                "day=2025-*/import-*.parquet"), None), 120, 0.001)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            code = proc.wait()
+        if code == -signal.SIGKILL:
+            break
+        assert code == 0  # it was quicker than the kill: whole, and counted once
+        assert len(storage.read(project.id, ("request",), model=model)) == 20_000
+    else:
+        pytest.fail("four imports all finished before they could be killed")
+    with db.session() as s:
+        assert not s.scalars(select(MonitorImport).where(MonitorImport.name == path.name)).first()
+    assert len(storage.read(project.id, ("request",), model=model)) == 0  # written but never committed: not read
+    again = ingest.import_log(project.id, path)
+    assert not again.skipped_file and again.stored == 20_000 and again.already_stored == 0
+    assert len(storage.read(project.id, ("request",), model=model)) == 20_000
+    assert not list(storage.root(project.id).rglob("*.part-*"))
+
+
 def test_mixed_time_formats_stray_values_and_a_broken_json_line(deployed, tmp_path):
     project, _ = deployed
     log = tmp_path / "mixed.csv"

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+from pathlib import Path
 
 import pytest
-from conftest import run_studio, support_chats, use_smollm2
+from conftest import killed_part, run_studio, support_chats, use_smollm2
 
 from engine.jobs import event_log, supervisor
 
@@ -235,3 +237,21 @@ def test_smollm2_served_as_the_serving_step_serves_it_is_a_working_teacher(ws, s
     assert sum(r["requests"] for r in results) == 3 and not any(r.get("error") for r in results)
     texts = [c[-2]["content"] for r in results for c in r["candidates"]]
     assert texts and all(t.strip() for t in texts)  # real rewordings from a real model, one per request
+
+
+def test_a_gguf_import_killed_before_its_rename_is_never_listed_and_goes_at_the_next_import(ws, smollm2):
+    """kill -9 between writing the catalog and the rename leaves a whole-looking folder under a temporary name: it is
+    not a base model, and the next import (here of the same file, already imported) removes it; a live writer's part
+    stays."""
+    from engine.store import partials
+    from engine.train import base_models
+
+    use_smollm2(ws, smollm2)
+    left = killed_part(base_models.base_root() / smollm2.name)
+    shutil.copytree(smollm2, left, ignore=shutil.ignore_patterns("*.safetensors"))
+    writing = partials.part_of(base_models.base_root() / "another-import")  # this process: alive
+    writing.mkdir()
+    assert [Path(b.folder).name for b in base_models.list_bases()] == [smollm2.name]
+    assert base_models.import_gguf(base_models.shipped_smollm2()).name == smollm2.name
+    assert not left.exists() and writing.is_dir()
+    assert [Path(b.folder).name for b in base_models.list_bases()] == [smollm2.name]

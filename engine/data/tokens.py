@@ -8,6 +8,7 @@ The default tokenizer is the demo model's; `--tokenizer PATH` takes any folder (
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 from engine.data.chat_template import render
@@ -16,28 +17,29 @@ from engine.errors import StudioError
 from engine.store import workspace
 
 FALLBACK_OVERHEAD = 4  # tokens per message when a template cannot be rendered (OpenAI's own estimate is 3-4)
-PIECE_CHARS = 32768
+PIECE_CHARS = 1 << 14  # 16k characters per piece of a long text
 BATCH_TEXTS = 4096
-BATCH_CHARS = 1 << 18  # 256k characters: up to ~250k tokens of Encodings at once (~15 MB), whatever the text
+BATCH_CHARS = 1 << 15  # 32k characters: at most ~32k tokens of Encodings at once (a few MB), whatever the text
 
 
-def pieces(text: str, size: int = PIECE_CHARS) -> list[str]:
+def pieces(text: str, size: int = PIECE_CHARS) -> Iterator[str]:
     """A long text cut where whitespace follows a non-space, which byte-level BPE never merges across, so the
     pieces' token counts add up to the whole's; a run of more than `size` characters without whitespace is cut
-    anyway (its count may then differ by a token or two at each cut)."""
+    anyway (its count may then differ by a token or two at each cut). One piece at a time: a 100 MB message is never
+    copied whole."""
     if len(text) <= size:
-        return [text]
-    out, start = [], 0
+        yield text
+        return
+    start = 0
     while len(text) - start > size:
         cut = start + size
         back = cut
         while back > start + size // 2 and not (text[back].isspace() and not text[back - 1].isspace()):
             back -= 1
         cut = back if back > start + size // 2 else cut
-        out.append(text[start:cut])
+        yield text[start:cut]
         start = cut
-    out.append(text[start:])
-    return out
+    yield text[start:]
 
 
 class TokenizerError(StudioError):

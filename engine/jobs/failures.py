@@ -73,8 +73,24 @@ def is_disk_full(err: BaseException | None) -> bool:
     return False
 
 
-def classify_exit(returncode: int | None, rss_fraction: float | None = None) -> tuple[str, str]:
-    """(error kind, one sentence) for a trainer that ended without writing its final event."""
+# The job each kind of run is, in the sentences of a run that died without its final event, and what to do next.
+_JOB_NOUNS = {"eval": ("The evaluation", "start the evaluation again"),
+              "serve": ("The server", "start serving again"),
+              "augment": ("The augmentation", "start it again (accepted records are kept)")}
+
+
+def classify_exit(returncode: int | None, rss_fraction: float | None = None, job: str = "train") -> tuple[str, str]:
+    """(error kind, one sentence) for a job that ended without writing its final event; `job` is the run's kind."""
+    kind, message = _classify_exit(returncode, rss_fraction)
+    if job in _JOB_NOUNS:
+        noun, again = _JOB_NOUNS[job]
+        message = message.replace(" before it could save", "").replace("the trainer", noun.lower()) \
+            .replace("The trainer", noun).replace("resume from the last checkpoint", again) \
+            .replace("then resume", f"then {again}")
+    return kind, message
+
+
+def _classify_exit(returncode: int | None, rss_fraction: float | None) -> tuple[str, str]:
     if returncode is not None and returncode < 0:
         sig = -returncode
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else f"signal {sig}"

@@ -105,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
             record_progress(run_id, proc.pid)  # the database follows the job even with nobody watching
             if stopping and time.monotonic() - stopping[0] > supervisor.grace_seconds():
                 processes.signal_group(proc.pid, signal.SIGKILL)
+    # What the job started and left behind (a serving job's engine server when the job is killed with kill -9, a
+    # data loader's workers) goes with it: nothing of a job outlives the job.
+    processes.signal_group(proc.pid, signal.SIGKILL)
     record_exit(run_id, proc.pid, code)
     return 0
 

@@ -318,7 +318,7 @@ def finish_job(run: Run, code: int | None) -> None:
         status, kind, message = "cancelled", None, "Cancelled; the job did not stop in time and was killed."
     else:
         status = "failed"
-        kind, message = classify_exit(code, heartbeat.read(folder).get("rss_fraction"))
+        kind, message = classify_exit(code, heartbeat.read(folder).get("rss_fraction"), run.kind)
     values = dict(job_files.progress(folder), status=status, exit_code=code, error_kind=kind, error_message=message,
                   log_tail=log_tail(folder), finished_at=now())
 

@@ -14,7 +14,7 @@ from engine.errors import StudioError
 from engine.jobs import supervisor
 from engine.jobs.failures import is_disk_full
 from engine.models import card, registry
-from engine.store import users, workspace
+from engine.store import partials, users, workspace
 from engine.store.tables import ModelVersion, User
 from engine.train import base_models, model_safety
 
@@ -42,8 +42,9 @@ def export(actor: User, ref: int | str, fmt: str, out: Path | str) -> Path:
                           "weights; export it as an adapter.")
     if not out.parent.is_dir():
         raise ExportError(f"The folder {out.parent} does not exist; create it first.")
-    part = out.with_name(out.name + ".part")
-    shutil.rmtree(part, ignore_errors=True)
+    part = partials.part_of(out)  # a writer killed with kill -9 leaves NAME.part-PID, never NAME
+    if out.parent == exports_folder():
+        partials.sweep(out.parent)  # only the studio's own folder: a user's folder is theirs to tidy
     try:
         write_model(version, fmt, part)
         (part / "README.md").write_text(card.render(version), encoding="utf-8")
@@ -112,11 +113,13 @@ def served_model(version: ModelVersion) -> Path:
     if version.lineage["facts"]["technique"] not in MERGEABLE:
         raise ExportError(f"{version.label} was trained with {version.lineage['facts']['technique']}; servers load "
                           "merged or full models, so it cannot be served.")
-    part = folder.with_name(folder.name + ".part")
-    shutil.rmtree(part, ignore_errors=True)
-    part.parent.mkdir(parents=True, exist_ok=True)
-    merge(version.lineage["facts"]["base_model"], final, part)
-    part.rename(folder)
+    partials.sweep(folder.parent)  # a serving job killed while merging left its part: the merge starts over
+    part = partials.part_of(folder)
+    try:
+        merge(version.lineage["facts"]["base_model"], final, part)
+        part.rename(folder)
+    finally:
+        shutil.rmtree(part, ignore_errors=True)
     return folder
 
 
@@ -124,6 +127,10 @@ def export_in_workspace(actor: User, ref: int | str, fmt: str) -> Path:
     """The page's export: a new folder under the workspace's exports/ (the dashboard never writes elsewhere)."""
     version = registry.get_version(ref)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    folder = workspace.current().root / "exports" / f"{version.label}-{fmt}-{stamp}"
+    folder = exports_folder() / f"{version.label}-{fmt}-{stamp}"
     folder.parent.mkdir(parents=True, exist_ok=True)
     return export(actor, version.id, fmt, folder)
+
+
+def exports_folder() -> Path:
+    return workspace.current().root / "exports"

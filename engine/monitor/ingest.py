@@ -151,6 +151,7 @@ def import_log(project_id: int, path: Path | str, model: str | None = None, mapp
         if _imported_before(project_id, digest):
             result.skipped_file = True
             return result
+        storage.sweep(project_id)
         try:
             _store(project_id, result, frame)
         except Exception as err:

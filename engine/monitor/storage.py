@@ -9,6 +9,7 @@ its own stored columns when an import compares against it, so an upgrade never l
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from engine.errors import StudioError
-from engine.store import workspace
+from engine.store import db, partials, workspace
 
 SCHEMA_COLUMNS = ("ts", "model", "request", "response", "latency_ms", "error", "rating", "thumbs", "resolved", "user",
                   "fallback", "confidence", "request_id", "occurrence", "turn", "row_hash", "import_id")
@@ -87,6 +88,10 @@ def write(project_id: int, import_id: int, frame) -> list[Path]:
     import polars as pl  # the log engine: only imports and reports need it
 
     frame = frame.with_columns(import_id=pl.lit(import_id, pl.Int32))
+    # The database gives a rolled-back import's number to the next one: files under this number now are what a killed
+    # import left (it never committed; no live import holds the number the database just gave us), never ours to read.
+    for orphan in root(project_id).glob(f"day=*/import-{import_id}-*.parquet"):
+        orphan.unlink(missing_ok=True)
     parts = frame.partition_by("day", as_dict=True)
     scheme = hash_scheme()
 
@@ -97,7 +102,7 @@ def write(project_id: int, import_id: int, frame) -> list[Path]:
         folder = root(project_id) / f"day={name}"
         folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"import-{import_id}-{token}.parquet"
-        tmp = final.with_suffix(".part")
+        tmp = partials.part_of(final)
         part.select(SCHEMA_COLUMNS).write_parquet(tmp, compression="zstd", compression_level=1,
                                                   metadata={SCHEME_KEY: scheme})
         tmp.rename(final)  # a reader never sees half a file
@@ -114,12 +119,43 @@ def write(project_id: int, import_id: int, frame) -> list[Path]:
         raise
 
 
+def sweep(project_id: int) -> None:
+    """Remove what killed imports left (called under the import lock): parts of writers that are gone, and whole
+    files of imports whose record was never committed (killed between the write and the commit) once they are an
+    hour old (an import commits seconds after its files are written; another host may be writing right now)."""
+    committed = _committed(project_id)
+    stale = time.time() - 3600
+    for folder in root(project_id).glob("day=*"):
+        partials.sweep(folder)
+        for path in folder.glob("import-*.parquet"):
+            if _import_id(path) not in committed and path.stat().st_mtime < stale:
+                path.unlink(missing_ok=True)
+
+
+def _committed(project_id: int) -> set[int]:
+    from sqlalchemy import select
+
+    from engine.store.tables import MonitorImport
+
+    with db.session() as s:
+        return set(s.scalars(select(MonitorImport.id).where(MonitorImport.project_id == project_id)))
+
+
+def _import_id(path: Path) -> int | None:
+    number = path.name.split("-", 2)[1] if path.name.count("-") >= 2 else ""
+    return int(number) if number.isdigit() else None
+
+
 def _files(project_id: int, days: list[str] | None = None) -> list[Path]:
+    """The stored files of committed imports: an import killed before its record was committed (kill -9 between
+    writing and committing) left rows that no import owns, and they are never read."""
     base = root(project_id)
     if not base.is_dir():
         return []
     folders = [base / f"day={d}" for d in days] if days is not None else sorted(base.glob("day=*"))
-    return sorted(f for folder in folders if folder.is_dir() for f in folder.glob("import-*.parquet"))
+    committed = _committed(project_id)
+    return sorted(f for folder in folders if folder.is_dir() for f in folder.glob("import-*.parquet")
+                  if _import_id(f) in committed)
 
 
 def _scan_file(path: Path, columns: list[str]):

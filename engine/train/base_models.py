@@ -25,7 +25,7 @@ from pathlib import Path
 
 from engine.errors import StudioError
 from engine.jobs.failures import is_disk_full
-from engine.store import workspace
+from engine.store import partials, workspace
 
 Progress = Callable[[float, str], None]
 CATALOG_FILE = "studio-base.json"
@@ -177,13 +177,13 @@ def import_gguf(path: Path, source: str | None = None, license_name: str | None 
     if not path.is_file():
         raise BaseModelError(f"No GGUF file at {path}.")
     folder = imported_folder(path, progress)
+    partials.sweep(base_root())  # an import killed with kill -9 left its part (never listed): it goes now
     if (folder / CATALOG_FILE).is_file():
         if progress:
             progress(1.0, f"{path.name} was imported before")
         return folder
     base_root().mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(folder.name + f".part-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = partials.part_of(folder)
     try:
         facts = _convert(path, tmp, progress)
         record = {"source": source or str(path), "gguf_file": path.name, "sha256": _digest_of(path, progress),
@@ -269,6 +269,8 @@ def list_bases() -> list[BaseRecord]:
     out = []
     root = base_root()
     for entry in sorted(root.glob(f"*/{CATALOG_FILE}"), key=lambda p: p.stat().st_mtime, reverse=True):
+        if partials.is_part(entry.parent):  # an import still writing, or killed before its rename
+            continue
         try:
             data = json.loads(entry.read_text(encoding="utf-8"))
         except (OSError, ValueError):

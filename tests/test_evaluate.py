@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import time
 
 import pytest
-from conftest import app_as, run_studio
+from conftest import ROOT, STUDIO, app_as, run_studio
 
 from engine.data import demo_project, split, versions
 from engine.evaluate import comparison, queue, results
@@ -394,3 +396,19 @@ def test_a_short_cli_run_with_recommended_settings_beats_its_base(demo_model, ws
     answers = [r["finetuned"] for r in rows]
     assert not any(system in a["answer"] for a in answers)
     assert sum(a["new_tokens"] < 128 for a in answers) >= 0.9 * len(answers)  # they stop at <|im_end|>
+
+
+def test_studio_chat_answers_from_the_command_line(trained, module_ws):
+    """`studio chat RUN`: the playground from the command line (its stream is checked against greedy generation
+    above): one JSON object per prompt read from standard input, blank lines skipped, both sides answered."""
+    from engine.evaluate import playground
+
+    proc = subprocess.run([*STUDIO, "chat", str(trained.id), "--max-new-tokens", "8", "--json"], cwd=ROOT,
+                          input="\nHow do I reset my password?\n\n", capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "STUDIO_HOME": str(module_ws.root)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    answers = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [a["prompt"] for a in answers] == ["How do I reset my password?"]
+    assert all(answers[0][side]["new_tokens"] > 0 and answers[0][side]["text"] for side in playground.SIDES)
+    missing = run_studio("chat", "999", "--prompt", "hi", env_home=module_ws.root)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr and len(missing.stderr.splitlines()) == 1

@@ -412,7 +412,7 @@ def test_an_import_killed_with_kill_9_while_writing_is_not_imported_and_imports_
     env = {**os.environ, "STUDIO_HOME": str(module_ws.root)}
     for attempt in range(4):  # a run that finishes before the kill lands is tried again with a fresh log
         model = f"support-killed{attempt}"
-        path = _log(tmp_path / f"killed{attempt}.csv", n=20_000, model=model, days=120, seed=50 + attempt,
+        path = _log(tmp_path / f"killed{attempt}.csv", n=12_000, model=model, days=100, seed=50 + attempt,
                     start=datetime(2025, 1, 1, tzinfo=UTC))
         proc = subprocess.Popen([*STUDIO, "monitor", "import", str(path), "--project", project.name], env=env,
                                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -425,15 +425,15 @@ def test_an_import_killed_with_kill_9_while_writing_is_not_imported_and_imports_
         if code == -signal.SIGKILL:
             break
         assert code == 0  # it was quicker than the kill: whole, and counted once
-        assert len(storage.read(project.id, ("request",), model=model)) == 20_000
+        assert len(storage.read(project.id, ("request",), model=model)) == 12_000
     else:
         pytest.fail("four imports all finished before they could be killed")
     with db.session() as s:
         assert not s.scalars(select(MonitorImport).where(MonitorImport.name == path.name)).first()
     assert len(storage.read(project.id, ("request",), model=model)) == 0  # written but never committed: not read
     again = ingest.import_log(project.id, path)
-    assert not again.skipped_file and again.stored == 20_000 and again.already_stored == 0
-    assert len(storage.read(project.id, ("request",), model=model)) == 20_000
+    assert not again.skipped_file and again.stored == 12_000 and again.already_stored == 0
+    assert len(storage.read(project.id, ("request",), model=model)) == 12_000
     assert not list(storage.root(project.id).rglob("*.part-*"))
 
 

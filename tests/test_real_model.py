@@ -33,7 +33,7 @@ def smol_run(module_ws, smollm2, tmp_path_factory):
                       timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     run = supervisor.list_runs()[0]
-    return run, proc.stdout
+    return run, proc.stdout + proc.stderr  # the resolution note goes to stderr (stdout may be --print-config YAML)
 
 
 def test_the_hub_id_resolves_offline_to_the_shipped_copy_and_trains_with_the_answer_only_loss(smol_run, smollm2):

@@ -30,11 +30,7 @@ def render_finding(finding: Finding, version: DatasetVersion, report: Report, de
 
 def _fix_buttons(finding: Finding, version: DatasetVersion, report: Report, default_prompt: str) -> None:
     key = f"quality_fix_{version.id}_{finding.code}"
-    choices = []
-    if finding.fix:
-        choices.append((finding.fix.id, finding.fix.label))
-    if finding.locations and not (finding.fix and (finding.fix.id.startswith("drop") or finding.fix.id == "keep_one_branch")):
-        choices.append((f"drop:{finding.code}", "Drop these records"))
+    choices = fixes.choices(finding)
     if not choices:
         return
     prompt = None

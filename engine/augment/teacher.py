@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine import settings as studio_settings
 from engine.errors import StudioError
 
 KEY_ENV = "OPENAI_API_KEY"
-PAGE_KEY_ENV = "STUDIO_TEACHER_KEY"  # where a key entered on the page travels (process environment only)
+PAGE_KEY_ENV = studio_settings.variable("teacher_key")  # where a key entered on the page travels (process environment only)
 _KEYLIKE = re.compile(r"(sk|key|token)[-_A-Za-z0-9]{8,}")
 
 
@@ -45,10 +46,11 @@ class Reply:
     retries: int
 
 
-def api_key(settings: TeacherSettings) -> str:
+def api_key(teacher: TeacherSettings) -> str:
     """The key from the page (carried in this process's environment) or the named variable; local servers take any
     non-empty key, so a missing one is "none"."""
-    return os.environ.get(PAGE_KEY_ENV) or os.environ.get(settings.key_env) or "none"
+    from_page = studio_settings.current().teacher_key
+    return (from_page.get_secret_value() if from_page else "") or os.environ.get(teacher.key_env) or "none"
 
 
 def client(settings: TeacherSettings):

@@ -28,11 +28,15 @@ COMMANDS = {
     "models": "model_commands:models_command", "model": "model_commands:model_command",
     "serve": "model_commands:serve_command", "monitor": "monitor_commands:monitor_command",
     "augment": "augment_commands:augment_command",
+    "config": "workspace_commands:config_command", "project": "workspace_commands:project_command",
+    "fix": "workspace_commands:fix_command", "chat": "workspace_commands:chat_command",
 }
+# Commands whose --project, when not given, is the current project (`studio project use`); listings show all.
+PROJECT_SCOPED = {"split", "train", "model", "monitor"}
 # Commands that only read: they never create a workspace, a database or a project.
 READ_ONLY = {("runs",), ("versions",), ("review", "results"), ("review", "export"), ("users", "list"), ("models",),
              ("model", "show"), ("model", "card"), ("monitor", "report"),
-             ("base", "list")}
+             ("base", "list"), ("project", "list")}
 
 
 def _reads_only(args) -> bool:
@@ -46,12 +50,16 @@ def _handler(command: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser.build().parse_args(argv)
+    args = parser.build(argv).parse_args(argv)
     try:
         if _reads_only(args):
             workspace.existing()
             db.read_only()
         workspace.apply_library_env(workspace.Workspace(workspace.root()))  # variables only: nothing is created
+        if args.command in PROJECT_SCOPED and getattr(args, "project", "") is None:
+            from engine.store import projects
+
+            args.project = projects.current_name()
         return _handler(args.command)(args)
     except KeyboardInterrupt:
         return 130

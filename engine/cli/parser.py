@@ -4,9 +4,10 @@ instant)."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from engine.cli import augment_parser
+from engine.cli import augment_parser, workspace_parser
 from engine.cli.common import EXIT_UNUSABLE
 
 
@@ -17,11 +18,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_UNUSABLE, f"{self.prog}: {message.rstrip('.')}. Run '{self.prog} --help' for usage.\n")
 
 
-def build() -> argparse.ArgumentParser:
+def build(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; `argv` (default: this process's) tells whether the command is train, whose run-setting flags are
+    built only then."""
+    argv = sys.argv[1:] if argv is None else argv
     p = _Parser(prog="studio", description="Finetune Studio: fine-tune open LLMs by the book.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    for add in (_ui, _data, _base, _train, _evaluate, _versions, _users, _review, _db, _runs, _models, _monitor,
-                augment_parser.add):
+    full = bool(argv) and argv[0] == "train"
+    for add in (_ui, _data, _base, lambda s: _train(s, full), _evaluate, _versions, _users, _review, _db, _runs,
+                _models, _monitor, augment_parser.add, workspace_parser.add):
         add(sub)
     return p
 
@@ -62,7 +67,7 @@ def _data(sub) -> None:
     split.add_argument("--ratios", default="0.8,0.1,0.1")
     split.add_argument("--seed", type=int, default=0)
     split.add_argument("--test", type=Path, help="your own test file: checked for contamination against train")
-    split.add_argument("--project", default="default", help="project to register the dataset and split in")
+    split.add_argument("--project", help="project to register the dataset and split in (default: the current one)")
     split.add_argument("--json", action="store_true")
 
     dm = sub.add_parser("demo-model", help="build the tiny demo model (offline, deterministic)")
@@ -88,20 +93,25 @@ def _base(sub) -> None:
     listing.add_argument("--json", action="store_true")
 
 
-def _train(sub) -> None:
-    """studio train"""
-    train = sub.add_parser("train", help="train in the foreground: from a config file, or quickly from a data file")
-    train.add_argument("config", nargs="?", type=Path, help="a run config JSON (or a folder holding config.json)")
-    train.add_argument("--model", help="quick form: base model folder or hub id")
+def _train(sub, full: bool = True) -> None:
+    """studio train (the run settings' flags only when the command is train: they cost the run config's import)"""
+    from engine.cli import train_flags
+
+    train = sub.add_parser("train", help="train: quickly from a data file, or from a run config file",
+                           description="studio train --model MODEL --data FILE [settings]: the data registered and "
+                                       "split like the wizard, the recommended settings, then yours; or studio train "
+                                       "--config run.yaml [settings]. Every run config field has a flag; --set "
+                                       "key=value sets any of them.")
+    train.add_argument("config", nargs="?", type=Path, help="a run config file (YAML or JSON), or a run folder")
+    train.add_argument("--model", help="quick form: base model folder, hub id or GGUF file")
     train.add_argument("--data", type=Path, help="quick form: a data file (registered and split like the wizard)")
-    train.add_argument("--technique", help="quick form: lora, qlora, full, prompt_tuning, prefix_tuning (default: "
-                                           "the recommendation for the model: full under 50M parameters, else lora)")
-    train.add_argument("--max-steps", type=int, default=-1, help="quick form: stop after N steps")
-    train.add_argument("--out", type=Path, help="quick form: the run folder (default: inside the workspace)")
-    train.add_argument("--project", default="default")
+    train.add_argument("--out", type=Path, help="the run folder (default: inside the workspace)")
+    train.add_argument("--project", help="the project (default: the current one)")
     train.add_argument("--dry-run", action="store_true", help="print the trainer command and exit")
     train.add_argument("--detach", action="store_true", help="start (or queue) the run and return")
-
+    train_flags.add_config_options(train)
+    if full:
+        train_flags.add_field_flags(train)
 
 
 def _evaluate(sub) -> None:
@@ -228,7 +238,7 @@ def _models(sub) -> None:
     promote.add_argument("--override", action="store_true",
                          help="an administrator's decision to promote without the evidence (needs --reason)")
     rollback = model_sub.add_parser("rollback", help="put the previous production version back")
-    rollback.add_argument("--project", default="default")
+    rollback.add_argument("--project", help="the project (default: the current one)")
     rollback.add_argument("--reason", default="")
     for name, text in (("show", "a version's lineage, promotion evidence and audit log"),
                        ("card", "print a version's model card (Hugging Face format)")):
@@ -264,7 +274,7 @@ def _monitor(sub) -> None:
     watch.add_argument("folder", type=Path)
     watch.add_argument("--interval", type=float, default=5.0, help="seconds between looks (default 5)")
     for sp in (imp, watch):
-        sp.add_argument("--project", default="default")
+        sp.add_argument("--project", help="the project (default: the current one)")
         sp.add_argument("--model", help="the model version that served the log, when it has no such column")
         sp.add_argument("--map", dest="mapping", metavar="time=COL,model=COL,request=COL,response=COL,...",
                         help="name the columns when their names are not the usual ones (also latency, error, "
@@ -277,7 +287,7 @@ def _monitor(sub) -> None:
     fix.add_argument("--limit", type=int, default=100, help="answers to send (default 100)")
     fix.add_argument("--overlap", type=int, default=1, help="reviewers per answer (default 1)")
     for sp in (rep, retrain, fix):
-        sp.add_argument("--project", default="default")
+        sp.add_argument("--project", help="the project (default: the current one)")
         sp.add_argument("--model", help="NAME-vX.Y.Z (default: the version in production)")
         sp.add_argument("--json", action="store_true")
     rep.add_argument("--window-days", type=int, default=7)

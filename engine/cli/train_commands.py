@@ -6,7 +6,7 @@ import json
 import sys
 import time
 
-from engine.cli.common import EXIT_BLOCKING, EXIT_OK, EXIT_UNUSABLE
+from engine.cli.common import EXIT_BLOCKING, EXIT_OK, EXIT_UNUSABLE, UsageError
 from engine.jobs import event_log, supervisor
 from engine.store.projects import find_project
 from engine.train import launcher
@@ -47,7 +47,21 @@ def base_command(args) -> int:
 
 
 def train_command(args) -> int:
-    run_config, project_id = launcher.config_from_cli(args)
+    from engine.cli import train_flags
+
+    if args.config is not None and args.config_file is not None:
+        raise UsageError("Give the run config once: as the argument or as --config, not both.")
+    path = args.config_file or args.config
+    if path is not None and path.is_dir():
+        path = path / "config.json"  # a run folder: train again with its config
+    file_values = train_flags.load_file(path) if path is not None else None
+    run_config, project_id = launcher.resolve_config(file_values, args.model, args.data, args.project,
+                                                     train_flags.overrides(args))
+    if args.print_config:
+        import yaml  # only this branch prints YAML
+
+        print(yaml.safe_dump(run_config.model_dump(mode="json"), sort_keys=False).rstrip())
+        return EXIT_OK
     if args.dry_run:
         run_dir = str(args.out or "RUN_DIR")
         command = launcher.trainer_command(run_config)

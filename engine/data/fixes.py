@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from engine.data import versions
 from engine.data.checks import sensitive
-from engine.data.report import Report
+from engine.data.report import Finding, Report
 from engine.data.shapes import Record
 from engine.data.tokens import load_counter
 from engine.errors import StudioError
@@ -24,6 +24,22 @@ from engine.store.tables import DatasetVersion
 
 class FixError(StudioError, ValueError):
     pass
+
+
+def choices(finding: Finding) -> list[tuple[str, str]]:
+    """(fix id, label) of each fix a finding offers: its own, and dropping its records where that is not the same."""
+    out = []
+    if finding.fix:
+        out.append((finding.fix.id, finding.fix.label))
+    if finding.locations and not (finding.fix and (finding.fix.id.startswith("drop")
+                                                   or finding.fix.id == "keep_one_branch")):
+        out.append((f"drop:{finding.code}", "Drop these records"))
+    return out
+
+
+def offered(report: Report) -> dict[str, tuple[str, Finding]]:
+    """fix id -> (label, the finding it fixes): every fix the report offers."""
+    return {fix_id: (label, finding) for finding in report.findings for fix_id, label in choices(finding)}
 
 
 def apply_fix(version: DatasetVersion, report: Report, fix_id: str, **params) -> DatasetVersion:

@@ -13,25 +13,24 @@ import csv
 import io
 import itertools
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from engine import settings
 from engine.data import csv_rows, nesting
 from engine.data.items import InputError, Item
 from engine.data.shapes import shape_of
 
 CONTAINERS = ("jsonl", "json", "csv", "tsv", "parquet")
-DEFAULT_MAX_MB = 200
 _CHUNK = 1 << 20
 # `\ud800`-`\udfff`: json.loads turns a lone one into a str that cannot be written as UTF-8 (ijson writes "?")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def max_file_bytes() -> int:
-    return int(float(os.environ.get("STUDIO_MAX_FILE_MB", DEFAULT_MAX_MB)) * 1024 * 1024)
+    return int(settings.current().max_file_mb * 1024 * 1024)
 
 
 def check_size(path: Path, max_bytes: int | None = None) -> int:

@@ -30,6 +30,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+from engine import settings
 from engine.store import workspace
 
 LEVELS = ("bubblewrap", "unshare", "python-level")
@@ -136,7 +137,7 @@ def _probe(level: str) -> bool:
 
 def level() -> str:
     """The strongest isolation that works here (STUDIO_SANDBOX forces one)."""
-    forced = os.environ.get("STUDIO_SANDBOX")
+    forced = settings.current().sandbox
     if forced in LEVELS:
         return forced
     if shutil.which("bwrap") and _probe("bubblewrap"):

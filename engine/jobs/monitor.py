@@ -25,6 +25,7 @@ from pathlib import Path
 
 from sqlalchemy import update
 
+from engine import settings
 from engine.jobs import job_files, processes, supervisor
 from engine.jobs.job_files import LOG_FILE
 from engine.store import db, workspace
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         processes.signal_group(proc.pid, signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop)
-    if os.environ.get("STUDIO_ON_RAY") == "1":
+    if settings.current().on_ray:
         record_start(run_id, proc.pid, socket.gethostname())
     sys.stdout.write(f"{proc.pid}\n")
     sys.stdout.flush()

@@ -24,6 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from engine import settings
 from engine.errors import StudioError
 
 BACKENDS = ("local", "ray")
@@ -43,10 +44,7 @@ class RayError(StudioError, ValueError):
 
 
 def configured() -> str:
-    backend = os.environ.get("STUDIO_JOB_BACKEND", "local").strip().lower() or "local"
-    if backend not in BACKENDS:
-        raise RayError(f"STUDIO_JOB_BACKEND is {backend!r}; it must be local or ray.")
-    return backend
+    return settings.current().job_backend
 
 
 def backend_for(kind: str) -> str:
@@ -55,7 +53,7 @@ def backend_for(kind: str) -> str:
 
 
 def address() -> str:
-    value = os.environ.get("STUDIO_RAY_ADDRESS", "http://127.0.0.1:8265").strip()
+    value = settings.current().ray_address.strip()
     return value if "://" in value else f"http://{value}"
 
 

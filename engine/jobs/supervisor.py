@@ -35,6 +35,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from engine import settings
 from engine.errors import StudioError
 from engine.jobs import heartbeat, job_files, processes, ray_backend, secret_env
 from engine.jobs.checkpoints import complete_checkpoints
@@ -53,7 +54,7 @@ class RunError(StudioError, ValueError):
 
 
 def grace_seconds() -> float:
-    return float(os.environ.get("STUDIO_CANCEL_GRACE", "20"))
+    return settings.current().cancel_grace
 
 
 def now() -> datetime:

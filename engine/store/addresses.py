@@ -10,9 +10,9 @@ a proxy we trust, everything to its left may be forged.
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections.abc import Iterable, Mapping
 
+from engine import settings
 from engine.errors import StudioError
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -25,7 +25,7 @@ class ProxySettingError(StudioError):
 
 def trusted_proxies(raw: str | None = None) -> list[Network]:
     """The networks of STUDIO_TRUSTED_PROXIES; an entry that is not an address or CIDR raises ProxySettingError."""
-    text = os.environ.get("STUDIO_TRUSTED_PROXIES", "") if raw is None else raw
+    text = settings.current().trusted_proxies if raw is None else raw
     networks = []
     for item in (part.strip() for part in text.split(",")):
         if not item:

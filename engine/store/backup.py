@@ -15,6 +15,7 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+from engine import settings
 from engine.errors import StudioError
 from engine.store import workspace
 
@@ -27,7 +28,7 @@ class BackupError(StudioError):
 
 
 def _database() -> Path:
-    if os.environ.get("STUDIO_DB_URL"):
+    if settings.current().db_url:
         raise BackupError("STUDIO_DB_URL points at another database: back it up with its own tools (pg_dump for "
                           "PostgreSQL).")
     return workspace.root() / "studio.db"

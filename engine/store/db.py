@@ -21,6 +21,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine import settings
 from engine.errors import StudioError
 from engine.store import workspace
 
@@ -46,7 +47,7 @@ def read_only() -> None:
 
 
 def database_url() -> str:
-    url = os.environ.get("STUDIO_DB_URL")
+    url = settings.current().db_url
     if url:
         return url
     return f"sqlite:///{workspace.current().root / 'studio.db'}"
@@ -219,7 +220,8 @@ _factories: dict[tuple, sessionmaker] = {}
 def _factory() -> sessionmaker:
     # Keyed on the variables that choose the database, so the URL (and the workspace folders behind it) are worked
     # out once per process and database, not on every short transaction.
-    key = (os.environ.get("STUDIO_DB_URL"), os.environ.get("STUDIO_HOME"), os.getcwd())
+    now = settings.current()
+    key = (now.db_url, now.home, os.getcwd())
     factory = _factories.get(key)
     if factory is None:
         factory = _factories[key] = sessionmaker(get_engine(), expire_on_commit=False)

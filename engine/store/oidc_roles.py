@@ -13,13 +13,13 @@ Settings (environment, or the [studio_oidc] table of .streamlit/secrets.toml, wh
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 
+from engine import settings
 from engine.errors import StudioError
 from engine.store import db, users
 from engine.store.tables import User
@@ -40,10 +40,10 @@ class RoleMapping:
     def load(cls, secrets: Mapping | None = None) -> RoleMapping:
         """From [studio_oidc] in the secrets (claim = "...", roles = {GROUP = "ROLE"}), else the environment."""
         table = dict(secrets or {})
-        claim = str(table.get("claim") or os.environ.get("STUDIO_OIDC_ROLE_CLAIM", "groups"))
+        claim = str(table.get("claim") or settings.current().oidc_role_claim)
         roles = table.get("roles")
         groups = {str(k): str(v) for k, v in dict(roles).items()} if isinstance(roles, Mapping) else \
-            _parse(os.environ.get("STUDIO_OIDC_ROLE_MAP", ""))
+            _parse(settings.current().oidc_role_map)
         bad = sorted({role for role in groups.values() if role not in users.ROLES})
         if bad:
             raise NoRole(f"The OIDC role mapping names unknown roles ({', '.join(bad)}); use "

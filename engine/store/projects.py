@@ -5,11 +5,13 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from engine.errors import StudioError
-from engine.store import db
+from engine.store import db, workspace
 from engine.store.tables import Project
 
 TASK_TYPES = ("chat", "classification", "extraction", "summarization", "code")
 DEMO_PROJECT = "Support bot (demo)"
+DEFAULT_PROJECT = "default"
+CURRENT_FILE = "current-project"  # the CLI's current project (`studio project use NAME`), in the workspace
 
 
 class ProjectError(StudioError, ValueError):
@@ -61,3 +63,23 @@ def ensure_project(name: str, task_type: str = "chat", system_prompt: str = "") 
         if found:
             return found
     return create_project(name, task_type, system_prompt)
+
+
+def current_name() -> str:
+    """The project CLI commands act on when no --project is given: the one `studio project use` chose, else
+    "default"."""
+    try:
+        name = (workspace.current().root / CURRENT_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return DEFAULT_PROJECT
+    return name or DEFAULT_PROJECT
+
+
+def use(name: str) -> Project:
+    """Make an existing project the CLI's current one."""
+    project = find_project(name)
+    file = workspace.current().root / CURRENT_FILE
+    tmp = file.with_name(file.name + ".part")
+    tmp.write_text(project.name + "\n", encoding="utf-8")
+    tmp.replace(file)
+    return project

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from sqlalchemy import CursorResult, select, update
 
+from engine import settings
 from engine.store import app_secrets, db
 from engine.store.tables import User, UserSession, now
 
@@ -27,7 +27,7 @@ KEY_NAME = "session_signing_key"
 
 
 def hours() -> float:
-    return float(os.environ.get("STUDIO_SESSION_HOURS", "12"))
+    return settings.current().session_hours
 
 
 def _key() -> bytes:

@@ -19,13 +19,13 @@ counts against nobody: retrying it cannot lock anyone out.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from sqlalchemy import CursorResult, delete, func, select
 
+from engine import settings
 from engine.errors import StudioError
 from engine.store import db
 from engine.store.tables import SigninAttempt, now
@@ -43,9 +43,8 @@ class Policy:
 
     @classmethod
     def from_env(cls) -> Policy:
-        return cls(int(os.environ.get("STUDIO_SIGNIN_LOCKOUT_AFTER", "10")),
-                   float(os.environ.get("STUDIO_SIGNIN_LOCKOUT_MINUTES", "15")),
-                   float(os.environ.get("STUDIO_SIGNIN_DELAY_BASE_S", "1")))
+        now = settings.current()
+        return cls(now.signin_lockout_after, now.signin_lockout_minutes, now.signin_delay_base_s)
 
 
 class Throttled(StudioError):

@@ -13,9 +13,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine import settings
 from engine.errors import StudioError
 
-DEFAULT_HOME = "workspace"
 # A few MB kept in reserve (CockroachDB calls its own an emergency ballast): on a full disk the supervisor deletes
 # it to record how the job that filled the disk ended. Made again once 16 MB are free.
 RESERVE_FILE = ".reserve"
@@ -114,7 +114,7 @@ class Workspace:
 
 def root() -> Path:
     """The folder STUDIO_HOME names (default ./workspace), whether it exists or not."""
-    return Path(os.environ.get("STUDIO_HOME", DEFAULT_HOME)).expanduser().resolve()
+    return settings.current().home.expanduser().resolve()
 
 
 def current() -> Workspace:
@@ -131,7 +131,7 @@ def exists() -> bool:
     folder = root()
     if not folder.is_dir():
         return False
-    return bool(os.environ.get("STUDIO_DB_URL")) or (folder / "studio.db").is_file()
+    return bool(settings.current().db_url) or (folder / "studio.db").is_file()
 
 
 def existing() -> Workspace:

@@ -263,23 +263,26 @@ def _count_lines(path: str | None) -> int:
         return 0
 
 
-def config_from_cli(args) -> tuple[RunConfig, int | None]:
-    """`studio train CONFIG.json|RUN_DIR` or the quick form `--model PATH --data FILE ...`."""
-    if args.config is not None:
-        path = args.config / "config.json" if args.config.is_dir() else args.config
-        return RunConfig.load(path), None
-    if not (args.model and args.data):
-        raise LaunchRefused("Give a run config, or both --model and --data for the quick form.")
-    resolved = resolve_base(args.model, progress=stage_lines(lambda line: print(line, file=sys.stderr, flush=True)))
+def resolve_config(file_values: dict | None, model: str | None, data: Path | None, project_name: str,
+                   overrides: dict) -> tuple[RunConfig, int | None]:
+    """The run config `studio train` runs: a whole config file (with the given fields over it), or the quick form
+    (--model and --data, registered and split like the wizard) with the recommendations, then the file's fields,
+    then the given ones. Validated as the Train page validates, with the same sentences."""
+    if not (model and data):
+        if model or data:
+            raise LaunchRefused("The quick form needs both --model and --data.")
+        if file_values is None:
+            raise LaunchRefused("Give a run config (--config FILE), or both --model and --data for the quick form.")
+        return RunConfig.build(**{**file_values, **overrides}), None
+    resolved = resolve_base(model, progress=stage_lines(lambda line: print(line, file=sys.stderr, flush=True)))
     if resolved.note:
-        print(resolved.note, flush=True)
-    args.model = resolved.path
-    project = projects.ensure_project(args.project)
-    version = versions.import_file(project.id, args.data, args.data.name)
+        print(resolved.note, file=sys.stderr, flush=True)
+    project = projects.ensure_project(project_name)
+    version = versions.import_file(project.id, data, data.name)
     made = next(iter(split.list_splits(version.id)), None) or split.create_split(version)
-    overrides = {"technique": args.technique} if args.technique else {}
-    if args.max_steps > 0:
-        overrides["max_steps"] = args.max_steps
-    technique = args.technique or recommend_technique(model_facts(args.model))[0]
-    config = config_for_split(made, args.model, name=f"{args.data.stem}-{technique}", **overrides)
-    return config, project.id
+    given = {**(file_values or {}), **overrides}
+    for bound in ("base_model", "train_file", "eval_file", "split_id", "dataset_version_id"):
+        given.pop(bound, None)  # the quick form's data and model decide these
+    technique = given.get("technique") or recommend_technique(model_facts(resolved.path))[0]
+    name = given.pop("name", None) or f"{data.stem}-{technique}"
+    return config_for_split(made, resolved.path, name=name, **given), project.id

@@ -25,6 +25,7 @@ import time
 import traceback
 from pathlib import Path
 
+from engine import settings
 from engine.data.chat_template import DEFAULT_TEMPLATE, ModelTemplate
 from engine.jobs import heartbeat
 from engine.jobs.checkpoints import COMPLETE_MARKER, complete_checkpoints
@@ -40,7 +41,7 @@ from engine.train.stop_flag import STOP, request_stop
 
 # Fault injection for the fault tests (tests/test_train.py) only: "ignore_sigterm", or "raise:<kind>:<step>" with
 # kind gpu_oom, disk_full or crash. Unset in normal use.
-FAULT = os.environ.get("STUDIO_FAULT", "")
+FAULT = settings.current().fault
 RANK = int(os.environ.get("RANK", "0"))  # set for each process by accelerate launch (torchrun); 0 when alone
 WORLD_SIZE = int(os.environ.get("WORLD_SIZE", "1"))
 def main(argv: list[str] | None = None) -> int:
@@ -375,8 +376,8 @@ def start_wandb(config: RunConfig, run_dir: Path, writer: MetricsWriter) -> list
         try:
             _wandb_run = wandb.init(project=config.wandb_project, name=config.name, dir=str(run_dir), mode=mode,
                                     config=config.model_dump(), reinit="finish_previous",
-                                    settings=wandb.Settings(init_timeout=float(os.environ.get(
-                                        "STUDIO_WANDB_INIT_TIMEOUT", "20")), x_disable_stats=True))
+                                    settings=wandb.Settings(init_timeout=settings.current().wandb_init_timeout,
+                                                            x_disable_stats=True))
             writer.write("wandb", mode=mode, run_id=_wandb_run.id, url=getattr(_wandb_run, "url", None),
                          dir=str(Path(_wandb_run.dir).parent))
             return ["wandb"]

@@ -16,10 +16,10 @@ on a single line costs what the same bytes cost in ordinary records.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 from typing import Any
 
+from engine import settings
 from engine.data.checks import windows
 from engine.data.checks.secret_patterns import SECRET_PATTERNS, looks_secret
 from engine.data.report import Finding, Fix
@@ -75,13 +75,12 @@ def _valid(kind: str, value: str) -> bool:
     return True
 
 
-DEFAULT_PHONE_REGIONS = "US,GB,DE,FR,IN"
 
 
 def phone_regions() -> list[str]:
     """Regions whose national formats count (international +NN numbers count from everywhere)."""
 
-    return [r.strip().upper() for r in os.environ.get("STUDIO_PHONE_REGIONS", DEFAULT_PHONE_REGIONS).split(",")
+    return [r.strip().upper() for r in settings.current().phone_regions.split(",")
             if r.strip()]
 
 

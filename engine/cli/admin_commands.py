@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import importlib.util
 import os
 import sys
 import time
@@ -12,6 +13,16 @@ from engine.cli.common import EXIT_OK, UsageError
 from engine.data import demo_project
 from engine.store import backup, throttle, users
 from engine.store.workspace import current
+
+
+def dashboard_app() -> Path:
+    """app.py: the installed studio_app package's (a wheel, or this checkout installed editable), else this checkout's
+    (its .streamlit/config.toml sits beside it either way)."""
+    spec = importlib.util.find_spec("studio_app")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(folder) / "app.py").is_file():
+            return Path(folder) / "app.py"
+    return Path(__file__).resolve().parents[2] / "app.py"
 
 
 def _say_job_backend() -> None:
@@ -38,7 +49,7 @@ def ui_command(args) -> int:
 
         real_demo.ensure_real_demo(project, progress=lambda line: print(line, flush=True))
         print(f"The demo is ready ({time.monotonic() - started:.0f} s).", flush=True)
-    app = Path(__file__).resolve().parents[2] / "app.py"
+    app = dashboard_app()
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port)]
     if args.address:
         cmd += ["--server.address", args.address]  # else .streamlit/config.toml's 127.0.0.1

@@ -78,6 +78,7 @@ def pick_engine(engine: str) -> str:
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+SERVE_MODULES = ("fastapi", "uvicorn", "starlette", "httpx", "rich")  # the serve extra
 
 
 def serve(actor: User, ref: int | str, port: int = 8000, engine: str = "auto", host: str = "127.0.0.1",
@@ -85,6 +86,10 @@ def serve(actor: User, ref: int | str, port: int = 8000, engine: str = "auto", h
     """Queue a serving job for a version (it starts when its device is free: a GPU server holds the GPU). Bound
     beyond this machine it needs an API key (the name of the environment variable that holds it)."""
     actor = users.require(actor, "admin", "analyst")
+    missing = [m for m in SERVE_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ServeError(f"Serving needs the serve extra ({', '.join(missing)} missing here): pip install "
+                         "'finetune-studio[serve]'.")
     version = registry.get_version(ref)
     chosen = pick_engine(engine)
     api_key_env = api_key_env.strip()

@@ -6,7 +6,10 @@ table is the settings class's."""
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import yaml
@@ -48,8 +51,19 @@ def _flag_args(field: str, value) -> list[str]:
     return [flag_of(field), str(value)]
 
 
+def _cli(argv: list[str]) -> int:
+    """`studio ARGV` in this process, leaving the process as it was: the CLI points TMPDIR and the library caches at
+    the workspace (for its own process), which must not reach the tests that run after this one here."""
+    saved = tempfile.tempdir
+    with mock.patch.dict(os.environ):
+        try:
+            return entry.main(argv)
+        finally:
+            tempfile.tempdir = saved
+
+
 def _printed(capsys, argv: list[str]) -> dict:
-    code = entry.main(argv)
+    code = _cli(argv)
     out = capsys.readouterr()
     assert code == 0, out.err
     return yaml.safe_load(out.out)
@@ -111,7 +125,7 @@ def test_the_quick_form_prints_the_recommendations_and_the_user_s_settings_win(w
                                                                 "save_steps must be a multiple of eval_steps."),
 ])
 def test_a_bad_setting_is_the_train_page_s_sentence(whole_config, capsys, argv, sentence):
-    code = entry.main(["train", "--config", str(whole_config), *argv, "--print-config"])
+    code = _cli(["train", "--config", str(whole_config), *argv, "--print-config"])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert err.startswith(f"studio: {sentence}"), err

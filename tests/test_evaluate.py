@@ -122,10 +122,13 @@ def test_evaluate_page_runs_the_evaluation_in_the_background(trained, module_ws)
     at = app_as("analyst", timeout=90).run()
     at.switch_page("pages/evaluate.py").run()
     assert not at.exception
-    # "Evaluate again" when the CLI test of this module already wrote a report
+    at.selectbox(key="evaluate_run").set_value(trained.id).run()  # the newest run is selected first
+    before = {j.id for j in supervisor.list_runs(trained.project_id, kind="eval")}
+    # "Evaluate again" when another test of this module already wrote a report
     next(b for b in at.button if b.label in ("Run the evaluation", "Evaluate again")).click().run()
     assert not at.exception
     job = queue.latest_job(trained.id)
+    assert job.id not in before  # the click queued it
     assert _wait_job(job.id).status == "succeeded"
     assert queue.job_state(supervisor.get_run(job.id))["state"] == "succeeded"
     at.run()

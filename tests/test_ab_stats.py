@@ -287,3 +287,18 @@ def test_an_uploaded_log_meets_no_preset_planned_share_and_p_values_read_the_sam
     if "p = " in decision:
         assert f"p = {primary['p']}" in decision
     assert primary["p"] == ab_traffic.p_text(ab_traffic.analyze(log, 0.5)["metrics"]["satisfaction"]["p_value"])
+
+
+def test_the_nearest_rank_quantile_is_numpy_s_inverted_cdf():
+    """engine.numbers.nearest_rank (token-length percentiles, serving latencies) against numpy's own definition of
+    the same quantile."""
+    import numpy as np
+
+    from engine.numbers import nearest_rank
+
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 3, 7, 20, 101):
+        values = rng.integers(0, 1000, n).tolist()
+        for q in (0.0, 0.01, 0.5, 0.9, 0.95, 0.99, 1.0):
+            assert nearest_rank(values, q) == float(np.percentile(values, q * 100, method="inverted_cdf")), (n, q)
+    assert nearest_rank([], 0.5) is None

@@ -22,6 +22,7 @@ from engine.errors import StudioError
 from engine.evaluate import queue, results
 from engine.jobs import processes, supervisor
 from engine.models import registry
+from engine.numbers import nearest_rank
 from engine.store import users
 from engine.store.tables import ModelVersion, Run, User
 
@@ -184,7 +185,7 @@ def smoke_test(version: ModelVersion, base_url: str, model: str, engine: str, ex
     ordered = sorted(latencies)
     passed = bool(rows) and len(answers) == len(rows) and (engine != "transformers" or agreement >= SMOKE_AGREEMENT)
     return {"prompts": len(rows), "answered": len(answers), "same_as_evaluation": same, "agreement": agreement,
-            "latency_p50_s": _quantile(ordered, 0.5), "latency_p95_s": _quantile(ordered, 0.95), "engine": engine,
+            "latency_p50_s": nearest_rank(ordered, 0.5), "latency_p95_s": nearest_rank(ordered, 0.95), "engine": engine,
             "passed": passed, "compared_with": "the evaluation's greedy answers (transformers, batched)"}
 
 
@@ -201,12 +202,6 @@ def _evaluated_rows(version: ModelVersion, examples: int) -> list[dict]:
             if len(rows) >= examples:
                 break
     return rows
-
-
-def _quantile(ordered: list[float], q: float) -> float | None:
-    if not ordered:
-        return None
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def elsewhere(version: ModelVersion) -> dict[str, str]:

@@ -13,10 +13,10 @@ import math
 from datetime import timedelta
 from typing import Any
 
+from engine.numbers import Z95, wilson
 from engine.review import ab_traffic, stats
 
 FIRST_WEEK_DAYS = 7
-Z95 = 1.959963984540054
 SATISFACTION = (("rating", "mean rating (1-5)"), ("thumbs", "thumbs-up share"), ("resolved", "resolved share"))
 SHARES = ("error", "fallback", "thumbs", "resolved")
 
@@ -36,7 +36,7 @@ def _share(row: dict, column: str) -> dict | None:
     n = row.get(f"{column}_n") or 0
     if not n:
         return None
-    low, high = stats.wilson(row[f"{column}_mean"] * n, n)
+    low, high = wilson(row[f"{column}_mean"] * n, n)
     return {"value": row[f"{column}_mean"], "ci_low": low, "ci_high": high, "n": n}
 
 
@@ -126,7 +126,7 @@ def against_evaluation(window: dict, rule: dict) -> list[dict]:
     if not now or n < 1:
         return []
     expected = float(rule["expected"])
-    low_e, high_e = stats.wilson(expected * n, n)
+    low_e, high_e = wilson(expected * n, n)
     diff, low, high = _difference({"value": expected, "ci_low": low_e, "ci_high": high_e}, now)
     if low <= 0:
         return []

@@ -23,12 +23,12 @@ from typing import Any, cast
 
 import numpy as np
 
+from engine.numbers import wilson
 from engine.review import campaigns
 from engine.review.result_types import PairwiseResults, RatingResults
 from engine.store import users
 
 BANDS = ((0.8, "reliable"), (0.667, "tentative"), (-math.inf, "unreliable"))
-Z95 = 1.959963984540054  # the 97.5% quantile of the standard normal
 
 
 def band(alpha: float | None) -> str | None:
@@ -58,17 +58,6 @@ def t_interval(mean: float, sd: float, n: int) -> tuple[float, float]:
         return mean, mean
     half = float(stdtrit(n - 1, 0.975)) * sd / math.sqrt(n)
     return mean - half, mean + half
-
-
-def wilson(successes: float, n: int) -> tuple[float, float]:
-    """Wilson's 95% score interval of a share (statsmodels' proportion_confint(method="wilson") gives the same; its
-    import costs most of a second, and the monitoring report computes dozens of these from the command line)."""
-    if n == 0:
-        return (0.0, 1.0)
-    p, z = successes / n, Z95
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(max(p * (1 - p), 0.0) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def holm(p_values: dict[str, float | None]) -> dict[str, float | None]:

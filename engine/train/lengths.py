@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from pathlib import Path
 
 from engine.data.chat_template import ModelTemplate, TemplateError, record_tools
@@ -15,14 +14,14 @@ from engine.data.loading import load_records
 from engine.data.loss_mask import encode_conversation
 from engine.data.quality import usable
 from engine.data.readers import InputError
+from engine.numbers import nearest_rank
 from engine.store import workspace
 from engine.train.base_models import local_folder
 
 
 def quantile(values: list[int], q: float) -> float:
     """The q-quantile by the nearest-rank method (what is at or above q of the examples)."""
-    ordered = sorted(values)
-    return float(ordered[max(0, math.ceil(q * len(ordered)) - 1)])
+    return nearest_rank(values, q) or 0.0
 
 
 def example_lengths(folder: Path, path: Path) -> list[int]:

@@ -290,11 +290,11 @@ def test_an_uploaded_log_meets_no_preset_planned_share_and_p_values_read_the_sam
 
 
 def test_the_nearest_rank_quantile_is_numpy_s_inverted_cdf():
-    """engine.numbers.nearest_rank (token-length percentiles, serving latencies) against numpy's own definition of
+    """engine.stat_helpers.nearest_rank (token-length percentiles, serving latencies) against numpy's own definition of
     the same quantile."""
     import numpy as np
 
-    from engine.numbers import nearest_rank
+    from engine.stat_helpers import nearest_rank
 
     rng = np.random.default_rng(5)
     for n in (1, 2, 3, 7, 20, 101):

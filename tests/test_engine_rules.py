@@ -75,3 +75,17 @@ def test_a_launch_request_is_the_same_for_the_same_draft_and_settings(a_split):
     assert key == launcher.request_key(project.id, "draft-1", config)
     assert key != launcher.request_key(project.id, "draft-2", config)
     assert key != launcher.request_key(project.id, "draft-1", other)
+
+
+def test_jobs_import_the_studio_from_the_folder_that_holds_the_engine_package(ws):
+    """A job's PYTHONPATH starts at the folder holding `engine` (the checkout, or site-packages), never at engine/
+    itself, whose modules would shadow the standard library's: engine/numbers.py once broke every job's
+    `import decimal` that way."""
+    import os
+
+    from conftest import ROOT
+
+    from engine.jobs import supervisor
+
+    first = supervisor._job_env()["PYTHONPATH"].split(os.pathsep)[0]
+    assert first == str(ROOT) and (ROOT / "engine" / "__init__.py").is_file()

@@ -196,7 +196,8 @@ def _job_env() -> dict[str, str]:
     ws = workspace.current()
     env = {**ws.library_env(), "STUDIO_HOME": str(ws.root), "TMPDIR": str(ws.tmp), "PYTHONUNBUFFERED": "1",
            "TOKENIZERS_PARALLELISM": "false"}
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # the folder holding the engine package (never engine/ itself: its
+    # modules would shadow the standard library's and other packages' of the same name, as engine/numbers.py once did)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)
     return env
 

@@ -22,7 +22,7 @@ from engine.errors import StudioError
 from engine.evaluate import queue, results
 from engine.jobs import processes, supervisor
 from engine.models import registry
-from engine.numbers import nearest_rank
+from engine.stat_helpers import nearest_rank
 from engine.store import users
 from engine.store.tables import ModelVersion, Run, User
 

@@ -13,8 +13,8 @@ import math
 from datetime import timedelta
 from typing import Any
 
-from engine.numbers import Z95, wilson
 from engine.review import ab_traffic, stats
+from engine.stat_helpers import Z95, wilson
 
 FIRST_WEEK_DAYS = 7
 SATISFACTION = (("rating", "mean rating (1-5)"), ("thumbs", "thumbs-up share"), ("resolved", "resolved share"))

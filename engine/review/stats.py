@@ -23,9 +23,9 @@ from typing import Any, cast
 
 import numpy as np
 
-from engine.numbers import wilson
 from engine.review import campaigns
 from engine.review.result_types import PairwiseResults, RatingResults
+from engine.stat_helpers import wilson
 from engine.store import users
 
 BANDS = ((0.8, "reliable"), (0.667, "tentative"), (-math.inf, "unreliable"))

@@ -14,7 +14,7 @@ from engine.data.loading import load_records
 from engine.data.loss_mask import encode_conversation
 from engine.data.quality import usable
 from engine.data.readers import InputError
-from engine.numbers import nearest_rank
+from engine.stat_helpers import nearest_rank
 from engine.store import workspace
 from engine.train.base_models import local_folder
 

@@ -269,8 +269,13 @@ def test_the_reference_is_kept_at_the_first_import_and_a_new_process_reads_it(de
     import sys
 
     project, version = deployed
-    kept = [p for p in reference.folder().iterdir() if not p.name.count(".part-")]
-    assert len(kept) == 1 and {p.name for p in kept[0].iterdir()} == {"arrays.npz", "reference.json"}
+    from engine.store.tables import Split
+
+    facts = version.lineage["facts"]
+    with db.session() as s:
+        made = s.get(Split, facts["config"]["split_id"])
+    kept = [reference.place_of(made, str(facts["base_model"]))]  # other tests of this module may fit their own
+    assert {p.name for p in kept[0].iterdir()} == {"arrays.npz", "reference.json"}
     code = ("import json, sys; from engine.monitor import report; "
             f"found = report.report({project.id}, {version.label!r}); "
             "print(json.dumps([found['drift']['features'], 'sklearn' in sys.modules]))")
@@ -282,7 +287,6 @@ def test_the_reference_is_kept_at_the_first_import_and_a_new_process_reads_it(de
 
     (kept[0] / "arrays.npz").write_bytes(b"not a NumPy file")
     reference._loaded.clear()
-    facts = version.lineage["facts"]
     again = reference.load(facts["config"]["split_id"], str(facts["base_model"]))
     assert again is not None and np.load(kept[0] / "arrays.npz")["centers"].shape == again.centers.shape
     assert drift.drift(again, ["Where is my order NW-12345?"] * 30)["features"]

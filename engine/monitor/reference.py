@@ -195,6 +195,11 @@ def folder() -> Path:
     return workspace.current().root / "monitor" / "references"
 
 
+def place_of(made: Split, base_model: str) -> Path:
+    """Where the reference of this split and base model is kept."""
+    return folder() / _key(made, _tokenizer_folder(base_model))
+
+
 _loaded: dict[str, Reference] = {}  # per process, by the file it was read from
 
 
@@ -206,7 +211,7 @@ def load(split_id: int | None, base_model: str) -> Reference | None:
     if made is None or not split.split_path(made, "train").is_file():
         return None
     tokenizer = _tokenizer_folder(base_model)
-    place = folder() / _key(made, tokenizer)
+    place = place_of(made, base_model)
     if str(place) in _loaded:
         return _loaded[str(place)]
     ref = _read(place)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import chat, run_studio, write_jsonl
+from conftest import chat, eventually, run_studio, write_jsonl
 
 
 def assert_one_sentence(proc):
@@ -135,7 +135,6 @@ def test_the_dashboard_listens_on_this_machine_only_and_prints_a_setup_token(ws)
     import os
     import socket
     import subprocess
-    import time
 
     import psutil
     from conftest import ROOT, STUDIO
@@ -149,13 +148,8 @@ def test_the_dashboard_listens_on_this_machine_only_and_prints_a_setup_token(ws)
                                 stderr=subprocess.STDOUT, env={**os.environ, "STUDIO_HOME": str(ws.root)},
                                 start_new_session=True)
     try:
-        deadline = time.time() + 60
-        listening = []
-        while time.time() < deadline and not listening:
-            time.sleep(0.5)
-            listening = [c.laddr for c in psutil.net_connections("inet")
-                         if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
-        assert listening, log.read_text()
+        listening = eventually(lambda: [c.laddr for c in psutil.net_connections("inet")
+                                        if c.status == psutil.CONN_LISTEN and c.laddr.port == port], 60, 0.5)
         assert {a.ip for a in listening} == {"127.0.0.1"}
         assert "one-time setup token: " in log.read_text()
     finally:

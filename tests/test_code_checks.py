@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import eventually
 
 from engine.evaluate import code_checks, comparison, sandbox
 
@@ -110,10 +111,9 @@ def test_hostile_code_is_refused_everything_and_leaks_nothing(level, ws, tmp_pat
             listener.accept()  # nothing ever connected
         assert not any(p.exists() for p in outside)
         assert "studio-secret" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-        deadline = time.monotonic() + 5  # the kernel kills a PID namespace's processes when its first one ends
-        while (leftovers := subprocess.run(["pgrep", "-u", "65534"], capture_output=True, text=True).stdout.split()):
-            assert time.monotonic() < deadline, f"sandboxed processes outlived their check: {leftovers}"
-            time.sleep(0.1)
+        # the kernel kills a PID namespace's processes when its first one ends
+        eventually(lambda: not subprocess.run(["pgrep", "-u", "65534"], capture_output=True, text=True).stdout.split(),
+                   5)
     finally:
         victim.kill()
         listener.close()

@@ -5,11 +5,10 @@ CPU (gloo) whose loss curve matches a 1-process run with the same global batch."
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import yaml
-from conftest import run_studio, running
+from conftest import eventually, run_studio, running
 
 from engine.jobs import event_log, supervisor
 from engine.jobs.checkpoints import complete_checkpoints
@@ -106,10 +105,7 @@ def test_cancelling_a_two_process_run_stops_both_ranks_at_one_step_and_saves(set
 
     project, made, config = setup
     run = launcher.launch(config(max_steps=400, num_gpus=2, device="cpu", per_device_train_batch_size=2), project.id)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and supervisor.get_run(run.id).step < 3:
-        supervisor.reconcile()
-        time.sleep(0.2)
+    eventually(lambda: supervisor.reconcile() or supervisor.get_run(run.id).step >= 3, 180, 0.2)
     folder = supervisor.run_path(supervisor.get_run(run.id))
     ranks = [json.loads(line)["pid"] for line in [(folder / "metrics.jsonl").read_text().splitlines()[0],
                                                   (folder / "rank-1" / "metrics.jsonl").read_text().splitlines()[0]]]

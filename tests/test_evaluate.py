@@ -6,10 +6,9 @@ import json
 import os
 import shutil
 import subprocess
-import time
 
 import pytest
-from conftest import ROOT, STUDIO, app_as, run_studio
+from conftest import ROOT, STUDIO, app_as, eventually, run_studio
 
 from engine.data import demo_project, split, versions
 from engine.evaluate import comparison, queue, results
@@ -210,11 +209,7 @@ def test_an_evaluation_can_be_cancelled_and_the_previous_report_stays(trained, m
 
     before = results.load_report(trained)
     job = queue.queue(EvalOptions(run_id=trained.id, max_new_tokens=64))
-    deadline = time.monotonic() + 60
-    while supervisor.get_run(job.id).status == "queued":
-        assert time.monotonic() < deadline
-        supervisor.reconcile()
-        time.sleep(0.2)
+    eventually(lambda: supervisor.reconcile() or supervisor.get_run(job.id).status != "queued", 60, 0.2)
     supervisor.cancel(job.id)
     job = _wait_job(job.id, timeout=30)
     assert job.status == "cancelled"

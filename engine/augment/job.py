@@ -14,15 +14,13 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from engine.augment import filters, methods, teacher
 from engine.augment import options as opts
-from engine.jobs import heartbeat
+from engine.jobs import runner
 from engine.jobs.event_log import MetricsWriter
-from engine.jobs.failures import classify_exception, write_failure
 from engine.store import workspace
 
 RESULTS, KEPT = "results.jsonl", "kept.jsonl"
@@ -83,21 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     folder = Path(argv[0]).resolve()
     workspace.apply_library_env(workspace.current())
-    writer = MetricsWriter(folder)
-    heartbeat.start(folder, writer)
-    writer.write("start", pid=os.getpid(), resume="--resume" in argv)
-    try:
+
+    def body(writer: MetricsWriter) -> dict:
         options = opts.AugmentOptions.model_validate_json((folder / "config.json").read_text(encoding="utf-8"))
-        outcome = run(options, folder, writer, stop)
-        writer.write("final", **outcome)
-        return 0
-    except BaseException as err:  # noqa: BLE001 - every failure ends in a final event with one sentence
-        kind, message = classify_exception(err)
-        if isinstance(err, (teacher.TeacherError, opts.AugmentError)):
-            kind, message = "config_error", str(err)
-        else:
-            traceback.print_exc()
-        return write_failure(writer, kind, message.replace("The trainer crashed", "The augmentation crashed"))
+        return run(options, folder, writer, stop)
+
+    return runner.run(folder, "augment", body, resume="--resume" in argv,
+                      own_errors=(teacher.TeacherError, opts.AugmentError))
 
 
 def run(options: opts.AugmentOptions, folder: Path, writer: MetricsWriter, stop: threading.Event) -> dict:

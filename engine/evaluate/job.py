@@ -22,17 +22,14 @@ CANCEL = Deferred(Cancelled)
 if __name__ == "__main__":
     CANCEL.install()  # before the heavy imports: a cancel during start-up is kept, not lost or fatal
 
-import os  # noqa: E402
 import sys  # noqa: E402
-import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from engine.errors import StudioError  # noqa: E402
 from engine.evaluate import comparison, results  # noqa: E402
 from engine.evaluate.options import STEPS, EvalOptions  # noqa: E402
-from engine.jobs import heartbeat  # noqa: E402
+from engine.jobs import runner  # noqa: E402
 from engine.jobs.event_log import MetricsWriter  # noqa: E402
-from engine.jobs.failures import classify_exception, write_failure  # noqa: E402
 from engine.store import workspace  # noqa: E402
 
 
@@ -41,33 +38,21 @@ def main(argv: list[str] | None = None) -> int:
     CANCEL.install()
     folder = Path(argv[0]).resolve()
     workspace.apply_library_env(workspace.current())
-    writer = MetricsWriter(folder)
-    heartbeat.start(folder, writer)
-    writer.write("start", pid=os.getpid(), resume=False)
 
-    def progress(fraction: float, label: str) -> None:
-        writer.write("progress", step=int(round(fraction * STEPS)), max_steps=STEPS, fraction=fraction, label=label)
-        print(f"[{fraction:4.0%}] {label}", flush=True)
+    def body(writer: MetricsWriter) -> dict:
+        def progress(fraction: float, label: str) -> None:
+            writer.write("progress", step=int(round(fraction * STEPS)), max_steps=STEPS, fraction=fraction,
+                         label=label)
+            print(f"[{fraction:4.0%}] {label}", flush=True)
 
-    try:
         with CANCEL.guarded():
             options = EvalOptions.model_validate_json((folder / "config.json").read_text(encoding="utf-8"))
             report = comparison.evaluate_run(options, progress=progress)
-        writer.write("final", outcome="succeeded", step=STEPS, report=str(results.report_path(report)))
-        return 0
-    except Cancelled:
-        writer.write("final", outcome="cancelled", message="Cancelled; the previous results are unchanged.")
-        return 0
-    except BaseException as err:  # noqa: BLE001 - every failure ends in a final event with one sentence
-        kind, message = classify_exception(err)
-        if kind == "crashed" and isinstance(err, StudioError):  # bad options or data: the sentence is the user's
-            kind, message = "data_error", str(err)
-        else:
-            message = message.replace("The trainer crashed", "The evaluation crashed")
-            traceback.print_exc()
-        return write_failure(writer, kind, message)
-    finally:
-        writer.close()
+        return {"outcome": "succeeded", "step": STEPS, "report": str(results.report_path(report))}
+
+    # Bad options or data: the StudioError's sentence is the user's.
+    return runner.run(folder, "eval", body, stopped=(Cancelled,), own_errors=(StudioError,), own_kind="data_error",
+                      stopped_message="Cancelled; the previous results are unchanged.")
 
 
 if __name__ == "__main__":

@@ -14,15 +14,20 @@ from engine.errors import StudioError
 
 KINDS = {
     "gpu_oom": "The GPU ran out of memory",
-    "host_oom": "The machine ran out of memory and the system killed the trainer",
+    "host_oom": "The machine ran out of memory and the system killed {the_job}",
     "data_error": "The training data could not be used",
     "config_error": "The configuration cannot run here",
     "model_error": "The base model could not be loaded",
     "disk_full": "The disk is full",
-    "crashed": "The trainer crashed",
-    "killed": "The trainer was killed",
+    "crashed": "{The_job} crashed",
+    "killed": "{The_job} was killed",
     "workspace_missing": "The workspace folder was deleted",
 }
+# What each kind of job is called in its sentences, and what to do after it died without saving.
+JOBS = {"train": ("The trainer", "resume from the last checkpoint"),
+        "eval": ("The evaluation", "start the evaluation again"),
+        "serve": ("The server", "start serving again"),
+        "augment": ("The augmentation", "start it again (accepted records are kept)")}
 # The exit status a job uses for each kind, so the kind is known even when its final event could not be written (a
 # full disk, a deleted folder). sysexits.h where one fits; 28 is ENOSPC.
 EXIT_CODES = {"data_error": 65, "model_error": 66, "workspace_missing": 69, "gpu_oom": 71, "host_oom": 72,
@@ -42,25 +47,31 @@ class ModelLoadError(StudioError):
     """The base model cannot be loaded (missing folder, hub id not cached and no network)."""
 
 
-def classify_exception(err: BaseException) -> tuple[str, str]:
-    """(error kind, one sentence) for an exception raised inside the trainer."""
+def said(kind: str, job: str = "train") -> str:
+    """The kind's sentence opening, naming the job ("The evaluation crashed", "The server was killed")."""
+    noun = JOBS.get(job, JOBS["train"])[0]
+    return KINDS[kind].format(The_job=noun, the_job=noun[0].lower() + noun[1:])
+
+
+def classify_exception(err: BaseException, job: str = "train") -> tuple[str, str]:
+    """(error kind, one sentence) for an exception raised inside a job of kind `job`."""
     text = f"{type(err).__name__}: {err}"
     if isinstance(err, DataError):
-        return "data_error", f"{KINDS['data_error']}: {err}"
+        return "data_error", f"{said('data_error')}: {err}"
     if isinstance(err, RunConfigError):
-        return "config_error", f"{KINDS['config_error']}: {err}"
+        return "config_error", f"{said('config_error')}: {err}"
     if isinstance(err, ModelLoadError):
-        return "model_error", f"{KINDS['model_error']}: {err}"
+        return "model_error", f"{said('model_error')}: {err}"
     if "OutOfMemoryError" in type(err).__name__ or "CUDA out of memory" in str(err):
-        return "gpu_oom", (f"{KINDS['gpu_oom']}: lower the batch size or max length, turn on gradient "
+        return "gpu_oom", (f"{said('gpu_oom')}: lower the batch size or max length, turn on gradient "
                            "accumulation, or use QLoRA.")
     if isinstance(err, MemoryError):
-        return "host_oom", f"{KINDS['host_oom']}: lower the batch size or max length."
+        return "host_oom", f"{said('host_oom', job)}: lower the batch size or max length."
     if is_disk_full(err):
-        return "disk_full", f"{KINDS['disk_full']}: free space or lower save_total_limit, then resume."
+        return "disk_full", f"{said('disk_full')}: free space or lower save_total_limit, then resume."
     last = traceback.format_exception(err)[-3:]
     where = " ".join(line.strip().replace("\n", " ") for line in last)[-300:]
-    return "crashed", f"{KINDS['crashed']} ({text[:200]}). Last lines: {where}"
+    return "crashed", f"{said('crashed', job)} ({text[:200]}). Last lines: {where}"
 
 
 def is_disk_full(err: BaseException | None) -> bool:
@@ -73,42 +84,27 @@ def is_disk_full(err: BaseException | None) -> bool:
     return False
 
 
-# The job each kind of run is, in the sentences of a run that died without its final event, and what to do next.
-_JOB_NOUNS = {"eval": ("The evaluation", "start the evaluation again"),
-              "serve": ("The server", "start serving again"),
-              "augment": ("The augmentation", "start it again (accepted records are kept)")}
-
-
 def classify_exit(returncode: int | None, rss_fraction: float | None = None, job: str = "train") -> tuple[str, str]:
     """(error kind, one sentence) for a job that ended without writing its final event; `job` is the run's kind."""
-    kind, message = _classify_exit(returncode, rss_fraction)
-    if job in _JOB_NOUNS:
-        noun, again = _JOB_NOUNS[job]
-        message = message.replace(" before it could save", "").replace("the trainer", noun.lower()) \
-            .replace("The trainer", noun).replace("resume from the last checkpoint", again) \
-            .replace("then resume", f"then {again}")
-    return kind, message
-
-
-def _classify_exit(returncode: int | None, rss_fraction: float | None) -> tuple[str, str]:
+    again = JOBS.get(job, JOBS["train"])[1]
+    unsaved = " before it could save" if job == "train" else ""
     if returncode is not None and returncode < 0:
         sig = -returncode
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else f"signal {sig}"
         if sig == signal.SIGKILL and rss_fraction is not None and rss_fraction > 0.9:
-            return "host_oom", (f"{KINDS['host_oom']} ({name} while using {rss_fraction:.0%} of memory): lower "
+            return "host_oom", (f"{said('host_oom', job)} ({name} while using {rss_fraction:.0%} of memory): lower "
                                 "the batch size or max length.")
-        return "killed", f"{KINDS['killed']} by {name} before it could save; resume from the last checkpoint."
+        return "killed", f"{said('killed', job)} by {name}{unsaved}; {again}."
     if returncode is None:
-        return "killed", f"{KINDS['killed']}: its process is gone and left no final record; resume from the last " \
-                         "checkpoint."
+        return "killed", f"{said('killed', job)}: its process is gone and left no final record; {again}."
     kind = _KIND_OF_EXIT.get(returncode)
     if kind == "disk_full":
-        return kind, f"{KINDS['disk_full']}: the job could not write its results; free space, then resume."
+        return kind, f"{said(kind)}: the job could not write its results; free space, then {again}."
     if kind == "workspace_missing":
-        return kind, f"{KINDS['workspace_missing']} while the job ran, so it stopped itself."
+        return kind, f"{said(kind)} while the job ran, so it stopped itself."
     if kind is not None:
-        return kind, f"{KINDS[kind]} (exit status {returncode}); the log has the details."
-    return "crashed", f"{KINDS['crashed']} with exit code {returncode} and no final record; see the log."
+        return kind, f"{said(kind, job)} (exit status {returncode}); the log has the details."
+    return "crashed", f"{said('crashed', job)} with exit code {returncode} and no final record; see the log."
 
 
 def write_failure(writer, kind: str, message: str) -> int:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.jobs.failures import EXIT_CODES, KINDS
+from engine.jobs.failures import EXIT_CODES, said
 
 HEARTBEAT_FILE = "heartbeat.json"
 SECONDS = 1.0
@@ -83,7 +83,7 @@ def _loop(run_dir: Path, writer) -> None:
             GONE.set()
             missing += 1
             if missing >= GONE_CHECKS:
-                message = (f"{KINDS['workspace_missing']}: {run_dir} was deleted while the job ran, so the job "
+                message = (f"{said('workspace_missing')}: {run_dir} was deleted while the job ran, so the job "
                            "stopped itself.")
                 if writer is not None:
                     try:  # the metrics file is still open: the line lands in it even if nobody can read it now

@@ -10,19 +10,16 @@ final) like any job's. The server's own output goes to train.log."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
 import threading
 import time
-import traceback
 from pathlib import Path
 
 from engine.errors import StudioError
-from engine.jobs import heartbeat
+from engine.jobs import runner
 from engine.jobs.event_log import MetricsWriter
-from engine.jobs.failures import classify_exception, write_failure
 from engine.jobs.stop_signal import Deferred
 from engine.models import export, registry, serving
 from engine.store import workspace
@@ -40,9 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     STOP.install()
     folder = Path(argv[0]).resolve()
     workspace.apply_library_env(workspace.current())
-    writer = MetricsWriter(folder)
-    heartbeat.start(folder, writer)
-    writer.write("start", pid=os.getpid(), resume=False)
+    return runner.run(folder, "serve", lambda writer: _serve(folder, writer), stopped=(Stopped,),
+                      stopped_message="Stopped; the server is down.", own_errors=(StudioError,))
+
+
+def _serve(folder: Path, writer: MetricsWriter) -> dict:
+    """Serves until stopped (Stopped) or the server exits by itself (ServeError); the server is down either way."""
     server: subprocess.Popen | None = None
     try:
         with STOP.guarded():
@@ -73,21 +73,8 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(1)
             raise serving.ServeError(f"The {options.engine} server exited by itself (status {server.returncode}); its "
                                      "output is in train.log.")
-    except Stopped:
-        _end(server)
-        writer.write("final", outcome="cancelled", message="Stopped; the server is down.")
-        return 0
-    except BaseException as err:  # noqa: BLE001 - every failure ends in a final event with one sentence
-        _end(server)
-        kind, message = classify_exception(err)
-        if kind == "crashed" and isinstance(err, StudioError):
-            kind, message = "config_error", str(err)
-        else:
-            message = message.replace("The trainer crashed", "The server crashed")
-            traceback.print_exc()
-        return write_failure(writer, kind, message)
     finally:
-        writer.close()
+        _end(server)
 
 
 def _api_key(options: serving.ServeOptions) -> str | None:

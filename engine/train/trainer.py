@@ -22,15 +22,14 @@ import os
 import signal
 import sys
 import time
-import traceback
 from pathlib import Path
 
 from engine import settings
 from engine.data.chat_template import DEFAULT_TEMPLATE, ModelTemplate
-from engine.jobs import heartbeat
+from engine.jobs import heartbeat, runner
 from engine.jobs.checkpoints import COMPLETE_MARKER, complete_checkpoints
 from engine.jobs.event_log import MetricsWriter, perplexity
-from engine.jobs.failures import DataError, ModelLoadError, RunConfigError, classify_exception, write_failure
+from engine.jobs.failures import DataError, ModelLoadError, RunConfigError
 from engine.store import workspace
 from engine.train import base_models, model_safety
 from engine.train.config import RunConfig
@@ -58,27 +57,18 @@ def main(argv: list[str] | None = None) -> int:
     workspace.apply_library_env(workspace.current())
     events_dir = run_dir if RANK == 0 else run_dir / f"rank-{RANK}"
     events_dir.mkdir(exist_ok=True)
-    writer = MetricsWriter(events_dir)
-    heartbeat.start(run_dir, writer)
-    writer.write("start", pid=os.getpid(), resume=resume, rank=RANK, world_size=WORLD_SIZE)
-    try:
+
+    def body(writer: MetricsWriter) -> dict:
         config = RunConfig.load(run_dir / "config.json")
         outcome = fit(config, run_dir, writer, resume)
-        writer.write("final", **outcome)
         if outcome["outcome"] == "succeeded" and RANK == 0 and not resume:  # the next estimates use this speed
             record_speed(outcome["device"], model_facts(config.base_model), config.technique, outcome["num_tokens"],
                          (outcome["train_runtime"] or 0) - outcome["eval_runtime"], outcome["step"]
                          * config.per_device_train_batch_size * config.gradient_accumulation_steps * WORLD_SIZE)
-        return 0
-    except BaseException as err:  # noqa: BLE001 - every failure ends in a final event with its kind
-        kind, message = classify_exception(err)
-        try:
-            traceback.print_exc()
-        except OSError:  # the log is on the same full disk
-            pass
-        return write_failure(writer, kind, message)
-    finally:
-        writer.close()
+        return outcome
+
+    return runner.run(run_dir, "train", body, resume=resume, events_dir=events_dir,
+                      start={"rank": RANK, "world_size": WORLD_SIZE})
 
 
 def resolve_device(config: RunConfig) -> tuple[str, str]:

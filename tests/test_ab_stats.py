@@ -302,3 +302,32 @@ def test_the_nearest_rank_quantile_is_numpy_s_inverted_cdf():
         for q in (0.0, 0.01, 0.5, 0.9, 0.95, 0.99, 1.0):
             assert nearest_rank(values, q) == float(np.percentile(values, q * 100, method="inverted_cdf")), (n, q)
     assert nearest_rank([], 0.5) is None
+
+
+def test_every_log_format_reads_through_the_one_log_reader_and_maps_columns_one_way(tmp_path):
+    """A/B logs are read by the reader production logs use (engine.log_files): Parquet works, a broken line is named
+    the same way, and a mapping is parsed and checked by engine.column_mapping for every import."""
+    import polars as pl
+
+    from engine.data.loading import parse_mapping as data_mapping
+    from engine.monitor import ingest
+
+    log = tmp_path / "flat.jsonl"
+    traffic(log, 600, 0.5, seed=7)
+    as_parquet = tmp_path / "flat.parquet"
+    pl.read_ndjson(log).rename({"variant": "Arm", "user_id": "Visitor_ID"}).write_parquet(as_parquet)
+    by_lines = ab_traffic.analyze(log, 0.5)
+    by_parquet = ab_traffic.analyze(as_parquet, 0.5)
+    assert by_parquet["metrics"] == by_lines["metrics"] and by_parquet["n"] == by_lines["n"]
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(log.read_text().splitlines()[0] + "\n{not json\n")
+    with pytest.raises(ab_traffic.TrafficError, match="line 2 is not valid JSON"):
+        ab_traffic.analyze(broken, 0.5)
+    with pytest.raises(ingest.LogError, match="line 2 is not valid JSON"):
+        ingest.import_log(1, broken)
+    for parse, error in ((ab_traffic.parse_mapping, ab_traffic.TrafficError), (ingest.parse_mapping, ingest.LogError),
+                         (data_mapping, Exception)):
+        with pytest.raises(error, match=r"^Cannot read the column mapping 'user': write KEY=COLUMN"):
+            parse("user")
+    with pytest.raises(ab_traffic.TrafficError, match="The log has no column 'who' \\(mapped to user\\)"):
+        ab_traffic.analyze(log, 0.5, mapping=ab_traffic.parse_mapping("user=who"))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
+from engine import column_mapping
 from engine.data.readers import (
     InputError,
     Item,
@@ -44,18 +45,8 @@ class Loaded:
 
 
 def parse_mapping(text: str | None) -> dict[str, str] | None:
-    """`prompt=question,completion=answer[,system=sys]` -> dict; a bad value raises InputError."""
-    if not text:
-        return None
-    mapping = {}
-    for part in text.split(","):
-        key, sep, column = part.partition("=")
-        key, column = key.strip(), column.strip()
-        if not sep or key not in MAPPABLE or not column:
-            raise InputError(f"Cannot read the column mapping {part!r}: use prompt=COLUMN,completion=COLUMN"
-                             "[,system=COLUMN].")
-        mapping[key] = column
-    return mapping
+    """`prompt=question,completion=answer[,system=sys]` -> dict (None for no mapping); a bad value raises InputError."""
+    return column_mapping.parse(text, MAPPABLE, InputError) or None
 
 
 def _check_mapping(mapping: dict[str, str], columns: list[str]) -> None:

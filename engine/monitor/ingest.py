@@ -23,6 +23,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from engine import column_mapping, log_files
 from engine.errors import StudioError
 from engine.jobs.failures import is_disk_full
 from engine.models import registry
@@ -49,8 +50,6 @@ COLUMNS = {
     "request_id": ("request_id", "trace_id", "call_id", "completion_id", "response_id", "requestid"),
 }
 REQUIRED = ("time", "request", "response")
-FORMATS = {".parquet": "Parquet", ".jsonl": "JSON lines", ".ndjson": "JSON lines", ".json": "JSON", ".tsv": "TSV",
-           ".csv": "CSV"}
 MAX_BAD_SHOWN = 20
 
 
@@ -101,16 +100,7 @@ class ImportResult:
 
 
 def parse_mapping(text: str | None) -> dict[str, str]:
-    mapping: dict[str, str] = {}
-    for part in (text or "").split(","):
-        if not part.strip():
-            continue
-        key, _, column = part.partition("=")
-        if key.strip() not in COLUMNS or not column.strip():
-            raise LogError(f"Cannot read the mapping {part.strip()!r}; write KEY=COLUMN with KEY one of "
-                           f"{', '.join(COLUMNS)}.")
-        mapping[key.strip()] = column.strip().lower()
-    return mapping
+    return column_mapping.parse(text, tuple(COLUMNS), LogError)
 
 
 def import_log(project_id: int, path: Path | str, model: str | None = None, mapping: dict[str, str] | None = None,
@@ -124,7 +114,7 @@ def import_log(project_id: int, path: Path | str, model: str | None = None, mapp
     with ThreadPoolExecutor(1) as pool:  # the file's digest while it is read (blake3 lets go of the GIL)
         pending = pool.submit(_digest, path)
         try:
-            table, first_line = _read(path)
+            table, first_line = log_files.read(path, LogError)
         finally:
             digest = pending.result()
     result = ImportResult(file=name or path.name, digest=digest)
@@ -225,77 +215,6 @@ def _store(project_id: int, result: ImportResult, frame) -> None:
     result.days = sorted({p.parent.name.removeprefix("day=") for p in written})
 
 
-def _read(path: Path):
-    """(the file as a Polars frame, the line number of its first row). CSV columns are read as text and typed
-    afterwards, row by row: a stray value in row 900,000 makes that row's field empty, not the whole import fail."""
-    import polars as pl  # the log engine: only imports and reports need it
-
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            return pl.read_parquet(path), 1
-        if suffix == ".json" and _starts_with(path, b"["):  # one JSON array of rows
-            return pl.read_json(path, infer_schema_length=None), 1
-        if suffix in (".jsonl", ".ndjson", ".json"):
-            return pl.read_ndjson(path, infer_schema_length=None), 1
-        return pl.read_csv(path, separator=_separator(path), infer_schema=False, encoding="utf8-lossy",
-                           raise_if_empty=False), 2
-    except (pl.exceptions.PolarsError, OSError, ValueError) as err:
-        where = _first_bad_json_line(path) if suffix in (".jsonl", ".ndjson", ".json") \
-            else _first_ragged_line(path, _separator(path))
-        reason = where or str(err).strip().splitlines()[0][:300]
-        kind = FORMATS.get(suffix, "CSV")
-        raise LogError(f"{path.name} cannot be read as {kind}: {reason}") from None
-
-
-def _separator(path: Path) -> str:
-    return "\t" if path.suffix.lower() == ".tsv" else ","
-
-
-def _starts_with(path: Path, prefix: bytes) -> bool:
-    with path.open("rb") as f:
-        return f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(prefix)
-
-
-def _first_ragged_line(path: Path, separator: str) -> str | None:
-    """"line N has K fields where the header has H", or "line N opens a quoted field ..." (a stray quote makes the
-    lines after it one cell, so the field count only goes wrong where that cell ends) for the first such row; only
-    run when the fast reader failed."""
-    import csv
-
-    with path.open(newline="", encoding="utf-8", errors="replace") as f:
-        reader = csv.reader(f, delimiter=separator, strict=True)
-        start = 1
-        try:
-            header = next(reader, None)
-            while True:
-                start = reader.line_num + 1
-                row = next(reader, None)
-                if row is None:
-                    return None
-                if header is not None and row and len(row) != len(header):
-                    return f"line {reader.line_num} has {len(row)} fields where the header has {len(header)}."
-        except csv.Error:
-            return f"line {start} opens a quoted field that is not closed properly (it runs to line {reader.line_num})."
-
-
-def _first_bad_json_line(path: Path) -> str | None:
-    """"line N is not a JSON object" for the first such line (only run when the fast reader failed)."""
-    with path.open("rb") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except RecursionError:  # hostile nesting: Polars stopped at its depth limit, json at the recursion limit
-                return f"line {number} is nested too deeply to read."
-            except ValueError:
-                return f"line {number} is not valid JSON."
-            if not isinstance(value, dict):
-                return f"line {number} is not a JSON object."
-    return None
-
-
 def _normalize(table, mapping: dict[str, str], model: str | None, first_line: int):
     """The log's columns renamed to ours (time, model, request, response, ...), texts masked, with "line" and the
     parsed time "ts"."""
@@ -303,19 +222,10 @@ def _normalize(table, mapping: dict[str, str], model: str | None, first_line: in
 
     if not table.columns:
         raise LogError("The log is empty.")
-    names = {c.lower().strip(): c for c in table.columns}
-    found: dict[str, str] = {}
-    for key, candidates in COLUMNS.items():
-        wanted = mapping.get(key)
-        if wanted is not None and wanted not in names:
-            raise LogError(f"The log has no column {wanted!r} (for {key}); its columns are "
-                           f"{', '.join(list(names)[:30])}.")
-        column = wanted or next((c for c in candidates if c in names), None)
-        if column is not None:
-            found[key] = names[column]
+    found = column_mapping.find(table.columns, COLUMNS, mapping, LogError)
     missing = [k for k in REQUIRED if k not in found]
     if missing:
-        raise LogError(f"The log needs a {' and a '.join(missing)} column; found {', '.join(list(names)[:30])} "
+        raise LogError(f"The log needs a {' and a '.join(missing)} column; found {', '.join(table.columns[:30])} "
                        f"(name them with --map, e.g. --map {missing[0]}=COLUMN).")
     if "model" not in found and not model:
         raise LogError("The log has no model version column; say which version served it with --model NAME-vX.Y.Z.")

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 
+from engine import column_mapping, log_files
 from engine.errors import StudioError
 from engine.review.result_types import AbResult, SampleRatio, Welch
 
@@ -44,50 +46,36 @@ class TrafficError(StudioError, ValueError):
     pass
 
 
+USUAL = {"variant": VARIANT_COLUMNS, "user": USER_COLUMNS, "time": TIME_COLUMNS}
+NEEDED = {"variant": "a variant column (control/treatment, A/B)", "user": "a user or session id column",
+          "time": "a timestamp column"}
+
+
 def parse_mapping(text: str | None) -> dict[str, str]:
     """`variant=COL,user=COL,time=COL` (any subset) -> dict; TrafficError for a bad part."""
-    mapping: dict[str, str] = {}
-    for part in (text or "").split(","):
-        if not part.strip():
-            continue
-        key, sep, column = part.partition("=")
-        if not sep or key.strip() not in MAPPABLE or not column.strip():
-            raise TrafficError(f"Cannot read the column mapping {part.strip()!r}: use variant=COLUMN,user=COLUMN,"
-                               "time=COLUMN.")
-        mapping[key.strip()] = column.strip().lower()
-    return mapping
+    return column_mapping.parse(text, MAPPABLE, TrafficError)
 
 
-def _column(df, mapping: dict, key: str, names: tuple[str, ...], what: str) -> str:
-    if key in mapping:
-        if mapping[key] not in df.columns:
-            raise TrafficError(f"The mapped {key} column {mapping[key]!r} is not in the log (its columns are: "
-                               f"{', '.join(list(df.columns)[:12])}).")
-        return mapping[key]
-    found = next((c for c in names if c in df.columns), None)
-    if found is None:
-        raise TrafficError(f"The traffic log needs {what} ({', '.join(names[:5])}, ...); name yours with "
-                           f"--map {key}=COLUMN.")
-    return found
+def _frame(path: Path | str):
+    """The log as a pandas frame with normalised column names, read by the log reader every import shares
+    (engine.log_files: Polars); the statistics below are pandas and scipy."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrafficError(f"There is no file {path}.")
+    table, _ = log_files.read(path, TrafficError)
+    names = [column_mapping.normal(c) for c in table.columns]
+    if len(set(names)) < len(names):  # "User" and "user ": one name once compared
+        twice = next(n for n, count in Counter(names).items() if count > 1)
+        raise TrafficError(f"The traffic log has two columns named {twice[:80]!r}; rename one.")
+    table.columns = names
+    return table.to_pandas()
 
 
 def detected_columns(path: Path | str) -> tuple[list[str], dict[str, str | None]]:
     """(the log's columns, the variant/user/time column each would be read from by name) for the page's boxes."""
-    import pandas as pd  # the scientific stack costs a second to import: only when statistics are computed
-
-    path = Path(path)
-    try:
-        if path.suffix.lower() in (".jsonl", ".json"):
-            head = pd.read_json(path, lines=path.suffix.lower() == ".jsonl", nrows=50) \
-                if path.suffix.lower() == ".jsonl" else pd.read_json(path)
-        else:
-            head = pd.read_csv(path, nrows=50, sep="\t" if path.suffix.lower() == ".tsv" else ",")
-    except ValueError as err:
-        raise TrafficError(f"The traffic log cannot be read: {str(err).splitlines()[0]}") from None
-    columns = [str(c).strip().lower() for c in head.columns]
-    found = {key: next((c for c in names if c in columns), None)
-             for key, names in (("variant", VARIANT_COLUMNS), ("user", USER_COLUMNS), ("time", TIME_COLUMNS))}
-    return columns, found
+    columns = list(_frame(path).columns)
+    found = column_mapping.find(columns, USUAL, None, TrafficError)
+    return columns, {key: found.get(key) for key in USUAL}
 
 
 def read_log(path: Path | str, mapping: dict[str, str] | None = None):
@@ -95,21 +83,13 @@ def read_log(path: Path | str, mapping: dict[str, str] | None = None):
     (dropped) and users seen in both variants (excluded: their outcome mixes both models)."""
     import pandas as pd  # the scientific stack costs a second to import: only when statistics are computed
 
-    mapping = mapping or {}
-    path = Path(path)
-    if not path.is_file():
-        raise TrafficError(f"There is no file {path}.")
-    try:
-        if path.suffix.lower() in (".jsonl", ".json"):
-            df = pd.read_json(path, lines=path.suffix.lower() == ".jsonl")
-        else:
-            df = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
-    except ValueError as err:
-        raise TrafficError(f"The traffic log cannot be read: {str(err).splitlines()[0]}") from None
-    df.columns = [str(c).strip().lower() for c in df.columns]
-    variant = _column(df, mapping, "variant", VARIANT_COLUMNS, "a variant column (control/treatment, A/B)")
-    user = _column(df, mapping, "user", USER_COLUMNS, "a user or session id column")
-    when = _column(df, mapping, "time", TIME_COLUMNS, "a timestamp column")
+    df = _frame(path)
+    found = column_mapping.find(df.columns, USUAL, mapping, TrafficError)
+    missing = next((key for key in USUAL if key not in found), None)
+    if missing:
+        raise TrafficError(f"The traffic log needs {NEEDED[missing]} ({', '.join(USUAL[missing][:5])}, ...); name "
+                           f"yours with --map {missing}=COLUMN.")
+    variant, user, when = found["variant"], found["user"], found["time"]
     if len({variant, user, when}) < 3:
         raise TrafficError("The variant, user and time columns must be three different columns.")
     df = df[[c for c in df.columns if c not in ("variant", "user_id", "timestamp") or c in (variant, user, when)]]
@@ -336,6 +316,7 @@ def assign_variant(user_id: str, share: float, salt: str = "studio-ab") -> str:
 
 def routing_snippet(share: float, salt: str = "studio-ab") -> str:
     return (f'''import hashlib
+from collections import Counter
 
 def variant(user_id: str, share: float = {share!r}, salt: str = "{salt}") -> str:
     """Same user, same variant; {share:.0%} of users get the fine-tuned model."""

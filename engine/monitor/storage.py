@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from engine.errors import StudioError
-from engine.store import db, partials, workspace
+from engine.store import db, locks, partials, workspace
 
 SCHEMA_COLUMNS = ("ts", "model", "request", "response", "latency_ms", "error", "rating", "thumbs", "resolved", "user",
                   "fallback", "confidence", "request_id", "occurrence", "turn", "row_hash", "import_id")
@@ -66,13 +66,10 @@ def root(project_id: int) -> Path:
 def import_lock(project_id: int, timeout: float = 600) -> Iterator[None]:
     """Imports into one project one at a time (across processes on this host): each compares its rows with the
     stored ones and then adds its own, so two at once could both add a row the other also has."""
-    from filelock import FileLock, Timeout  # only imports need it
-
-    root(project_id).mkdir(parents=True, exist_ok=True)
     try:
-        with FileLock(root(project_id) / ".import.lock", timeout=timeout):
+        with locks.exclusive(root(project_id) / ".import.lock", timeout=timeout):
             yield
-    except Timeout:
+    except locks.LockTimeout:
         raise StudioError("Another import into this project has been running for ten minutes; try again when it "
                           "ends.") from None
 

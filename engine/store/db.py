@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine import settings
 from engine.errors import StudioError
-from engine.store import workspace
+from engine.store import locks, workspace
 
 HEAD = "0012"  # the newest migration; a test checks it matches engine/migrations/versions
 BUSY_TIMEOUT_MS = 15000
@@ -188,12 +188,11 @@ def migrate(engine: Engine) -> None:
         return
     from alembic import command  # only a migration needs it
     from alembic.config import Config  # only a migration needs it
-    from filelock import FileLock  # only a migration needs it
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     database = engine.url.database if engine.dialect.name == "sqlite" else None
-    lock = FileLock(f"{database}.migrate.lock") if database and database != ":memory:" else _null()
+    lock = locks.exclusive(f"{database}.migrate.lock") if database and database != ":memory:" else _null()
     with lock, engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             # held until this transaction ends: the other processes wait here, then find the schema at HEAD

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import random
 import shutil
-from collections import Counter
 from pathlib import Path
 
 from sqlalchemy import select
@@ -66,13 +65,7 @@ def open_review(actor: User, job_id: int, reviewer_ids: list[int], overlap: int 
             items.append(CampaignItem(campaign_id=campaign.id, example_index=i, model=None,
                                       prompt=source.turns if source else [],
                                       answers={"candidate": row["messages"]}))
-        s.add_all(items)
-        s.flush()
-        load = Counter({r.id: 0 for r in reviewers})
-        for item in items:
-            for reviewer_id in campaigns.least_loaded(load, set(), overlap, rng):
-                s.add(campaigns.assignment_for(campaign, item, reviewer_id, rng))
-                load[reviewer_id] += 1
+        campaigns.assign_items(s, campaign, items, reviewers, overlap, rng)
         return campaign
 
 

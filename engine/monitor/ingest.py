@@ -130,8 +130,7 @@ def import_log(project_id: int, path: Path | str, model: str | None = None, mapp
     if frame.is_empty():
         raise LogError(f"{result.file}: no row could be imported (" + "; ".join(result.bad_lines[:3]) + ").")
     frame = coerce.typed(frame, result.columns.get("latency"))
-    # The occurrence of each content within this file (file order): repeats are requests of their own.
-    frame = frame.with_columns(occurrence=pl.int_range(pl.len()).over(storage.CONTENT_KEYS).cast(pl.Int32))
+    frame = frame.with_columns(occurrence=storage.occurrences(frame))
     frame = frame.with_columns(row_hash=storage.row_hashes(frame))
     if frame["row_hash"].n_unique() < frame.height:  # only a request id can repeat in one file now
         before = frame.height

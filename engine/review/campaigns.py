@@ -86,13 +86,7 @@ def create_campaign(actor: User, run_id: int, kind: str = "rating", reviewer_ids
                 for m in MODELS:
                     items.append(CampaignItem(**common, model=m, answers={"answer": row[m]["answer"]},
                                               gold=gold.get(index) if m == "finetuned" else None))
-        s.add_all(items)
-        s.flush()
-        load = Counter({r.id: 0 for r in reviewers})
-        for item in items:
-            for reviewer_id in least_loaded(load, set(), overlap, rng):
-                s.add(assignment_for(campaign, item, reviewer_id, rng))
-                load[reviewer_id] += 1
+        assign_items(s, campaign, items, reviewers, overlap, rng)
         return campaign
 
 
@@ -106,6 +100,18 @@ def chosen_reviewers(reviewer_ids: list[int] | None, overlap: int) -> list[User]
         raise ReviewError(f"The overlap (reviewers per item) must be between 1 and the {len(reviewers)} reviewers "
                           "chosen.")
     return reviewers
+
+
+def assign_items(s, campaign: Campaign, items: list[CampaignItem], reviewers: list[User], overlap: int,
+                 rng: random.Random) -> None:
+    """Store a new campaign's items and give each to `overlap` reviewers, the least loaded first."""
+    s.add_all(items)
+    s.flush()
+    load = Counter({r.id: 0 for r in reviewers})
+    for item in items:
+        for reviewer_id in least_loaded(load, set(), overlap, rng):
+            s.add(assignment_for(campaign, item, reviewer_id, rng))
+            load[reviewer_id] += 1
 
 
 def least_loaded(load: Counter, exclude: set[int], k: int, rng: random.Random) -> list[int]:

@@ -12,7 +12,6 @@ the item shows the request and the answer as plain text and takes the corrected 
 from __future__ import annotations
 
 import random
-from collections import Counter
 
 from sqlalchemy import select
 
@@ -38,13 +37,7 @@ def create(actor: User, project_id: int, run_id: int, pairs: list[tuple[str, str
         items = [CampaignItem(campaign_id=campaign.id, example_index=i, model=None,
                               prompt=[{"role": "user", "content": request}], answers={"answer": answer})
                  for i, (request, answer) in enumerate(pairs)]
-        s.add_all(items)
-        s.flush()
-        load = Counter({r.id: 0 for r in reviewers})
-        for item in items:
-            for reviewer_id in campaigns.least_loaded(load, set(), overlap, rng):
-                s.add(campaigns.assignment_for(campaign, item, reviewer_id, rng))
-                load[reviewer_id] += 1
+        campaigns.assign_items(s, campaign, items, reviewers, overlap, rng)
         return campaign
 
 

@@ -24,6 +24,7 @@ COMMANDS = {
     "cancel": "train_commands:cancel_command", "resume": "train_commands:resume_command",
     "eval": "eval_commands:eval_command",
     "review": "review_commands:review_command", "ab": "review_commands:ab_command",
+    "prefs": "review_commands:prefs_command",
     "ui": "admin_commands:ui_command", "users": "admin_commands:users_command", "db": "admin_commands:db_command",
     "models": "model_commands:models_command", "model": "model_commands:model_command",
     "serve": "model_commands:serve_command", "monitor": "monitor_commands:monitor_command",
@@ -32,7 +33,7 @@ COMMANDS = {
     "fix": "workspace_commands:fix_command", "chat": "workspace_commands:chat_command",
 }
 # Commands whose --project, when not given, is the current project (`studio project use`); listings show all.
-PROJECT_SCOPED = {"split", "train", "model", "monitor"}
+PROJECT_SCOPED = {"split", "train", "model", "monitor", "prefs"}
 # Commands that only read: they never create a workspace, a database or a project.
 READ_ONLY = {("runs",), ("versions",), ("review", "results"), ("review", "export"), ("users", "list"), ("models",),
              ("model", "show"), ("model", "card"), ("monitor", "report"),

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.cli import augment_parser, workspace_parser
+from engine.cli import augment_parser, prefs_parser, workspace_parser
 from engine.cli.common import EXIT_UNUSABLE
 
 
@@ -26,7 +26,7 @@ def build(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     full = bool(argv) and argv[0] == "train"
     for add in (_ui, _data, _base, lambda s: _train(s, full), _evaluate, _versions, _users, _review, _db, _runs,
-                _models, _monitor, augment_parser.add, workspace_parser.add):
+                _models, _monitor, augment_parser.add, workspace_parser.add, prefs_parser.add):
         add(sub)
     return p
 

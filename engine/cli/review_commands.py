@@ -7,8 +7,8 @@ import sys
 
 from engine.cli.common import EXIT_OK, UsageError
 from engine.models import registry
-from engine.review import ab_traffic, campaigns, corrections, stats
-from engine.store import users
+from engine.review import ab_traffic, campaigns, corrections, preferences, stats
+from engine.store import projects, users
 
 
 def review_command(args) -> int:
@@ -86,4 +86,11 @@ def ab_command(args) -> int:
     print(f"Decision: {result['decision']}.")
     for r in result["reasons"]:
         print(f"  - {r}")
+    return EXIT_OK
+
+
+def prefs_command(args) -> int:
+    """studio prefs build: one preference dataset version from campaigns and files."""
+    result = preferences.build(users.SYSTEM, projects.ensure_project(args.project).id, args.sources, args.name)
+    print(json.dumps(result.to_json(), indent=2) if args.json else result.summary())
     return EXIT_OK

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.data import versions
+from engine.data import preferences, versions
 from engine.data.checks import branches, content, duplicates, language, length, parallel, sensitive, structure
 from engine.data.loading import Loaded, load_records
 from engine.data.report import MIN_EXAMPLES, Finding, Report, readiness
@@ -82,6 +82,7 @@ def check_loaded(loaded: Loaded, name: str, options: CheckOptions, progress: Pro
             length.check_too_long(good, totals, options.max_length), length.check_outliers(good, totals),
             structure.check_system_prompts(good), structure.check_unused_fields(good),
             structure.check_system_role(good, options.tokenizer),
+            *preferences.check_preferences(good, counter, options.max_length),
         ]
         step(0.7, "Personal data, secrets and languages")
         pii, secrets, languages, placeholders, boilerplate = helper.result()

@@ -16,7 +16,8 @@ ERROR_CODES = ("unparseable_line", "not_an_object", "no_messages", "bad_role", "
 WARNING_CODES = ("missing_system", "missing_user", "last_turn_not_assistant", "exact_duplicate", "near_duplicate",
                  "conversation_branches", "contradiction", "short_output", "output_copies_input", "repetitive", "too_long", "length_outlier",
                  "template_placeholder", "ai_boilerplate", "pii", "secret", "inconsistent_system_prompt",
-                 "language_mix", "unused_field", "system_folded")
+                 "language_mix", "unused_field", "system_folded", "pref_identical", "pref_empty_side", "pref_opposite",
+                 "pref_length_bias", "pref_prompt_too_long")
 MIN_EXAMPLES = 10  # fewer usable examples than this cannot train anything: a blocking error
 # What the page calls each finding (the code stays in the JSON and the CLI).
 TITLES = {
@@ -34,6 +35,9 @@ TITLES = {
     "pii": "Personal data", "secret": "Secrets and API keys", "inconsistent_system_prompt": "Different system prompts",
     "language_mix": "Mixed languages", "unused_field": "Fields training does not use",
     "system_folded": "System prompt folded into the first turn",
+    "pref_identical": "Pairs whose two answers are the same", "pref_empty_side": "Pairs with an empty answer",
+    "pref_opposite": "The same prompt preferred both ways", "pref_length_bias": "Longer answers always win",
+    "pref_prompt_too_long": "Prompts that fill the max length",
 }
 
 

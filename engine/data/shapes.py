@@ -19,6 +19,7 @@ SHAPES = {
     "sharegpt": "ShareGPT (conversations)",
     "sharegpt_preference": "ShareGPT preference (conversations + chosen + rejected)",
     "preference": "Preference (prompt + chosen + rejected)",
+    "openai_preference": "OpenAI preference (input + preferred_output + non_preferred_output)",
     "alpaca": "Alpaca (instruction / input / output)",
     "prompt_completion": "prompt / completion",
     "input_output": "input / output",
@@ -39,7 +40,8 @@ _MESSAGE_KEPT = ("name", "weight", "tool_calls", "tool_call_id", "reasoning_cont
 _MESSAGE_FIELDS = ("role", "content", *_MESSAGE_KEPT)
 # Record fields a run or a check uses beyond the conversation: tools (rendered by the template), rejected
 # (preference training), rank (the best branch of a conversation tree), tests (code evaluation).
-USED_RECORD_FIELDS = ("tools", "rejected", "rank", "tests")
+# provenance: where a built preference pair came from (engine.review.preferences).
+USED_RECORD_FIELDS = ("tools", "rejected", "rank", "tests", "provenance")
 
 
 @dataclass(slots=True)
@@ -64,6 +66,8 @@ def shape_of(value: Any) -> str | None:
     keys = value.keys()
     if "messages" in keys:
         return "openai"
+    if "preferred_output" in keys and "non_preferred_output" in keys:
+        return "openai_preference"
     if "conversations" in keys:
         return "sharegpt_preference" if "chosen" in keys and "rejected" in keys else "sharegpt"
     if "chosen" in keys and "rejected" in keys:
@@ -246,11 +250,26 @@ def _preference(value: dict, rec: Record, mapping: dict) -> None:
     prompt = value.get("prompt")
     if isinstance(prompt, list):
         _openai({"messages": prompt}, rec, mapping)
-        rec.extra = {}
     else:
         _add(rec, "user", prompt)
+    if rec.messages is None:
+        return
     _add(rec, "assistant", _answer_text(value.get("chosen")))
-    rec.extra["rejected"] = _answer_text(value.get("rejected"))
+    rec.extra = {**{k: v for k, v in value.items() if k not in ("prompt", "chosen", "rejected")},
+                 "rejected": _answer_text(value.get("rejected"))}
+
+
+def _openai_preference(value: dict, rec: Record, mapping: dict) -> None:
+    """OpenAI's DPO fine-tuning format: {"input": {"messages": [...], "tools": ...}, "preferred_output": [message],
+    "non_preferred_output": [message]}."""
+    given = value.get("input")
+    _openai(given if isinstance(given, dict) else {"messages": given}, rec, mapping)
+    if rec.messages is None:
+        return
+    _add(rec, "assistant", _answer_text(value.get("preferred_output")))
+    rec.extra = {**rec.extra, **{k: v for k, v in value.items()
+                                 if k not in ("input", "preferred_output", "non_preferred_output")},
+                 "rejected": _answer_text(value.get("non_preferred_output"))}
 
 
 def _alpaca(value: dict, rec: Record, mapping: dict) -> None:
@@ -305,6 +324,6 @@ def _columns(value: dict, rec: Record, mapping: dict) -> None:
 
 _NORMALIZERS = {
     "openai": _openai, "sharegpt": _sharegpt, "sharegpt_preference": _sharegpt_preference,
-    "preference": _preference, "alpaca": _alpaca, "prompt_completion": _prompt_completion,
+    "preference": _preference, "openai_preference": _openai_preference, "alpaca": _alpaca, "prompt_completion": _prompt_completion,
     "input_output": _input_output, "columns": _columns,
 }

@@ -71,6 +71,16 @@ def render(run) -> None:
                    key=f"runs_lr_{run.id}")
     b.plotly_chart(curve_chart(summary, "Throughput (non-padding tokens/s)",
                                [("log", "tokens_per_second", "tokens/s")]), key=f"runs_tps_{run.id}")
+    if any(p.get("reward_margin") is not None for p in summary.curves["log"]):  # a preference (DPO) run
+        a.plotly_chart(curve_chart(summary, "Rewards", [("log", "rewards_chosen", "chosen (train)"),
+                                                        ("log", "rewards_rejected", "rejected (train)"),
+                                                        ("eval", "eval_rewards_chosen", "chosen (validation)"),
+                                                        ("eval", "eval_rewards_rejected", "rejected (validation)")]),
+                       key=f"runs_rewards_{run.id}")
+        b.plotly_chart(curve_chart(summary, "Reward margin and accuracy", [
+            ("log", "reward_margin", "margin (train)"), ("eval", "eval_reward_margin", "margin (validation)"),
+            ("log", "reward_accuracy", "accuracy (train)"), ("eval", "eval_reward_accuracy", "accuracy (validation)")]),
+            key=f"runs_margin_{run.id}")
 
 
 def any_active() -> bool:

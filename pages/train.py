@@ -143,6 +143,11 @@ def field(col, name, kind, **kw):
 with st.form("train_form", enter_to_submit=False):  # Enter in a field never launches a run: only the button does
     c1, c2, c3 = st.columns(3)
     values = {
+        "objective": field(c1, "objective", "select", options=["sft", "dpo"]),
+        "beta": field(c2, "beta", "number", min_value=0.001, max_value=10.0, step=0.05, format="%.3f"),
+    }
+    c1, c2, c3 = st.columns(3)
+    values |= {
         "learning_rate": field(c1, "learning_rate", "number", format="%.1e", min_value=1e-7, max_value=1.0),
         "num_train_epochs": field(c2, "num_train_epochs", "number", min_value=0.1, max_value=100.0, step=0.5),
         "max_steps": field(c3, "max_steps", "number", min_value=-1, step=10),

@@ -4,8 +4,10 @@ with provenance; the checks flag planted identical, opposite, length-biased and 
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from conftest import run_studio, user_of
@@ -103,3 +105,75 @@ def test_unusable_sources_get_one_sentence(ws):
     assert "Cannot read the source 'nowhere.jsonl'" in proc.stderr
     with pytest.raises(preferences.PreferenceError, match="at least one source"):
         preferences.build(user_of("admin"), 1, [])
+
+
+@pytest.fixture
+def preference_split(ws, demo_model, tmp_path):
+    from engine.data import split
+    from engine.demo import sample
+    from engine.store import projects
+
+    project = projects.create_project("Preferences")
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in sample.preference_pairs(120)), encoding="utf-8")
+    version = versions.import_file(project.id, data, "pairs.jsonl")
+    return project, version, split.create_split(version, (0.8, 0.1, 0.1)), demo_model
+
+
+@pytest.mark.xdist_group("dpo")
+def test_a_dpo_run_trains_with_the_defaults_and_its_evaluation_scores_the_held_out_pairs(preference_split):
+    """Preference data defaults to DPO with its recommended beta and step; the run logs the rewards TRL computes, and
+    `studio eval` compares base and tuned on the locked test pairs with an interval."""
+    from engine.jobs import supervisor
+    from engine.jobs.event_log import curves, read_events
+    from engine.train import launcher
+
+    project, version, made, model = preference_split
+    rec = launcher.recommendations(str(model), made)
+    assert rec["objective"][0] == "dpo" and rec["beta"][0] == 0.2 and "pairs" in rec["beta"][1]
+    assert rec["learning_rate"][1].startswith("a tenth of the SFT step")
+    config = launcher.config_for_split(made, str(model), name="dpo")
+    assert launcher.preflight(config, version.id) == []
+    run = supervisor.wait(launcher.launch(config, project.id).id, timeout=600)
+    assert run.status == "succeeded", run.error_message
+    c = curves(read_events(supervisor.run_path(run)))
+    assert {"rewards_chosen", "rewards_rejected", "reward_margin", "reward_accuracy"} <= set(c["log"][-1])
+    assert "eval_reward_accuracy" in c["eval"][-1]
+    # Short answers: the preference accuracy scores likelihoods, not generations (which the eval tests cover)
+    proc = run_studio("eval", run.id, "--json", "--max-new-tokens", "8", env_home=Path(os.environ["STUDIO_HOME"]),
+                      timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    accuracy = json.loads(proc.stdout)["metrics"]["preference_accuracy"]
+    assert 0 <= accuracy["base"] <= 1 and 0 <= accuracy["finetuned"] <= 1
+    assert accuracy["ci_low"] <= accuracy["diff"] <= accuracy["ci_high"] and accuracy["verdict"]
+
+
+def test_a_dpo_run_is_refused_without_pairs_or_with_test_prompts(preference_split, ws, tmp_path):
+    from engine.data import split
+    from engine.train import launcher
+
+    project, version, made, model = preference_split
+    test_prompt = load_records(split.split_path(made, "test")).records[0]
+    leaked = tmp_path / "leaked.jsonl"
+    rows = [json.loads(line) for line in split.split_path(made, "train").read_text().splitlines()]
+    rows[3]["messages"] = [*test_prompt.turns[:-1], {"role": "assistant", "content": "Another answer."}]
+    leaked.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    config = launcher.config_for_split(made, str(model), name="leaky", train_file=str(leaked))
+    assert any("have the prompt of a locked test record" in p for p in launcher.preflight(config, version.id))
+    chats = tmp_path / "chats.jsonl"
+    chats.write_text("".join(json.dumps({"messages": r["messages"]}) + "\n" for r in rows), encoding="utf-8")
+    config = launcher.config_for_split(made, str(model), name="no pairs", train_file=str(chats), objective="dpo")
+    assert any("has no preference pairs" in p for p in launcher.preflight(config, version.id))
+
+
+def test_the_over_optimisation_alarm_needs_a_growing_margin_and_a_falling_validation_accuracy():
+    from engine.jobs.event_log import preference_alarm
+
+    def run(accuracies, margins):
+        events = [{"event": "eval", "step": 10 * (i + 1), "eval_reward_accuracy": a} for i, a in enumerate(accuracies)]
+        events += [{"event": "log", "step": 5 + 10 * i, "reward_margin": m} for i, m in enumerate(margins)]
+        return preference_alarm(events)
+
+    assert "over-optimising" in run([0.7, 0.8, 0.6, 0.55], [0.1, 0.4, 0.9, 1.5])
+    assert run([0.7, 0.8, 0.6, 0.55], [1.5, 0.9, 0.4, 0.1]) is None  # the margin is not growing
+    assert run([0.7, 0.8, 0.78, 0.8], [0.1, 0.4, 0.9, 1.5]) is None  # validation accuracy holds

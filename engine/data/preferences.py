@@ -22,6 +22,7 @@ from engine.data.report import Finding, drop_fix
 from engine.data.shapes import Record
 from engine.stat_helpers import wilson
 
+SHAPES = ("preference", "sharegpt_preference", "openai_preference")  # the shapes whose records are pairs
 LENGTH_BIAS_SHARE = 0.65  # flagged when the chosen answer is longer in at least this share of pairs ...
 LENGTH_BIAS_MIN_PAIRS = 10  # ... of at least this many, and the interval's low end is above one half
 SHOWN = 200  # locations kept per finding

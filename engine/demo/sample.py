@@ -185,3 +185,18 @@ def write_sample(path: Path, n: int = 600, seed: int = 7) -> Path:
         for row in generate(n, seed):
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     return path
+
+
+def preference_pairs(n: int = 200, seed: int = 11) -> list[dict]:
+    """Preference pairs from the sample conversations: the prompt, its own answer (chosen) and the answer to another
+    conversation of the sample (rejected: fluent, but not an answer to this question). Learnable, as a model that reads
+    the question can tell them apart."""
+    rng = random.Random(seed)
+    rows = [conversation(rng) for _ in range(n)]
+    pairs = []
+    for i, row in enumerate(rows):
+        answer = row["messages"][-1]["content"]
+        other = next(r["messages"][-1]["content"] for r in rows[i + 1:] + rows[:i]
+                     if r["messages"][-1]["content"] != answer)
+        pairs.append({"prompt": row["messages"][:-1], "chosen": answer, "rejected": other})
+    return pairs

@@ -133,6 +133,8 @@ class _Answers:
     train_nll: dict[str, generation.Nll] = field(default_factory=dict)
     probe_answers: dict[str, list[str]] = field(default_factory=dict)
     text_nll: dict[str, generation.Nll] = field(default_factory=dict)
+    rejected_nll: dict[str, generation.Nll] = field(default_factory=dict)  # preference pairs' rejected answers
+    pair_index: list[int] = field(default_factory=list)  # the test example of each pair
 
 
 def evaluate_run(options: EvalOptions, progress: Progress | None = None) -> EvalReport:
@@ -151,13 +153,15 @@ def evaluate_run(options: EvalOptions, progress: Progress | None = None) -> Eval
         models = (("base", other.config["base_model"], supervisor.run_path(other) / "final"),
                   ("finetuned", base_model, final))
     tools = [record_tools(e) for e in extras]
-    answers = _answer(run, models, convs, tools, probes, options, step, fallback=other is None)
+    answers = _answer(run, models, convs, tools, probes, options, step, fallback=other is None,
+                      pairs=rejected_conversations(convs, extras))
     step(0.92, "Scoring")
     refs = [tool_calls.reference_text(c[-1]) for c in convs]
     base_text = [a.text for a in answers.outputs["base"]]
     tuned_text = [a.text for a in answers.outputs["finetuned"]]
     metrics = scoring.compare(base_text, tuned_text, refs, options.task)
     metrics.update(tool_call_accuracy(convs, base_text, tuned_text))
+    metrics.update(preference_accuracy(answers))
     same_tokenizer = models[0][1] == models[1][1]
     if same_tokenizer:  # perplexities under different tokenizers are not comparable
         metrics["perplexity"] = scoring.compare_perplexity(answers.nll["base"], answers.nll["finetuned"])
@@ -200,8 +204,31 @@ def tool_call_accuracy(convs: list[list[dict]], base: list[str], tuned: list[str
     return {"tool_call_accuracy": scoring.bootstrap_stats(scoring.MEAN.with_name("tool_call_accuracy"), sb, sf)}
 
 
+def rejected_conversations(convs: list[list[dict]], extras: list[dict]) -> list[tuple[int, list[dict]]]:
+    """(index, the conversation with its rejected answer in place of the chosen one) for each preference pair."""
+    return [(i, [*c[:-1], {"role": "assistant", "content": e["rejected"]}]) for i, (c, e) in enumerate(zip(convs, extras))
+            if isinstance(e.get("rejected"), str) and e["rejected"].strip() and c and c[-1]["role"] == "assistant"]
+
+
+def preference_accuracy(answers: _Answers) -> dict[str, MetricComparison]:
+    """The share of held-out preference pairs where each model gives the chosen answer a higher log-likelihood than
+    the rejected one (summed over the answer's tokens, as DPO scores them), paired over the pairs with the bootstrap
+    interval every metric gets; absent when the test split holds no pairs."""
+    import numpy as np  # the scientific stack costs a second to import: only when statistics are computed
+
+    if not answers.rejected_nll:
+        return {}
+    scores = {}
+    for name in ("base", "finetuned"):
+        chosen, rejected = answers.nll[name][0], answers.rejected_nll[name]
+        scores[name] = np.array([[float(chosen[i] < nll), 1.0] for i, nll in zip(answers.pair_index,
+                                                                                 rejected[0], strict=True)])
+    return {"preference_accuracy": scoring.bootstrap_stats(scoring.MEAN.with_name("preference_accuracy"),
+                                                           scores["base"], scores["finetuned"])}
+
+
 def _answer(run: Run, models: tuple[_Model, _Model], convs, tools, probes, options: EvalOptions, step: Progress,
-            fallback: bool) -> _Answers:
+            fallback: bool, pairs: list[tuple[int, list[dict]]] | None = None) -> _Answers:
     """Load each model in turn (one in memory at a time) and collect everything the report needs from it."""
     prompts = [generation.prompt_of(c) for c in convs]
     probe_prompts = [generation.prompt_of(c) for c in probes]
@@ -228,6 +255,11 @@ def _answer(run: Run, models: tuple[_Model, _Model], convs, tools, probes, optio
         step(0.43 + 0.45 * k, f"{name}: general-skills probes")
         got.probe_answers[name] = [a.text for a in generation.generate(model, tokenizer, probe_prompts, bs, 48)]
         got.text_nll[name] = generation.text_nll(model, tokenizer, forgetting.GENERAL_TEXT, bs)
+        if pairs:
+            step(0.44 + 0.45 * k, f"{name}: likelihood of the rejected answers of {len(pairs)} preference pairs")
+            got.pair_index = [i for i, _ in pairs]
+            got.rejected_nll[name] = generation.answer_nll(model, tokenizer, [c for _, c in pairs], bs,
+                                                           [tools[i] for i, _ in pairs])
         del model
     return got
 

@@ -106,3 +106,29 @@ def overfitting_alarm(events: list[dict], window: int = 3) -> str | None:
                 "training loss keeps falling: the model is memorizing. Keep early stopping on (it restores the best "
                 "checkpoint), or lower the epochs or learning rate, or add data.")
     return None
+
+
+PREFERENCE_DROP = 0.1  # validation reward accuracy this far below its best, with the training margin still growing
+
+
+def preference_alarm(events: list[dict]) -> str | None:
+    """A preference run over-optimising: the training reward margin keeps growing while validation reward accuracy
+    (the share of held-out pairs the model prefers the right way) has fallen from its best."""
+    c = curves(events)
+    evals = [e for e in c["eval"] if e.get("eval_reward_accuracy") is not None]
+    if len(evals) < 3:
+        return None
+    best = max(evals, key=lambda e: e["eval_reward_accuracy"])
+    last = evals[-1]
+    if last["eval_reward_accuracy"] > best["eval_reward_accuracy"] - PREFERENCE_DROP:
+        return None
+    margins = [e for e in c["log"] if e.get("reward_margin") is not None]
+    before = [e["reward_margin"] for e in margins if e["step"] <= best["step"]][-2:]
+    after = [e["reward_margin"] for e in margins if e["step"] > best["step"]][-2:]
+    if not before or not after or sum(after) / len(after) <= sum(before) / len(before):
+        return None
+    return (f"The training reward margin keeps growing ({sum(before) / len(before):.2f} -> "
+            f"{sum(after) / len(after):.2f}) while validation reward accuracy fell from "
+            f"{best['eval_reward_accuracy']:.0%} (step {best['step']}) to {last['eval_reward_accuracy']:.0%}: the "
+            "model is over-optimising the training pairs. Keep early stopping on (it restores the best checkpoint), "
+            "raise beta or lower the learning rate, or add pairs.")

@@ -35,6 +35,11 @@ class RunConfig(BaseModel):
     mix_share: float = Field(0.0, ge=0.0, le=0.5, description="Share of the training set taken from the mix-in "
                                                               "examples (0 to 0.5).")
 
+    objective: Literal["sft", "dpo"] = Field(
+        "sft", description="sft learns the answers; dpo learns to prefer each pair's chosen answer over its rejected "
+                           "one (TRL's DPOTrainer). Preference data defaults to dpo.")
+    beta: float = Field(0.1, gt=0, le=10, description="DPO: how far the tuned model may move from the reference "
+                                                      "(lower lets it move further); 0.1 is the usual start.")
     technique: Literal["lora", "qlora", "full", "prompt_tuning", "prefix_tuning"] = Field(
         "lora", description="LoRA trains small adapter matrices (the default); QLoRA does so on a 4-bit base "
                             "(CUDA only); full updates every weight; prompt and prefix tuning learn virtual tokens.")
@@ -107,6 +112,8 @@ class RunConfig(BaseModel):
             problems.append(f"{self.distributed} shards over GPUs; several CPU processes train with ddp")
         if self.distributed != "ddp" and self.technique == "qlora":
             problems.append("QLoRA trains on one GPU or with ddp; 4-bit weights do not shard")
+        if self.objective == "dpo" and self.technique in ("prompt_tuning", "prefix_tuning"):
+            problems.append("DPO trains LoRA, QLoRA or full weights, not virtual tokens")
         if problems:
             raise ValueError("; ".join(problems))
         return self

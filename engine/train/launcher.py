@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from engine.data import split, versions
+from engine.data import preferences, split, versions
 from engine.data.chat_template import ModelTemplate, TemplateError, record_tools
 from engine.data.loading import load_records
 from engine.data.quality import cached_report, report_for_version, usable
@@ -25,15 +25,16 @@ from engine.data.test_lock import project_of
 from engine.data.versions import get_version
 from engine.errors import StudioError
 from engine.jobs import processes, supervisor
+from engine.jobs.failures import DataError
 from engine.store import projects, workspace
 from engine.store.tables import Run
-from engine.train import estimate, model_safety
+from engine.train import estimate, model_safety, preference_fit
 from engine.train.base_models import local_folder, stage_lines
 from engine.train.base_models import resolve as resolve_base
 from engine.train.config import RunConfig
 from engine.train.examples import Row, refusals
 from engine.train.lengths import length_profile, profile_from_report
-from engine.train.recommend import model_facts, recommend_hyperparameters, recommend_technique
+from engine.train.recommend import model_facts, recommend_hyperparameters, recommend_preference, recommend_technique
 
 
 class LaunchRefused(StudioError, ValueError):
@@ -101,6 +102,8 @@ def preflight(config: RunConfig, dataset_version_id: int | None = None) -> list[
             problems.append(f"The {label} data is refused: {err}")
         except InputError as err:
             problems.append(f"The {label} file cannot be read: {err}")
+    if config.objective == "dpo" and not problems:
+        problems += _pair_problems(config, project_id)
     why = model_available(config.base_model)
     if why:
         problems.append(why)
@@ -119,6 +122,18 @@ def preflight(config: RunConfig, dataset_version_id: int | None = None) -> list[
     if need > free:
         problems.append(f"The disk has {size_text(free)} free; the checkpoints need about {size_text(need)}. "
                         "Free space or lower save_total_limit.")
+    return problems
+
+
+def _pair_problems(config: RunConfig, project_id: int | None) -> list[str]:
+    """Why a DPO run's data cannot train: no preference pairs, or prompts of the locked test set."""
+    problems = []
+    for path, purpose in ((config.train_file, "training"), (config.eval_file, "early stopping and model selection")):
+        try:
+            if path:
+                preference_fit.pair_rows(path, purpose, project_id)
+        except DataError as err:
+            problems.append(str(err))
     return problems
 
 
@@ -232,6 +247,8 @@ def recommendations(base_model: str, split_row, technique: str | None = None, gp
     length, source = (profile["p99"], profile["source"]) if profile else (None, REPORT_SOURCE)
     rec = recommend_hyperparameters(facts, technique, split_row.counts["train"], length, gpu_gb, source)
     rec["technique"] = (technique, rec["technique"][1])
+    if get_version(split_row.dataset_version_id).shape in preferences.SHAPES:
+        rec = recommend_preference(rec, split_row.counts["train"])
     if not gpu_gb and processes.cuda_count() == 0:
         rec = estimate.fit_to_budget(rec, technique, facts, split_row.counts["train"],
                                      split_row.counts["validation"], profile)

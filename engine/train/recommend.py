@@ -218,6 +218,22 @@ def recommend_hyperparameters(facts: ModelFacts, technique: str, n_examples: int
     return out
 
 
+def recommend_preference(rec: dict[str, tuple], n_pairs: int) -> dict[str, tuple]:
+    """The recommendations for a DPO run on `n_pairs` preference pairs, from the SFT ones."""
+    out = dict(rec)
+    out["objective"] = ("dpo", "the data holds preference pairs (a chosen and a rejected answer): DPO learns from "
+                               "both")
+    if n_pairs < 1000:
+        out["beta"] = (0.2, f"{n_pairs:,} pairs is little data: a higher beta keeps the model nearer its reference, "
+                            "so a few noisy pairs cannot pull it far")
+    else:
+        out["beta"] = (0.1, f"{n_pairs:,} pairs: 0.1, the usual start (lower moves further from the reference)")
+    lr, why = rec["learning_rate"]
+    out["learning_rate"] = (lr / 10, f"a tenth of the SFT step ({lr:g}: {why}); DPO refines a model that already "
+                                     "answers, and a large step over-optimises the margins")
+    return out
+
+
 def _learning_rate(facts: ModelFacts, technique: str) -> tuple[float, str]:
     b = facts.params / 1e9
     if 0 < b < 0.01:

@@ -46,7 +46,7 @@ def summarize(run: Run) -> RunSummary:
     return RunSummary(
         run=run, curves=c, progress=progress,
         eta_seconds=last_log.get("eta_seconds") if run.status == "running" else None,
-        alarm=event_log.overfitting_alarm(events), best_step=best_step,
+        alarm=event_log.overfitting_alarm(events) or event_log.preference_alarm(events), best_step=best_step,
         stopped_early=bool(final.get("stopped_early")), wandb_url=url, wandb_sync=sync,
         notes=[e["message"] for e in events if e["event"] == "note"],
         log=run.log_tail if run.status != "running" and run.log_tail else log_tail(folder),

@@ -16,8 +16,6 @@ its final event and exits 0. Heavy imports happen inside `fit`, after the SIGTER
 
 from __future__ import annotations
 
-import errno
-import importlib.util
 import os
 import signal
 import sys
@@ -27,20 +25,19 @@ from pathlib import Path
 from engine import settings
 from engine.data.chat_template import DEFAULT_TEMPLATE, ModelTemplate
 from engine.jobs import heartbeat, runner
-from engine.jobs.checkpoints import COMPLETE_MARKER, complete_checkpoints
-from engine.jobs.event_log import MetricsWriter, perplexity
+from engine.jobs.checkpoints import complete_checkpoints
+from engine.jobs.event_log import MetricsWriter
 from engine.jobs.failures import DataError, ModelLoadError, RunConfigError
 from engine.store import workspace
-from engine.train import base_models, model_safety
+from engine.train import base_models, model_safety, preference_fit
+from engine.train.arguments import importlib_spec, sft_args
+from engine.train.callback import FAULT, studio_callback
 from engine.train.config import RunConfig
 from engine.train.estimate import record_speed
 from engine.train.examples import describe_loss, encode_rows, refusals, training_rows, validation_rows
 from engine.train.recommend import model_facts
 from engine.train.stop_flag import STOP, request_stop
 
-# Fault injection for the fault tests (tests/test_train.py) only: "ignore_sigterm", or "raise:<kind>:<step>" with
-# kind gpu_oom, disk_full or crash. Unset in normal use.
-FAULT = settings.current().fault
 RANK = int(os.environ.get("RANK", "0"))  # set for each process by accelerate launch (torchrun); 0 when alone
 WORLD_SIZE = int(os.environ.get("WORLD_SIZE", "1"))
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     run_dir = Path(argv[0]).resolve()
     resume = "--resume" in argv[1:]
-    if FAULT == "ignore_sigterm":
+    if FAULT == "ignore_sigterm":  # the fault tests' (engine.train.callback)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     workspace.apply_library_env(workspace.current())
@@ -61,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     def body(writer: MetricsWriter) -> dict:
         config = RunConfig.load(run_dir / "config.json")
         outcome = fit(config, run_dir, writer, resume)
-        if outcome["outcome"] == "succeeded" and RANK == 0 and not resume:  # the next estimates use this speed
+        if outcome["outcome"] == "succeeded" and RANK == 0 and not resume and config.objective == "sft":
+            # the next estimates use this speed (of SFT steps: a DPO step does two forward passes per pair)
             record_speed(outcome["device"], model_facts(config.base_model), config.technique, outcome["num_tokens"],
                          (outcome["train_runtime"] or 0) - outcome["eval_runtime"], outcome["step"]
                          * config.per_device_train_batch_size * config.gradient_accumulation_steps * WORLD_SIZE)
@@ -87,11 +85,6 @@ def resolve_device(config: RunConfig) -> tuple[str, str]:
     if device == "cpu" and precision == "fp16":
         raise RunConfigError("fp16 training needs a GPU; use fp32 or bf16 on the CPU.")
     return device, precision
-
-
-def importlib_spec(name: str) -> bool:
-
-    return importlib.util.find_spec(name) is not None
 
 
 def peft_config(config: RunConfig):
@@ -167,19 +160,21 @@ def tokenized_examples(config: RunConfig, tokenizer, writer: MetricsWriter):
 
 def fit(config: RunConfig, run_dir: Path, writer: MetricsWriter, resume: bool) -> dict:
     from transformers import EarlyStoppingCallback  # heavy: loaded on first use
-    from trl import SFTTrainer  # the ML stack loads in seconds: only jobs that train or generate import it
 
     device, precision = resolve_device(config)
-    batching = resolve_batching(config, device)
+    batching = resolve_batching(config, device) if config.objective == "sft" else "padding"
     model, tokenizer = load_model(config, device, precision, batching)
-    train_set, eval_set = tokenized_examples(config, tokenizer, writer)
     report_to = start_wandb(config, run_dir, writer) if RANK == 0 else "none"
-    args = sft_args(config, run_dir, eval_set is not None, device, precision, batching, report_to)
     callbacks = [studio_callback(writer)]
-    if eval_set is not None and config.early_stopping:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
-                         processing_class=tokenizer, peft_config=peft_config(config), callbacks=callbacks)
+    if config.objective == "dpo":
+        trainer, validated = preference_fit.dpo_trainer(config, run_dir, model, tokenizer, peft_config(config),
+                                                        (device, precision, report_to), callbacks, writer)
+    else:
+        trainer, validated = _sft_trainer(config, run_dir, model, tokenizer, (device, precision, batching, report_to),
+                                          callbacks, writer)
+    early = EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience)
+    if validated and config.early_stopping:
+        trainer.add_callback(early)
     checkpoint = None
     if resume:
         done = complete_checkpoints(run_dir)
@@ -195,8 +190,8 @@ def fit(config: RunConfig, run_dir: Path, writer: MetricsWriter, resume: bool) -
             trainer.save_model(str(run_dir / "final"))  # every rank takes part (sharded weights are gathered)
             if RANK == 0:
                 tokenizer.save_pretrained(str(run_dir / "final"))
-        early = next((c for c in callbacks if isinstance(c, EarlyStoppingCallback)), None)
-        stopped_early = bool(early and early.early_stopping_patience_counter >= config.early_stopping_patience)
+        stopped_early = validated and config.early_stopping and \
+            early.early_stopping_patience_counter >= config.early_stopping_patience
         best = state.best_model_checkpoint
         summary: dict = next((h for h in reversed(state.log_history) if "train_runtime" in h), {})
         tokens = next((h["num_tokens"] for h in reversed(state.log_history) if "num_tokens" in h), None)
@@ -210,6 +205,19 @@ def fit(config: RunConfig, run_dir: Path, writer: MetricsWriter, resume: bool) -
         finish_wandb()
 
 
+def _sft_trainer(config: RunConfig, run_dir: Path, model, tokenizer, where: tuple, callbacks: list,
+                 writer: MetricsWriter):
+    """(TRL's SFTTrainer over the split's tokenized examples, whether there is a validation set)."""
+    from trl import SFTTrainer  # the ML stack loads in seconds: only jobs that train or generate import it
+
+    device, precision, batching, report_to = where
+    train_set, eval_set = tokenized_examples(config, tokenizer, writer)
+    args = sft_args(config, run_dir, eval_set is not None, device, precision, batching, report_to)
+    return SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
+                      processing_class=tokenizer, peft_config=peft_config(config), callbacks=callbacks), \
+        eval_set is not None
+
+
 def peak_memory(device: str) -> dict:
     """The process's peak resident memory (MB) and, on CUDA, the peak GPU memory PyTorch allocated (MB)."""
     import resource
@@ -220,128 +228,6 @@ def peak_memory(device: str) -> dict:
 
         out["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return out
-
-
-def sft_args(config: RunConfig, run_dir: Path, validated: bool, device: str, precision: str, batching: str,
-             report_to: list[str] | str):
-    """The TRL training arguments for this run (checkpoints in <run>/checkpoints, evaluation and early stopping only
-    with a validation set)."""
-    from trl import SFTConfig  # the ML stack loads in seconds: only jobs that train or generate import it
-
-    return SFTConfig(
-        output_dir=str(run_dir / "checkpoints"), run_name=config.name, seed=config.seed,
-        learning_rate=config.learning_rate, num_train_epochs=config.num_train_epochs, max_steps=config.max_steps,
-        per_device_train_batch_size=config.per_device_train_batch_size,
-        per_device_eval_batch_size=config.per_device_train_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps, warmup_steps=config.warmup_steps,
-        lr_scheduler_type=config.lr_scheduler_type, weight_decay=config.weight_decay,
-        # the answer-only mask comes with the tokenized examples (engine.train.examples), for any chat template
-        max_length=config.max_length, assistant_only_loss=False,
-        packing=batching == "packing", padding_free=batching == "packing" and importlib_spec("flash_attn"),
-        train_sampling_strategy="group_by_length" if batching == "length_grouping" else "random",
-        logging_steps=config.logging_steps, logging_first_step=True,
-        eval_strategy="steps" if validated else "no", eval_steps=config.eval_steps,
-        save_strategy="steps", save_steps=config.save_steps, save_total_limit=config.save_total_limit,
-        load_best_model_at_end=validated and config.early_stopping, metric_for_best_model="eval_loss",
-        greater_is_better=False, report_to=report_to, use_cpu=device == "cpu",
-        bf16=precision == "bf16", fp16=precision == "fp16", gradient_checkpointing=False,
-        disable_tqdm=True, dataloader_num_workers=0,
-        # Liger's fused kernels (RMSNorm, SwiGLU, RoPE, the loss without full logits) on CUDA when installed.
-        use_liger_kernel=device == "cuda" and importlib_spec("liger_kernel"),
-    )
-
-
-def studio_callback(writer: MetricsWriter):
-    """Metrics lines with throughput and ETA; stop-and-save on SIGTERM; a marker once a checkpoint is complete."""
-    from transformers import TrainerCallback  # heavy: loaded on first use
-
-    class StudioCallback(TrainerCallback):
-        def __init__(self):
-            self.last = None   # (time, num_tokens) at the previous log event
-            self.start = None  # (time, step) when training (or the resumed part) began
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.start = (time.time(), state.global_step)
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            logs = dict(logs or {})
-            now = time.time()
-            base = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "max_steps": state.max_steps}
-            if "eval_loss" in logs:
-                writer.write("eval", **base, eval_loss=logs["eval_loss"], eval_perplexity=perplexity(logs["eval_loss"]),
-                             eval_mean_token_accuracy=logs.get("eval_mean_token_accuracy"))
-                return
-            if "loss" not in logs:
-                return  # the end-of-training summary
-            tokens = logs.get("num_tokens")
-            tps = None
-            if self.last is not None and tokens is not None and now > self.last[0]:
-                tps = (tokens - self.last[1]) / (now - self.last[0])
-            if tokens is not None:
-                self.last = (now, tokens)
-            eta = None
-            if self.start and state.max_steps and state.global_step > self.start[1]:
-                per_step = (now - self.start[0]) / (state.global_step - self.start[1])
-                eta = per_step * (state.max_steps - state.global_step)
-            writer.write("log", **base, loss=logs.get("loss"), perplexity=perplexity(logs.get("loss")),
-                         learning_rate=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
-                         num_tokens=tokens, tokens_per_second=tps, eta_seconds=eta,
-                         mean_token_accuracy=logs.get("mean_token_accuracy"))
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if FAULT.startswith("raise:"):
-                _inject(FAULT, state.global_step)
-            gone, stop = _stop_flags(args.device)
-            if gone:  # the run folder was deleted: save nothing (it would recreate the path)
-                control.should_save = False
-                control.should_training_stop = True
-                return control
-            if stop:
-                control.should_training_stop = True
-                control.should_save = True
-            return control
-
-        def on_save(self, args, state, control, **kwargs):
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if folder.is_dir():
-                (folder / COMPLETE_MARKER).write_text(str(state.global_step))
-
-    return StudioCallback()
-
-
-def _stop_flags(device) -> tuple[bool, bool]:
-    """(the run folder is gone, a stop was asked for), as seen by any rank: every rank must stop at the same step,
-    or the others wait forever for it."""
-    gone, stop = heartbeat.folder_gone(), STOP.is_set()
-    if WORLD_SIZE > 1:
-        gone, stop = _any_rank([gone, stop], device)
-    return gone, stop
-
-
-def _any_rank(flags: list[bool], device) -> list[bool]:
-    """Each flag set on any rank (an all-reduce of a few integers per step)."""
-    import torch  # the ML stack loads in seconds: only jobs that train or generate import it
-    import torch.distributed as dist  # (same)
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return flags
-    values = torch.tensor([int(f) for f in flags], dtype=torch.int32, device=device)
-    dist.all_reduce(values, op=dist.ReduceOp.MAX)
-    return [bool(v) for v in values.tolist()]
-
-
-def _inject(fault: str, step: int) -> None:
-    _, kind, at = fault.split(":")
-    if step < int(at):
-        return
-    if kind == "gpu_oom":
-        import torch  # the ML stack loads in seconds: only jobs that train or generate import it
-
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
-    if kind == "disk_full":
-
-        raise OSError(errno.ENOSPC, "No space left on device (injected)")
-    raise RuntimeError("injected failure")
 
 
 _wandb_run = None

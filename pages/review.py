@@ -7,7 +7,7 @@ import streamlit as st
 from engine.augment import gate
 from engine.evaluate import results
 from engine.jobs import supervisor
-from engine.review import campaigns, stats
+from engine.review import campaigns, ratings_export, stats
 from engine.store import users
 from ui import charts, session, state
 from ui.errors import shown_as_message
@@ -70,9 +70,9 @@ if c1.button("Send disagreements to one more reviewer", key="review_escalate"):
         sent = campaigns.escalate(user, cid)
         st.success(f"{sent} item{'s' if sent != 1 else ''} sent to one more reviewer.")
 # the export is built when the button is pressed, not on every page load
-c2.download_button("Export CSV", lambda: campaigns.export(user, cid, "csv"), file_name=f"campaign-{cid}.csv",
+c2.download_button("Export CSV", lambda: ratings_export.export(user, cid, "csv"), file_name=f"campaign-{cid}.csv",
                    mime="text/csv", key="review_csv")
-c3.download_button("Export JSON", lambda: campaigns.export(user, cid, "json"), file_name=f"campaign-{cid}.json",
+c3.download_button("Export JSON", lambda: ratings_export.export(user, cid, "json"), file_name=f"campaign-{cid}.json",
                    mime="application/json", key="review_json")
 
 if campaign.kind == campaigns.CORRECTION:

@@ -314,3 +314,31 @@ def small_workspace(path: Path, size: str, monkeypatch):
             yield home
         finally:
             db._engines.pop(f"sqlite:///{home / 'studio.db'}", None)
+
+
+HOSTILE = "<script>alert('x')</script> **bold** [link](http://evil)"
+
+
+def evaluated_run(ws, n: int = 20) -> int:
+    """A succeeded run with stored evaluation outputs (the file review campaigns read), some of it hostile text."""
+    folder = ws.root / "runs" / "reviewed" / "eval"
+    folder.mkdir(parents=True, exist_ok=True)
+    from engine.store import db, projects
+    from engine.store.tables import Run
+
+    project = projects.ensure_project("Reviews")
+    with db.session() as s:
+        run = Run(project_id=project.id, name="reviewed", status="succeeded", run_dir="runs/reviewed", config={}, request_key="reviewed",
+                  device="cpu", resume=False, attempts=1, step=1, max_steps=1)
+        s.add(run)
+        s.flush()
+        run_id = run.id
+    rows = [{"index": i, "prompt": [{"role": "user", "content": f"Question {i}: {HOSTILE}"}],
+             "reference": f"Reference {i}", "base": {"answer": f"base answer {i}"},
+             "finetuned": {"answer": f"fine-tuned answer {i} with more words " + HOSTILE}} for i in range(n)]
+    (folder / "outputs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return run_id
+
+
+def reviewers(k: int) -> list:
+    return [user_of("reviewer", f"rev{i:02d}") for i in range(k)]

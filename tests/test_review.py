@@ -12,38 +12,12 @@ import threading
 from datetime import timedelta
 
 import pytest
-from conftest import ROOT, app_as, run_studio, shown, user_of
+from conftest import HOSTILE, ROOT, app_as, evaluated_run, reviewers, run_studio, shown, user_of
 from sqlalchemy import func, select, text
 
-from engine.review import campaigns, stats
+from engine.review import campaigns, ratings_export, stats
 from engine.store import db, users
-from engine.store.tables import Rating, Run, User
-
-HOSTILE = "<script>alert('x')</script> **bold** [link](http://evil)"
-
-
-def evaluated_run(ws, n: int = 20) -> int:
-    """A succeeded run with stored evaluation outputs (the file review campaigns read), some of it hostile text."""
-    folder = ws.root / "runs" / "reviewed" / "eval"
-    folder.mkdir(parents=True, exist_ok=True)
-    from engine.store import projects
-
-    project = projects.ensure_project("Reviews")
-    with db.session() as s:
-        run = Run(project_id=project.id, name="reviewed", status="succeeded", run_dir="runs/reviewed", config={}, request_key="reviewed",
-                  device="cpu", resume=False, attempts=1, step=1, max_steps=1)
-        s.add(run)
-        s.flush()
-        run_id = run.id
-    rows = [{"index": i, "prompt": [{"role": "user", "content": f"Question {i}: {HOSTILE}"}],
-             "reference": f"Reference {i}", "base": {"answer": f"base answer {i}"},
-             "finetuned": {"answer": f"fine-tuned answer {i} with more words " + HOSTILE}} for i in range(n)]
-    (folder / "outputs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return run_id
-
-
-def reviewers(k: int) -> list:
-    return [user_of("reviewer", f"rev{i:02d}") for i in range(k)]
+from engine.store.tables import Rating, User
 
 
 def test_assignment_is_balanced_overlapping_and_blind(ws):
@@ -88,7 +62,7 @@ def test_roles_are_checked_by_the_engine(ws):
     with pytest.raises(users.PermissionDenied):
         campaigns.create_campaign(a, run_id, "rating", [a.id, b.id])
     with pytest.raises(users.PermissionDenied):
-        campaigns.export(a, 1, "csv")
+        ratings_export.export(a, 1, "csv")
     with pytest.raises(users.PermissionDenied):
         campaigns.create_campaign(None, run_id, "rating", [a.id])
     campaign = campaigns.create_campaign(admin, run_id, "rating", [a.id], sample_size=2, overlap=1)
@@ -198,7 +172,7 @@ def test_csv_export_neutralizes_formulas_and_quotes_per_rfc_4180(ws):
     nasty = ['=HYPERLINK("http://evil","click")', "+1+2", "-3", "@SUM(A1)", "\tTAB", 'say "hi",\nthen go']
     for e, comment in zip(campaigns.queue(rev, campaign.id), nasty):
         campaigns.submit(rev, e.assignment_id, vote="A", comment=comment)
-    out = campaigns.export(admin, campaign.id, "csv")
+    out = ratings_export.export(admin, campaign.id, "csv")
     assert "\r\n" in out
     rows = list(csv.DictReader(io.StringIO(out, newline="")))
     comments = {r["comment"] for r in rows}

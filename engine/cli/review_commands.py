@@ -7,7 +7,7 @@ import sys
 
 from engine.cli.common import EXIT_OK, UsageError
 from engine.models import registry
-from engine.review import ab_traffic, campaigns, corrections, preferences, stats
+from engine.review import ab_traffic, campaigns, corrections, preferences, ratings_export, stats
 from engine.store import projects, users
 
 
@@ -52,7 +52,7 @@ def review_command(args) -> int:
                 print(f"  {c:<12} base {b['mean']:.2f} [{b['ci_low']:.2f}, {b['ci_high']:.2f}]  fine-tuned "
                       f"{f['mean']:.2f} [{f['ci_low']:.2f}, {f['ci_high']:.2f}]{diff}; agreement: {e['agreement']}")
         return EXIT_OK
-    text = campaigns.export(users.SYSTEM, args.campaign, args.format)
+    text = ratings_export.export(users.SYSTEM, args.campaign, args.format)
     if args.out:
         args.out.write_text(text, encoding="utf-8", newline="")
         print(f"Wrote {args.out}.")

@@ -14,10 +14,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from engine.errors import StudioError
+
 POLL_SECONDS = 0.05
 
 
-class LockTimeout(TimeoutError):
+class LockTimeout(StudioError, TimeoutError):
     """The lock was held by another process for the whole of the wait."""
 
 

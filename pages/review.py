@@ -5,9 +5,10 @@ import pandas as pd
 import streamlit as st
 
 from engine.augment import gate
+from engine.data import uploads
 from engine.evaluate import results
 from engine.jobs import supervisor
-from engine.review import campaigns, ratings_export, stats
+from engine.review import campaigns, preferences, ratings_export, stats
 from engine.store import users
 from ui import charts, session, state
 from ui.errors import shown_as_message
@@ -56,6 +57,24 @@ with st.expander("New campaign", expanded=not campaigns.list_campaigns(project.i
                     st.success(f"Campaign {made.id} created.")
 
 project_campaigns = campaigns.list_campaigns(project.id)
+voted = [c for c in project_campaigns if c.kind in ("pairwise", campaigns.CORRECTION)]
+with st.expander("Preference data for DPO"):
+    st.caption("Decided pairwise votes (the answer reviewers chose over the other) and reviewer corrections (the "
+               "corrected answer over the model's) become one preference dataset, each pair with its provenance. "
+               "Ties, both-bad and contested items are dropped and counted. Train it with the DPO objective.")
+    with st.form("review_prefs"):
+        labels = {c.id: f"{c.id} · {c.name} ({c.kind})" for c in voted}
+        sources = st.multiselect("Campaigns", list(labels), key="review_prefs_campaigns", format_func=labels.get)
+        extra = st.file_uploader("Preference file (optional)", type=["jsonl", "json", "csv", "parquet"],
+                                 key="review_prefs_file")
+        name = st.text_input("Dataset name", "preferences", key="review_prefs_name")
+        if st.form_submit_button("Build the preference dataset"):
+            with shown_as_message():
+                named = [f"campaign:{i}" for i in sources]
+                if extra is not None:
+                    named.append(str(uploads.stage_upload(extra.getvalue(), extra.name)))
+                built = preferences.build(user, project.id, named, name or "preferences")
+                st.success(built.summary())
 if not project_campaigns:
     st.stop()
 by_id = {c.id: c for c in project_campaigns}

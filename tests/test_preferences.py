@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import evaluated_run, reviewers, run_studio, user_of
+from conftest import app_as, evaluated_run, reviewers, run_studio, user_of
 
 from engine.data import quality, versions
 from engine.data.loading import load_records
@@ -102,7 +102,7 @@ def test_unusable_sources_get_one_sentence(ws):
     assert proc.returncode != 0 and "There is no campaign 999" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_studio("prefs", "build", "--from", "nowhere.jsonl", env_home=ws.root)
     assert "Cannot read the source 'nowhere.jsonl'" in proc.stderr
-    with pytest.raises(preferences.PreferenceError, match="at least one source"):
+    with pytest.raises(preferences.PreferenceError, match="Choose at least one source"):
         preferences.build(user_of("admin"), 1, [])
 
 
@@ -175,3 +175,18 @@ def test_the_over_optimisation_alarm_needs_a_growing_margin_and_a_falling_valida
     assert "over-optimising" in run([0.7, 0.8, 0.6, 0.55], [0.1, 0.4, 0.9, 1.5])
     assert run([0.7, 0.8, 0.6, 0.55], [1.5, 0.9, 0.4, 0.1]) is None  # the margin is not growing
     assert run([0.7, 0.8, 0.78, 0.8], [0.1, 0.4, 0.9, 1.5]) is None  # validation accuracy holds
+
+
+def test_the_review_page_builds_the_preference_dataset(ws):
+    run_id = evaluated_run(ws, 4)
+    admin, revs = user_of("admin"), reviewers(1)
+    campaign = campaigns.create_campaign(admin, run_id, "pairwise", [r.id for r in revs], sample_size=4, overlap=1)
+    for entry in campaigns.queue(revs[0], campaign.id):
+        campaigns.submit(revs[0], entry.assignment_id, vote="tie" if entry.position == 1 else "A")
+    at = app_as("analyst").run()
+    at.switch_page("pages/review.py").run()
+    at.multiselect(key="review_prefs_campaigns").select(campaign.id)
+    at.button[[b.label for b in at.button].index("Build the preference dataset")].click().run()
+    assert not at.exception
+    assert any("3 preference pairs" in s.value and "dropped: 1 ties" in s.value for s in at.success), (
+        [s.value for s in at.success], [e.value for e in at.error])

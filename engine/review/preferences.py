@@ -131,7 +131,8 @@ def build(actor: User, project_id: int, sources: list[str], name: str = "prefere
     """One preference dataset version from every source: `campaign:ID` or a file path."""
     users.require(actor, *campaigns.ANALYSTS)
     if not sources:
-        raise PreferenceError("Name at least one source: --from campaign:ID or --from FILE.")
+        raise PreferenceError("Choose at least one source: a pairwise or correction campaign (campaign:ID) or a "
+                              "preference file.")
     dropped: Counter = Counter()
     rows: list[dict] = []
     by_source: dict[str, int] = {}

@@ -701,3 +701,34 @@ def test_a_log_import_onto_a_full_disk_is_one_sentence_and_stores_nothing(tmp_pa
             assert s.query(tables.MonitorImport).count() == 0
         assert not list(storage.root(project.id).rglob("*.parquet")) and not list(storage.root(project.id).rglob(
             "*.part"))
+
+
+def test_production_feedback_on_one_request_becomes_a_preference_pair(deployed, module_ws, tmp_path):
+    """Good and bad feedback to the same request make a pair (the good answer chosen); a request rated one way only
+    is unpaired and counted."""
+    from engine.store import projects
+
+    _, version = deployed
+    project = projects.create_project(f"Feedback {time.time_ns()}")
+    rows = [("Where is my order?", "It ships today; here is the tracking link.", {"thumbs_up": 1}),
+            ("Where is my order?", "I do not know.", {"thumbs_up": 0}),
+            ("Can I return a mug?", "Yes, within 30 days.", {"rating": 5}),
+            ("Can I return a mug?", "No.", {"rating": 1}),
+            ("Do you ship to Spain?", "Yes, in five working days.", {"thumbs_up": 1})]
+    log = tmp_path / "feedback.jsonl"
+    log.write_text("".join(json.dumps({"timestamp": f"2026-11-0{i + 1}T10:00:00Z", "model_version": version.label,
+                                       "request": q, "response": a, **f}) + "\n" for i, (q, a, f) in enumerate(rows)))
+    assert ingest.import_log(project.id, log).stored == 5
+    proc = run_studio("prefs", "build", "--from", f"monitor:{version.label}", "--project", project.name, "--json",
+                      env_home=module_ws.root)
+    assert proc.returncode == 0, proc.stderr
+    built = json.loads(proc.stdout)
+    assert built["pairs"] == 2 and built["dropped"] == {"unpaired_feedback": 1}
+    records = load_records(versions.path_of(versions.get_version(built["version_id"]))).records
+    chosen = {r.turns[-2]["content"]: (r.turns[-1]["content"], r.extra["rejected"]) for r in records}
+    assert chosen == {"Where is my order?": ("It ships today; here is the tracking link.", "I do not know."),
+                      "Can I return a mug?": ("Yes, within 30 days.", "No.")}
+    assert all(r.extra["provenance"]["source"] == "monitor" for r in records)
+    proc = run_studio("prefs", "build", "--from", "monitor:nobody-v9.9.9", "--project", project.name,
+                      env_home=module_ws.root)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and proc.stderr.startswith("studio: ")

@@ -10,7 +10,8 @@ def add(sub) -> None:
         "build", help="one preference dataset version from pairwise or correction campaigns and preference files, "
                       "each pair with its provenance")
     build.add_argument("--from", dest="sources", action="append", required=True, metavar="SOURCE",
-                       help="campaign:ID (a pairwise or correction campaign) or a preference file; repeat for more")
+                       help="campaign:ID (a pairwise or correction campaign), monitor:VERSION (production answers "
+                            "with good and bad feedback to the same request) or a preference file; repeat for more")
     build.add_argument("--name", default="preferences", help="the dataset's name (default: preferences)")
     build.add_argument("--project", help="the project (default: the current one)")
     build.add_argument("--json", action="store_true")

@@ -7,7 +7,7 @@ import sys
 
 from engine.cli.common import EXIT_OK, UsageError
 from engine.models import registry
-from engine.review import ab_traffic, campaigns, corrections, preferences, ratings_export, stats
+from engine.review import ab_traffic, campaigns, corrections, ratings_export, stats
 from engine.store import projects, users
 
 
@@ -91,6 +91,8 @@ def ab_command(args) -> int:
 
 def prefs_command(args) -> int:
     """studio prefs build: one preference dataset version from campaigns and files."""
-    result = preferences.build(users.SYSTEM, projects.ensure_project(args.project).id, args.sources, args.name)
+    from engine.monitor import preference_pairs  # the last stage gathers every source, production logs included
+
+    result = preference_pairs.build(users.SYSTEM, projects.ensure_project(args.project).id, args.sources, args.name)
     print(json.dumps(result.to_json(), indent=2) if args.json else result.summary())
     return EXIT_OK

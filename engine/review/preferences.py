@@ -127,15 +127,17 @@ def from_file(path: Path, dropped: Counter) -> list[dict]:
              "provenance": {"source": "file", "file": Path(path).name, r.where.lower(): r.location}} for r in pairs]
 
 
-def build(actor: User, project_id: int, sources: list[str], name: str = "preferences") -> BuildResult:
-    """One preference dataset version from every source: `campaign:ID` or a file path."""
+def build(actor: User, project_id: int, sources: list[str], name: str = "preferences",
+          gathered: dict[str, list[dict]] | None = None, dropped: Counter | None = None) -> BuildResult:
+    """One preference dataset version from every source: `campaign:ID` or a file path, plus rows a later stage
+    gathered (`gathered`: source -> rows, e.g. engine.monitor.preference_pairs) and what it dropped."""
     users.require(actor, *campaigns.ANALYSTS)
-    if not sources:
+    if not sources and not gathered:
         raise PreferenceError("Choose at least one source: a pairwise or correction campaign (campaign:ID) or a "
                               "preference file.")
-    dropped: Counter = Counter()
-    rows: list[dict] = []
-    by_source: dict[str, int] = {}
+    dropped = dropped if dropped is not None else Counter()
+    rows: list[dict] = [row for found in (gathered or {}).values() for row in found]
+    by_source: dict[str, int] = {source: len(found) for source, found in (gathered or {}).items()}
     for source in sources:
         kind, _, rest = source.partition(":")
         if kind == "campaign" and rest.strip().isdigit():
@@ -143,7 +145,7 @@ def build(actor: User, project_id: int, sources: list[str], name: str = "prefere
         elif Path(source).is_file():
             found = from_file(Path(source), dropped)
         else:
-            raise PreferenceError(f"Cannot read the source {source[:120]!r}: write campaign:ID or the path of a "
+            raise PreferenceError(f"Cannot read the source {source[:120]!r}: write campaign:ID, monitor:VERSION or the path of a "
                                   "preference file.")
         by_source[source if kind == "campaign" else Path(source).name] = len(found)
         rows += found

@@ -107,7 +107,8 @@ def main() -> int:
     parser.add_argument("--bare", nargs=3, metavar=("MODEL", "DATA", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare:
-        print(json.dumps(bare(*args.bare, args.steps, args.device, args.explicit_reference)))
+        model_dir, data, out = args.bare
+        print(json.dumps(bare(model_dir, data, args.steps, out, args.device, args.explicit_reference)))
         return 0
     home = Path(os.environ.setdefault("STUDIO_HOME", tempfile.mkdtemp(prefix="studio-dpo-bench-")))
     if args.device == "cpu":

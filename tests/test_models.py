@@ -388,3 +388,38 @@ def test_the_models_page_shows_versions_evidence_and_no_server_paths(runs, regis
     reviewer.switch_page("pages/models.py")
     reviewer.run()
     assert not reviewer.exception and not reviewer.dataframe  # reviewers see no versions (nor model names)
+
+
+def test_a_dpo_run_from_a_registered_version_starts_from_it_and_is_its_next_minor(registered, module_ws, tmp_path):
+    """`studio train --parent-version V --data PAIRS` trains on V's weights, merged; the result registers as V's
+    model's next minor version, with V's base model as its origin, and its card says where it started."""
+    from engine.demo import sample
+    from engine.store.tables import Run
+
+    _, parent = registered
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in sample.preference_pairs(40)), encoding="utf-8")
+    proc = run_studio("train", "--parent-version", parent.label, "--data", pairs, "--project", "DPO child",
+                      "--print-config", env_home=module_ws.root, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    import yaml
+
+    config = yaml.safe_load(proc.stdout)
+    assert config["parent_version"] == parent.label and config["objective"] == "dpo"
+    assert config["base_model"] == str(export.served_model(parent))  # the parent, merged
+    (module_ws.root / "runs" / "dpo-child" / "final").mkdir(parents=True)
+    with db.session() as s:  # the run as the trainer leaves it (the DPO training itself: tests/test_preferences.py)
+        run = Run(project_id=parent.project_id, name="dpo-child", status="succeeded", run_dir="runs/dpo-child",
+                  config={**config, "dataset_version_id": parent.lineage["facts"]["dataset_version_id"] + 100},
+                  request_key="dpo-child", device="cpu", resume=False, attempts=1, step=4, max_steps=4)
+        s.add(run)
+        s.flush()
+        run_id = run.id
+    child = lifecycle.register(user_of("analyst"), run_id)
+    assert (child.major, child.minor, child.patch) == (parent.major, parent.minor + 1, 0)
+    assert child.bump_reason.startswith("minor: DPO on preference data") and parent.label in child.bump_reason
+    assert child.lineage["facts"]["origin"] == parent.lineage["facts"]["base_model"]
+    text = card.render(child)
+    from engine.markdown import md_escape  # the card writes every name as literal Markdown
+
+    assert f"Trained with DPO (beta 0.2) from {md_escape(parent.label)}" in text

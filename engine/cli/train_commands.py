@@ -55,8 +55,13 @@ def train_command(args) -> int:
     if path is not None and path.is_dir():
         path = path / "config.json"  # a run folder: train again with its config
     file_values = train_flags.load_file(path) if path is not None else None
-    run_config, project_id = launcher.resolve_config(file_values, args.model, args.data, args.project,
-                                                     train_flags.overrides(args))
+    overrides = train_flags.overrides(args)
+    parent = overrides.get("parent_version") or (file_values or {}).get("parent_version")
+    if parent and args.data and not args.model:  # the quick form from a registered version: its weights, merged
+        from engine.models import lifecycle  # only runs that start from a version need the registry
+
+        args.model = lifecycle.starting_weights(parent)
+    run_config, project_id = launcher.resolve_config(file_values, args.model, args.data, args.project, overrides)
     if args.print_config:
         import yaml  # only this branch prints YAML
 

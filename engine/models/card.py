@@ -32,7 +32,7 @@ def render(version: ModelVersion) -> str:
 
     found = registry.current_lineage(version)
     license_id, license_name = _license(found["base_model"].get("license"))
-    data = ModelCardData(model_name=version.label, base_model=base_models.hub_id_of(found["facts"]["base_model"]),
+    data = ModelCardData(model_name=version.label, base_model=base_models.hub_id_of(_origin(found)),
                          datasets=[_dataset_id(found)] if found.get("dataset") else None,
                          tags=["finetune-studio", found["facts"]["technique"] or "fine-tuned", found["facts"]["task"]],
                          eval_results=_eval_results(found) or None, library_name=_library(found),
@@ -41,14 +41,30 @@ def render(version: ModelVersion) -> str:
         f"# {_t(version.label)}",
         f"Stage: **{_t(version.stage)}**. Registered by {_t(found['registered']['by'])} on "
         f"{found['registered']['at'][:10]} from run {found['run']['id']} ({_t(found['registered']['bump_reason'])}).",
-        _intended_use(version), _training_data(found), _settings(found), _evaluation(found), _review(found),
+        _intended_use(version), _parent(found), _training_data(found), _settings(found), _evaluation(found), _review(found),
         _forgetting(found), _ab(found), _limitations(found)) if part)
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}\n"))
 
 
+def _origin(found: dict) -> str:
+    """The base model the version's line began with (a DPO child's own base is its parent, merged)."""
+    return str(found["facts"].get("origin") or found["facts"]["base_model"] or "")
+
+
+def _parent(found: dict) -> str:
+    parent = found["facts"].get("parent_version")
+    if not parent:
+        return ""
+    objective = str(found["facts"].get("objective") or "sft").upper()
+    beta = found["facts"].get("config", {}).get("beta")
+    how = f"{objective} (beta {beta:g})" if objective == "DPO" and isinstance(beta, float | int) else objective
+    return (f"## Starting point\n\nTrained with {how} from {_t(parent)}: that version's weights, merged, are this "
+            "model's starting point and, for DPO, its reference model.")
+
+
 def _base_name(found: dict) -> str:
     """The base model as the card names it: its hub id, else only the last part of a local path."""
-    name = str(found["facts"]["base_model"] or "")
+    name = _origin(found)
     return base_models.hub_id_of(name) or _shown(name)
 
 

@@ -4,7 +4,7 @@ stages, roll production back. Each also logs the version as a W&B model artifact
 
 from __future__ import annotations
 
-from engine.models import registry, stages, wandb_artifact
+from engine.models import export, registry, stages, wandb_artifact
 from engine.store.tables import ModelVersion, User
 
 
@@ -24,3 +24,9 @@ def rollback(actor: User, project_id: int, reason: str = "") -> ModelVersion:
     version = stages.rollback(actor, project_id, reason)
     wandb_artifact.start(version, version.stage)
     return version
+
+
+def starting_weights(ref: int | str) -> str:
+    """The folder a run that starts from a registered version trains on: that version merged (made once, kept under
+    the workspace's models/served/, which serving uses too)."""
+    return str(export.served_model(registry.get_version(ref)))

@@ -7,29 +7,51 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
+
 from engine.evaluate import results
 from engine.jobs import event_log, supervisor
+from engine.models import naming
 from engine.review import campaigns, stats
 from engine.store import db, projects, users
-from engine.store.tables import DatasetVersion, Run, Split
+from engine.store.tables import DatasetVersion, ModelVersion, Run, Split
 from engine.train import recommend
 
 
 def facts(run: Run, task: str) -> dict[str, Any]:
-    """What the version bump compares: base model, technique, task, data version and the run's settings."""
-    return {"base_model": run.config.get("base_model"), "technique": run.config.get("technique"), "task": task,
-            "dataset_version_id": run.config.get("dataset_version_id"), "config": dict(run.config)}
+    """What the version bump compares: base model, technique, task, data version and the run's settings. A run that
+    started from a registered version (parent_version) keeps that version's origin (the base model the line of
+    versions began with) and says which version and objective it came from; base_model stays the weights its
+    adapter applies to (the parent merged)."""
+    out = {"base_model": run.config.get("base_model"), "technique": run.config.get("technique"), "task": task,
+           "dataset_version_id": run.config.get("dataset_version_id"), "config": dict(run.config),
+           "objective": run.config.get("objective") or "sft", "origin": run.config.get("base_model")}
+    parent = run.config.get("parent_version")
+    if parent:
+        before = _facts_of(parent)
+        out.update(parent_version=parent, origin=before.get("origin") or before.get("base_model") or out["origin"])
+    return out
+
+
+def _facts_of(label: str) -> dict[str, Any]:
+    """A registered version's recorded facts, by its label (empty when it is gone)."""
+    name, (major, minor, patch) = naming.parse_label(label)
+    with db.session() as s:
+        found = s.scalars(select(ModelVersion).where(ModelVersion.name == name, ModelVersion.major == major,
+                                                     ModelVersion.minor == minor, ModelVersion.patch == patch)).first()
+    return dict((found.lineage or {}).get("facts", {})) if found is not None else {}
 
 
 def collect(run: Run) -> dict[str, Any]:
     """The whole lineage of a run, as plain JSON."""
     project = projects.get_project(run.project_id) if run.project_id else None
     task = (project.task_type if project else None) or "chat"
-    base = recommend.model_facts(str(run.config.get("base_model")))
+    found = facts(run, task)
+    base = recommend.model_facts(str(found["origin"]))  # a child of a version: the model its line began with
     final = event_log.final_event(event_log.read_events(supervisor.run_path(run))) or {}
     return {
         "project": {"id": project.id, "name": project.name, "task": task} if project else None,
-        "facts": facts(run, task),
+        "facts": found,
         "run": {"id": run.id, "name": run.name, "status": run.status, "technique": run.config.get("technique"),
                 "finished_at": run.finished_at.isoformat() if run.finished_at else None,
                 "steps": final.get("step"), "best_step": final.get("best_step"),

@@ -67,6 +67,12 @@ def propose(previous: dict | None, current: dict) -> Bump:
         return Bump(1, 0, 0, "the first version of this model")
     major, minor, patch = previous["number"]
     before = previous["facts"]
+    if current.get("parent_version") and current.get("objective", "sft") != before.get("objective", "sft") and \
+            _origin(before) == _origin(current):
+        return Bump(major, minor + 1, 0, f"minor: {str(current['objective']).upper()} on preference data (dataset "
+                                          f"version {current.get('dataset_version_id')}) from "
+                                          f"{current['parent_version']}")
+    before, current = {**before, "base_model": _origin(before)}, {**current, "base_model": _origin(current)}
     for key, what in (("base_model", "the base model"), ("technique", "the technique"), ("task", "the task")):
         if before.get(key) != current.get(key):
             return Bump(major + 1, 0, 0, f"major: {what} changed ({before.get(key)} -> {current.get(key)})")
@@ -81,9 +87,14 @@ def propose(previous: dict | None, current: dict) -> Bump:
     return Bump(major, minor, patch + 1, "patch: retrained with the same data and settings")
 
 
+def _origin(facts: dict) -> str | None:
+    """The base model a line of versions began with (older versions recorded only base_model)."""
+    return facts.get("origin") or facts.get("base_model")
+
+
 # Config keys that name or place a run rather than set how it trains.
 _NOT_SETTINGS = {"name", "train_file", "eval_file", "dataset_version_id", "split_id", "base_model", "technique",
-                 "wandb_project", "wandb_mode", "device"}
+                 "wandb_project", "wandb_mode", "device", "parent_version"}
 
 
 def check_override(number: tuple[int, int, int], proposed: Bump, taken: set[tuple[int, int, int]],

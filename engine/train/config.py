@@ -38,6 +38,10 @@ class RunConfig(BaseModel):
     objective: Literal["sft", "dpo"] = Field(
         "sft", description="sft learns the answers; dpo learns to prefer each pair's chosen answer over its rejected "
                            "one (TRL's DPOTrainer). Preference data defaults to dpo.")
+    parent_version: str | None = Field(
+        None, max_length=120, description="A registered model version (NAME-vX.Y.Z) whose weights this run starts "
+                                          "from, merged (preference training usually starts from the SFT version); "
+                                          "the result registers as that model's next minor version.")
     beta: float = Field(0.1, gt=0, le=10, description="DPO: how far the tuned model may move from the reference "
                                                       "(lower lets it move further); 0.1 is the usual start.")
     technique: Literal["lora", "qlora", "full", "prompt_tuning", "prefix_tuning"] = Field(

@@ -32,6 +32,7 @@ VALUES = {
     "save_total_limit": 4, "early_stopping": False, "early_stopping_patience": 6,
     "early_stopping_metric": "eval_loss", "precision": "fp32", "device": "cpu", "num_gpus": 2,
     "distributed": "fsdp", "wandb_project": "walked-project", "wandb_mode": "disabled", "objective": "dpo", "beta": 0.3,
+    "parent_version": "support-v1.0.0",
 }
 
 # What a field needs beside it to be coherent (the config's own rules), given with --set.

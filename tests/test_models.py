@@ -390,13 +390,35 @@ def test_the_models_page_shows_versions_evidence_and_no_server_paths(runs, regis
     assert not reviewer.exception and not reviewer.dataframe  # reviewers see no versions (nor model names)
 
 
-def test_a_dpo_run_from_a_registered_version_starts_from_it_and_is_its_next_minor(registered, module_ws, tmp_path):
+def test_a_dpo_run_from_a_registered_version_starts_from_it_and_is_its_next_minor(runs, module_ws, tmp_path):
     """`studio train --parent-version V --data PAIRS` trains on V's weights, merged; the result registers as V's
-    model's next minor version, with V's base model as its origin, and its card says where it started."""
+    model's next minor version, with V's base model as its origin, and its card says where it started. In a project
+    of its own (the module's other tests count their project's versions)."""
     from engine.demo import sample
+    from engine.markdown import md_escape  # the card writes every name as literal Markdown
+    from engine.store import projects
     from engine.store.tables import Run
 
-    _, parent = registered
+    _, first, _ = runs
+    project = projects.create_project("DPO child")
+    analyst = user_of("analyst")
+
+    def succeeded_run(name: str, config: dict, final=None) -> int:
+        """A run as the trainer leaves it (DPO training itself: tests/test_preferences.py)."""
+        folder = module_ws.root / "runs" / name
+        if final is not None:
+            shutil.copytree(final, folder / "final")
+        else:
+            (folder / "final").mkdir(parents=True)
+        with db.session() as s:
+            run = Run(project_id=project.id, name=name, status="succeeded", run_dir=f"runs/{name}", config=config,
+                      request_key=name, device="cpu", resume=False, attempts=1, step=4, max_steps=4)
+            s.add(run)
+            s.flush()
+            return run.id
+
+    parent = lifecycle.register(analyst, succeeded_run("sft-parent", dict(first.config),
+                                                       supervisor.run_path(first) / "final"))
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps(r) + "\n" for r in sample.preference_pairs(40)), encoding="utf-8")
     proc = run_studio("train", "--parent-version", parent.label, "--data", pairs, "--project", "DPO child",
@@ -407,19 +429,8 @@ def test_a_dpo_run_from_a_registered_version_starts_from_it_and_is_its_next_mino
     config = yaml.safe_load(proc.stdout)
     assert config["parent_version"] == parent.label and config["objective"] == "dpo"
     assert config["base_model"] == str(export.served_model(parent))  # the parent, merged
-    (module_ws.root / "runs" / "dpo-child" / "final").mkdir(parents=True)
-    with db.session() as s:  # the run as the trainer leaves it (the DPO training itself: tests/test_preferences.py)
-        run = Run(project_id=parent.project_id, name="dpo-child", status="succeeded", run_dir="runs/dpo-child",
-                  config={**config, "dataset_version_id": parent.lineage["facts"]["dataset_version_id"] + 100},
-                  request_key="dpo-child", device="cpu", resume=False, attempts=1, step=4, max_steps=4)
-        s.add(run)
-        s.flush()
-        run_id = run.id
-    child = lifecycle.register(user_of("analyst"), run_id)
+    child = lifecycle.register(analyst, succeeded_run("dpo-child", config))
     assert (child.major, child.minor, child.patch) == (parent.major, parent.minor + 1, 0)
     assert child.bump_reason.startswith("minor: DPO on preference data") and parent.label in child.bump_reason
     assert child.lineage["facts"]["origin"] == parent.lineage["facts"]["base_model"]
-    text = card.render(child)
-    from engine.markdown import md_escape  # the card writes every name as literal Markdown
-
-    assert f"Trained with DPO (beta 0.2) from {md_escape(parent.label)}" in text
+    assert f"Trained with DPO (beta 0.2) from {md_escape(parent.label)}" in card.render(child)

@@ -30,7 +30,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,29 +105,19 @@ def run_bare(model_dir: str, data: Path, steps: int, device: str, explicit: bool
 
 
 def gain(home: Path, steps: int) -> int:
+    from smollm2_cli import train_and_evaluate  # bench/ is the script's folder, first on sys.path
+
     from engine.demo.sample import preference_pairs
 
     data = home / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in preference_pairs(200)), encoding="utf-8")
-    env = {**os.environ, "STUDIO_HOME": str(home)}
-    began = time.time()
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "train", "--model", "HuggingFaceTB/SmolLM2-135M-Instruct",
-                           "--data", str(data), "--max-steps", str(steps)], cwd=ROOT, env=env, text=True,
-                          capture_output=True)
-    trained = time.time() - began
-    if done.returncode:
-        print(done.stdout[-2000:], done.stderr[-2000:], file=sys.stderr)
+    done = train_and_evaluate(home, data, steps, "--max-new-tokens", "32")
+    if done is None:
         return 1
-    run_id = next(line.split()[1] for line in done.stdout.splitlines() if line.startswith("Run "))
-    began = time.time()
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "eval", run_id, "--json", "--max-new-tokens", "32"],
-                          cwd=ROOT, env=env, text=True, capture_output=True)
-    if done.returncode:
-        print(done.stderr[-2000:], file=sys.stderr)
-        return 1
-    m = json.loads(done.stdout)["metrics"]["preference_accuracy"]
+    report, trained, evaluated = done
+    m = report["metrics"]["preference_accuracy"]
     print(f"DPO on SmolLM2, {steps} steps (import, split and start-up included): {trained:.0f} s; eval: "
-          f"{time.time() - began:.0f} s")
+          f"{evaluated:.0f} s")
     print(f"preference_accuracy: base {m['base']:.3f}, tuned {m['finetuned']:.3f}, diff {m['diff']:+.3f} "
           f"[{m['ci_low']:+.3f}, {m['ci_high']:+.3f}] -> {m['verdict']}")
     return 0

@@ -124,27 +124,16 @@ def mfu(tps: float, params: float) -> float | None:
 
 
 def gain(home: Path, steps: int) -> int:
+    from smollm2_cli import train_and_evaluate  # bench/ is the script's folder, first on sys.path
+
     data = home / "chats.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in chats()), encoding="utf-8")
-    env = {**os.environ, "STUDIO_HOME": str(home)}
-    began = time.time()
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "train", "--model", "HuggingFaceTB/SmolLM2-135M-Instruct",
-                           "--data", str(data), "--max-steps", str(steps)], cwd=ROOT, env=env, text=True,
-                          capture_output=True)
-    trained = time.time() - began
-    if done.returncode:
-        print(done.stdout[-2000:], done.stderr[-2000:], file=sys.stderr)
+    done = train_and_evaluate(home, data, steps)
+    if done is None:
         return 1
-    run_id = next(line.split()[1] for line in done.stdout.splitlines() if line.startswith("Run "))
-    began = time.time()
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "eval", run_id, "--json"], cwd=ROOT, env=env,
-                          text=True, capture_output=True)
-    if done.returncode:
-        print(done.stderr[-2000:], file=sys.stderr)
-        return 1
-    report = json.loads(done.stdout)
+    report, trained, evaluated = done
     print(f"train {steps} steps (import, split and start-up included): {trained:.0f} s; eval of {report['n_examples']} "
-          f"test examples: {time.time() - began:.0f} s")
+          f"test examples: {evaluated:.0f} s")
     for name in ("rougeL", "perplexity"):
         m = report["metrics"][name]
         print(f"{name}: base {m['base']:.3f}, tuned {m['finetuned']:.3f}, diff {m['diff']:+.3f} "

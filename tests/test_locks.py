@@ -12,11 +12,11 @@ from conftest import ROOT
 from engine.store import locks
 
 _HOLD = """
-import sys, time
+import signal, sys
 from engine.store.locks import exclusive
 with exclusive(sys.argv[1]):
     print("held", flush=True)
-    time.sleep(120)
+    signal.pause()  # held until the test kills this process
 """
 
 

@@ -14,6 +14,7 @@ the other side), else the item is dropped as contested and counted.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -160,8 +161,10 @@ def build(actor: User, project_id: int, sources: list[str], name: str = "prefere
 def _store(project_id: int, rows: list[dict], name: str) -> DatasetVersion:
     folder = workspace.current().tmp
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"preferences-{project_id}-{len(rows)}.jsonl"
-    with path.open("w", encoding="utf-8") as f:
+    # a name of its own: two builds at once (page and CLI) must not write one file
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".jsonl", prefix="preferences-", dir=folder,
+                                     delete=False) as f:
+        path = Path(f.name)
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     try:

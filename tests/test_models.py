@@ -122,7 +122,7 @@ def test_register_promote_override_and_roll_back(runs, registered, module_ws):
     kinds = [(e.kind, e.from_stage, e.to_stage) for e in registry.events(project_id=project.id)]
     assert ("rollback", "archived", "production") in kinds and ("rollback", "production", "archived") in kinds
 
-    listed = json.loads(run_studio("models", "--json", env_home=module_ws.root).stdout)
+    listed = json.loads(run_studio("models", "--project", project.name, "--json", env_home=module_ws.root).stdout)
     assert {r["version"]: r["stage"] for r in listed} == {v1.label: "production", v2.label: "archived"}
     assert set(listed[0]) >= {"version", "name", "stage", "run_id", "dataset_version_id", "base_model", "created_at",
                               "metrics", "lineage"}

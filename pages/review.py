@@ -58,22 +58,26 @@ with st.expander("New campaign", expanded=not campaigns.list_campaigns(project.i
 
 project_campaigns = campaigns.list_campaigns(project.id)
 voted = [c for c in project_campaigns if c.kind in ("pairwise", campaigns.CORRECTION)]
-with st.expander("Preference data for DPO"):
+with st.expander("Preference data for DPO, ORPO and KTO"):
     st.caption("Decided pairwise votes (the answer reviewers chose over the other) and reviewer corrections (the "
                "corrected answer over the model's) become one preference dataset, each pair with its provenance. "
-               "Ties, both-bad and contested items are dropped and counted. Train it with the DPO objective.")
+               "Ties, both-bad and contested items are dropped and counted. Pairs train with DPO (or ORPO); "
+               "unpaired, each pair is a good and a bad answer for KTO.")
     with st.form("review_prefs"):
         labels = {c.id: f"{c.id} · {c.name} ({c.kind})" for c in voted}
         sources = st.multiselect("Campaigns", list(labels), key="review_prefs_campaigns", format_func=labels.get)
         extra = st.file_uploader("Preference file (optional)", type=["jsonl", "json", "csv", "parquet"],
                                  key="review_prefs_file")
         name = st.text_input("Dataset name", "preferences", key="review_prefs_name")
+        unpaired = st.checkbox("Unpaired feedback for KTO", key="review_prefs_unpaired",
+                               help="Each pair's chosen answer labelled good and its rejected one bad.")
         if st.form_submit_button("Build the preference dataset"):
             with shown_as_message():
                 named = [f"campaign:{i}" for i in sources]
                 if extra is not None:
                     named.append(str(uploads.stage_upload(extra.getvalue(), extra.name)))
-                built = preferences.build(user, project.id, named, name or "preferences")
+                built = preferences.build(user, project.id, named, name or "preferences",
+                                          unpaired=[] if unpaired else None)
                 st.success(built.summary())
 if not project_campaigns:
     st.stop()

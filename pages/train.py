@@ -8,6 +8,7 @@ import streamlit as st
 
 from engine.data import chat_template, split, versions
 from engine.jobs import processes, supervisor
+from engine.models import lifecycle, registry
 from engine.store import workspace
 from engine.train import base_models, launcher, recommend
 from engine.train.config import TECHNIQUES, RunConfig
@@ -64,17 +65,28 @@ with st.expander("Recommend a model for my task", expanded=False):
     else:
         st.warning("No catalog model fits that budget; pick a bigger GPU or a simpler task.")
     st.caption("Simple tasks: 1-8B; complex reasoning: 13-70B; real-time use favours the smaller ones.")
-imported = {b.folder: b.source for b in base_models.list_bases() if b.source != base_models.SMOLLM2_ID}
-labels = {str(demo_path): "Demo model (built offline, tiny, trains in seconds)",
-          base_models.SMOLLM2_ID: "SmolLM2-135M-Instruct (a real instruct model; works offline)",
-          **{folder: f"{source} (imported)" for folder, source in imported.items()},
-          "other": "Another hub id, local folder or GGUF file..."}
-options = ([str(demo_path)] if (demo_path / "config.json").is_file() else []) + [base_models.SMOLLM2_ID] + \
-    list(imported) + [m["id"] for m in recommend.catalog() if m["id"] != base_models.SMOLLM2_ID]
-choice = st.selectbox("Model", options + ["other"], key="train_model_choice", format_func=lambda o: labels.get(o, o))
-base_model = (st.text_input("Hub id, folder or GGUF file", key="train_model_other",
-                            help="A GGUF file (what Ollama and LM Studio keep on disk) is imported once into "
-                                 "safetensors in the workspace.").strip() if choice == "other" else choice)
+registered = {v.label: v for v in registry.list_versions(project.id) if v.stage != "archived"}
+parent = st.selectbox("Start from", [None, *registered], key="train_parent", help=HELP["parent_version"],
+                      format_func=lambda label: "a base model" if label is None else
+                      f"{label} ({registered[label].stage}): the registered version, merged") if registered else None
+if parent:
+    with shown_as_message(), st.spinner("Merging the version's weights (once; serving keeps them too)"):
+        base_model = lifecycle.starting_weights(parent)
+    st.caption(md_escape(f"Trains on {parent}'s weights; registered, the result is {parent}'s model's next minor "
+                         "version (preference training usually starts from the SFT version)."))
+else:
+    imported = {b.folder: b.source for b in base_models.list_bases() if b.source != base_models.SMOLLM2_ID}
+    labels = {str(demo_path): "Demo model (built offline, tiny, trains in seconds)",
+              base_models.SMOLLM2_ID: "SmolLM2-135M-Instruct (a real instruct model; works offline)",
+              **{folder: f"{source} (imported)" for folder, source in imported.items()},
+              "other": "Another hub id, local folder or GGUF file..."}
+    options = ([str(demo_path)] if (demo_path / "config.json").is_file() else []) + [base_models.SMOLLM2_ID] + \
+        list(imported) + [m["id"] for m in recommend.catalog() if m["id"] != base_models.SMOLLM2_ID]
+    choice = st.selectbox("Model", options + ["other"], key="train_model_choice",
+                          format_func=lambda o: labels.get(o, o))
+    base_model = (st.text_input("Hub id, folder or GGUF file", key="train_model_other",
+                                help="A GGUF file (what Ollama and LM Studio keep on disk) is imported once into "
+                                     "safetensors in the workspace.").strip() if choice == "other" else choice)
 if not base_model:
     st.stop()
 with shown_as_message():
@@ -121,13 +133,23 @@ gpu_label = st.selectbox("Target GPU", list(recommend.GPU_CHOICES), key="train_g
                          help="For the memory estimate and the batch size recommendation. CPU only: the settings "
                               "are held to a run that ends in minutes on this machine.")
 gpu_gb = recommend.GPU_CHOICES[gpu_label]
-rec = launcher.recommendations(base_model, made, technique, gpu_gb)
+objective_labels = {"sft": "SFT: learn the answers", "dpo": "DPO: prefer the chosen answer of each pair",
+                    "orpo": "ORPO: learn the chosen answers and prefer them, no reference model",
+                    "kto": "KTO: learn from answers labelled good or bad"}
+data_default = launcher.data_kind(str(split.split_path(made, "train")))[0]
+objectives = list(objective_labels)
+objective = st.selectbox("Objective", objectives, index=objectives.index(data_default), key=f"train_objective_{made.id}",
+                         help=HELP["objective"], format_func=lambda o: objective_labels[o] +
+                         (" (the data's default)" if o == data_default else ""))
+rec = launcher.recommendations(base_model, made, technique, gpu_gb, objective)
+st.caption(md_escape(f"Objective: {rec['objective'][1]}." if "objective" in rec else
+                     "Objective: the data holds answers only: SFT learns them."))
 
 
 def field(col, name, kind, **kw):
     """A widget pre-filled with the recommendation (when there is one), its reason shown under it."""
     value, reason = rec.get(name, (RunConfig.model_fields[name].default, None))
-    key = f"train_{name}_{technique}_{base_model}"
+    key = f"train_{name}_{technique}_{objective}_{base_model}"
     if kind == "number":
         out = col.number_input(name.replace("_", " "), value=value, key=key, help=HELP[name], **kw)
     elif kind == "toggle":
@@ -141,11 +163,13 @@ def field(col, name, kind, **kw):
 
 
 with st.form("train_form", enter_to_submit=False):  # Enter in a field never launches a run: only the button does
-    c1, c2, c3 = st.columns(3)
-    values = {
-        "objective": field(c1, "objective", "select", options=["sft", "dpo"]),
-        "beta": field(c2, "beta", "number", min_value=0.001, max_value=10.0, step=0.05, format="%.3f"),
-    }
+    values = {"objective": objective, "parent_version": parent}
+    if objective != "sft":
+        c1, c2, c3 = st.columns(3)
+        values["beta"] = field(c1, "beta", "number", min_value=0.001, max_value=10.0, step=0.05, format="%.3f")
+        if objective == "kto":
+            values["desirable_weight"] = field(c2, "desirable_weight", "number", min_value=0.01, max_value=100.0)
+            values["undesirable_weight"] = field(c3, "undesirable_weight", "number", min_value=0.01, max_value=100.0)
     c1, c2, c3 = st.columns(3)
     values |= {
         "learning_rate": field(c1, "learning_rate", "number", format="%.1e", min_value=1e-7, max_value=1.0),

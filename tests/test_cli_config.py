@@ -31,7 +31,8 @@ VALUES = {
     "assistant_only_loss": False, "batching": "padding", "eval_steps": 25, "logging_steps": 3, "save_steps": 75,
     "save_total_limit": 4, "early_stopping": False, "early_stopping_patience": 6,
     "early_stopping_metric": "eval_loss", "precision": "fp32", "device": "cpu", "num_gpus": 2,
-    "distributed": "fsdp", "wandb_project": "walked-project", "wandb_mode": "disabled", "objective": "dpo", "beta": 0.3,
+    "distributed": "fsdp", "wandb_project": "walked-project", "wandb_mode": "disabled", "objective": "kto", "beta": 0.3,
+    "desirable_weight": 1.5, "undesirable_weight": 2.5,
     "parent_version": "support-v1.0.0",
 }
 

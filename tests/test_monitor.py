@@ -705,8 +705,9 @@ def test_a_log_import_onto_a_full_disk_is_one_sentence_and_stores_nothing(tmp_pa
 
 def test_production_feedback_on_one_request_becomes_a_preference_pair(deployed, module_ws, tmp_path):
     """Good and bad feedback to the same request make a pair (the good answer chosen); a request rated one way only
-    is unpaired and counted."""
-    from engine.store import projects
+    is unpaired and counted, or kept with its label in an unpaired (KTO) build."""
+    from engine.monitor import preference_pairs
+    from engine.store import projects, users
 
     _, version = deployed
     project = projects.create_project(f"Feedback {time.time_ns()}")
@@ -729,6 +730,14 @@ def test_production_feedback_on_one_request_becomes_a_preference_pair(deployed, 
     assert chosen == {"Where is my order?": ("It ships today; here is the tracking link.", "I do not know."),
                       "Can I return a mug?": ("Yes, within 30 days.", "No.")}
     assert all(r.extra["provenance"]["source"] == "monitor" for r in records)
+    # unpaired (KTO): both pairs' answers labelled, and the answer rated one way only kept with its label
+    unpaired = preference_pairs.build(users.SYSTEM, project.id, [f"monitor:{version.label}"], unpaired=True)
+    assert unpaired.feedback == {"good": 3, "bad": 2} and "5 feedback records for KTO" in unpaired.summary()
+    loaded = load_records(versions.path_of(versions.get_version(unpaired.version_id)))
+    assert loaded.shape == "feedback"
+    labelled = {(r.turns[-2]["content"], r.turns[-1]["content"]): r.extra["label"] for r in loaded.records}
+    assert labelled[("Do you ship to Spain?", "Yes, in five working days.")] is True
+    assert labelled[("Where is my order?", "I do not know.")] is False
     proc = run_studio("prefs", "build", "--from", "monitor:nobody-v9.9.9", "--project", project.name,
                       env_home=module_ws.root)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and proc.stderr.startswith("studio: ")

@@ -34,7 +34,8 @@ def build(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def _data_args(sp) -> None:
     sp.add_argument("file", type=Path)
     sp.add_argument("--format", dest="shape", help="record shape, when detection guesses wrong: openai, "
-                    "sharegpt, sharegpt_preference, preference, alpaca, prompt_completion, input_output")
+                    "sharegpt, sharegpt_preference, preference, openai_preference, alpaca, prompt_completion, feedback, "
+                    "input_output")
     sp.add_argument("--map", dest="mapping", metavar="prompt=COL,completion=COL[,system=COL]",
                     help="map columns (CSV/Parquet, or unknown keys) to the conversation")
 

@@ -93,6 +93,7 @@ def prefs_command(args) -> int:
     """studio prefs build: one preference dataset version from campaigns and files."""
     from engine.monitor import preference_pairs  # the last stage gathers every source, production logs included
 
-    result = preference_pairs.build(users.SYSTEM, projects.ensure_project(args.project).id, args.sources, args.name)
+    result = preference_pairs.build(users.SYSTEM, projects.ensure_project(args.project).id, args.sources, args.name,
+                                    unpaired=args.unpaired)
     print(json.dumps(result.to_json(), indent=2) if args.json else result.summary())
     return EXIT_OK

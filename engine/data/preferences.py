@@ -7,7 +7,9 @@ preference run needs before it starts, in the same report as every other finding
 - pref_opposite: the same prompt with opposite preferences (A over B in one pair, B over A in another);
 - pref_length_bias: the chosen answer is the longer one in most pairs (DPO then learns length; said by how much,
   with Wilson's interval of the share);
-- pref_prompt_too_long: the prompt alone fills max_length, so both answers are cut away.
+- pref_prompt_too_long: the prompt alone fills max_length, so both answers are cut away;
+- feedback_one_sided: unpaired feedback (KTO's shape: one answer labelled good or bad) whose labels are all the same,
+  so there is no contrast to learn from.
 A pair whose prompt is a locked test prompt is refused at training (prompt_keys, engine.data.test_lock).
 Every check is one pass over the pairs (dictionaries keyed by normalised text), so hostile data stays linear."""
 
@@ -23,6 +25,7 @@ from engine.data.shapes import Record
 from engine.stat_helpers import wilson
 
 SHAPES = ("preference", "sharegpt_preference", "openai_preference")  # the shapes whose records are pairs
+FEEDBACK_SHAPE = "feedback"  # prompt + completion + label: unpaired feedback (KTO)
 LENGTH_BIAS_SHARE = 0.65  # flagged when the chosen answer is longer in at least this share of pairs ...
 LENGTH_BIAS_MIN_PAIRS = 10  # ... of at least this many, and the interval's low end is above one half
 SHOWN = 200  # locations kept per finding
@@ -59,14 +62,41 @@ def pairs_of(records: list[Record]) -> list[Record]:
     return [r for r in records if is_pair(r)]
 
 
+def label_of(rec: Record) -> bool | None:
+    """A feedback record's label: True (a good answer), False (a bad one), None when it is not feedback."""
+    value = rec.extra.get("label")
+    return value if isinstance(value, bool) and bool(rec.messages) and rec.turns[-1]["role"] == "assistant" else None
+
+
+def feedback_of(records: list[Record]) -> list[Record]:
+    return [r for r in records if label_of(r) is not None]
+
+
+def objective_of(records: list[Record]) -> str:
+    """The objective a file's records train with by default: dpo for pairs, kto for unpaired feedback, else sft."""
+    if any(is_pair(r) for r in records):
+        return "dpo"
+    return "kto" if any(label_of(r) is not None for r in records) else "sft"
+
+
 def check_preferences(records: list[Record], counter, max_length: int) -> list[Finding]:
-    """The preference findings of a file's usable records (none when it holds no pairs)."""
+    """The preference findings of a file's usable records (none when it holds neither pairs nor feedback)."""
     pairs = pairs_of(records)
-    if not pairs:
-        return []
     found = [_identical(pairs), _empty(pairs), _opposite(pairs), _length_bias(pairs),
-             _prompt_too_long(pairs, counter, max_length)]
+             _prompt_too_long(pairs, counter, max_length)] if pairs else []
+    found.append(_one_sided(feedback_of(records)))
     return [f for f in found if f is not None]
+
+
+def _one_sided(feedback: list[Record]) -> Finding | None:
+    labels = {label_of(r) for r in feedback}
+    if len(feedback) < 2 or len(labels) != 1:
+        return None
+    good = labels == {True}
+    return Finding("feedback_one_sided", f"All {len(feedback)} feedback records are labelled "
+                   f"{'good (true)' if good else 'bad (false)'}: KTO learns from the contrast between good and bad "
+                   f"answers, so add answers labelled {'bad (false)' if good else 'good (true)'}.",
+                   [r.location for r in feedback[:SHOWN]])
 
 
 def _identical(pairs: list[Record]) -> Finding | None:

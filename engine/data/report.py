@@ -17,7 +17,7 @@ WARNING_CODES = ("missing_system", "missing_user", "last_turn_not_assistant", "e
                  "conversation_branches", "contradiction", "short_output", "output_copies_input", "repetitive", "too_long", "length_outlier",
                  "template_placeholder", "ai_boilerplate", "pii", "secret", "inconsistent_system_prompt",
                  "language_mix", "unused_field", "system_folded", "pref_identical", "pref_empty_side", "pref_opposite",
-                 "pref_length_bias", "pref_prompt_too_long")
+                 "pref_length_bias", "pref_prompt_too_long", "feedback_one_sided")
 MIN_EXAMPLES = 10  # fewer usable examples than this cannot train anything: a blocking error
 # What the page calls each finding (the code stays in the JSON and the CLI).
 TITLES = {
@@ -38,6 +38,7 @@ TITLES = {
     "pref_identical": "Pairs whose two answers are the same", "pref_empty_side": "Pairs with an empty answer",
     "pref_opposite": "The same prompt preferred both ways", "pref_length_bias": "Longer answers always win",
     "pref_prompt_too_long": "Prompts that fill the max length",
+    "feedback_one_sided": "Feedback labelled one way only",
 }
 
 

@@ -20,6 +20,7 @@ SHAPES = {
     "sharegpt_preference": "ShareGPT preference (conversations + chosen + rejected)",
     "preference": "Preference (prompt + chosen + rejected)",
     "openai_preference": "OpenAI preference (input + preferred_output + non_preferred_output)",
+    "feedback": "Unpaired feedback (prompt + completion + label true/false)",
     "alpaca": "Alpaca (instruction / input / output)",
     "prompt_completion": "prompt / completion",
     "input_output": "input / output",
@@ -40,8 +41,9 @@ _MESSAGE_KEPT = ("name", "weight", "tool_calls", "tool_call_id", "reasoning_cont
 _MESSAGE_FIELDS = ("role", "content", *_MESSAGE_KEPT)
 # Record fields a run or a check uses beyond the conversation: tools (rendered by the template), rejected
 # (preference training), rank (the best branch of a conversation tree), tests (code evaluation).
-# provenance: where a built preference pair came from (engine.review.preferences).
-USED_RECORD_FIELDS = ("tools", "rejected", "rank", "tests", "provenance")
+# provenance: where a built preference pair came from (engine.review.preferences); label: whether a feedback
+# record's answer was good (KTO).
+USED_RECORD_FIELDS = ("tools", "rejected", "rank", "tests", "provenance", "label")
 
 
 @dataclass(slots=True)
@@ -75,7 +77,8 @@ def shape_of(value: Any) -> str | None:
     if "instruction" in keys and "output" in keys:
         return "alpaca"
     if "prompt" in keys and "completion" in keys:
-        return "prompt_completion"
+        # KTO's unpaired shape only with a true/false label: a "label" column of categories is a mapped column
+        return "feedback" if isinstance(value.get("label"), bool) else "prompt_completion"
     if "input" in keys and "output" in keys:
         return "input_output"
     return None
@@ -126,7 +129,7 @@ def normalize(value: Any, location: int, shape: str, mapping: dict[str, str] | N
         return rec
     if shape != "columns":
         own = shape_of(value)
-        if own != shape and not (shape == "sharegpt" and own == "sharegpt_preference"):
+        if own != shape and (shape, own) not in (("sharegpt", "sharegpt_preference"), ("prompt_completion", "feedback")):
             if own is None:
                 keys = ", ".join(list(value)[:6]) or "no keys"
                 msg = f"{where} {location} has no conversation in the {SHAPES[shape]} shape (keys: {keys})."
@@ -301,6 +304,12 @@ def _prompt_completion(value: dict, rec: Record, mapping: dict) -> None:
             _add(rec, role, part)
 
 
+def _feedback(value: dict, rec: Record, mapping: dict) -> None:
+    """KTO's unpaired shape: one answer and whether it was good (label true) or bad (label false)."""
+    _prompt_completion(value, rec, mapping)
+    rec.extra = {k: v for k, v in value.items() if k not in ("prompt", "completion")}
+
+
 def _input_output(value: dict, rec: Record, mapping: dict) -> None:
     rec.messages = []
     _add(rec, "user", value.get("input"))
@@ -325,5 +334,5 @@ def _columns(value: dict, rec: Record, mapping: dict) -> None:
 _NORMALIZERS = {
     "openai": _openai, "sharegpt": _sharegpt, "sharegpt_preference": _sharegpt_preference,
     "preference": _preference, "openai_preference": _openai_preference, "alpaca": _alpaca, "prompt_completion": _prompt_completion,
-    "input_output": _input_output, "columns": _columns,
+    "feedback": _feedback, "input_output": _input_output, "columns": _columns,
 }

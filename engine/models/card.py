@@ -57,9 +57,10 @@ def _parent(found: dict) -> str:
         return ""
     objective = str(found["facts"].get("objective") or "sft").upper()
     beta = found["facts"].get("config", {}).get("beta")
-    how = f"{objective} (beta {beta:g})" if objective == "DPO" and isinstance(beta, float | int) else objective
+    how = f"{objective} (beta {beta:g})" if objective != "SFT" and isinstance(beta, float | int) else objective
+    reference = ", and its reference model" if objective in ("DPO", "KTO") else ""
     return (f"## Starting point\n\nTrained with {how} from {_t(parent)}: that version's weights, merged, are this "
-            "model's starting point and, for DPO, its reference model.")
+            f"model's starting point{reference}.")
 
 
 def _base_name(found: dict) -> str:

@@ -67,9 +67,11 @@ def propose(previous: dict | None, current: dict) -> Bump:
         return Bump(1, 0, 0, "the first version of this model")
     major, minor, patch = previous["number"]
     before = previous["facts"]
-    if current.get("parent_version") and current.get("objective", "sft") != before.get("objective", "sft") and \
+    objective = str(current.get("objective") or "sft")
+    if current.get("parent_version") and objective != before.get("objective", "sft") and \
             _origin(before) == _origin(current):
-        return Bump(major, minor + 1, 0, f"minor: {str(current['objective']).upper()} on preference data (dataset "
+        data = "feedback" if objective == "kto" else "preference"
+        return Bump(major, minor + 1, 0, f"minor: {objective.upper()} on {data} data (dataset "
                                           f"version {current.get('dataset_version_id')}) from "
                                           f"{current['parent_version']}")
     before, current = {**before, "base_model": _origin(before)}, {**current, "base_model": _origin(current)}

@@ -8,7 +8,10 @@ Votes on one pairwise item: ties and "both bad" decide nothing (the item is drop
 disagree, the majority is kept only when it is clear (at least two thirds of the decided votes and two votes more than
 the other side), else the item is dropped as contested and counted.
 
-    studio prefs build --project P --from campaign:ID --from FILE [--name NAME]
+With `unpaired`, the version is unpaired feedback for KTO instead ("feedback" shape): every pair becomes its chosen
+answer labelled good and its rejected one labelled bad, next to the answers a later stage found rated one way only.
+
+    studio prefs build --project P --from campaign:ID --from FILE [--name NAME] [--unpaired]
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class BuildResult:
     pairs: int
     by_source: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)  # ties, both_bad, contested, not_pairs, undecided
+    feedback: dict[str, int] | None = None  # unpaired: the answers labelled good and bad
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -51,7 +55,10 @@ class BuildResult:
     def summary(self) -> str:
         dropped = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in self.dropped.items() if n)
         sources = ", ".join(f"{n} from {s}" for s, n in self.by_source.items())
-        return f"{self.label}: {self.pairs} preference pairs ({sources})" + (f"; dropped: {dropped}." if dropped else ".")
+        made = f"{self.pairs} preference pairs ({sources})" if self.feedback is None else \
+            f"{self.feedback['good'] + self.feedback['bad']} feedback records for KTO ({self.feedback['good']} good, " \
+            f"{self.feedback['bad']} bad; {sources})"
+        return f"{self.label}: {made}" + (f"; dropped: {dropped}." if dropped else ".")
 
 
 def decide(votes: Counter) -> tuple[str | None, str | None]:
@@ -128,10 +135,18 @@ def from_file(path: Path, dropped: Counter) -> list[dict]:
              "provenance": {"source": "file", "file": Path(path).name, r.where.lower(): r.location}} for r in pairs]
 
 
+def unpair(row: dict) -> list[dict]:
+    """A preference row as KTO's two feedback rows: the chosen answer labelled good, the rejected one bad."""
+    return [{"prompt": row["prompt"], "completion": row[side], "label": side == "chosen",
+             "provenance": {**row.get("provenance", {}), "side": side}} for side in ("chosen", "rejected")]
+
+
 def build(actor: User, project_id: int, sources: list[str], name: str = "preferences",
-          gathered: dict[str, list[dict]] | None = None, dropped: Counter | None = None) -> BuildResult:
+          gathered: dict[str, list[dict]] | None = None, dropped: Counter | None = None,
+          unpaired: list[dict] | None = None) -> BuildResult:
     """One preference dataset version from every source: `campaign:ID` or a file path, plus rows a later stage
-    gathered (`gathered`: source -> rows, e.g. engine.monitor.preference_pairs) and what it dropped."""
+    gathered (`gathered`: source -> rows, e.g. engine.monitor.preference_pairs) and what it dropped. With `unpaired`
+    (a list: feedback rows a later stage found, maybe none) the version is unpaired feedback for KTO."""
     users.require(actor, *campaigns.ANALYSTS)
     if not sources and not gathered:
         raise PreferenceError("Choose at least one source: a pairwise or correction campaign (campaign:ID) or a "
@@ -150,15 +165,20 @@ def build(actor: User, project_id: int, sources: list[str], name: str = "prefere
                                   "preference file.")
         by_source[source if kind == "campaign" else Path(source).name] = len(found)
         rows += found
-    if not rows:
+    if not rows and not unpaired:
         raise PreferenceError("The sources hold no decided preference pair (" + (", ".join(
             f"{n} {why.replace('_', ' ')}" for why, n in dropped.items() if n) or "nothing to read") + ").")
-    version = _store(project_id, rows, name)
-    return BuildResult(version_id=version.id, label=f"{version.name} v{version.version}", pairs=len(rows),
-                       by_source=by_source, dropped={why: n for why, n in dropped.items() if n})
+    pairs = len(rows)
+    if unpaired is not None:
+        rows = [half for row in rows for half in unpair(row)] + unpaired
+    version = _store(project_id, rows, name, "preference" if unpaired is None else preferences.FEEDBACK_SHAPE)
+    good = sum(1 for row in rows if row.get("label") is True)
+    return BuildResult(version_id=version.id, label=f"{version.name} v{version.version}", pairs=pairs,
+                       by_source=by_source, dropped={why: n for why, n in dropped.items() if n},
+                       feedback=None if unpaired is None else {"good": good, "bad": len(rows) - good})
 
 
-def _store(project_id: int, rows: list[dict], name: str) -> DatasetVersion:
+def _store(project_id: int, rows: list[dict], name: str, shape: str) -> DatasetVersion:
     folder = workspace.current().tmp
     folder.mkdir(parents=True, exist_ok=True)
     # a name of its own: two builds at once (page and CLI) must not write one file
@@ -168,6 +188,6 @@ def _store(project_id: int, rows: list[dict], name: str) -> DatasetVersion:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     try:
-        return import_file(project_id, path, name, shape="preference")
+        return import_file(project_id, path, name, shape=shape)
     finally:
         path.unlink(missing_ok=True)

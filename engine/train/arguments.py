@@ -1,5 +1,5 @@
 """The TRL training arguments of a run: what every objective shares (checkpoints in <run>/checkpoints, evaluation and
-early stopping only with a validation set, W&B, precision) and what SFT and DPO add."""
+early stopping only with a validation set, W&B, precision) and what SFT, DPO, ORPO and KTO add."""
 
 from __future__ import annotations
 
@@ -59,3 +59,23 @@ def dpo_args(config: RunConfig, run_dir: Path, validated: bool, device: str, pre
     # second copy of the weights is loaded; a full fine-tune gets TRL's own frozen copy.
     return DPOConfig(**common_args(config, run_dir, validated, device, precision, report_to),
                      beta=config.beta, max_length=config.max_length, truncation_mode="keep_start")
+
+
+def orpo_args(config: RunConfig, run_dir: Path, validated: bool, device: str, precision: str,
+              report_to: list[str] | str):
+    # ORPO is in TRL's experimental namespace (the version is pinned, so its API is the one tested)
+    from trl.experimental.orpo import ORPOConfig  # the ML stack loads in seconds: only training jobs import it
+
+    return ORPOConfig(**common_args(config, run_dir, validated, device, precision, report_to),
+                      beta=config.beta, max_length=config.max_length)
+
+
+def kto_args(config: RunConfig, run_dir: Path, validated: bool, device: str, precision: str,
+             report_to: list[str] | str):
+    from trl import KTOConfig  # the ML stack loads in seconds: only training jobs import it
+
+    # KTO pairs each answer with its batch neighbours' for the KL estimate, so TRL reads the data in order
+    # (train_sampling_strategy "sequential"); the rows come shuffled with the run's seed instead.
+    return KTOConfig(**common_args(config, run_dir, validated, device, precision, report_to),
+                     beta=config.beta, desirable_weight=config.desirable_weight,
+                     undesirable_weight=config.undesirable_weight, max_length=config.max_length)

@@ -35,15 +35,21 @@ class RunConfig(BaseModel):
     mix_share: float = Field(0.0, ge=0.0, le=0.5, description="Share of the training set taken from the mix-in "
                                                               "examples (0 to 0.5).")
 
-    objective: Literal["sft", "dpo"] = Field(
+    objective: Literal["sft", "dpo", "orpo", "kto"] = Field(
         "sft", description="sft learns the answers; dpo learns to prefer each pair's chosen answer over its rejected "
-                           "one (TRL's DPOTrainer). Preference data defaults to dpo.")
+                           "one (TRL's DPOTrainer); orpo does both at once without a reference model (ORPOTrainer); "
+                           "kto learns from answers labelled good or bad, unpaired (KTOTrainer). Preference pairs "
+                           "default to dpo, unpaired feedback to kto.")
     parent_version: str | None = Field(
         None, max_length=120, description="A registered model version (NAME-vX.Y.Z) whose weights this run starts "
                                           "from, merged (preference training usually starts from the SFT version); "
                                           "the result registers as that model's next minor version.")
-    beta: float = Field(0.1, gt=0, le=10, description="DPO: how far the tuned model may move from the reference "
-                                                      "(lower lets it move further); 0.1 is the usual start.")
+    beta: float = Field(0.1, gt=0, le=10, description="DPO and KTO: how far the tuned model may move from the "
+                                                      "reference (lower lets it move further); ORPO: the weight of "
+                                                      "its preference term. 0.1 is the usual start.")
+    desirable_weight: float = Field(1.0, gt=0, le=100, description="KTO: the loss weight of answers labelled good.")
+    undesirable_weight: float = Field(1.0, gt=0, le=100, description="KTO: the loss weight of answers labelled bad "
+                                                                     "(weigh the rarer label up).")
     technique: Literal["lora", "qlora", "full", "prompt_tuning", "prefix_tuning"] = Field(
         "lora", description="LoRA trains small adapter matrices (the default); QLoRA does so on a 4-bit base "
                             "(CUDA only); full updates every weight; prompt and prefix tuning learn virtual tokens.")
@@ -116,8 +122,11 @@ class RunConfig(BaseModel):
             problems.append(f"{self.distributed} shards over GPUs; several CPU processes train with ddp")
         if self.distributed != "ddp" and self.technique == "qlora":
             problems.append("QLoRA trains on one GPU or with ddp; 4-bit weights do not shard")
-        if self.objective == "dpo" and self.technique in ("prompt_tuning", "prefix_tuning"):
-            problems.append("DPO trains LoRA, QLoRA or full weights, not virtual tokens")
+        if self.objective != "sft" and self.technique in ("prompt_tuning", "prefix_tuning"):
+            problems.append(f"{self.objective.upper()} trains LoRA, QLoRA or full weights, not virtual tokens")
+        if self.objective == "kto" and self.per_device_train_batch_size < 2:
+            problems.append("KTO estimates its KL term from the other answers in a batch: per_device_train_batch_size "
+                            "must be at least 2")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -3,7 +3,8 @@ CPU-only machine's recommendation held to a run that ends in minutes.
 
 The arithmetic: a forward pass costs about 2 x parameters + 2 x layers x hidden x length FLOPs per token (the
 weights, then attention over the example); training costs three forward passes when every weight learns and two
-with LoRA, prompt or prefix tuning (the frozen weights need no gradient of their own); evaluation one. Tokens come
+with LoRA, prompt or prefix tuning (the frozen weights need no gradient of their own); evaluation one. A preference
+objective scores two sequences per example, and DPO and KTO add a reference forward pass on each (PREFERENCE_WORK). Tokens come
 from the examples' length profile (each example cut at max_length). The machine's speed is what its own finished runs achieved (every succeeded run records its
 effective FLOP/s here, per device, with the model's size: small models use a CPU far less well than large ones); before
 the first run, a figure calibrated on the project's 2-core machines, per core. Start-up (imports, loading the model)
@@ -26,6 +27,10 @@ from engine.store import workspace
 CPU_FLOPS_PER_CORE = ((0.15e6, 8.5e9), (135e6, 38e9))
 GPU_FLOPS = 60e12  # an uncalibrated guess for one modern GPU until a run finished on it
 START_SECONDS = {"cpu": 12.0, "cuda": 45.0}  # process start, imports, model and data loading
+# What a preference objective does per example, next to SFT's one sequence: (sequences: DPO and ORPO score the chosen
+# and the rejected answer, KTO its answer and a mismatched one for the KL term; whether a reference model scores each
+# sequence once more, without gradients).
+PREFERENCE_WORK = {"dpo": (2, True), "orpo": (2, False), "kto": (2, True)}
 CPU_BUDGET_SECONDS = 600.0  # a CPU-only machine's default run ends within about ten minutes
 
 
@@ -161,8 +166,11 @@ def estimate(values: dict, technique: str, facts, n_train: int, n_val: int, prof
     if params <= 0:
         return TimeEstimate(seconds=math.nan, steps=steps, examples_per_step=per_step, tokens_per_example=tokens,
                             evaluations=evaluations, device=device, flops_per_second=speed, basis=basis)
-    train_flops = flops_per_token(facts, technique, tokens) * tokens * per_step * steps
-    eval_flops = flops_per_token(facts, technique, tokens, training=False) * tokens * n_val * evaluations
+    sequences, reference = PREFERENCE_WORK.get(str(values.get("objective") or "sft"), (1, False))
+    forward = flops_per_token(facts, technique, tokens, training=False)
+    train_flops = (flops_per_token(facts, technique, tokens) + reference * forward) * tokens * per_step * steps * \
+        sequences
+    eval_flops = forward * (1 + reference) * tokens * n_val * evaluations * sequences
     seconds = START_SECONDS[device] + (train_flops + eval_flops) / speed
     return TimeEstimate(seconds=seconds, steps=steps, examples_per_step=per_step, tokens_per_example=tokens,
                         evaluations=evaluations, device=device, flops_per_second=speed, basis=basis)

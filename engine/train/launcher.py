@@ -8,6 +8,7 @@ little disk for the checkpoints, an invalid config.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -102,8 +103,8 @@ def preflight(config: RunConfig, dataset_version_id: int | None = None) -> list[
             problems.append(f"The {label} data is refused: {err}")
         except InputError as err:
             problems.append(f"The {label} file cannot be read: {err}")
-    if config.objective == "dpo" and not problems:
-        problems += _pair_problems(config, project_id)
+    if not problems:
+        problems += _preference_problems(config, project_id, loaded)
     why = model_available(config.base_model)
     if why:
         problems.append(why)
@@ -125,13 +126,20 @@ def preflight(config: RunConfig, dataset_version_id: int | None = None) -> list[
     return problems
 
 
-def _pair_problems(config: RunConfig, project_id: int | None) -> list[str]:
-    """Why a DPO run's data cannot train: no preference pairs, or prompts of the locked test set."""
+def _preference_problems(config: RunConfig, project_id: int | None, loaded: dict[str, list]) -> list[str]:
+    """Why a preference run's data cannot train (no pairs or feedback, prompts of the locked test set), or why an
+    SFT run must not train on it (answers labelled bad would be learned as good ones)."""
+    if config.objective == "sft":
+        bad = [r.location for label in ("training", "validation") for r in loaded.get(label, [])
+               if preferences.label_of(r) is False]
+        return [f"{len(bad)} records (first: {bad[0]}) are answers labelled bad (label false), which SFT would learn "
+                "as good ones; train this data with --objective kto, or drop them."] if bad else []
+    rows_of = preference_fit.OBJECTIVES[config.objective][0]
     problems = []
     for path, purpose in ((config.train_file, "training"), (config.eval_file, "early stopping and model selection")):
         try:
             if path:
-                preference_fit.pair_rows(path, purpose, project_id)
+                rows_of(path, purpose, project_id)
         except DataError as err:
             problems.append(str(err))
     return problems
@@ -205,7 +213,8 @@ def config_for_split(split_row, base_model: str, name: str = "run", **overrides)
     """A run config on a split's train and validation parts with the recommended settings (overrides win)."""
     version = get_version(split_row.dataset_version_id)
     values = {field: value for field, (value, _) in
-              recommendations(base_model, split_row, overrides.get("technique")).items()}
+              recommendations(base_model, split_row, overrides.get("technique"),
+                              objective=overrides.get("objective")).items()}
     values.update(name=name, base_model=base_model, dataset_version_id=version.id, split_id=split_row.id,
                   train_file=str(split.split_path(split_row, "train")),
                   eval_file=str(split.split_path(split_row, "validation")) if split_row.counts["validation"]
@@ -236,10 +245,10 @@ def request_key(project_id: int, draft: str, config: RunConfig) -> str:
     return hashlib.sha256(f"{project_id}:{draft}:{config.model_dump_json()}".encode()).hexdigest()[:32]
 
 
-def recommendations(base_model: str, split_row, technique: str | None = None, gpu_gb: float = 0
-                    ) -> dict[str, tuple]:
-    """field -> (value, reason): every recommended setting for this model and split, the technique too unless one
-    is given. Aimed at a CPU (gpu_gb 0) on a machine without a GPU, the run is held to minutes (engine.train
+def recommendations(base_model: str, split_row, technique: str | None = None, gpu_gb: float = 0,
+                    objective: str | None = None) -> dict[str, tuple]:
+    """field -> (value, reason): every recommended setting for this model and split, the technique and objective too
+    unless they are given. Aimed at a CPU (gpu_gb 0) on a machine without a GPU, the run is held to minutes (engine.train
     .estimate)."""
     facts = model_facts(base_model)
     technique = technique or recommend_technique(facts)[0]
@@ -247,12 +256,24 @@ def recommendations(base_model: str, split_row, technique: str | None = None, gp
     length, source = (profile["p99"], profile["source"]) if profile else (None, REPORT_SOURCE)
     rec = recommend_hyperparameters(facts, technique, split_row.counts["train"], length, gpu_gb, source)
     rec["technique"] = (technique, rec["technique"][1])
-    if get_version(split_row.dataset_version_id).shape in preferences.SHAPES:
-        rec = recommend_preference(rec, split_row.counts["train"])
+    kind, good, bad = data_kind(str(split.split_path(split_row, "train")))
+    objective = objective or kind
+    if objective != "sft":
+        rec = recommend_preference(rec, objective, split_row.counts["train"], (good, bad), kind)
     if not gpu_gb and processes.cuda_count() == 0:
         rec = estimate.fit_to_budget(rec, technique, facts, split_row.counts["train"],
                                      split_row.counts["validation"], profile)
     return rec
+
+
+@functools.lru_cache(maxsize=64)  # a split's files never change once written
+def data_kind(train_file: str) -> tuple[str, int, int]:
+    """(the objective a split's training data defaults to: sft, dpo for pairs, kto for feedback; the answers labelled
+    good; those labelled bad), a pair counting one of each."""
+    records = usable(load_records(Path(train_file)).records)
+    pairs = len(preferences.pairs_of(records))
+    labels = [preferences.label_of(r) for r in records]
+    return preferences.objective_of(records), pairs + labels.count(True), pairs + labels.count(False)
 
 
 def time_estimate(config: RunConfig, split_row=None) -> estimate.TimeEstimate:

@@ -218,20 +218,58 @@ def recommend_hyperparameters(facts: ModelFacts, technique: str, n_examples: int
     return out
 
 
-def recommend_preference(rec: dict[str, tuple], n_pairs: int) -> dict[str, tuple]:
-    """The recommendations for a DPO run on `n_pairs` preference pairs, from the SFT ones."""
+_DATA_REASONS = {
+    "dpo": "the data holds preference pairs (a chosen and a rejected answer): DPO learns from both",
+    "kto": "the data holds answers labelled good or bad, not pairs: KTO learns from them unpaired",
+    "sft": "the data holds answers only: SFT learns them",
+}
+
+
+def recommend_preference(rec: dict[str, tuple], objective: str, n_records: int, labels: tuple[int, int],
+                         data_default: str) -> dict[str, tuple]:
+    """The recommendations for a preference run (dpo, orpo or kto) on `n_records` training records, from the SFT
+    ones; labels: the answers labelled (good, bad), a pair counting one of each."""
     out = dict(rec)
-    out["objective"] = ("dpo", "the data holds preference pairs (a chosen and a rejected answer): DPO learns from "
-                               "both")
-    if n_pairs < 1000:
-        out["beta"] = (0.2, f"{n_pairs:,} pairs is little data: a higher beta keeps the model nearer its reference, "
-                            "so a few noisy pairs cannot pull it far")
+    out["objective"] = (objective, _DATA_REASONS[objective] if objective == data_default else
+                        f"as chosen ({_DATA_REASONS[data_default]}, the default)")
+    if objective == "orpo":
+        out["beta"] = (0.1, "ORPO's lambda from its paper: the weight of the preference term next to the SFT loss")
+    elif n_records < 1000:
+        out["beta"] = (0.2, f"{n_records:,} records is little data: a higher beta keeps the model nearer its "
+                            "reference, so a few noisy examples cannot pull it far")
     else:
-        out["beta"] = (0.1, f"{n_pairs:,} pairs: 0.1, the usual start (lower moves further from the reference)")
+        out["beta"] = (0.1, f"{n_records:,} records: 0.1, the usual start (lower moves further from the reference)")
     lr, why = rec["learning_rate"]
-    out["learning_rate"] = (lr / 10, f"a tenth of the SFT step ({lr:g}: {why}); DPO refines a model that already "
-                                     "answers, and a large step over-optimises the margins")
+    out["learning_rate"] = (lr, f"the SFT step ({why}): ORPO's loss includes SFT's, and it starts from the base "
+                                "model with no reference") if objective == "orpo" else \
+        (lr / 10, f"a tenth of the SFT step ({lr:g}: {why}); {objective.upper()} refines a model that already "
+                  "answers, and a large step over-optimises the margins")
+    if objective == "kto":
+        out.update(_kto_weights(*labels))
     return out
+
+
+def _kto_weights(good: int, bad: int) -> dict[str, tuple]:
+    """KTO's loss weights: its authors keep desirable_weight x good / (undesirable_weight x bad) between 1 and 4/3,
+    so the rarer label is weighed up just enough."""
+    if not good or not bad:
+        why = "every answer is labelled the same way, so there is nothing to balance (KTO needs both)"
+        return {"desirable_weight": (1.0, why), "undesirable_weight": (1.0, why)}
+    ratio = good / bad
+    if 1 <= ratio <= 4 / 3:
+        why = f"{good:,} good and {bad:,} bad answers are balanced (ratio {ratio:.2f}, within KTO's 1 to 4/3)"
+        return {"desirable_weight": (1.0, why), "undesirable_weight": (1.0, why)}
+    if ratio > 4 / 3:
+        weight = math.floor(min(ratio, 100.0) * 100) / 100
+        return {"desirable_weight": (1.0, "the good answers are the common label"),
+                "undesirable_weight": (weight, f"{good:,} good and {bad:,} bad answers: the bad ones weigh {weight:g}x "
+                                               f"so the weighted ratio is {good / (bad * weight):.2f}, within KTO's "
+                                               "recommended 1 to 4/3")}
+    weight = math.ceil(min(1 / ratio, 100.0) * 100) / 100
+    return {"desirable_weight": (weight, f"{good:,} good and {bad:,} bad answers: the good ones weigh {weight:g}x so "
+                                         f"the weighted ratio is {good * weight / bad:.2f}, within KTO's recommended "
+                                         "1 to 4/3"),
+            "undesirable_weight": (1.0, "the bad answers are the common label")}
 
 
 def _learning_rate(facts: ModelFacts, technique: str) -> tuple[float, str]:

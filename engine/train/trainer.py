@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         config = RunConfig.load(run_dir / "config.json")
         outcome = fit(config, run_dir, writer, resume)
         if outcome["outcome"] == "succeeded" and RANK == 0 and not resume and config.objective == "sft":
-            # the next estimates use this speed (of SFT steps: a DPO step does two forward passes per pair)
+            # the next estimates use this speed (of SFT steps: a preference step does two forward passes per example)
             record_speed(outcome["device"], model_facts(config.base_model), config.technique, outcome["num_tokens"],
                          (outcome["train_runtime"] or 0) - outcome["eval_runtime"], outcome["step"]
                          * config.per_device_train_batch_size * config.gradient_accumulation_steps * WORLD_SIZE)
@@ -166,9 +166,9 @@ def fit(config: RunConfig, run_dir: Path, writer: MetricsWriter, resume: bool) -
     model, tokenizer = load_model(config, device, precision, batching)
     report_to = start_wandb(config, run_dir, writer) if RANK == 0 else "none"
     callbacks = [studio_callback(writer)]
-    if config.objective == "dpo":
-        trainer, validated = preference_fit.dpo_trainer(config, run_dir, model, tokenizer, peft_config(config),
-                                                        (device, precision, report_to), callbacks, writer)
+    if config.objective != "sft":
+        trainer, validated = preference_fit.preference_trainer(config, run_dir, model, tokenizer, peft_config(config),
+                                                               (device, precision, report_to), callbacks, writer)
     else:
         trainer, validated = _sft_trainer(config, run_dir, model, tokenizer, (device, precision, batching, report_to),
                                           callbacks, writer)

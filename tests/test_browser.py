@@ -244,6 +244,65 @@ def test_a_real_instruct_model_launches_from_the_train_page(server, ws, tmp_path
     assert loss["method"] == "assistant_mask" and loss["template"]["end_of_turn"] == "<|im_end|>"
 
 
+def test_votes_become_preference_data_and_a_dpo_run_in_the_browser(server, ws, tmp_path, demo_model):
+    """The preference path in Chromium: an analyst turns a pairwise campaign's votes into a preference dataset on the
+    Review page (a tie dropped and counted), splits it and launches it from the Train page, where DPO is the objective
+    the pairs default to; the run trains on the pairs and logs their rewards."""
+    from conftest import reviewers, user_of
+    from playwright.sync_api import expect, sync_playwright
+
+    from engine.demo import sample
+    from engine.jobs import supervisor
+    from engine.jobs.event_log import curves, read_events
+    from engine.review import campaigns
+    from engine.store import db, projects, users, workspace
+    from engine.store.tables import Run
+
+    shutil.copytree(demo_model, workspace.current().demo_model)  # the Train page's default model
+    project = projects.create_project("Preferences")
+    with db.session() as s:  # an evaluated run whose answers are the demo shop's: its own (tuned) or another's
+        s.add(run := Run(project_id=project.id, name="evaluated", status="succeeded", run_dir="runs/evaluated",
+                         config={}, request_key="evaluated", device="cpu", resume=False, attempts=1, step=1,
+                         max_steps=1))
+        s.flush()
+        run_id = run.id
+    pairs = sample.preference_pairs(24)
+    (ws.root / "runs" / "evaluated" / "eval").mkdir(parents=True)
+    (ws.root / "runs" / "evaluated" / "eval" / "outputs.jsonl").write_text("".join(json.dumps(
+        {"index": i, "prompt": pair["prompt"], "reference": pair["chosen"], "base": {"answer": pair["rejected"]},
+         "finetuned": {"answer": pair["chosen"]}}) + "\n" for i, pair in enumerate(pairs)))
+    (rev,) = reviewers(1)
+    campaign = campaigns.create_campaign(user_of("admin"), run_id, "pairwise", [rev.id], sample_size=24, overlap=1)
+    for entry in campaigns.queue(rev, campaign.id):  # the shop's own answer wins, one tie
+        own = campaigns.task(rev, entry.assignment_id)["answers"]["A"] in {pair["chosen"] for pair in pairs}
+        campaigns.submit(rev, entry.assignment_id, vote="tie" if entry.position == 1 else "A" if own else "B")
+    users.add_user("ana", "analyst", "browser password")
+    with sync_playwright() as p:
+        browser, page = signed_in(p, tmp_path, server, "ana")
+        expect(page.get_by_text("ana (analyst)")).to_be_visible(timeout=60_000)
+        page.get_by_role("link", name="6 · Review").click()
+        page.get_by_text("Preference data for DPO, ORPO and KTO").click()
+        page.get_by_role("combobox", name="Campaigns").click()
+        page.get_by_role("option", name=re.compile(rf"^{campaign.id} · ")).click()
+        page.keyboard.press("Escape")
+        page.get_by_role("button", name="Build the preference dataset").click()
+        expect(page.get_by_text(re.compile(r"23 preference pairs .*dropped: 1 ties"))).to_be_visible(timeout=60_000)
+        page.get_by_role("link", name="3 · Train").click()
+        page.get_by_role("button", name="Make the default split").click(timeout=60_000)
+        expect(page.get_by_role("combobox", name="Objective")).to_have_value(
+            "DPO: prefer the chosen answer of each pair (the data's default)", timeout=60_000)
+        expect(page.get_by_text("the data holds preference pairs").first).to_be_visible()
+        page.get_by_role("button", name="Launch").click()
+        expect(page.get_by_text(re.compile(r"Run \d+ is"))).to_be_visible(timeout=60_000)
+        browser.close()
+    run = supervisor.list_runs()[0]
+    assert run.id != run_id and run.config["objective"] == "dpo" and run.config["beta"] == 0.2
+    run = supervisor.wait(run.id, timeout=300)
+    assert run.status == "succeeded", run.error_message
+    assert {"rewards_chosen", "rewards_rejected", "reward_margin"} <= set(
+        curves(read_events(supervisor.run_path(run)))["log"][-1])
+
+
 def test_a_reviewer_rates_two_campaigns_by_keyboard(server, ws, tmp_path, demo_model):
     """A reviewer opens /my_reviews by its address, picks the older of two rating campaigns (the second in the
     list), rates each item with the keyboard only (focus, Space, arrow keys, Enter on the button), then the other

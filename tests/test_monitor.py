@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -384,9 +385,18 @@ def test_two_imports_of_the_same_rows_at_once_store_them_once(deployed, module_w
     two processes are stored once. The test holds the lock while both start, so they really are at once."""
     import os
 
-    from conftest import ROOT, STUDIO
+    import psutil
+    from conftest import ROOT, STUDIO, eventually
 
     project, _ = deployed
+    lock = storage.root(project.id) / ".import.lock"
+
+    def waits_for_the_lock(proc) -> bool:  # it opens the lock file once it has read, masked and hashed its rows
+        try:
+            return any(Path(f.path) == lock for f in psutil.Process(proc.pid).open_files())
+        except psutil.NoSuchProcess:
+            return False
+
     path = _log(tmp_path / "a.csv", n=150, model="support-race", seed=41, start=datetime(2026, 9, 1, tzinfo=UTC))
     (tmp_path / "b.csv").write_text(path.read_text() + "\n")  # other bytes, the same rows
     env = {**os.environ, "STUDIO_HOME": str(module_ws.root)}
@@ -394,7 +404,7 @@ def test_two_imports_of_the_same_rows_at_once_store_them_once(deployed, module_w
         procs = [subprocess.Popen([*STUDIO, "monitor", "import", str(tmp_path / name), "--project", project.name],
                                   env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for name in ("a.csv", "b.csv")]
-        time.sleep(4)  # both have read, masked and hashed their file by now, and wait for the lock
+        eventually(lambda: all(waits_for_the_lock(p) for p in procs), 120, poll=0.1)
         assert all(p.poll() is None for p in procs)
     outputs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
@@ -731,8 +741,11 @@ def test_production_feedback_on_one_request_becomes_a_preference_pair(deployed, 
                       "Can I return a mug?": ("Yes, within 30 days.", "No.")}
     assert all(r.extra["provenance"]["source"] == "monitor" for r in records)
     # unpaired (KTO): both pairs' answers labelled, and the answer rated one way only kept with its label
+    proc = run_studio("prefs", "build", "--unpaired", "--from", f"monitor:{version.label}", "--project", project.name,
+                      env_home=module_ws.root)
+    assert proc.returncode == 0 and "5 feedback records for KTO (3 good, 2 bad;" in proc.stdout, proc.stderr
     unpaired = preference_pairs.build(users.SYSTEM, project.id, [f"monitor:{version.label}"], unpaired=True)
-    assert unpaired.feedback == {"good": 3, "bad": 2} and "5 feedback records for KTO" in unpaired.summary()
+    assert unpaired.feedback == {"good": 3, "bad": 2}
     loaded = load_records(versions.path_of(versions.get_version(unpaired.version_id)))
     assert loaded.shape == "feedback"
     labelled = {(r.turns[-2]["content"], r.turns[-1]["content"]): r.extra["label"] for r in loaded.records}

@@ -186,3 +186,8 @@ def test_the_train_page_offers_every_objective_and_a_registered_starting_point(f
     assert run.status == "succeeded", run.error_message
     c = curves(read_events(supervisor.run_path(run)))
     assert {"rewards_chosen", "rewards_rejected", "reward_margin"} <= set(c["log"][-1])
+    assert "reward_accuracy" not in c["log"][-1]  # KTO has no pairs to be right about: its charts go without
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception, at.exception
+    titles = [json.dumps(json.loads(chart.proto.spec)["layout"].get("title")) for chart in at.get("plotly_chart")]
+    assert any('"Rewards"' in t for t in titles) and any("Reward margin and accuracy" in t for t in titles), titles

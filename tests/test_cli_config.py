@@ -117,6 +117,10 @@ def test_the_quick_form_prints_the_recommendations_and_the_user_s_settings_win(w
     # the file over the recommendations, --set over the file, a flag over --set
     assert (printed["lora_r"], printed["learning_rate"], printed["seed"]) == (12, 0.0005, 5)
     assert printed["technique"] == "lora" and printed["train_file"] == base["train_file"]
+    # a step cap of the user's own: evaluations and checkpoints spread over it, about ten of each
+    capped = _printed(capsys, ["train", "--model", str(demo_model), "--data", str(data), "--max-steps", "40",
+                               "--print-config"])
+    assert (capped["max_steps"], capped["eval_steps"], capped["save_steps"], capped["logging_steps"]) == (40, 4, 4, 2)
 
 
 @pytest.mark.parametrize(("argv", "sentence"), [

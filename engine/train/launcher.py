@@ -323,4 +323,14 @@ def resolve_config(file_values: dict | None, model: str | None, data: Path | Non
         given.pop(bound, None)  # the quick form's data and model decide these
     technique = given.get("technique") or recommend_technique(model_facts(resolved.path))[0]
     name = given.pop("name", None) or f"{data.stem}-{technique}"
+    if int(given.get("max_steps") or -1) > 0 and not {"eval_steps", "save_steps", "logging_steps"} & given.keys():
+        given = {**spread_over(int(given["max_steps"])), **given}
     return config_for_split(made, resolved.path, name=name, **given), project.id
+
+
+def spread_over(steps: int) -> dict[str, int]:
+    """Evaluations, checkpoints and log lines for a run the user cut to `steps` steps, about ten of each as for a
+    recommended run: the recommended ones were spread over another number of steps (a CPU budget's 10 steps would
+    evaluate at every one of 40)."""
+    every = max(1, steps // 10)
+    return {"eval_steps": every, "save_steps": every, "logging_steps": max(1, min(10, every // 2))}

@@ -12,12 +12,14 @@ Figures: preference pairs per second (steps x batch / TRL's train_runtime), the 
 and peak memory (host RSS; on CUDA also the peak GPU memory) of the implicit and explicit reference.
 
     .venv/bin/python bench/dpo.py [--steps 8] [--repeats 3] [--device cpu|cuda]
-    .venv/bin/python bench/dpo.py --gain [--steps 40]      (about 15 minutes on 2 cores)
+    .venv/bin/python bench/dpo.py --gain [--steps 40] [--pairs answers|style]     (15-25 minutes on 2 cores)
 
 --gain: what a user does on a fresh workspace, `studio train --model HuggingFaceTB/SmolLM2-135M-Instruct --data
 pairs.jsonl --max-steps 40` (200 demo preference pairs: preference data, so DPO with its recommended beta and
-learning rate), then `studio eval RUN --json`: preference_accuracy of base and tuned SmolLM2 on the locked test
-pairs, with the paired interval.
+learning rate), then `studio eval RUN --json --max-new-tokens 4` (the preference accuracy scores likelihoods, not
+generations): preference_accuracy of base and tuned SmolLM2 on the locked test pairs, with the paired interval.
+--pairs answers: another conversation's answer rejected (engine.demo.sample.preference_pairs); style: the same
+answer with the house sign-off chosen over another (sample.style_pairs), a preference the base model does not have.
 """
 
 from __future__ import annotations
@@ -104,19 +106,20 @@ def run_bare(model_dir: str, data: Path, steps: int, device: str, explicit: bool
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def gain(home: Path, steps: int) -> int:
+def gain(home: Path, steps: int, kind: str) -> int:
     from smollm2_cli import train_and_evaluate  # bench/ is the script's folder, first on sys.path
 
-    from engine.demo.sample import preference_pairs
+    from engine.demo.sample import preference_pairs, style_pairs
 
     data = home / "pairs.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in preference_pairs(200)), encoding="utf-8")
-    done = train_and_evaluate(home, data, steps, "--max-new-tokens", "32")
+    pairs = style_pairs(200) if kind == "style" else preference_pairs(200)
+    data.write_text("".join(json.dumps(r) + "\n" for r in pairs), encoding="utf-8")
+    done = train_and_evaluate(home, data, steps, "--max-new-tokens", "4")
     if done is None:
         return 1
     report, trained, evaluated = done
     m = report["metrics"]["preference_accuracy"]
-    print(f"DPO on SmolLM2, {steps} steps (import, split and start-up included): {trained:.0f} s; eval: "
+    print(f"DPO on SmolLM2, {kind} pairs, {steps} steps (import, split and start-up included): {trained:.0f} s; eval: "
           f"{evaluated:.0f} s")
     print(f"preference_accuracy: base {m['base']:.3f}, tuned {m['finetuned']:.3f}, diff {m['diff']:+.3f} "
           f"[{m['ci_low']:+.3f}, {m['ci_high']:+.3f}] -> {m['verdict']}")
@@ -129,6 +132,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--gain", action="store_true", help="DPO on SmolLM2 from the CLI quick form, then evaluate")
+    parser.add_argument("--pairs", choices=["answers", "style"], default="answers",
+                        help="--gain's pairs: another conversation's answer rejected (answers), or the same answer "
+                             "with another sign-off than the house one (style)")
     parser.add_argument("--explicit-reference", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--bare", nargs=3, metavar=("MODEL", "DATA", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -138,7 +144,7 @@ def main() -> int:
         return 0
     home = Path(os.environ.setdefault("STUDIO_HOME", tempfile.mkdtemp(prefix="studio-dpo-bench-")))
     if args.gain:
-        return gain(home, args.steps if args.steps != 8 else 40)
+        return gain(home, args.steps if args.steps != 8 else 40, args.pairs)
     if args.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     from engine.store import workspace

@@ -200,3 +200,18 @@ def preference_pairs(n: int = 200, seed: int = 11) -> list[dict]:
                      if r["messages"][-1]["content"] != answer)
         pairs.append({"prompt": row["messages"][:-1], "chosen": answer, "rejected": other})
     return pairs
+
+
+# The shop's house sign-off, and the one a model writes unprompted (SmolLM2-135M-Instruct gives the second the higher
+# likelihood after every answer of the sample: bench/dpo.py --gain --pairs style).
+HOUSE_SIGN_OFF, OTHER_SIGN_OFF = "Best wishes, the Northwind Home team", "Kind regards, Northwind Home support"
+
+
+def style_pairs(n: int = 200, seed: int = 11) -> list[dict]:
+    """Preference pairs that differ only in a house style: the same answer signed off the shop's way (chosen) or
+    another way (rejected). The two sides are near ties under a base model, so what a preference run learns shows in
+    their likelihoods at once, where the pairs of `preference_pairs` differ by whole answers of other lengths."""
+    rng = random.Random(seed)
+    rows = [conversation(rng) for _ in range(n)]
+    return [{"prompt": row["messages"][:-1], "chosen": f"{row['messages'][-1]['content']}\n\n{HOUSE_SIGN_OFF}",
+             "rejected": f"{row['messages'][-1]['content']}\n\n{OTHER_SIGN_OFF}"} for row in rows]

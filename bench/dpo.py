@@ -111,6 +111,7 @@ def gain(home: Path, steps: int, kind: str) -> int:
 
     from engine.demo.sample import preference_pairs, style_pairs
 
+    home.mkdir(parents=True, exist_ok=True)
     data = home / "pairs.jsonl"
     pairs = style_pairs(200) if kind == "style" else preference_pairs(200)
     data.write_text("".join(json.dumps(r) + "\n" for r in pairs), encoding="utf-8")

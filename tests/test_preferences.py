@@ -129,7 +129,10 @@ def test_a_dpo_run_trains_with_the_defaults_and_its_evaluation_scores_the_held_o
     project, version, made, model = preference_split
     rec = launcher.recommendations(str(model), made)
     assert rec["objective"][0] == "dpo" and rec["beta"][0] == 0.2 and "48 records is little data" in rec["beta"][1]
-    assert rec["learning_rate"][1].startswith("a tenth of the SFT step")
+    assert rec["learning_rate"][1].startswith("a tenth of the SFT step")  # every weight learns (the tiny model)
+    lora, sft = (launcher.recommendations(str(model), made, "lora", objective=o) for o in ("dpo", "sft"))
+    assert lora["learning_rate"][0] == pytest.approx(sft["learning_rate"][0] / 2)  # an adapter: half (measured)
+    assert lora["learning_rate"][1].startswith("half the SFT step")
     config = launcher.config_for_split(made, str(model), name="dpo")
     assert launcher.preflight(config, version.id) == []
     run = supervisor.wait(launcher.launch(config, project.id).id, timeout=600)

@@ -12,12 +12,11 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 
 import pytest
-from conftest import ROOT, chat
+from conftest import ROOT, chat, eventually
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -48,14 +47,17 @@ def _dashboard(ws, port: int, *options: str):
                              "--server.headless", "true", "--server.address", "127.0.0.1", *options],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
+
+    def healthy() -> bool:
         try:
             urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-            break
+            return True
         except OSError:
-            time.sleep(0.3)
-    else:
+            return False
+
+    try:
+        eventually(healthy, 60, poll=0.3)
+    except AssertionError:
         proc.kill()
         pytest.fail("streamlit did not start: " + (ws.root / "streamlit.log").read_text()[-2000:])
     yield url
@@ -75,8 +77,6 @@ def signed_in(p, tmp_path, server: str, user: str):
     page.get_by_role("button", name="Sign in").click()
     # the session cookie is written by a script the page renders after signing in: a test that opens an address
     # before it lands is signed out there (seen once under load)
-    from conftest import eventually
-
     from engine.store import sessions
 
     eventually(lambda: any(c["name"] == sessions.COOKIE for c in browser.cookies()), 60, poll=0.2)

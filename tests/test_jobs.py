@@ -96,11 +96,8 @@ def test_a_deleted_workspace_stops_its_job_and_is_not_recreated(made_split, ws, 
     job = psutil.Process(run.pid)
     db._engines.pop(db.database_url()).dispose()  # this test process lets go of the file too
     monitor = run.monitor_pid
-    for _ in range(50):  # the trainer may still add a file to a folder while rmtree walks the tree: delete again
-        shutil.rmtree(ws.root, ignore_errors=True)
-        if not ws.root.exists():
-            break
-        time.sleep(0.1)
+    # the trainer may still add a file to a folder while rmtree walks the tree: delete again until it is gone
+    eventually(lambda: shutil.rmtree(ws.root, ignore_errors=True) or not ws.root.exists(), 5)
     eventually(lambda: not running(job.pid), 10)
     eventually(lambda: not monitor or not running(monitor), 30)  # the monitor has recorded what it could
     assert not ws.root.exists()  # nobody recreated it

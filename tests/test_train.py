@@ -23,14 +23,10 @@ from engine.train import launcher, summary
 
 
 def wait_until(predicate, timeout: float, poll: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        supervisor.reconcile()
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError("condition not met in time")
+    """conftest.eventually, reconciling the supervisor before each look."""
+    from conftest import eventually
+
+    return eventually(lambda: supervisor.reconcile() or predicate(), timeout, poll)
 
 
 def test_short_run_through_the_cli_learns_and_saves(setup, ws):

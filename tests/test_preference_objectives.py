@@ -67,6 +67,42 @@ def feedback_split(ws, demo_model, tmp_path):
     return project, version, split.create_split(version, (0.8, 0.1, 0.1)), demo_model
 
 
+def test_held_out_feedback_is_scored_as_pairs_and_bad_answers_are_never_references(ws, tmp_path):
+    """A KTO run's test split: each answer labelled bad becomes the rejected side of a good answer to the same prompt
+    (so `studio eval` reports preference_accuracy on held-out feedback), a bad answer without a good one is counted,
+    and no answer labelled bad is a reference the generations are scored against."""
+    from engine.data import split
+    from engine.demo import sample
+    from engine.evaluate import comparison
+    from engine.store import projects
+    from engine.store.tables import Run
+
+    pairs = sample.preference_pairs(40)
+    rows = [row for p in pairs[:30] for row in ({"prompt": p["prompt"], "completion": p["chosen"], "label": True},
+                                                 {"prompt": p["prompt"], "completion": p["rejected"], "label": False})]
+    rows += [{"prompt": p["prompt"], "completion": p["rejected"], "label": False} for p in pairs[30:]]  # bad only
+    data = tmp_path / "feedback.jsonl"
+    _write(data, rows)
+    project = projects.create_project("Held-out feedback")
+    made = split.create_split(versions.import_file(project.id, data, "feedback.jsonl"), (0.5, 0.1, 0.4))
+    def said(turns: list[dict]) -> tuple[str, str]:  # (the prompt, the answer)
+        return json.dumps(turns[:-1]), turns[-1]["content"]
+
+    test_records = load_records(split.split_path(made, "test")).records
+    bad = {said(r.turns) for r in test_records if r.extra["label"] is False}
+    good = [said(r.turns) for r in test_records if r.extra["label"] is True]
+    run = Run(id=0, config={"split_id": made.id})
+    convs, extras, unmatched = comparison._examples(run, "test", None)
+    assert sorted(said(c) for c in convs) == sorted(good) and good  # one example per good answer, no bad one
+    by_answer = {p["chosen"]: p["rejected"] for p in pairs}
+    assert all(e["rejected"] == by_answer[c[-1]["content"]] for c, e in zip(convs, extras, strict=True))
+    assert unmatched == len(bad) - len(convs) > 0
+    assert len(comparison.rejected_conversations(convs, extras)) == len(convs)  # all scored as pairs
+    train_bad = {said(r.turns) for r in load_records(split.split_path(made, "train")).records
+                 if r.extra["label"] is False}
+    assert train_bad and not train_bad & {said(c) for c in comparison.split_part(run, "train")}  # nor examples
+
+
 def test_feedback_defaults_to_kto_with_balancing_weights_and_sft_refuses_its_bad_answers(feedback_split):
     from engine.data import split
     from engine.errors import StudioError

@@ -120,10 +120,14 @@ def preference_split(ws, demo_model, tmp_path):
 
 
 def test_a_dpo_run_trains_with_the_defaults_and_its_evaluation_scores_the_held_out_pairs(preference_split):
-    """Preference data defaults to DPO with its recommended beta and step; the run logs the rewards TRL computes, and
-    `studio eval` compares base and tuned on the locked test pairs with an interval."""
+    """Preference data defaults to DPO with its recommended beta and step; the run logs the rewards TRL computes,
+    `studio eval` compares base and tuned on the locked test pairs with an interval, and reviewers get a blind
+    pairwise campaign of the two models' answers."""
+    from engine.data import split
     from engine.jobs import supervisor
     from engine.jobs.event_log import curves, read_events
+    from engine.store import db
+    from engine.store.tables import CampaignItem
     from engine.train import launcher
 
     project, version, made, model = preference_split
@@ -147,6 +151,16 @@ def test_a_dpo_run_trains_with_the_defaults_and_its_evaluation_scores_the_held_o
     accuracy = json.loads(proc.stdout)["metrics"]["preference_accuracy"]
     assert 0 <= accuracy["base"] <= 1 and 0 <= accuracy["finetuned"] <= 1
     assert accuracy["ci_low"] <= accuracy["diff"] <= accuracy["ci_high"] and accuracy["verdict"]
+    # the blind pairwise review of base vs tuned answers to the held-out prompts
+    names = ",".join(u.name for u in reviewers(2))
+    proc = run_studio("review", "create", str(run.id), "--kind", "pairwise", "--reviewers", names,
+                      env_home=Path(os.environ["STUDIO_HOME"]))
+    assert proc.returncode == 0, proc.stderr
+    campaign = campaigns.list_campaigns(project.id)[-1]
+    with db.session() as s:
+        items = s.query(CampaignItem).filter_by(campaign_id=campaign.id).all()
+    assert campaign.kind == "pairwise" and len(items) == len(split.split_path(made, "test").read_text().splitlines())
+    assert all(set(i.answers) == {"base", "finetuned"} for i in items)
 
 
 def test_a_dpo_run_is_refused_without_pairs_or_with_test_prompts(preference_split, ws, tmp_path):

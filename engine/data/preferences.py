@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections import defaultdict, deque
+from dataclasses import replace
 
 import xxhash
 
@@ -70,6 +72,28 @@ def label_of(rec: Record) -> bool | None:
 
 def feedback_of(records: list[Record]) -> list[Record]:
     return [r for r in records if label_of(r) is not None]
+
+
+def feedback_as_pairs(records: list[Record]) -> tuple[list[Record], int]:
+    """Feedback ready for scoring: each answer labelled bad becomes the rejected side of an answer labelled good to
+    the same prompt (in file order, one each), so the held-out feedback is scored as preference pairs; answers
+    labelled bad never serve as references or examples. Returns (records, bad answers left without a good one)."""
+    good_of: dict[str, deque[int]] = defaultdict(deque)
+    for i, rec in enumerate(records):
+        if label_of(rec) is True:
+            good_of[prompt_key(prompt_of(rec))].append(i)
+    rejected: dict[int, str] = {}
+    unmatched = 0
+    for rec in records:
+        if label_of(rec) is False:
+            free = good_of.get(prompt_key(prompt_of(rec)))
+            if free:
+                rejected[free.popleft()] = chosen_of(rec)
+            else:
+                unmatched += 1
+    kept = [replace(rec, extra={**rec.extra, "rejected": rejected[i]}) if i in rejected else rec
+            for i, rec in enumerate(records) if label_of(rec) is not False]
+    return kept, unmatched
 
 
 def objective_of(records: list[Record]) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 from engine.data import split
 from engine.data.chat_template import record_tools
 from engine.data.loading import load_records
+from engine.data.preferences import feedback_as_pairs
 from engine.data.quality import usable
 from engine.errors import StudioError
 from engine.evaluate import code_checks, forgetting, generation, results, routing, sandbox, scoring, tool_calls
@@ -43,7 +44,13 @@ def split_part(run: Run, part: str, limit: int | None = None) -> list[list[dict]
 
 
 def split_examples(run: Run, part: str, limit: int | None = None) -> tuple[list[list[dict]], list[dict]]:
-    """(conversations, the records' other fields, e.g. "tests") of one part of the run's split."""
+    """(conversations, the records' other fields, e.g. "tests") of one part of the run's split; feedback's answers
+    labelled bad become the rejected side of a good answer to the same prompt (never a reference or an example)."""
+    convs, extras, _ = _examples(run, part, limit)
+    return convs, extras
+
+
+def _examples(run: Run, part: str, limit: int | None) -> tuple[list[list[dict]], list[dict], int]:
     split_id = run.config.get("split_id")
     if split_id is None:
         raise EvalError(f"Run {run.id} was not trained on a split, so it has no locked test set to evaluate on.")
@@ -51,12 +58,13 @@ def split_examples(run: Run, part: str, limit: int | None = None) -> tuple[list[
         made = s.get(Split, split_id)
     if made is None:
         raise EvalError(f"The split of run {run.id} no longer exists.")
-    records = usable(load_records(split.split_path(made, part)).records)
+    records, unmatched = feedback_as_pairs(usable(load_records(split.split_path(made, part)).records))
     if not records:
-        raise EvalError(f"The {part} split of run {run.id} is empty.")
+        raise EvalError(f"The {part} split of run {run.id} has no answer to compare with (empty, or only answers "
+                        "labelled bad).")
     records = records[:limit] if limit else records
     return [[{k: v for k, v in m.items() if k in _KEPT} for m in r.messages or []] for r in records], \
-        [dict(r.extra) for r in records]
+        [dict(r.extra) for r in records], unmatched
 
 
 _KEPT = ("role", "content", "tool_calls", "tool_call_id", "name")  # what the prompts and references are built from
@@ -143,7 +151,7 @@ def evaluate_run(options: EvalOptions, progress: Progress | None = None) -> Eval
     run, final = check_run(options.run_id)
     other = baseline_run(run, options.baseline)
     schema = load_schema(options.json_schema) if options.json_schema else None
-    convs, extras = split_examples(run, "test", options.limit)
+    convs, extras, unmatched = _examples(run, "test", options.limit)
     probes = general_set(options.general)
     base_model = run.config["base_model"]
     models: tuple[_Model, _Model]  # (role, base model, adapter or fine-tuned folder)
@@ -173,8 +181,12 @@ def evaluate_run(options: EvalOptions, progress: Progress | None = None) -> Eval
         metrics.update(code_metrics)
     metrics.update(scoring.compare_speed(answers.outputs["base"], answers.outputs["finetuned"]))
     report = _report(run, other, models, options, len(convs), metrics, answers, probes)
-    if not same_tokenizer:
-        report["notes"] = ["Perplexity is not compared: the two models use different tokenizers."]
+    notes = [] if same_tokenizer else ["Perplexity is not compared: the two models use different tokenizers."]
+    if unmatched:
+        notes.append(f"{unmatched} answers labelled bad have no answer labelled good to the same prompt in the test "
+                     "split, so no pair scores them.")
+    if notes:
+        report["notes"] = notes
     if schema is not None:
         report["json_schema"] = str(options.json_schema)
     if code is not None:

@@ -255,3 +255,22 @@ def test_a_gguf_import_killed_before_its_rename_is_never_listed_and_goes_at_the_
     assert base_models.import_gguf(base_models.shipped_smollm2()).name == smollm2.name
     assert not left.exists() and writing.is_dir()
     assert [Path(b.folder).name for b in base_models.list_bases()] == [smollm2.name]
+
+
+def test_a_gguf_import_onto_a_full_disk_is_one_sentence_and_leaves_nothing(tmp_path, monkeypatch):
+    """The workspace on a small tmpfs (as root in CI) that SmolLM2's de-quantized weights cannot fit: `studio base
+    add` says so in one sentence, lists no base model, and leaves no folder, whole or partial."""
+    from conftest import small_workspace
+
+    from engine.store import projects
+    from engine.train import base_models
+
+    gguf = base_models.shipped_smollm2()
+    with small_workspace(tmp_path / "small", "48m", monkeypatch) as home:
+        projects.create_project("GGUF on a full disk")
+        proc = run_studio("base", "add", gguf, env_home=home, timeout=600)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr + proc.stdout
+        assert f"The disk is full: {gguf.name} was not imported" in proc.stderr, proc.stderr[-2000:]
+        assert not base_models.base_root().exists() or not any(base_models.base_root().iterdir())
+        listed = run_studio("base", "list", env_home=home)
+        assert listed.returncode == 0 and gguf.name.removesuffix(".gguf") not in listed.stdout, listed.stdout
